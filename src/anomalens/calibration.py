@@ -1,0 +1,78 @@
+"""Decisions with no hand-set threshold: thresholds come from normal images only.
+
+The inspector scores every normal training image as if it were new (leave-one-out: its own patches
+are taken out of the memory bank), so the spread of those scores is what a new normal image looks
+like. The image threshold is the one-sided 90 % prediction bound for a new normal image's score:
+median + t(0.95, n−1)·√(1 + 1/n)·σ, which widens honestly when there are only a few references
+(1.8σ for 4, 1.3σ for 40). The pixel threshold, which outlines regions, is a high quantile of the
+normal pixels' scores. Test labels are never seen.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats
+
+PREDICTION_LEVEL = 0.90  # a new normal image scores below the image threshold with this probability
+ROBUST_MIN = 8  # from this many normal images on, σ comes from the median absolute deviation
+PIXEL_QUANTILE = 0.999  # normal pixels above the pixel threshold
+MIN_SCALE = 0.05  # σ never below this fraction of the median: a few references under-state spread
+LOGISTIC_SLOPE = 1.5  # probability 0.95 two σ past the threshold
+
+
+@dataclass(frozen=True)
+class Calibration:
+    image_threshold: float
+    image_scale: float  # robust σ of normal image scores
+    pixel_threshold: float  # regions extend over pixels at or above this
+    region_threshold: float  # … and are reported only if their peak reaches this
+    pixel_floor: float  # median normal pixel score: the overlay's zero
+    n_normal: int
+    method: str  # how normal scores were obtained: "leave-one-out" or "self-similarity"
+
+    def probability(self, score: float) -> float:
+        """Anomaly probability: a logistic of the distance from the threshold in units of normal spread."""
+        z = (score - self.image_threshold) / self.image_scale
+        return 1.0 / (1.0 + math.exp(-LOGISTIC_SLOPE * max(min(z, 50.0), -50.0)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def upper_threshold(values: np.ndarray) -> tuple[float, float]:
+    """(prediction bound, σ) of normal values; σ from the median absolute deviation when there are
+    enough values to ignore an odd one out, else the standard deviation, never below MIN_SCALE·median."""
+    values = np.asarray(values, dtype=np.float64)
+    median = float(np.median(values))
+    if values.size >= ROBUST_MIN:
+        sigma = 1.4826 * float(np.median(np.abs(values - median)))
+    else:
+        sigma = float(values.std(ddof=1)) if values.size > 1 else 0.0
+    sigma = max(sigma, MIN_SCALE * abs(median), 1e-6)
+    return median + prediction_factor(values.size) * sigma, sigma
+
+
+def prediction_factor(n: int) -> float:
+    """Student-t one-sided prediction bound for one new draw, in σ units, from n normal samples."""
+    return float(stats.t.ppf(PREDICTION_LEVEL, max(n - 1, 1)) * math.sqrt(1 + 1 / n))
+
+
+def calibrate(normal_scores: np.ndarray, normal_maps: np.ndarray, method: str) -> Calibration:
+    """normal_scores (n,) image scores and normal_maps (n, H, W) anomaly maps of normal images."""
+    scores = np.asarray(normal_scores, dtype=np.float64)
+    if scores.size == 0:
+        raise ValueError("calibration needs at least one normal image")
+    maps = np.asarray(normal_maps, dtype=np.float32)
+    threshold, scale = upper_threshold(scores)
+    return Calibration(
+        image_threshold=threshold,
+        image_scale=scale,
+        pixel_threshold=float(np.quantile(maps, PIXEL_QUANTILE)),
+        region_threshold=upper_threshold(maps.reshape(len(maps), -1).max(1))[0],
+        pixel_floor=float(np.median(maps)),
+        n_normal=int(scores.size),
+        method=method,
+    )

@@ -1,0 +1,300 @@
+"""Command line: ``anomalens fit | detect | eval | demo | info``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from contextlib import contextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .backbones import BACKBONES, DEFAULT_BACKBONE
+from .data import IMAGE_SUFFIXES, load_image, load_split
+from .data.datasets import image_folder, list_categories
+from .inspector import InspectionResult, Inspector
+from .model_file import ModelFileError, read_header
+from .overlay import save_overlay
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="AnomaLens: find defects in product images, with no hand-set threshold.")
+console = Console()
+err = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole, never folded
+
+BackboneOpt = Annotated[str, typer.Option(help=f"Feature network: {', '.join(BACKBONES)}.")]
+WeightsOpt = Annotated[Optional[Path], typer.Option(help="Backbone weights file (.pth state dict or .safetensors).")]
+ExpertOpt = Annotated[str, typer.Option(help="auto (few-shot memory bank up to 16 images, else PatchCore), "
+                                              "memory_bank or patchcore.")]
+SizeOpt = Annotated[int, typer.Option(help="Images are resized to this square size.")]
+
+
+def sample_root() -> Path:
+    """The bundled battery-weld sample (MVTec layout) that ships inside the package."""
+    return Path(str(files("anomalens") / "sample"))
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+@contextmanager
+def _progress():
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        yield progress
+
+
+def _image_paths(inputs: list[Path]) -> list[Path]:
+    """Files as given (a bad one is reported later, with the rest), folders expanded to their images."""
+    paths = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                err.print(f"[yellow]warning:[/] {item}: no images found in this folder")
+            paths += found
+        else:
+            paths.append(item)
+    return paths
+
+
+def _normal_images(data: Path, category: str | None) -> list[Path]:
+    """Normal images from a folder of images, an MVTec/VisA category (its train split) or a dataset root."""
+    if category:
+        return [s.path for s in load_split(data, category, "train")]
+    if (data / "train" / "good").is_dir():
+        return [s.path for s in load_split(data.parent, data.name, "train")]
+    if data.is_dir():
+        paths = [s.path for s in image_folder(data)]
+        if paths:
+            return paths
+        cats = list_categories(data)
+        if cats:
+            _fail(f"{data} is a dataset root: name one of its categories with --category ({', '.join(cats)})")
+    _fail(f"{data}: no normal images found (give a folder of images or an MVTec-layout category)")
+
+
+def _fresh_output_dir(out: Path | None, overwrite: bool, prefix: str) -> Path:
+    """A new folder for results; an existing non-empty one is only reused with --overwrite."""
+    if out is None:
+        out = Path("anomalens-out") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        _fail(f"{out} already holds files; choose another --out or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _fit(paths: list[Path], backbone: str, weights: Path | None, expert: str, image_size: int) -> Inspector:
+    inspector = Inspector(backbone, weights=weights, expert=expert, image_size=image_size)
+    with _progress() as progress:
+        task = progress.add_task("fitting on normal images", total=len(paths))
+        inspector.fit(paths, progress=lambda n: progress.advance(task, n))
+    for problem in inspector.skipped:
+        err.print(f"[yellow]skipped:[/] {problem}")
+    return inspector
+
+
+def _detect(inspector: Inspector, paths: list[Path], out: Path) -> list[InspectionResult]:
+    """Inspect every image; write its JSON and overlay; one unreadable image never stops the rest."""
+    results, used = [], set()
+    with _progress() as progress:
+        task = progress.add_task("inspecting", total=len(paths))
+        for path, result in zip(paths, inspector.iter_predict(paths)):
+            progress.advance(task)
+            record = result.to_dict()
+            if result.ok:
+                stem = _unique_stem(path, used)
+                overlay = save_overlay(out / f"{stem}_overlay.png", load_image(path), result.anomaly_map,
+                                       inspector.calibration, result.regions)
+                record["overlay"] = str(overlay)
+                (out / f"{stem}.json").write_text(json.dumps(record, indent=2))
+            else:
+                err.print(f"[yellow]skipped:[/] {result.error}")
+            results.append(result)
+    return results
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem, n = path.stem, 1
+    while stem in used:
+        n += 1
+        stem = f"{path.stem}-{n}"
+    used.add(stem)
+    return stem
+
+
+def _results_table(results: list[InspectionResult], truth: dict[str, str] | None = None) -> Table:
+    table = Table(title="Inspection")
+    table.add_column("image")
+    if truth:
+        table.add_column("truth")
+    for name in ("verdict", "confidence", "score", "where"):
+        table.add_column(name)
+    for r in results:
+        truth_cell = [truth.get(r.source, "")] if truth else []
+        if not r.ok:
+            table.add_row(Path(r.source).name, *truth_cell, "[red]unreadable[/]", "", "", r.error or "")
+            continue
+        verdict = "[bold red]DEFECT[/]" if r.anomalous else "[green]ok[/]"
+        table.add_row(Path(r.source).name, *truth_cell, verdict, f"{r.confidence:.0%}", f"{r.score:.3g}", r.location)
+    return table
+
+
+# ---- commands ------------------------------------------------------------------------------------
+@app.command()
+def fit(
+    data: Annotated[Path, typer.Argument(help="Folder of normal images, or an MVTec/VisA category folder.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write (.safetensors).")],
+    category: Annotated[Optional[str], typer.Option(help="Category, when DATA is a dataset root.")] = None,
+    shots: Annotated[Optional[int], typer.Option(help="Use only the first K normal images.")] = None,
+    backbone: BackboneOpt = DEFAULT_BACKBONE,
+    weights: WeightsOpt = None,
+    expert: ExpertOpt = "auto",
+    image_size: SizeOpt = 256,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model file.")] = False,
+):
+    """Fit an inspector on normal images and save it as a model file."""
+    if output.exists() and not overwrite:
+        _fail(f"{output} already exists; choose another name or pass --overwrite")
+    paths = _normal_images(data, category)[: shots or None]
+    started = time.perf_counter()
+    try:
+        inspector = _fit(paths, backbone, weights, expert, image_size)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    inspector.save(output, overwrite=overwrite)
+    cal = inspector.calibration
+    console.print(f"fitted [bold]{inspector.expert.kind}[/] on {cal.n_normal} normal images "
+                  f"in {time.perf_counter() - started:.1f}s → {output}")
+    console.print(f"image threshold {cal.image_threshold:.4g} ({cal.method}), pixel threshold {cal.pixel_threshold:.4g}")
+
+
+@app.command()
+def detect(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    model: Annotated[Optional[Path], typer.Option(help="Fitted model file.")] = None,
+    refs: Annotated[Optional[Path], typer.Option(help="Folder of normal reference images (few-shot, no model).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: a new one under anomalens-out/).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
+    weights: WeightsOpt = None,
+):
+    """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays."""
+    if (model is None) == (refs is None):
+        _fail("give exactly one of --model MODEL or --refs DIR")
+    try:
+        inspector = Inspector.load(model, weights=weights) if model else _fit(_normal_images(refs, None), DEFAULT_BACKBONE, weights, "auto", 256)
+    except (ModelFileError, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    paths = _image_paths(images)
+    if not paths:
+        _fail("no images to inspect")
+    out = _fresh_output_dir(out, overwrite, "detect")
+    results = _detect(inspector, paths, out)
+    (out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=2))
+    console.print(_results_table(results))
+    n_bad = sum(1 for r in results if r.ok and r.anomalous)
+    n_err = sum(1 for r in results if not r.ok)
+    console.print(f"{n_bad} of {len(results) - n_err} images defective" + (f", {n_err} unreadable" if n_err else "")
+                  + f"; results and overlays in {out}")
+    if n_err == len(results):
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def evaluate_cmd(
+    root: Annotated[Path, typer.Argument(help="Dataset root in MVTec-AD or VisA layout.")],
+    category: Annotated[Optional[list[str]], typer.Option(help="Category (repeatable); default: all.")] = None,
+    shots: Annotated[Optional[int], typer.Option(help="Fit on the first K normal images only (few-shot).")] = None,
+    backbone: BackboneOpt = DEFAULT_BACKBONE,
+    weights: WeightsOpt = None,
+    expert: ExpertOpt = "auto",
+    image_size: SizeOpt = 256,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json and metrics.csv.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
+):
+    """Benchmark on labelled data: image/pixel AUROC, AUPRO, F1-max, verdict quality, speed."""
+    from .evaluation import evaluate_category
+
+    categories = category or list_categories(root)
+    if not categories:
+        _fail(f"{root}: no categories found (expected MVTec-AD or VisA layout)")
+    out = _fresh_output_dir(out, overwrite, "eval")
+    rows = []
+    options = dict(backbone=backbone, weights=weights, expert=expert, image_size=image_size)
+    for name in categories:
+        with _progress() as progress:
+            tasks = {}
+
+            def report(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(f"{name}: {stage}", total=total)
+                progress.update(tasks[stage], completed=done)
+
+            try:
+                rows.append(evaluate_category(root, name, shots, options, report))
+            except (FileNotFoundError, ValueError) as error:
+                err.print(f"[red]{name}: {error}[/]")
+    if not rows:
+        raise typer.Exit(1)
+    (out / "metrics.json").write_text(json.dumps(rows, indent=2))
+    columns = [k for k in rows[0] if k != "skipped"]
+    with open(out / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    table = Table(title=f"AnomaLens eval ({'%d-shot' % shots if shots else 'full-shot'})")
+    shown = ["image_auroc", "pixel_auroc", "aupro", "image_f1max", "verdict_accuracy",
+             "fit_seconds", "detect_images_per_second"]
+    table.add_column("category")
+    for key in shown:
+        table.add_column(key.replace("_", " "), justify="right")
+    for row in rows:
+        table.add_row(row["category"], *(_fmt(row.get(key)) for key in shown))
+    console.print(table)
+    console.print(f"metrics written to {out / 'metrics.json'} and {out / 'metrics.csv'}")
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+@app.command()
+def demo(
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: a new one under anomalens-out/).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
+):
+    """Fit on the bundled battery-weld sample and inspect its test images (offline, about a minute)."""
+    root = sample_root()
+    train = [s.path for s in load_split(root, "battery_weld", "train")]
+    test = load_split(root, "battery_weld", "test")
+    console.print(f"Bundled sample: {len(train)} normal weld images to learn from, {len(test)} test images "
+                  f"(source and licence: {root / 'README.md'})")
+    inspector = _fit(train, DEFAULT_BACKBONE, None, "auto", 256)
+    out = _fresh_output_dir(out, overwrite, "demo")
+    results = _detect(inspector, [s.path for s in test], out)
+    truth = {str(s.path): "defect" if s.label else "good" for s in test}
+    console.print(_results_table(results, truth))
+    correct = sum(1 for r, s in zip(results, test) if r.ok and r.anomalous == bool(s.label))
+    console.print(f"{correct} of {len(test)} verdicts match the ground truth. "
+                  f"Heatmap overlays and per-image JSON: {out}")
+
+
+@app.command()
+def info(model: Annotated[Path, typer.Argument(help="Model file.")]):
+    """Print a model file's description (configuration, backbone, thresholds, version)."""
+    try:
+        console.print_json(json.dumps(read_header(model)))
+    except ModelFileError as error:
+        _fail(str(error))
+
+
+if __name__ == "__main__":
+    app()

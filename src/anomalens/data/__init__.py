@@ -1,0 +1,24 @@
+"""Data input: decoding images and masks, and listing dataset splits."""
+
+from .datasets import (
+    Sample,
+    image_folder,
+    list_categories,
+    load_split,
+    mvtec_split,
+    visa_split,
+)
+from .images import IMAGE_SUFFIXES, ImageError, load_image, load_mask
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageError",
+    "Sample",
+    "image_folder",
+    "list_categories",
+    "load_image",
+    "load_mask",
+    "load_split",
+    "mvtec_split",
+    "visa_split",
+]

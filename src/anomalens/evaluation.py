@@ -1,0 +1,94 @@
+"""Benchmark one dataset category the way a user would run it: fit on its normal training images
+(all, or the first k), inspect every test image through the normal prediction path, and score the
+maps against the ground-truth masks at the images' own resolution (MVTec-AD's protocol)."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from .data import ImageError, load_mask, load_split
+from .inspector import Inspector
+from .metrics import evaluate
+
+
+def evaluate_category(root, category: str, shots: int | None = None, options: dict | None = None,
+                      progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Metrics, verdict quality and timings for one category; `progress(stage, done, total)` is optional."""
+    train = load_split(root, category, "train")
+    if shots:
+        train = train[:shots]
+    test = load_split(root, category, "test")
+    inspector = Inspector(**(options or {}))
+
+    started = time.perf_counter()
+    done = 0
+
+    def fit_progress(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress("fit", done, len(train))
+
+    inspector.fit([s.path for s in train], progress=fit_progress)
+    fit_seconds = time.perf_counter() - started
+
+    labels, scores, maps, masks, verdicts, skipped = [], [], [], [], [], list(inspector.skipped)
+    started = time.perf_counter()
+    for i, (sample, result) in enumerate(zip(test, inspector.iter_predict([s.path for s in test])), start=1):
+        if progress:
+            progress("detect", i, len(test))
+        if not result.ok:
+            skipped.append(result.error)
+            continue
+        width, height = result.image_size
+        try:
+            mask = load_mask(sample.mask_path, (height, width)) if sample.mask_path else np.zeros((height, width), bool)
+        except ImageError as error:
+            skipped.append(str(error))
+            continue
+        labels.append(sample.label)
+        scores.append(result.score)
+        verdicts.append(result.anomalous)
+        maps.append(result.anomaly_map)
+        masks.append(mask)
+    detect_seconds = time.perf_counter() - started
+
+    metrics = evaluate(np.array(labels), np.array(scores), masks, maps)  # lists: sizes may differ
+    return {
+        "category": category,
+        "shots": shots or "all",
+        "expert": inspector.expert.kind,
+        "n_train": len(train) - len(inspector.skipped),
+        "n_test": len(labels),
+        **metrics,
+        **_verdict_quality(np.array(labels), np.array(verdicts)),
+        "calibration": inspector.calibration.to_dict(),
+        "fit_seconds": fit_seconds,
+        "detect_images_per_second": len(test) / detect_seconds if detect_seconds else float("nan"),
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "skipped": skipped,
+        "machine": f"{platform.machine()}, {_cpu_count()} cores",
+    }
+
+
+def _verdict_quality(labels: np.ndarray, verdicts: np.ndarray) -> dict:
+    """How the calibrated yes/no verdicts fare against the test labels (measured, never tuned on)."""
+    tp = int(np.sum(verdicts & (labels == 1)))
+    fp = int(np.sum(verdicts & (labels == 0)))
+    fn = int(np.sum(~verdicts & (labels == 1)))
+    return {
+        "verdict_accuracy": float(np.mean(verdicts == (labels == 1))),
+        "verdict_recall": tp / max(tp + fn, 1),
+        "verdict_false_alarm_rate": fp / max(int(np.sum(labels == 0)), 1),
+    }
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

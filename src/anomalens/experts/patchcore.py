@@ -1,0 +1,86 @@
+"""Full-shot expert (PatchCore): a greedy-coreset memory bank of all normal training patches,
+exact nearest-neighbour search with faiss, and PatchCore's image-score reweighting."""
+
+from __future__ import annotations
+
+import math
+
+import faiss
+import numpy as np
+import torch
+
+from ..features import flatten_patches
+from .coreset import greedy_coreset
+
+
+class PatchCoreExpert:
+    kind = "patchcore"
+
+    def __init__(self, coreset_ratio: float = 0.1, max_bank: int = 16_384, num_neighbors: int = 9, seed: int = 0,
+                 bank: torch.Tensor | None = None, image_ids: torch.Tensor | None = None):
+        self.coreset_ratio, self.max_bank, self.num_neighbors, self.seed = coreset_ratio, max_bank, num_neighbors, seed
+        self.bank, self.image_ids, self.index = bank, image_ids, None
+        if bank is not None:
+            self._build_index()
+
+    @classmethod
+    def create(cls, config) -> "PatchCoreExpert":
+        return cls(config.coreset_ratio, config.max_bank, config.num_neighbors, config.seed)
+
+    def fit(self, features: list[torch.Tensor]) -> "PatchCoreExpert":
+        n, _, h, w = features[0].shape
+        patches = flatten_patches(torch.cat(features, dim=1))
+        size = min(self.max_bank, max(1, math.ceil(self.coreset_ratio * len(patches))))
+        keep = greedy_coreset(patches, size, self.seed)
+        self.bank = patches[keep].contiguous()
+        self.image_ids = torch.arange(n).repeat_interleave(h * w)[keep]
+        self._build_index()
+        return self
+
+    def _build_index(self) -> None:
+        self.index = faiss.IndexFlatL2(self.bank.shape[1])
+        self.index.add(self.bank.numpy())
+
+    @torch.inference_mode()
+    def score(self, features: list[torch.Tensor], exclude_image: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch anomaly maps (B, h, w) as L2 distance to the nearest bank patch, and reweighted image scores."""
+        b, _, h, w = features[0].shape
+        query = flatten_patches(torch.cat(features, dim=1)).contiguous().numpy()
+        params = None
+        if exclude_image is not None:
+            own = np.flatnonzero(self.image_ids.numpy() == exclude_image).astype("int64")
+            params = faiss.SearchParameters(sel=faiss.IDSelectorNot(faiss.IDSelectorBatch(own)))
+        sq_dist, nearest = self.index.search(query, 1, params=params)
+        dist = torch.from_numpy(np.sqrt(np.maximum(sq_dist[:, 0], 0))).view(b, h * w)
+        nearest = torch.from_numpy(nearest[:, 0]).view(b, h * w)
+        query = torch.from_numpy(query).view(b, h * w, -1)
+        return dist.view(b, h, w), self._reweight(query, dist, nearest, params)
+
+    def _reweight(self, query, dist, nearest, params) -> torch.Tensor:
+        """PatchCore eq. 7: the worst patch's score is damped when its nearest bank patch sits in a dense
+        neighbourhood that is nearly as close (the patch is merely unusual, not anomalous)."""
+        worst = dist.argmax(1)
+        rows = torch.arange(len(dist))
+        score = dist[rows, worst]
+        k = min(self.num_neighbors, len(self.bank))
+        anchor = self.bank[nearest[rows, worst]].contiguous().numpy()
+        _, support = self.index.search(anchor, k, params=params)
+        support = torch.from_numpy(support).clamp_(min=0)
+        support_dist = torch.cdist(query[rows, worst][:, None], self.bank[support])[:, 0]
+        weight = 1 - torch.softmax(support_dist, dim=1)[:, 0]
+        return weight * score
+
+    def leave_one_out(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores of training images with their own patches excluded from the bank (new-image proxies)."""
+        results = [self.score([f[i:i + 1] for f in features], exclude_image=i) for i in range(len(features[0]))]
+        return torch.cat([m for m, _ in results]), torch.cat([s for _, s in results])
+
+    def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        config = {"kind": self.kind, "coreset_ratio": self.coreset_ratio, "max_bank": self.max_bank,
+                  "num_neighbors": self.num_neighbors, "seed": self.seed}
+        return config, {"bank": self.bank, "image_ids": self.image_ids}
+
+    @classmethod
+    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "PatchCoreExpert":
+        options = {k: config[k] for k in ("coreset_ratio", "max_bank", "num_neighbors", "seed")}
+        return cls(**options, bank=tensors["bank"], image_ids=tensors["image_ids"])

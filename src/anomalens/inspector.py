@@ -1,0 +1,221 @@
+"""The one obvious API: ``Inspector().fit(normal_images)`` then ``inspector.predict(images)``.
+
+Data flow: images → backbone patch features → expert (patch anomaly map + image score) → smoothed
+map at the image's size → calibrated verdict and confidence → regions and their location in words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .backbones import DEFAULT_BACKBONE, create_backbone, resolve_weights
+from .calibration import Calibration, calibrate
+from .data import ImageError, load_image
+from .experts import EXPERTS, Expert
+from .features import patch_features, to_batch
+from .regions import Region, describe_location, find_regions
+
+ImageInput = str | Path | np.ndarray
+FEW_SHOT_MAX = 16  # expert="auto": the few-shot memory bank up to this many references, PatchCore above
+SMOOTHING_SIGMA = 4.0  # Gaussian σ of the map in pixels at 256 px (PatchCore's), scaled with image_size
+
+
+@dataclass
+class InspectionResult:
+    """What the inspector says about one image. `error` is set (and the rest empty) if it could not be read."""
+
+    source: str
+    score: float | None = None
+    anomalous: bool | None = None
+    probability: float | None = None  # calibrated probability that the image is anomalous
+    confidence: float | None = None  # probability of the verdict given: max(p, 1 − p)
+    anomaly_map: np.ndarray | None = field(default=None, repr=False)  # H×W at the image's own size
+    regions: list[Region] = field(default_factory=list)
+    location: str = ""  # "bottom left", … ("" when no defect)
+    image_size: tuple[int, int] | None = None  # width, height
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (the map itself is left out: it goes to image files)."""
+        return {
+            "source": self.source, "ok": self.ok, "error": self.error, "score": self.score,
+            "anomalous": self.anomalous, "probability": self.probability, "confidence": self.confidence,
+            "location": self.location, "regions": [r.to_dict() for r in self.regions],
+            "image_size": self.image_size,
+        }
+
+
+@dataclass(frozen=True)
+class InspectorConfig:
+    backbone: str = DEFAULT_BACKBONE
+    image_size: int = 256
+    expert: str = "auto"  # "auto", "memory_bank" (few-shot) or "patchcore" (full-shot)
+    coreset_ratio: float = 0.1
+    max_bank: int = 16_384  # caps the PatchCore bank so detection speed does not grow with the training set
+    num_neighbors: int = 9
+    batch_size: int = 16
+    seed: int = 0
+
+
+class Inspector:
+    """Fit on normal images (k = 1 reference or thousands), then predict verdicts, maps and regions."""
+
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, *, weights: str | Path | None = None, **options):
+        self.config = InspectorConfig(backbone=backbone, **options)
+        self.weights_file = resolve_weights(backbone, weights)
+        self.backbone = create_backbone(backbone, self.weights_file)
+        self.expert: Expert | None = None
+        self.calibration: Calibration | None = None
+        self.skipped: list[str] = []  # training images that could not be read
+
+    # ---- fitting -------------------------------------------------------------------------------
+    def fit(self, images: Sequence[ImageInput], progress: Callable[[int], None] | None = None) -> "Inspector":
+        """Build the expert's memory from normal images and calibrate the decision on them.
+        Unreadable images are skipped and listed in `self.skipped`; none readable is an error."""
+        arrays, self.skipped = [], []
+        for i, item in enumerate(images):
+            try:
+                arrays.append(_as_array(item, _source(item, i)))
+            except ImageError as error:
+                self.skipped.append(str(error))
+        if not arrays:
+            raise ValueError("no readable normal image to fit on" + (f": {self.skipped[0]}" if self.skipped else ""))
+        features = self._features(arrays, progress)
+        kind = self.config.expert
+        if kind == "auto":
+            kind = "memory_bank" if len(arrays) <= FEW_SHOT_MAX else "patchcore"
+        self.expert = EXPERTS[kind].create(self.config).fit(features)
+        normal_maps, normal_scores = self.expert.leave_one_out(features)
+        method = "leave-one-out" if len(arrays) > 1 else "self-similarity"
+        self.calibration = calibrate(normal_scores.numpy(), self._smooth(normal_maps).numpy(), method)
+        return self
+
+    # ---- prediction ----------------------------------------------------------------------------
+    def predict(self, images: Sequence[ImageInput]) -> list[InspectionResult]:
+        return list(self.iter_predict(images))
+
+    def iter_predict(self, images: Iterable[ImageInput]) -> Iterator[InspectionResult]:
+        """Results in input order; an unreadable image gives a result with `error` set, not an exception."""
+        self._require_fitted()
+        batch: list[tuple[str, np.ndarray]] = []
+        for i, item in enumerate(images):
+            source = _source(item, i)
+            try:
+                batch.append((source, _as_array(item, source)))
+            except ImageError as error:
+                yield from self._finish(batch)
+                batch = []
+                yield InspectionResult(source=source, error=str(error))
+                continue
+            if len(batch) == self.config.batch_size:
+                yield from self._finish(batch)
+                batch = []
+        yield from self._finish(batch)
+
+    def score(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw image scores (B,) and smoothed maps (B, S, S) at the model's input size S, for evaluation."""
+        self._require_fitted()
+        maps, scores = self.expert.score(self._features(images))
+        return scores.numpy(), self._smooth(maps).numpy()
+
+    def _finish(self, batch: list[tuple[str, np.ndarray]]) -> Iterator[InspectionResult]:
+        if not batch:
+            return
+        scores, maps = self.score([array for _, array in batch])
+        for (source, array), score, small_map in zip(batch, scores, maps):
+            yield self._result(source, array.shape[:2], float(score), small_map)
+
+    def _result(self, source: str, shape: tuple[int, int], score: float, small_map: np.ndarray) -> InspectionResult:
+        cal = self.calibration
+        full_map = F.interpolate(torch.from_numpy(small_map)[None, None], size=shape, mode="bilinear",
+                                 align_corners=False)[0, 0].numpy()
+        anomalous = score >= cal.image_threshold
+        probability = cal.probability(score)
+        regions = []
+        if anomalous:
+            # Outline at half the peak's height above a normal pixel, and never below the calibrated pixel
+            # threshold unless the peak itself is (so a positive verdict always says where); report the
+            # regions whose peak no normal image reaches.
+            peak = float(full_map.max())
+            half_max = (cal.pixel_floor + peak) / 2
+            level = max(cal.pixel_threshold, half_max) if peak > cal.pixel_threshold else half_max
+            regions = find_regions(full_map, level, seed=cal.region_threshold)
+        return InspectionResult(
+            source=source, score=score, anomalous=bool(anomalous), probability=probability,
+            confidence=max(probability, 1 - probability), anomaly_map=full_map, regions=regions,
+            location=describe_location(regions), image_size=(shape[1], shape[0]),
+        )
+
+    # ---- internals -----------------------------------------------------------------------------
+    def _features(self, arrays: Sequence[np.ndarray], progress: Callable[[int], None] | None = None):
+        step = self.config.batch_size
+        chunks = []
+        for start in range(0, len(arrays), step):
+            chunk = arrays[start:start + step]
+            chunks.append(patch_features(self.backbone, to_batch(chunk, self.config.image_size)))
+            if progress:
+                progress(len(chunk))
+        return [torch.cat(stage) for stage in zip(*chunks)]
+
+    def _smooth(self, patch_maps: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) patch maps → (B, S, S) at the input size, Gaussian-smoothed (PatchCore's σ = 4 at 256 px)."""
+        size = self.config.image_size
+        maps = F.interpolate(patch_maps[:, None].float(), size=(size, size), mode="bilinear", align_corners=False)
+        return gaussian_blur(maps, SMOOTHING_SIGMA * size / 256)[:, 0]
+
+    def _require_fitted(self) -> None:
+        if self.expert is None or self.calibration is None:
+            raise RuntimeError("the inspector is not fitted: call fit(normal_images) or Inspector.load(path)")
+
+    @property
+    def weights_sha256(self) -> str:
+        return hashlib.sha256(Path(self.weights_file).read_bytes()).hexdigest()
+
+    # ---- model files ---------------------------------------------------------------------------
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        from .model_file import save_inspector
+
+        return save_inspector(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path, weights: str | Path | None = None) -> "Inspector":
+        from .model_file import load_inspector
+
+        return load_inspector(path, weights=weights)
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, 1, H, W) maps with reflected borders (radius 4σ)."""
+    radius = int(4 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    maps = F.pad(maps, [radius] * 4, mode="reflect")
+    maps = F.conv2d(maps, kernel.view(1, 1, 1, -1))
+    return F.conv2d(maps, kernel.view(1, 1, -1, 1))
+
+
+def _source(item: ImageInput, index: int) -> str:
+    return f"array[{index}]" if isinstance(item, np.ndarray) else str(item)
+
+
+def _as_array(item: ImageInput, source: str) -> np.ndarray:
+    """A path is decoded; an array must already be H×W×3 (uint8, or float in [0, 1])."""
+    if not isinstance(item, np.ndarray):
+        return load_image(item)
+    if item.ndim != 3 or item.shape[2] != 3 or min(item.shape[:2]) == 0:
+        raise ImageError(source, f"array must be H×W×3, got shape {item.shape}")
+    if item.dtype == np.uint8:
+        return np.ascontiguousarray(item, dtype=np.float32) / 255.0
+    return np.ascontiguousarray(np.clip(item, 0, 1), dtype=np.float32)

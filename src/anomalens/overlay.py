@@ -1,0 +1,50 @@
+"""Heatmap overlays a person can read: the map is scaled by the calibration (not per image), so a normal
+part stays calm and a defect glows; defect regions get a box."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .calibration import Calibration
+from .regions import Region
+
+# A compact "jet": blue → cyan → green → yellow → red at 0, .25, .5, .75, 1.
+_STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+_COLOURS = np.array([[0, 0, 0.6], [0, 0.8, 1], [0.2, 0.9, 0.2], [1, 0.9, 0], [0.9, 0, 0]], dtype=np.float32)
+BOX_COLOUR = (255, 0, 0)
+
+
+def normalised_map(anomaly_map: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """0 at a typical normal pixel, 0.5 at the pixel threshold, 1 at twice its distance from normal."""
+    span = max(calibration.pixel_threshold - calibration.pixel_floor, 1e-12)
+    return np.clip((anomaly_map - calibration.pixel_floor) / (2 * span), 0.0, 1.0).astype(np.float32)
+
+
+def heat_colours(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] → RGB floats in [0, 1]."""
+    return np.stack([np.interp(values, _STOPS, _COLOURS[:, c]) for c in range(3)], axis=-1).astype(np.float32)
+
+
+def render_overlay(image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration,
+                   regions: list[Region] = ()) -> Image.Image:
+    """The image with the heatmap blended in where it is anomalous, and boxes around the regions."""
+    heat = normalised_map(anomaly_map, calibration)
+    alpha = (0.15 + 0.55 * heat)[..., None]
+    blended = (1 - alpha) * image + alpha * heat_colours(heat)
+    picture = Image.fromarray((blended * 255 + 0.5).astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    width = max(1, round(max(picture.size) / 200))
+    for region in regions:
+        x0, y0, x1, y1 = region.box
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=BOX_COLOUR, width=width)
+    return picture
+
+
+def save_overlay(path: str | Path, image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration,
+                 regions: list[Region] = ()) -> Path:
+    path = Path(path)
+    render_overlay(image, anomaly_map, calibration, regions).save(path)
+    return path

@@ -1,0 +1,72 @@
+"""Anomaly map → defect regions (connected components) and where they are, in AnomalyGPT's words."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+MIN_AREA_FRACTION = 0.0005  # components smaller than this share of the image are noise (unless the peak)
+ROWS, COLS = ("top", "", "bottom"), ("left", "", "right")
+
+
+@dataclass(frozen=True)
+class Region:
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
+    area_fraction: float  # share of the image's pixels
+    peak: float  # highest anomaly score inside
+    centroid: tuple[float, float]  # x, y in pixels
+    location: str  # 3×3 grid cell: "top left", "top", …, "center", …, "bottom right"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def grid_location(x: float, y: float, width: int, height: int) -> str:
+    """Name of the 3×3 grid cell holding point (x, y)."""
+    row = ROWS[min(int(3 * y / height), 2)]
+    col = COLS[min(int(3 * x / width), 2)]
+    return " ".join(part for part in (row, col) if part) or "center"
+
+
+def find_regions(anomaly_map: np.ndarray, threshold: float, seed: float | None = None) -> list[Region]:
+    """Connected components (8-connectivity) of map ≥ threshold, highest peak first. With `seed`, only
+    components whose peak reaches it are kept (hysteresis), except the highest one, which always is."""
+    mask = anomaly_map >= threshold
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count == 0:
+        return []
+    height, width = anomaly_map.shape
+    index = np.arange(1, count + 1)
+    areas = ndimage.sum_labels(mask, labels, index)
+    peaks = ndimage.maximum(anomaly_map, labels, index)
+    centroids = ndimage.center_of_mass(mask, labels, index)
+    slices = ndimage.find_objects(labels)
+    keep_min = MIN_AREA_FRACTION * height * width
+    best = int(np.argmax(peaks))
+    regions = []
+    for i in range(count):
+        if i != best and (areas[i] < keep_min or (seed is not None and peaks[i] < seed)):
+            continue
+        ys, xs = slices[i]
+        cy, cx = centroids[i]
+        regions.append(Region(
+            box=(xs.start, ys.start, xs.stop, ys.stop),
+            area_fraction=float(areas[i] / (height * width)),
+            peak=float(peaks[i]),
+            centroid=(float(cx), float(cy)),
+            location=grid_location(cx, cy, width, height),
+        ))
+    return sorted(regions, key=lambda r: -r.peak)
+
+
+def describe_location(regions: list[Region]) -> str:
+    """Where the defects are, e.g. "bottom left" or "top right and center" (largest region first)."""
+    names = []
+    for region in sorted(regions, key=lambda r: -r.area_fraction):
+        if region.location not in names:
+            names.append(region.location)
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]

@@ -1,0 +1,60 @@
+"""Shared fixtures: generated textures with planted defects, and generated MVTec-layout datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SIZE = 128
+
+
+def texture(seed: int, size: int = SIZE) -> np.ndarray:
+    """A woven-looking RGB texture: a few oriented sinusoids plus fine noise, different per seed only in
+    phase and noise (like photos of one product)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    image = np.zeros((size, size), np.float32)
+    for freq, angle in ((0.35, 0.3), (0.22, 1.9), (0.5, 1.1)):
+        image += np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy) + rng.uniform(0, 2 * np.pi))
+    image = 0.5 + 0.12 * image + rng.normal(0, 0.03, image.shape)
+    tint = np.array([0.9, 0.75, 0.55], np.float32)
+    return np.clip(image[..., None] * tint, 0, 1).astype(np.float32)
+
+
+def plant_defect(image: np.ndarray, seed: int, radius: int = 9) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """A dark, scratched blob at a random place; returns the image, its mask and the centre (x, y)."""
+    rng = np.random.default_rng(1000 + seed)
+    size = image.shape[0]
+    cx, cy = rng.integers(radius + 4, size - radius - 4, size=2)
+    yy, xx = np.mgrid[0:size, 0:size]
+    mask = (xx - cx) ** 2 + ((yy - cy) * 1.6) ** 2 <= radius**2
+    out = image.copy()
+    out[mask] = np.clip(0.15 + 0.1 * np.sin(xx[mask] * 1.3)[:, None], 0, 1) * np.array([0.6, 0.6, 0.7])
+    return out.astype(np.float32), mask, (int(cx), int(cy))
+
+
+def save_png(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if image.dtype == bool:
+        Image.fromarray(image.astype(np.uint8) * 255).save(path)
+    else:
+        Image.fromarray((image * 255 + 0.5).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def texture_dataset(tmp_path_factory) -> Path:
+    """MVTec layout: root/textile/{train/good, test/good, test/blot, ground_truth/blot}."""
+    root = tmp_path_factory.mktemp("textures")
+    cat = root / "textile"
+    for i in range(8):
+        save_png(cat / "train" / "good" / f"{i:03d}.png", texture(i))
+    for i in range(4):
+        save_png(cat / "test" / "good" / f"{i:03d}.png", texture(100 + i))
+        image, mask, _ = plant_defect(texture(200 + i), i)
+        save_png(cat / "test" / "blot" / f"{i:03d}.png", image)
+        save_png(cat / "ground_truth" / "blot" / f"{i:03d}_mask.png", mask)
+    return root

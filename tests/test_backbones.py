@@ -1,0 +1,107 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from anomalens.backbones import BACKBONES, create_backbone, load_state_dict, resolve_weights
+from anomalens.backbones.efficientnet_lite import EfficientNetLiteClassifier, block_layout
+from anomalens.backbones.wide_resnet import WideResNet50
+
+DATA = Path(__file__).parent / "data"
+EGYPTIAN_CAT, TABBY, TIGER_CAT, ESPRESSO = 285, 281, 282, 967
+
+
+def _imagenet_input(name: str) -> torch.Tensor:
+    image = np.asarray(Image.open(DATA / name).convert("RGB").resize((224, 224), Image.BICUBIC), np.float32) / 255
+    return torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1  # TF-converted weights want [-1, 1]
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0"])
+def test_imagenet_weights_classify_photos(name):
+    """The offline weights load into our network correctly: a cat is a cat, an espresso an espresso."""
+    model = EfficientNetLiteClassifier(load_state_dict(resolve_weights(name)))
+    with torch.inference_mode():
+        cat = model(_imagenet_input("chelsea.jpg")).softmax(-1)[0]
+        cup = model(_imagenet_input("coffee.jpg")).softmax(-1)[0]
+    assert int(cat.argmax()) == EGYPTIAN_CAT and cat[EGYPTIAN_CAT] > 0.6
+    assert cat[[EGYPTIAN_CAT, TABBY, TIGER_CAT]].sum() > 0.9
+    assert int(cup.argmax()) == ESPRESSO and cup[ESPRESSO] > 0.6
+
+
+def test_lite0_layout_read_from_weights():
+    layout = block_layout(load_state_dict(resolve_weights("efficientnet_lite0")))
+    assert len(layout) == 16
+    assert [spec[4] for spec in layout if spec[4] == 2] == [2, 2, 2, 2]  # four stride-2 stages
+    assert layout[4][1] == 40 and layout[10][1] == 112  # ends of stages 2 and 4
+
+
+def test_default_backbone_features_at_strides_8_and_16():
+    backbone = create_backbone()
+    features = backbone(torch.rand(2, 3, 256, 256))
+    assert [tuple(f.shape) for f in features] == [(2, 40, 32, 32), (2, 112, 16, 16)]
+    assert backbone.strides == [8, 16] and backbone.channels == [40, 112]
+    assert not any(p.requires_grad for p in backbone.parameters())
+
+
+def _wrn_state() -> dict[str, torch.Tensor]:
+    # Names and shapes as torchvision writes them (checked entries below), values random.
+    shapes = {"conv1.weight": (64, 3, 7, 7)}
+    for bn, c in (("bn1", 64),):
+        shapes.update({f"{bn}.weight": (c,), f"{bn}.bias": (c,), f"{bn}.running_mean": (c,), f"{bn}.running_var": (c,)})
+    c_in = 64
+    for n, blocks in enumerate((3, 4, 6, 3), start=1):
+        planes = 64 * 2 ** (n - 1)
+        width, c_out = planes * 2, planes * 4
+        for b in range(blocks):
+            p = f"layer{n}.{b}"
+            shapes[f"{p}.conv1.weight"] = (width, c_in if b == 0 else c_out, 1, 1)
+            shapes[f"{p}.conv2.weight"] = (width, width, 3, 3)
+            shapes[f"{p}.conv3.weight"] = (c_out, width, 1, 1)
+            for bn, c in (("bn1", width), ("bn2", width), ("bn3", c_out)):
+                for s in ("weight", "bias", "running_mean", "running_var"):
+                    shapes[f"{p}.{bn}.{s}"] = (c,)
+            if b == 0:
+                shapes[f"{p}.downsample.0.weight"] = (c_out, c_in, 1, 1)
+                for s in ("weight", "bias", "running_mean", "running_var"):
+                    shapes[f"{p}.downsample.1.{s}"] = (c_out,)
+        c_in = c_out
+    shapes["fc.weight"], shapes["fc.bias"] = (1000, 2048), (1000,)
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(v, generator=g) * 0.05 for k, v in shapes.items()}
+    for k in list(state):
+        if k.endswith("running_var"):
+            state[k] = state[k].abs() + 1
+            state[k.replace("running_var", "num_batches_tracked")] = torch.tensor(0)
+    return state
+
+
+def test_wide_resnet_loads_torchvision_layout_from_safetensors(tmp_path):
+    state = _wrn_state()
+    assert len(state) == 320  # as many tensors as torchvision's wide_resnet50_2 state dict
+    path = tmp_path / "wrn50.safetensors"
+    save_file(state, path)
+    backbone = create_backbone("wide_resnet50_2", weights=path)
+    features = backbone(torch.rand(1, 3, 64, 64))
+    assert [tuple(f.shape) for f in features] == [(1, 512, 8, 8), (1, 1024, 4, 4)]
+    assert backbone.strides == [8, 16]
+    assert torch.equal(backbone.network.layer3[5].conv3.weight, state["layer3.5.conv3.weight"])
+
+
+def test_wide_resnet_without_weights_says_how_to_get_them():
+    with pytest.raises(FileNotFoundError, match="wide_resnet50_2"):
+        create_backbone("wide_resnet50_2")
+
+
+def test_registry_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown backbone"):
+        create_backbone("resnet9000")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        create_backbone("efficientnet_lite0", weights=tmp_path / "missing.pth")
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"x": torch.zeros(1)}, wrong)
+    with pytest.raises(ValueError, match="EfficientNet-Lite"):
+        create_backbone("efficientnet_lite0", weights=wrong)
+    assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "wide_resnet50_2"} <= set(BACKBONES)

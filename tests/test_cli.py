@@ -1,0 +1,98 @@
+"""The command line end to end, on the bundled sample and on generated data."""
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from anomalens.cli import app, sample_root
+from conftest import save_png, texture
+
+runner = CliRunner()
+
+
+def _run(*args):
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return result, result.output
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "weld.safetensors"
+    result, out = _run("fit", sample_root() / "battery_weld", "-o", path)
+    assert result.exit_code == 0, out
+    assert "patchcore" in out and path.is_file()
+    return path
+
+
+def test_fit_refuses_to_overwrite(model):
+    before = model.read_bytes()
+    result, out = _run("fit", sample_root() / "battery_weld", "-o", model)
+    assert result.exit_code == 2 and "already exists" in out
+    assert model.read_bytes() == before
+
+
+def test_detect_with_model_writes_json_and_overlays_and_survives_bad_files(model, tmp_path):
+    images = tmp_path / "in"
+    shutil.copytree(sample_root() / "battery_weld" / "test", images)
+    (images / "empty.png").write_bytes(b"")
+    out = tmp_path / "out"
+    result, text = _run("detect", images, "--model", model, "--out", out)
+    assert result.exit_code == 0, text
+    assert "empty.png" in text and "file is empty" in text
+    records = json.loads((out / "results.json").read_text())
+    assert len(records) == 9 and sum(not r["ok"] for r in records) == 1
+    for record in records:
+        if record["ok"]:
+            assert (out / (record["source"].rsplit("/", 1)[1].rsplit(".", 1)[0] + "_overlay.png")).is_file()
+            assert set(record) >= {"score", "anomalous", "confidence", "regions", "location"}
+    defects = [r for r in records if r["ok"] and "/defective/" in r["source"]]
+    goods = [r for r in records if r["ok"] and "/good/" in r["source"]]
+    assert min(r["score"] for r in defects) > max(r["score"] for r in goods)  # every weld defect ranks above
+    assert any(r["anomalous"] for r in defects) and not any(r["anomalous"] for r in goods)
+    # an existing output folder is not written into again without --overwrite
+    result, text = _run("detect", images, "--model", model, "--out", out)
+    assert result.exit_code == 2 and "already holds files" in text
+
+
+def test_detect_with_references_few_shot(tmp_path):
+    refs = tmp_path / "refs"
+    for i in range(3):
+        save_png(refs / f"{i}.png", texture(i))
+    query = save_png(tmp_path / "q.png", texture(9))
+    result, text = _run("detect", query, "--refs", refs, "--out", tmp_path / "o")
+    assert result.exit_code == 0, text
+    assert json.loads((tmp_path / "o" / "q.json").read_text())["ok"]
+
+
+def test_detect_needs_model_or_refs(tmp_path):
+    result, text = _run("detect", tmp_path)
+    assert result.exit_code == 2 and "exactly one of" in text
+
+
+def test_eval_writes_tables(texture_dataset, tmp_path):
+    result, text = _run("eval", texture_dataset, "--out", tmp_path / "ev", "--image-size", 128)
+    assert result.exit_code == 0, text
+    rows = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert rows[0]["category"] == "textile" and rows[0]["image_auroc"] == 1.0
+    assert (tmp_path / "ev" / "metrics.csv").read_text().startswith("category,")
+    assert "textile" in text
+
+
+def test_eval_few_shot(texture_dataset, tmp_path):
+    result, text = _run("eval", texture_dataset, "--shots", 2, "--out", tmp_path / "ev", "--image-size", 128)
+    assert result.exit_code == 0, text
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())[0]["n_train"] == 2
+
+
+def test_demo_prints_verdicts_and_writes_overlays(tmp_path):
+    result, text = _run("demo", "--out", tmp_path / "demo")
+    assert result.exit_code == 0, text
+    assert "DEFECT" in text and "verdicts match the ground truth" in text
+    assert len(list((tmp_path / "demo").glob("*_overlay.png"))) == 8
+
+
+def test_info_prints_model_header(model):
+    result, text = _run("info", model)
+    assert result.exit_code == 0 and "efficientnet_lite0" in text and "image_threshold" in text

@@ -1,0 +1,57 @@
+"""Both experts find and outline a planted defect on generated textures."""
+
+import numpy as np
+import pytest
+import torch
+
+from anomalens import Inspector
+from anomalens.experts.coreset import greedy_coreset
+from anomalens.metrics import image_auroc, pixel_auroc
+from conftest import plant_defect, texture
+
+
+@pytest.mark.parametrize("expert, k", [("memory_bank", 1), ("memory_bank", 5), ("patchcore", 8)])
+def test_expert_finds_and_localises_planted_defect(expert, k):
+    inspector = Inspector(expert=expert, image_size=128, coreset_ratio=0.25).fit([texture(i) for i in range(k)])
+    assert inspector.expert.kind == expert
+    defects = [plant_defect(texture(300 + i), i, radius=14) for i in range(4)]
+    normals = [texture(400 + i) for i in range(4)]
+    results = inspector.predict([d[0] for d in defects] + normals)
+
+    scores = [r.score for r in results]
+    assert image_auroc([1] * 4 + [0] * 4, scores) == 1.0
+    masks = np.stack([d[1] for d in defects])
+    assert pixel_auroc(masks, np.stack([r.anomaly_map for r in results[:4]])) > 0.97
+    for (image, mask, (cx, cy)), result in zip(defects, results[:4]):
+        assert result.anomalous
+        top = result.regions[0]
+        x0, y0, x1, y1 = top.box
+        assert x0 <= cx < x1 and y0 <= cy < y1  # the strongest region holds the defect
+        box = np.zeros_like(mask)
+        box[y0:y1, x0:x1] = True
+        ys, xs = np.nonzero(mask)
+        mask_box_area = (np.ptp(xs) + 1) * (np.ptp(ys) + 1)
+        assert (box & mask).sum() >= 0.9 * mask.sum()  # the box covers the defect …
+        assert box.sum() < 5 * mask_box_area  # … and not much more: 16×16 features at 128 px blur edges
+    # the threshold is a 95 % prediction bound from k references: allow one false alarm in four
+    assert sum(r.anomalous for r in results[4:]) <= 1
+
+
+def test_greedy_coreset_covers_outliers():
+    """k-center keeps the rare points random sampling would likely drop."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(2000, 16, generator=g) * 0.1, torch.full((3, 16), 5.0) + torch.randn(3, 16, generator=g)])
+    chosen = greedy_coreset(x, 20)
+    assert len(set(chosen.tolist())) == 20
+    assert {2000, 2001, 2002} <= set(chosen.tolist())
+
+
+def test_chunked_coreset_is_close_to_plain_greedy():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40_000, 32, generator=g)
+    chosen = greedy_coreset(x, 400)
+    assert len(set(chosen.tolist())) == 400
+    # covering radius: every point's distance to its nearest chosen point
+    radius = torch.cdist(x, x[chosen]).min(1).values.max()
+    random_radius = torch.cdist(x, x[torch.randperm(40_000, generator=g)[:400]]).min(1).values.max()
+    assert radius < random_radius

@@ -1,0 +1,92 @@
+"""The Python API: fit/predict on paths and arrays, and bad inputs that never stop a batch."""
+
+import json
+
+import numpy as np
+import pytest
+
+from anomalens import Inspector
+from anomalens.model_file import ModelFileError, read_header
+from conftest import plant_defect, save_png, texture
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    return Inspector(image_size=128).fit([texture(i) for i in range(4)])
+
+
+def _bad_files(folder):
+    empty = folder / "empty.png"
+    empty.write_bytes(b"")
+    good = save_png(folder / "fine.png", texture(50))
+    truncated = folder / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    text = folder / "notes.png"
+    text.write_text("not an image")
+    return {"empty": empty, "truncated": truncated, "text": text, "missing": folder / "missing.png"}
+
+
+def test_bad_images_are_reported_and_the_batch_goes_on(fitted, tmp_path):
+    bad = _bad_files(tmp_path)
+    defect = save_png(tmp_path / "defect.png", plant_defect(texture(60), 0)[0])
+    good = save_png(tmp_path / "good.png", texture(61))
+    inputs = [bad["empty"], defect, bad["truncated"], bad["text"], good, bad["missing"]]
+    results = fitted.predict(inputs)
+    assert [r.source for r in results] == [str(p) for p in inputs]
+    assert [r.ok for r in results] == [False, True, False, False, True, False]
+    assert "empty.png" in results[0].error and "empty" in results[0].error
+    assert "truncated.png" in results[2].error and "truncat" in results[2].error
+    assert "notes.png" in results[3].error and "not a readable image" in results[3].error
+    assert "missing.png" in results[5].error and "not found" in results[5].error
+    assert results[1].anomalous and results[1].score > results[4].score
+
+
+def test_fit_skips_unreadable_images_and_names_them(tmp_path):
+    bad = _bad_files(tmp_path)
+    paths = [save_png(tmp_path / f"n{i}.png", texture(i)) for i in range(3)] + [bad["empty"], bad["text"]]
+    inspector = Inspector(image_size=128).fit(paths)
+    assert inspector.calibration.n_normal == 3
+    assert len(inspector.skipped) == 2 and any("empty.png" in s for s in inspector.skipped)
+    with pytest.raises(ValueError, match="no readable normal image"):
+        Inspector(image_size=128).fit([bad["empty"]])
+
+
+def test_arrays_generators_and_result_json(fitted):
+    image = (plant_defect(texture(70), 1)[0] * 255).astype(np.uint8)  # uint8 arrays are accepted too
+    results = list(fitted.iter_predict(x for x in [image, texture(71), np.zeros((4, 4))]))
+    assert results[0].ok and results[0].source == "array[0]" and results[0].anomalous
+    assert results[0].anomaly_map.shape == image.shape[:2] and results[0].image_size == (128, 128)
+    assert not results[2].ok and "H×W×3" in results[2].error
+    record = json.loads(json.dumps(results[0].to_dict()))
+    assert record["location"] == results[0].location and record["regions"][0]["location"]
+    assert 0.5 <= record["confidence"] <= 1.0
+
+
+def test_unfitted_inspector_says_what_to_do():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        Inspector(image_size=128).predict([texture(0)])
+
+
+def test_save_load_gives_identical_scores(fitted, tmp_path):
+    images = [plant_defect(texture(80), 2)[0], texture(81), texture(82)]
+    before = fitted.predict(images)
+    path = fitted.save(tmp_path / "model.safetensors")
+    loaded = Inspector.load(path)
+    after = loaded.predict(images)
+    assert [r.score for r in before] == [r.score for r in after]
+    assert all(np.array_equal(a.anomaly_map, b.anomaly_map) for a, b in zip(before, after))
+    assert loaded.calibration == fitted.calibration
+    header = read_header(path)
+    assert header["config"]["backbone"] == "efficientnet_lite0" and header["format_version"] == 1
+    assert header["calibration"]["image_threshold"] == fitted.calibration.image_threshold
+    with pytest.raises(FileExistsError):
+        fitted.save(path)  # a user's file is never silently replaced
+
+
+def test_model_file_errors(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelFileError, match="junk.safetensors"):
+        Inspector.load(junk)
+    with pytest.raises(ModelFileError, match="not found"):
+        Inspector.load(tmp_path / "none.safetensors")
