@@ -119,9 +119,9 @@ def _brute_force_aupro(masks, maps, fpr_limit):
     for i, mask in enumerate(masks):
         lab, k = ndimage.label(mask, structure=np.ones((3, 3), int))
         regions += [(i, lab == j) for j in range(1, k + 1)]
-    normal = maps[~masks]
+    normal = np.concatenate([a[~m] for m, a in zip(masks, maps)])  # images may differ in size
     fprs, pros = [0.0], [0.0]
-    for t in np.unique(maps)[::-1]:
+    for t in np.unique(np.concatenate([a.ravel() for a in maps]))[::-1]:
         pros.append(np.mean([np.mean(maps[i][r] >= t) for i, r in regions]))
         fprs.append(np.mean(normal >= t))
     fprs.append(1.0)
@@ -226,3 +226,18 @@ def test_non_binary_labels_raise():
 def test_pixel_auroc_single_class_masks_raise():
     with pytest.raises(ValueError, match="both normal and anomalous"):
         pixel_auroc(np.zeros((2, 4, 4), bool), np.random.rand(2, 4, 4))
+
+
+def test_images_of_different_sizes_pool_like_one_stack():
+    """Test images may differ in size: lists of 2-D arrays give what the padded-free stack would."""
+    rng = np.random.default_rng(5)
+    masks = [rng.random((6, 9)) > 0.7, rng.random((4, 5)) > 0.6, np.zeros((7, 3), bool)]
+    maps = [rng.random(m.shape).astype(np.float32) + m for m in masks]
+    labels = [1, 1, 0]
+    out = evaluate(labels, [1.0, 0.9, 0.1], masks, maps)
+    flat_m = np.concatenate([m.ravel() for m in masks])
+    flat_a = np.concatenate([a.ravel() for a in maps])
+    assert out["pixel_auroc"] == pytest.approx(pixel_auroc(flat_m[None], flat_a[None]))
+    assert out["aupro"] == pytest.approx(_brute_force_aupro(masks, maps, 0.3), abs=1e-6)
+    with pytest.raises(ValueError):
+        evaluate(labels, [1.0, 0.9, 0.1], masks, maps[:2])

@@ -45,3 +45,13 @@ def test_tiny_specks_are_ignored_and_nothing_above_threshold_gives_nothing():
     assert len(find_regions(heat, 0.5)) == 1
     assert find_regions(np.zeros((20, 20)), 0.5) == []
     assert describe_location([]) == ""
+
+
+def test_regions_of_a_small_rendering_are_scaled_to_the_image():
+    heat = np.zeros((64, 64), np.float32)
+    heat[48:64, 0:16] = 1.0  # bottom-left quarter-by-quarter block
+    (region,) = find_regions(heat, 0.5, image_size=(400, 256))
+    assert region.box == (0, 192, 100, 256)
+    assert region.location == "bottom left"
+    assert region.area_fraction == pytest.approx(1 / 16)
+    assert region.centroid == pytest.approx((49.5, 223.5))

@@ -30,33 +30,42 @@ def grid_location(x: float, y: float, width: int, height: int) -> str:
     return " ".join(part for part in (row, col) if part) or "center"
 
 
-def find_regions(anomaly_map: np.ndarray, threshold: float, seed: float | None = None) -> list[Region]:
+def find_regions(anomaly_map: np.ndarray, threshold: float, seed: float | None = None,
+                 image_size: tuple[int, int] | None = None) -> list[Region]:
     """Connected components (8-connectivity) of map ≥ threshold, highest peak first. With `seed`, only
-    components whose peak reaches it are kept (hysteresis), except the highest one, which always is."""
+    components whose peak reaches it are kept (hysteresis), except the highest one, which always is.
+    With `image_size` (width, height), boxes and centroids are given in that image's pixels: the map
+    may be a smaller rendering of it, which is much cheaper to analyse."""
     mask = anomaly_map >= threshold
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count == 0:
         return []
     height, width = anomaly_map.shape
-    index = np.arange(1, count + 1)
-    areas = ndimage.sum_labels(mask, labels, index)
-    peaks = ndimage.maximum(anomaly_map, labels, index)
-    centroids = ndimage.center_of_mass(mask, labels, index)
-    slices = ndimage.find_objects(labels)
+    out_w, out_h = image_size or (width, height)
+    sx, sy = out_w / width, out_h / height
     keep_min = MIN_AREA_FRACTION * height * width
+    # Per-region sums with bincount: one pass over the image however many specks there are.
+    flat = labels.ravel()
+    areas = np.bincount(flat, minlength=count + 1)[1:]
+    ys, xs = np.indices(labels.shape)
+    cy = np.bincount(flat, ys.ravel(), count + 1)[1:] / areas
+    cx = np.bincount(flat, xs.ravel(), count + 1)[1:] / areas
+    slices = ndimage.find_objects(labels)
+    inside = flat > 0
+    peaks = np.full(count + 1, -np.inf)
+    np.maximum.at(peaks, flat[inside], anomaly_map.ravel()[inside])
+    peaks = peaks[1:]
     best = int(np.argmax(peaks))
     regions = []
-    for i in range(count):
+    for i, (rows, cols) in enumerate(slices):
         if i != best and (areas[i] < keep_min or (seed is not None and peaks[i] < seed)):
             continue
-        ys, xs = slices[i]
-        cy, cx = centroids[i]
         regions.append(Region(
-            box=(xs.start, ys.start, xs.stop, ys.stop),
+            box=(round(cols.start * sx), round(rows.start * sy), round(cols.stop * sx), round(rows.stop * sy)),
             area_fraction=float(areas[i] / (height * width)),
             peak=float(peaks[i]),
-            centroid=(float(cx), float(cy)),
-            location=grid_location(cx, cy, width, height),
+            centroid=(float((cx[i] + 0.5) * sx - 0.5), float((cy[i] + 0.5) * sy - 0.5)),
+            location=grid_location(cx[i], cy[i], width, height),
         ))
     return sorted(regions, key=lambda r: -r.peak)
 
