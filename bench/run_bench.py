@@ -34,7 +34,8 @@ METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
 def run_ours(root: Path, category: str, shots: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "anomalens.cli", "eval", str(root), "--category", category, "--out", out]
+        cmd = [sys.executable, "-m", "anomalens.cli", "eval", str(root), "--category", category, "--out", out,
+               "--eval-size", "256"]  # the peer's protocol: maps and masks at 256 × 256
         if shots != "all":
             cmd += ["--shots", shots]
         started = time.perf_counter()
@@ -85,8 +86,9 @@ def write_markdown(path: Path, rows: list[dict], peers: dict, command: str) -> N
         f"Command: `{command}`",
         "",
         "Each row fits on the category's normal training images (all, or the first k) and inspects every test",
-        "image through the product path (`anomalens eval`); pixel metrics at the images' own resolution, AUPRO",
-        "up to FPR 0.3. Verdict accuracy uses the thresholds the model calibrated on its normal training images",
+        "image through the product path (`anomalens eval --eval-size 256`); pixel metrics on maps and masks at",
+        "256 × 256 as anomalib computes them, AUPRO up to FPR 0.3. Verdict accuracy uses the thresholds the",
+        "model calibrated on its normal training images",
         "alone. Detect img/s includes image decoding; peak MB is the eval process's maximum resident memory.",
         "Peer: anomalib 2.7 PatchCore with the same EfficientNet-Lite0 weights (256 px, coreset 0.1), its own",
         "numbers from `peer_anomalib.py` on the same data.",

@@ -19,7 +19,7 @@ def _imagenet_input(name: str) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1  # TF-converted weights want [-1, 1]
 
 
-@pytest.mark.parametrize("name", ["efficientnet_lite0"])
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
 def test_imagenet_weights_classify_photos(name):
     """The offline weights load into our network correctly: a cat is a cat, an espresso an espresso."""
     model = EfficientNetLiteClassifier(load_state_dict(resolve_weights(name)))

@@ -27,3 +27,17 @@ def test_calibration_never_sees_test_labels(texture_dataset, tmp_path):
     b = evaluate_category(swapped, "textile", shots=3, options={"image_size": 128})
     assert a["calibration"] == b["calibration"]
     assert b["image_auroc"] == pytest.approx(1 - a["image_auroc"])
+
+
+def test_a_mask_of_the_wrong_size_is_reported_and_the_rest_evaluated(texture_dataset, tmp_path):
+    import numpy as np
+
+    from conftest import save_png
+
+    broken = tmp_path / "broken"
+    shutil.copytree(texture_dataset, broken)
+    save_png(broken / "textile" / "ground_truth" / "blot" / "001_mask.png", np.ones((50, 70), bool))
+    report = evaluate_category(broken, "textile", shots=3, options={"image_size": 128})
+    assert report["n_test"] == 7
+    assert len(report["skipped"]) == 1
+    assert "001_mask.png" in report["skipped"][0] and "70x50" in report["skipped"][0]

@@ -217,6 +217,8 @@ def evaluate_cmd(
     weights: WeightsOpt = None,
     expert: ExpertOpt = "auto",
     image_size: SizeOpt = 256,
+    eval_size: Annotated[Optional[int], typer.Option(help="Score pixels on maps and masks resized to this "
+                                                           "square size (anomalib's protocol); default: native.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json and metrics.csv.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
 ):
@@ -239,7 +241,7 @@ def evaluate_cmd(
                 progress.update(tasks[stage], completed=done)
 
             try:
-                rows.append(evaluate_category(root, name, shots, options, report))
+                rows.append(evaluate_category(root, name, shots, options, report, eval_size))
             except (FileNotFoundError, ValueError) as error:
                 err.print(f"[red]{name}: {error}[/]")
     if not rows:

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from .data import ImageError, load_mask, load_split
 from .inspector import Inspector
@@ -17,8 +19,10 @@ from .metrics import evaluate
 
 
 def evaluate_category(root, category: str, shots: int | None = None, options: dict | None = None,
-                      progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Metrics, verdict quality and timings for one category; `progress(stage, done, total)` is optional."""
+                      progress: Callable[[str, int, int], None] | None = None, eval_size: int | None = None) -> dict:
+    """Metrics, verdict quality and timings for one category; `progress(stage, done, total)` is optional.
+    Pixel metrics are computed at each image's own resolution, or, with `eval_size`, on maps and masks
+    resized to eval_size × eval_size (anomalib's protocol, for comparisons with it)."""
     train = load_split(root, category, "train")
     if shots:
         train = train[:shots]
@@ -54,8 +58,8 @@ def evaluate_category(root, category: str, shots: int | None = None, options: di
         labels.append(sample.label)
         scores.append(result.score)
         verdicts.append(result.anomalous)
-        maps.append(result.anomaly_map)
-        masks.append(mask)
+        maps.append(result.anomaly_map if eval_size is None else _resized(result.anomaly_map, eval_size, "bilinear"))
+        masks.append(mask if eval_size is None else _resized(mask, eval_size, "nearest"))
     detect_seconds = time.perf_counter() - started
 
     metrics = evaluate(np.array(labels), np.array(scores), masks, maps)  # lists: sizes may differ
@@ -73,7 +77,14 @@ def evaluate_category(root, category: str, shots: int | None = None, options: di
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "skipped": skipped,
         "machine": f"{platform.machine()}, {_cpu_count()} cores",
+        "eval_size": eval_size or "native",
     }
+
+
+def _resized(array: np.ndarray, size: int, mode: str) -> np.ndarray:
+    tensor = torch.from_numpy(array.astype(np.float32))[None, None]
+    out = F.interpolate(tensor, size=(size, size), mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
+    return out[0, 0].numpy() > 0.5 if array.dtype == bool else out[0, 0].numpy()
 
 
 def _verdict_quality(labels: np.ndarray, verdicts: np.ndarray) -> dict:

@@ -4,7 +4,8 @@ Each stage's feature map is averaged over a 3×3 neighbourhood (a patch then des
 surroundings, which makes matching robust to small shifts), and coarser stages are resized to the
 finest stage's grid so every grid cell has one feature vector per stage. As in PatchCore's reference,
 the zero padding counts in the average: border patches shrink toward zero, which damps the unstable
-features the network computes at image borders (on the shared sets: pixel AUROC +0.01, AUPRO +0.04).
+features the network computes at image borders (battery_weld, full-shot: pixel AUROC 0.909 → 0.921,
+AUPRO 0.686 → 0.723).
 """
 
 from __future__ import annotations

@@ -85,21 +85,27 @@ class Inspector:
     def fit(self, images: Sequence[ImageInput], progress: Callable[[int], None] | None = None) -> "Inspector":
         """Build the expert's memory from normal images and calibrate the decision on them.
         Unreadable images are skipped and listed in `self.skipped`; none readable is an error."""
-        arrays, self.skipped = [], []
-        for i, item in enumerate(images):
-            try:
-                arrays.append(_as_array(item, _source(item, i)))
-            except ImageError as error:
-                self.skipped.append(str(error))
-        if not arrays:
+        self.skipped, chunks, batch = [], [], []
+        for _, loaded in _decode_ahead(images, depth=2 * self.config.batch_size):
+            if isinstance(loaded, ImageError):
+                self.skipped.append(str(loaded))
+                continue
+            batch.append(loaded)
+            if len(batch) == self.config.batch_size:
+                chunks.append(self._embed(batch, progress))
+                batch = []
+        if batch:
+            chunks.append(self._embed(batch, progress))
+        if not chunks:
             raise ValueError("no readable normal image to fit on" + (f": {self.skipped[0]}" if self.skipped else ""))
-        features = self._features(arrays, progress)
+        features = [torch.cat(stage) for stage in zip(*chunks)]  # only features are kept, never all images
+        n_images = len(features[0])
         kind = self.config.expert
         if kind == "auto":
-            kind = "memory_bank" if len(arrays) <= FEW_SHOT_MAX else "patchcore"
+            kind = "memory_bank" if n_images <= FEW_SHOT_MAX else "patchcore"
         self.expert = EXPERTS[kind].create(self.config).fit(features)
         normal_maps, normal_scores = self.expert.leave_one_out(features)
-        method = "leave-one-out" if len(arrays) > 1 else "self-similarity"
+        method = "leave-one-out" if n_images > 1 else "self-similarity"
         self.calibration = calibrate(normal_scores.numpy(), self._smooth(normal_maps).numpy(), method)
         return self
 
@@ -127,7 +133,7 @@ class Inspector:
     def score(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Raw image scores (B,) and smoothed maps (B, S, S) at the model's input size S, for evaluation."""
         self._require_fitted()
-        maps, scores = self.expert.score(self._features(images))
+        maps, scores = self.expert.score(self._embed(images))
         return scores.numpy(), self._smooth(maps).numpy()
 
     def _finish(self, batch: list[tuple[str, np.ndarray]]) -> Iterator[InspectionResult]:
@@ -159,15 +165,11 @@ class Inspector:
         )
 
     # ---- internals -----------------------------------------------------------------------------
-    def _features(self, arrays: Sequence[np.ndarray], progress: Callable[[int], None] | None = None):
-        step = self.config.batch_size
-        chunks = []
-        for start in range(0, len(arrays), step):
-            chunk = arrays[start:start + step]
-            chunks.append(patch_features(self.backbone, to_batch(chunk, self.config.image_size)))
-            if progress:
-                progress(len(chunk))
-        return [torch.cat(stage) for stage in zip(*chunks)]
+    def _embed(self, arrays: Sequence[np.ndarray], progress: Callable[[int], None] | None = None):
+        features = patch_features(self.backbone, to_batch(arrays, self.config.image_size))
+        if progress:
+            progress(len(arrays))
+        return features
 
     def _smooth(self, patch_maps: torch.Tensor) -> torch.Tensor:
         """(B, h, w) patch maps → (B, S, S) at the input size, Gaussian-smoothed (PatchCore's σ = 4 at 256 px)."""

@@ -18,9 +18,9 @@ BOX_COLOUR = (255, 0, 0)
 
 
 def normalised_map(anomaly_map: np.ndarray, calibration: Calibration) -> np.ndarray:
-    """0 at a typical normal pixel, 0.5 at the pixel threshold, 1 at twice its distance from normal."""
+    """0 at a typical normal pixel, 0.75 (yellow) at the pixel threshold, 1 (red) a third further on."""
     span = max(calibration.pixel_threshold - calibration.pixel_floor, 1e-12)
-    return np.clip((anomaly_map - calibration.pixel_floor) / (2 * span), 0.0, 1.0).astype(np.float32)
+    return np.clip(0.75 * (anomaly_map - calibration.pixel_floor) / span, 0.0, 1.0).astype(np.float32)
 
 
 def heat_colours(values: np.ndarray) -> np.ndarray:
@@ -32,7 +32,7 @@ def render_overlay(image: np.ndarray, anomaly_map: np.ndarray, calibration: Cali
                    regions: list[Region] = ()) -> Image.Image:
     """The image with the heatmap blended in where it is anomalous, and boxes around the regions."""
     heat = normalised_map(anomaly_map, calibration)
-    alpha = (0.15 + 0.55 * heat)[..., None]
+    alpha = (0.65 * heat)[..., None]  # normal areas keep the photo as it is
     blended = (1 - alpha) * image + alpha * heat_colours(heat)
     picture = Image.fromarray((blended * 255 + 0.5).astype(np.uint8))
     draw = ImageDraw.Draw(picture)
