@@ -111,7 +111,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--categories", nargs="*")
-    parser.add_argument("--shots", nargs="*", default=["all", "1", "2", "4"])
+    parser.add_argument("--shots", nargs="*", default=["all", "1", "2", "4", "200"],
+                        help="'all' or k; a k above a category's training-set size is skipped (200: fit timing)")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     parser.add_argument("--peer-python", help="python of a venv with anomalib: run the peer in this same run")
     parser.add_argument("--peer-results", type=Path, help="JSON lines printed by peer_anomalib.py earlier")
@@ -119,13 +120,16 @@ def main() -> None:
     if not args.root.is_dir():
         sys.exit(f"{args.root}: dataset root not found (the benchmark needs ../shared/datasets or --root)")
 
-    from anomalens.data.datasets import list_categories
+    from anomalens.data import list_categories, load_split
 
     categories = args.categories or list_categories(args.root)
     peers = load_peer_rows(args.peer_results) if args.peer_results else {}
     rows = []
     for category in categories:
+        n_train = len(load_split(args.root, category, "train"))
         for shots in args.shots:
+            if shots != "all" and int(shots) >= n_train:
+                continue
             row = run_ours(args.root, category, shots)
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("category", "shots", *METRICS, "fit_seconds",

@@ -172,10 +172,16 @@ class Inspector:
         return features
 
     def _smooth(self, patch_maps: torch.Tensor) -> torch.Tensor:
-        """(B, h, w) patch maps → (B, S, S) at the input size, Gaussian-smoothed (PatchCore's σ = 4 at 256 px)."""
-        size = self.config.image_size
-        maps = F.interpolate(patch_maps[:, None].float(), size=(size, size), mode="bilinear", align_corners=False)
-        return gaussian_blur(maps, SMOOTHING_SIGMA * size / 256)[:, 0]
+        """(B, h, w) patch maps → (B, S, S) at the input size, Gaussian-smoothed (PatchCore's σ = 4 at 256 px).
+        In batch-size chunks: the convolution's working memory grows with the batch (gigabytes for the
+        hundreds of leave-one-out maps of a large training set)."""
+        size, step = self.config.image_size, self.config.batch_size
+        out = []
+        for start in range(0, len(patch_maps), step):
+            maps = F.interpolate(patch_maps[start:start + step, None].float(), size=(size, size), mode="bilinear",
+                                 align_corners=False)
+            out.append(gaussian_blur(maps, SMOOTHING_SIGMA * size / 256)[:, 0])
+        return torch.cat(out)
 
     def _require_fitted(self) -> None:
         if self.expert is None or self.calibration is None:

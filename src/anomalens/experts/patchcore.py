@@ -1,5 +1,10 @@
 """Full-shot expert (PatchCore): a greedy-coreset memory bank of all normal training patches,
-exact nearest-neighbour search with faiss, and PatchCore's image-score reweighting."""
+nearest-neighbour search with faiss, and PatchCore's image-score reweighting.
+
+Search is exact (a flat index) for banks of up to EXACT_MAX patches. Larger banks, which come from large
+training sets, use an inverted-file index that visits PROBE_FRACTION of its cells: exact distances to
+the patches it visits, a nearest neighbour missed only rarely, and detection speed that no longer grows
+with the bank. Its cell centres are stored in the model file, so a reloaded model scores identically."""
 
 from __future__ import annotations
 
@@ -12,14 +17,19 @@ import torch
 from ..features import flatten_patches
 from .coreset import greedy_coreset
 
+EXACT_MAX = 8_192  # banks up to this size are searched exhaustively
+PATCHES_PER_CELL = 64  # inverted-file cells hold about this many bank patches …
+PROBE_FRACTION = 1 / 16  # … and a query visits this share of the cells
+
 
 class PatchCoreExpert:
     kind = "patchcore"
 
     def __init__(self, coreset_ratio: float = 0.1, max_bank: int = 16_384, num_neighbors: int = 9, seed: int = 0,
-                 bank: torch.Tensor | None = None, image_ids: torch.Tensor | None = None):
+                 bank: torch.Tensor | None = None, image_ids: torch.Tensor | None = None,
+                 centroids: torch.Tensor | None = None):
         self.coreset_ratio, self.max_bank, self.num_neighbors, self.seed = coreset_ratio, max_bank, num_neighbors, seed
-        self.bank, self.image_ids, self.index = bank, image_ids, None
+        self.bank, self.image_ids, self.centroids, self.index = bank, image_ids, centroids, None
         if bank is not None:
             self._build_index()
 
@@ -38,18 +48,38 @@ class PatchCoreExpert:
         return self
 
     def _build_index(self) -> None:
-        self.index = faiss.IndexFlatL2(self.bank.shape[1])
+        n, dim = self.bank.shape
+        if n <= EXACT_MAX:
+            self.index, self.centroids = faiss.IndexFlatL2(dim), None
+        else:
+            if self.centroids is None:
+                kmeans = faiss.Kmeans(dim, n // PATCHES_PER_CELL, niter=20, seed=self.seed + 1)
+                kmeans.train(self.bank.numpy())
+                self.centroids = torch.from_numpy(kmeans.centroids.copy())
+            quantizer = faiss.IndexFlatL2(dim)
+            quantizer.add(self.centroids.numpy())
+            self.index = faiss.IndexIVFFlat(quantizer, dim, len(self.centroids))
+            self.index.is_trained = True  # the cells are given, not learned again: reloads are identical
+            self.index.nprobe = max(1, round(len(self.centroids) * PROBE_FRACTION))
+            self._quantizer = quantizer  # the index does not own it
         self.index.add(self.bank.numpy())
+
+    def _search_params(self, exclude_image: int | None):
+        """Search options: the probe count for an inverted file, and the image whose patches to skip."""
+        if exclude_image is None:
+            return None
+        own = np.flatnonzero(self.image_ids.numpy() == exclude_image).astype("int64")
+        selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(own))
+        if isinstance(self.index, faiss.IndexIVFFlat):
+            return faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
+        return faiss.SearchParameters(sel=selector)
 
     @torch.inference_mode()
     def score(self, features: list[torch.Tensor], exclude_image: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch anomaly maps (B, h, w) as L2 distance to the nearest bank patch, and reweighted image scores."""
         b, _, h, w = features[0].shape
         query = flatten_patches(torch.cat(features, dim=1)).contiguous().numpy()
-        params = None
-        if exclude_image is not None:
-            own = np.flatnonzero(self.image_ids.numpy() == exclude_image).astype("int64")
-            params = faiss.SearchParameters(sel=faiss.IDSelectorNot(faiss.IDSelectorBatch(own)))
+        params = self._search_params(exclude_image)
         sq_dist, nearest = self.index.search(query, 1, params=params)
         dist = torch.from_numpy(np.sqrt(np.maximum(sq_dist[:, 0], 0))).view(b, h * w)
         nearest = torch.from_numpy(nearest[:, 0]).view(b, h * w)
@@ -78,9 +108,12 @@ class PatchCoreExpert:
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         config = {"kind": self.kind, "coreset_ratio": self.coreset_ratio, "max_bank": self.max_bank,
                   "num_neighbors": self.num_neighbors, "seed": self.seed}
-        return config, {"bank": self.bank, "image_ids": self.image_ids}
+        tensors = {"bank": self.bank, "image_ids": self.image_ids}
+        if self.centroids is not None:
+            tensors["centroids"] = self.centroids
+        return config, tensors
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "PatchCoreExpert":
         options = {k: config[k] for k in ("coreset_ratio", "max_bank", "num_neighbors", "seed")}
-        return cls(**options, bank=tensors["bank"], image_ids=tensors["image_ids"])
+        return cls(**options, bank=tensors["bank"], image_ids=tensors["image_ids"], centroids=tensors.get("centroids"))
