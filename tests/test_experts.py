@@ -55,3 +55,27 @@ def test_chunked_coreset_is_close_to_plain_greedy():
     radius = torch.cdist(x, x[chosen]).min(1).values.max()
     random_radius = torch.cdist(x, x[torch.randperm(40_000, generator=g)[:400]]).min(1).values.max()
     assert radius < random_radius
+
+
+def test_large_banks_use_an_inverted_file_close_to_exact_search(tmp_path):
+    import faiss
+
+    from anomalens.experts import patchcore
+
+    inspector = Inspector(expert="patchcore", image_size=256, coreset_ratio=1.0)
+    inspector.fit([texture(i, size=256) for i in range(9)])  # 9 × 32 × 32 = 9216 patches > EXACT_MAX
+    expert = inspector.expert
+    assert len(expert.bank) > patchcore.EXACT_MAX and isinstance(expert.index, faiss.IndexIVFFlat)
+    queries = [plant_defect(texture(500 + i, size=256), i, radius=20)[0] for i in range(2)] + [texture(600, size=256)]
+    approx = inspector.predict(queries)
+    exact_index = faiss.IndexFlatL2(expert.bank.shape[1])
+    exact_index.add(expert.bank.numpy())
+    expert.index = exact_index
+    exact = inspector.predict(queries)
+    for a, b in zip(approx, exact):
+        assert a.score == pytest.approx(b.score, rel=0.05)
+        assert np.abs(a.anomaly_map - b.anomaly_map).mean() < 0.02 * b.anomaly_map.mean()
+    # the cell centres travel with the model: a reloaded model scores identically
+    inspector.expert = patchcore.PatchCoreExpert.from_state(*expert.state())  # back to the inverted file
+    path = inspector.save(tmp_path / "ivf.safetensors")
+    assert [r.score for r in Inspector.load(path).predict(queries)] == [r.score for r in approx]
