@@ -219,6 +219,7 @@ def evaluate_cmd(
     image_size: SizeOpt = 256,
     eval_size: Annotated[Optional[int], typer.Option(help="Score pixels on maps and masks resized to this "
                                                            "square size (anomalib's protocol); default: native.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the coreset's random start and projection.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json and metrics.csv.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
 ):
@@ -230,7 +231,7 @@ def evaluate_cmd(
         _fail(f"{root}: no categories found (expected MVTec-AD or VisA layout)")
     out = _fresh_output_dir(out, overwrite, "eval")
     rows = []
-    options = dict(backbone=backbone, weights=weights, expert=expert, image_size=image_size)
+    options = dict(backbone=backbone, weights=weights, expert=expert, image_size=image_size, seed=seed)
     for name in categories:
         with _progress() as progress:
             tasks = {}
