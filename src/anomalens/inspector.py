@@ -131,7 +131,7 @@ class Inspector:
         yield from self._finish(batch)
 
     def score(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Raw image scores (B,) and smoothed maps (B, S, S) at the model's input size S, for evaluation."""
+        """Raw image scores (B,) and smoothed maps (B, S, S) at the model's input size S for one batch."""
         self._require_fitted()
         maps, scores = self.expert.score(self._embed(images))
         return scores.numpy(), self._smooth(maps).numpy()
