@@ -85,17 +85,12 @@ class Inspector:
     def fit(self, images: Sequence[ImageInput], progress: Callable[[int], None] | None = None) -> "Inspector":
         """Build the expert's memory from normal images and calibrate the decision on them.
         Unreadable images are skipped and listed in `self.skipped`; none readable is an error."""
-        self.skipped, chunks, batch = [], [], []
-        for _, loaded in _decode_ahead(images, depth=2 * self.config.batch_size):
-            if isinstance(loaded, ImageError):
-                self.skipped.append(str(loaded))
-                continue
-            batch.append(loaded)
-            if len(batch) == self.config.batch_size:
-                chunks.append(self._embed(batch, progress))
-                batch = []
-        if batch:
-            chunks.append(self._embed(batch, progress))
+        self.skipped, chunks = [], []
+        for item in self._batches(images):
+            if isinstance(item, tuple):  # (source, error): unreadable
+                self.skipped.append(str(item[1]))
+            else:
+                chunks.append(self._embed([array for _, array in item], progress))
         if not chunks:
             raise ValueError("no readable normal image to fit on" + (f": {self.skipped[0]}" if self.skipped else ""))
         features = [torch.cat(stage) for stage in zip(*chunks)]  # only features are kept, never all images
@@ -117,18 +112,29 @@ class Inspector:
         """Results in input order; an unreadable image gives a result with `error` set, not an exception.
         Images are decoded a little ahead on a worker thread, overlapping decoding with the network."""
         self._require_fitted()
+        for item in self._batches(images):
+            if isinstance(item, tuple):  # (source, error): unreadable
+                yield InspectionResult(source=item[0], error=str(item[1]))
+            else:
+                yield from self._finish(item)
+
+    def _batches(self, images: Iterable[ImageInput]) -> Iterator[list[tuple[str, np.ndarray]] | tuple[str, ImageError]]:
+        """Decoded [(source, array), …] batches of up to batch_size, in input order; an unreadable image
+        closes the batch before it and comes on its own as a (source, error) pair."""
         batch: list[tuple[str, np.ndarray]] = []
         for source, loaded in _decode_ahead(images, depth=2 * self.config.batch_size):
             if isinstance(loaded, ImageError):
-                yield from self._finish(batch)
+                if batch:
+                    yield batch
                 batch = []
-                yield InspectionResult(source=source, error=str(loaded))
+                yield source, loaded
                 continue
             batch.append((source, loaded))
             if len(batch) == self.config.batch_size:
-                yield from self._finish(batch)
+                yield batch
                 batch = []
-        yield from self._finish(batch)
+        if batch:
+            yield batch
 
     def score(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Raw image scores (B,) and smoothed maps (B, S, S) at the model's input size S for one batch."""
