@@ -12,6 +12,7 @@ path, and with it the pooled image embedding, is left exactly as trained.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,7 +169,7 @@ class CLIP(nn.Module):
         self.transformer = Transformer(config.text_width, config.text_layers, config.quick_gelu)
         self.ln_final = nn.LayerNorm(config.text_width)
         self.text_projection = nn.Parameter(config.text_width ** -0.5 * torch.randn(config.text_width, config.embed_dim))
-        self.logit_scale = nn.Parameter(torch.tensor(float(torch.log(torch.tensor(1 / 0.07)))))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor], quick_gelu: bool = True) -> "CLIP":
