@@ -86,7 +86,7 @@ def writer_request(name: str, defects: Sequence[str]) -> str:
             f"'anomalous: {name} with a deep scratch'.")
 
 
-_LINE = re.compile(r"^\W*(normal|anomalous|defective|defect)\s*[:\-–]\s*(.+)$", re.IGNORECASE)
+_LINE = re.compile(r"^[\W\d_]*(normal|anomalous|defective|defect)\s*[:\-–]\s*(.+)$", re.IGNORECASE)
 
 
 def _ask_writer(writer: Writer, name: str, defects: Sequence[str]) -> tuple[list[str], list[str]]:
