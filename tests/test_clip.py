@@ -95,8 +95,24 @@ def test_image_and_text_towers_shapes(tiny, tokenizer):
         assert torch.equal(pooled, tiny.encode_image(pixels))  # the dense path leaves the pooled one alone
         assert [d.shape for d in dense] == [(2, 4, 4, 32)] * 2 and dense[0].dtype == torch.float32
         assert not torch.allclose(dense[0], dense[1])
+        _, plain = tiny.encode_image_dense(pixels, [2], value_value=False)
+        last = tiny.visual.ln_post(_plain_tokens(tiny, pixels)[:, 1:]) @ tiny.visual.proj
+        assert torch.allclose(plain[0].flatten(1, 2), last, atol=1e-5)
         text = tiny.encode_text(tokenizer(["a photo of a cat", "x"], context_length=TINY.context_length))
+        longer = tiny.encode_text(tokenizer(["x", "word " * 20], context_length=TINY.context_length))
     assert text.shape == (2, 32) and torch.isfinite(text).all()
+    assert torch.allclose(text[1], longer[0], atol=1e-6)  # padding never changes an embedding (it is cut)
+
+
+def _plain_tokens(model, pixels):
+    """The ordinary ViT forward, written out: all tokens after the last block."""
+    visual = model.visual
+    x = visual.conv1(pixels).flatten(2).transpose(1, 2)
+    x = torch.cat([visual.class_embedding.expand(len(x), 1, -1), x], dim=1) + visual.positional_embedding
+    x = visual.ln_pre(x)
+    for block in visual.transformer.resblocks:
+        x = block(x)
+    return x
 
 
 # ---- checkpoint layouts ----------------------------------------------------------------------------

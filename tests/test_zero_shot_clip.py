@@ -70,6 +70,17 @@ def test_expert_shapes_and_ranges(tokenizer, adapt):
     assert 0 <= maps.min() and maps.max() <= 1 and 0 <= scores.min() and scores.max() <= 1
 
 
+def test_contextual_scoring_keeps_the_phrases_that_separate_the_patches(tokenizer):
+    torch.manual_seed(0)
+    expert = ClipZeroShotExpert(CLIP(TINY), tokenizer, "textile")
+    basis = torch.eye(TINY.embed_dim)
+    expert.normal_phrases, expert.anomalous_phrases = basis[[2, 3]], basis[[0, 1]]
+    patches = (basis[2] + 0.1 * basis[0]).repeat(6, 6, 1)  # every patch looks normal and a little like phrase 0 …
+    patches[1:3, 4] = basis[1] + 0.1 * basis[0]  # … except two that phrase 1 singles out
+    normal, anomalous = expert._adapted_states(F.normalize(patches, dim=-1)[None])
+    assert torch.equal(normal, basis[2]) and torch.equal(anomalous, basis[1])
+
+
 # ---- expert on a tiny CLIP trained here ----------------------------------------------------------------
 def _train_tiny_clip(tokenizer, seed: int) -> CLIP:
     """A tiny CLIP that has learned what clean and marked textures look like and how each is described.

@@ -137,10 +137,11 @@ class VisionTower(nn.Module):
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, config.embed_dim))
 
-    def forward(self, pixels: torch.Tensor, dense_layers: Sequence[int] = ()) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, pixels: torch.Tensor, dense_layers: Sequence[int] = (),
+                value_value: bool = True) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Pooled embeddings (B, E) and, for each block number in `dense_layers` (1 = first block), that block's
-        value-value patch tokens in the joint space (B, grid, grid, E). The value-value path starts at the
-        first block listed, from the ordinary path's tokens."""
+        patch tokens in the joint space (B, grid, grid, E): from the value-value path (which starts at the
+        first block listed, from the ordinary path's tokens), or with `value_value=False` the ordinary ones."""
         x = self.conv1(pixels)
         b, _, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)
@@ -149,11 +150,12 @@ class VisionTower(nn.Module):
         wanted, start = set(dense_layers), min(dense_layers, default=len(self.transformer.resblocks) + 1)
         dense, vv = [], None
         for number, block in enumerate(self.transformer.resblocks, start=1):
-            if number >= start:
+            if value_value and number >= start:
                 vv = (x if vv is None else vv) + block.attn.value_value(block.ln_1(x))
-                if number in wanted:
-                    dense.append((self.ln_post(vv[:, 1:]) @ self.proj).view(b, h, w, -1))
             x = block(x)
+            if number in wanted:
+                tokens = vv if value_value else x
+                dense.append((self.ln_post(tokens[:, 1:]) @ self.proj).view(b, h, w, -1))
         return self.ln_post(x[:, 0]) @ self.proj, dense
 
 
@@ -182,15 +184,20 @@ class CLIP(nn.Module):
         """(B, 3, R, R) normalised pixels → (B, E) image embeddings (not unit length)."""
         return self.visual(pixels)[0]
 
-    def encode_image_dense(self, pixels: torch.Tensor, layers: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Pooled embeddings (B, E) and value-value patch tokens (B, grid, grid, E) of the listed blocks."""
-        return self.visual(pixels, layers)
+    def encode_image_dense(self, pixels: torch.Tensor, layers: Sequence[int],
+                           value_value: bool = True) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Pooled embeddings (B, E) and patch tokens (B, grid, grid, E) of the listed blocks in the joint space:
+        value-value ones (dense zero-shot maps) or, with `value_value=False`, the ordinary ones."""
+        return self.visual(pixels, layers, value_value)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """(N, context_length) token ids → (N, E) text embeddings, read at each text's end marker."""
-        x = self.token_embedding(tokens) + self.positional_embedding
+        end = tokens.argmax(dim=-1)  # the end marker has the highest id in the vocabulary
+        # Causal attention: the padding after the last end marker cannot change any embedding, so it is cut
+        # (prompts are ~15 of 77 tokens: several times less work).
+        length = int(end.max()) + 1
+        x = self.token_embedding(tokens[:, :length]) + self.positional_embedding[:length]
         for block in self.transformer.resblocks:
             x = block(x, causal=True)
         x = self.ln_final(x)
-        end = tokens.argmax(dim=-1)  # the end marker has the highest id in the vocabulary
         return x[torch.arange(len(x)), end] @ self.text_projection
