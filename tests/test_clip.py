@@ -191,6 +191,16 @@ def test_weights_of_another_architecture_are_refused(tiny, tmp_path):
         create_clip(None, weights=tmp_path / "missing.safetensors")
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.script, used only to make the file
+def test_torchscript_and_pickled_objects_are_not_executed(tmp_path):
+    torch.jit.script(torch.nn.Linear(2, 2)).save(tmp_path / "ViT-B-16.pt")  # OpenAI's original format
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="TorchScript archive .* open_clip_model.safetensors"):
+        create_clip("ViT-B-16", weights=tmp_path / "ViT-B-16.pt")
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "module.pt")  # a pickled module, not a state dict
+    with pytest.raises(ValueError, match="not a plain state dict"):
+        create_clip(None, weights=tmp_path / "module.pt")
+
+
 def test_missing_hub_says_how_to_supply_a_file(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if not installed
     with pytest.raises(ClipWeightsError) as error:

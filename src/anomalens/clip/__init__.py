@@ -13,6 +13,7 @@ unpickler (``weights_only=True``). Three key layouts load: OpenAI's (``visual.co
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -68,7 +69,7 @@ def create_clip(name: str | None = DEFAULT_CLIP, weights: str | Path | None = No
         weights = download_weights(name)
     expected = CLIP_MODELS[name].config if name else None
     gelu = quick_gelu if quick_gelu is not None else (expected.quick_gelu if expected else True)
-    state = to_openai_layout(load_state_dict(_checked_file(Path(weights))))
+    state = to_openai_layout(_read_tensors(Path(weights), name or DEFAULT_CLIP))
     try:
         model = CLIP.from_state_dict(state, gelu)
     except RuntimeError as error:  # missing or unexpected keys: a CLIP variant this tower does not build
@@ -96,10 +97,19 @@ def download_weights(name: str) -> Path:
         raise ClipWeightsError(f"could not download CLIP weights for {name} ({reason}). {how}") from None
 
 
-def _checked_file(path: Path) -> Path:
+def _read_tensors(path: Path, name: str) -> dict[str, torch.Tensor]:
+    """The file's tensors; TorchScript archives and pickled objects are refused (they could run code)."""
     if not path.is_file():
         raise ClipWeightsError(f"{path}: CLIP weights file not found")
-    return path
+    try:
+        return load_state_dict(path)
+    except (RuntimeError, pickle.UnpicklingError) as error:
+        info = CLIP_MODELS[name]
+        what = "a TorchScript archive (as OpenAI's original .pt downloads are)" if "TorchScript" in str(error) \
+            else "not a plain state dict of tensors"
+        raise ValueError(f"{path} is {what}; it is not read because loading it could run code. Use a .safetensors "
+                         f"file instead, e.g. {info.hub_file} from https://huggingface.co/{info.hub_repo} "
+                         f"(the same OpenAI weights)") from None
 
 
 # ---- key layouts ---------------------------------------------------------------------------------
