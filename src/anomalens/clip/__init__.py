@@ -134,7 +134,7 @@ _NOT_WEIGHTS = {"input_resolution", "context_length", "vocab_size", "logit_bias"
 
 
 def detect_layout(state: dict[str, torch.Tensor]) -> str:
-    """"transformers", "openclip" (prefixed or with a separate text tower) or "openai"."""
+    """The key layout: "transformers", "openclip" (prefixed, or a separate text tower) or "openai"."""
     if any(k.startswith("vision_model.") for k in state):
         return "transformers"
     if any(k.startswith(("module.", "text.")) for k in state):

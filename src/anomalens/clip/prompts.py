@@ -59,7 +59,7 @@ class Prompts:
 
 
 def object_name(class_name: str | None) -> str:
-    """"metal_plate" → "metal plate"; "object" when the class is unknown."""
+    """The class as words (metal_plate → metal plate); "object" when it is unknown."""
     name = " ".join((class_name or "").replace("_", " ").replace("-", " ").split())
     return name or "object"
 
