@@ -2,12 +2,13 @@
 patch features, trained on normal images made abnormal by synthesis (`anomalens.synth`).
 
 Per stage, one linear projection into a joint space, compared by cosine similarity with two learnable
-embeddings, "normal" and "anomalous"; a softmax with temperature gives each patch's anomaly probability,
-averaged over stages (with two classes the softmax is a sigmoid of the
-difference of the two cosines, which is what is computed). Loss = FOCAL_WEIGHT·focal + DICE_WEIGHT·dice on the synthetic masks, with the map
-upsampled to LOSS_SIZE. The backbone runs once per synthetic image (its features are then cached), so
-training the head itself takes seconds; the epoch with the lowest loss on a held-out split of synthetic
-images is kept (early stopping)."""
+embeddings, "normal" and "anomalous"; a softmax with temperature gives each patch's anomaly probability
+(with two classes, a sigmoid of the difference of the two cosines, which is what is computed), averaged
+over stages. Loss = FOCAL_WEIGHT·focal + DICE_WEIGHT·dice on the synthetic masks, with the map upsampled
+to LOSS_SIZE. The backbone runs once per synthetic image (its features are then cached), so training the
+head itself is cheap. Early stopping: the weights of the epoch with the lowest loss on a held-out split of
+synthetic images are kept (the checkpoint that goes into the model file), and training stops PATIENCE
+epochs after it."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ class DecoderHead(nn.Module):
             projection.weight /= std
 
     @property
-    def _channels(self) -> list[int]:
+    def channels(self) -> list[int]:
         return [p.in_features for p in self.projections]
 
 
@@ -137,7 +138,7 @@ class DecoderExpert:
         return maps, maps.flatten(1).amax(1)
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
-        config = {"kind": self.kind, "channels": self.head._channels, "dim": self.head.embeddings.shape[1],
+        config = {"kind": self.kind, "channels": self.head.channels, "dim": self.head.embeddings.shape[1],
                   "temperature": self.head.temperature, "seed": self.seed, "synthetic_images": self.synthetic_images,
                   "history": self.history}
         return config, {k: v.contiguous() for k, v in self.head.state_dict().items()}
