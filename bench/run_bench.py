@@ -9,6 +9,10 @@ the product's prediction path: image decoding, backbone, expert, maps at full re
     python bench/run_bench.py --categories battery_weld --shots all 4
     python bench/run_bench.py --peer-python /tmp/peer/bin/python   # also run anomalib's PatchCore here
     python bench/run_bench.py --peer-results peer.jsonl        # or include peer rows measured earlier
+    python bench/run_bench.py --experts auto fused --shots all  # full-shot rows of chosen experts only
+
+Full-shot rows are measured for every expert of --experts (auto = the memory expert; decoder; fused =
+both), few-shot rows for the memory expert only.
 
 The peer is ../shared/tools/peer_anomalib.py (anomalib PatchCore with the same EfficientNet-Lite0
 weights, 256 px, coreset 0.1), which prints one JSON line per run.
@@ -32,10 +36,10 @@ PEER_TOOL = HERE.parent.parent / "shared" / "tools" / "peer_anomalib.py"
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
 
-def run_ours(root: Path, category: str, shots: str) -> dict:
+def run_ours(root: Path, category: str, shots: str, expert: str = "auto") -> dict:
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "anomalens.cli", "eval", str(root), "--category", category, "--out", out,
-               "--eval-size", "256"]  # the peer's protocol: maps and masks at 256 × 256
+               "--eval-size", "256", "--expert", expert]  # the peer's protocol: maps and masks at 256 × 256
         if shots != "all":
             cmd += ["--shots", shots]
         started = time.perf_counter()
@@ -91,6 +95,9 @@ def write_markdown(path: Path, rows: list[dict], peers: dict, command: str) -> N
         "model calibrated on its normal training images alone. Fit s includes that calibration. Detect img/s",
         "times the prediction path with image decoding (not the reading of masks or the metrics); peak MB is the",
         "eval process's maximum resident memory, metrics included. Shots 200: fit timing on 200 images.",
+        "Experts decoder and fused (decoder + memory expert): fit s includes synthesising the anomalies and",
+        "training the decoder (train minutes = fit s / 60); they are calibrated on a held-out quarter of the",
+        "normal training images.",
         "Peer: anomalib 2.7 PatchCore with the same EfficientNet-Lite0 weights (256 px, coreset 0.1), its own",
         "numbers from `peer_anomalib.py` on the same data.",
         "",
@@ -99,7 +106,8 @@ def write_markdown(path: Path, rows: list[dict], peers: dict, command: str) -> N
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        peer = peers.get((row["category"], str(row["shots"])), {})
+        memory = row["expert"] in ("memory_bank", "patchcore")  # the peer is PatchCore: compared with those rows
+        peer = peers.get((row["category"], str(row["shots"])), {}) if memory else {}
         lines.append("| " + " | ".join([
             row["category"], str(row["shots"]), row["expert"], *(fmt(row.get(k)) for k in METRICS),
             *(fmt(peer.get(k)) for k in METRICS), fmt(row.get("verdict_accuracy")), fmt(row["fit_seconds"], 1),
@@ -114,6 +122,8 @@ def main() -> None:
     parser.add_argument("--categories", nargs="*")
     parser.add_argument("--shots", nargs="*", default=["all", "1", "2", "4", "200"],
                         help="'all' or k; a k above a category's training-set size is skipped (200: fit timing)")
+    parser.add_argument("--experts", nargs="*", default=["auto", "decoder", "fused"],
+                        help="experts for the full-shot rows: auto (memory), decoder, fused")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     parser.add_argument("--peer-python", help="python of a venv with anomalib: run the peer in this same run")
     parser.add_argument("--peer-results", type=Path, help="JSON lines printed by peer_anomalib.py earlier")
@@ -131,10 +141,11 @@ def main() -> None:
         for shots in args.shots:
             if shots != "all" and int(shots) >= n_train:
                 continue
-            row = run_ours(args.root, category, shots)
-            rows.append(row)
-            print(json.dumps({k: row[k] for k in ("category", "shots", *METRICS, "fit_seconds",
-                                                  "detect_images_per_second")}), flush=True)
+            for expert in args.experts if shots == "all" else ["auto"]:
+                row = run_ours(args.root, category, shots, expert)
+                rows.append(row)
+                print(json.dumps({k: row[k] for k in ("category", "shots", "expert", *METRICS, "fit_seconds",
+                                                      "detect_images_per_second")}), flush=True)
             if args.peer_python:
                 peers[(category, shots)] = run_peer(args.peer_python, args.root, category, shots)
     command = "python bench/run_bench.py " + " ".join(sys.argv[1:])

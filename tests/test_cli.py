@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from anomalens.cli import app, sample_root
@@ -98,3 +99,25 @@ def test_demo_prints_verdicts_and_writes_overlays(tmp_path):
 def test_info_prints_model_header(model):
     result, text = _run("info", model)
     assert result.exit_code == 0 and "efficientnet_lite0" in text and "image_threshold" in text
+
+
+def test_fit_both_experts_and_info(texture_dataset, tmp_path):
+    path = tmp_path / "fused.safetensors"
+    result, text = _run("fit", texture_dataset / "textile", "-o", path, "--expert", "both", "--image-size", 128)
+    assert result.exit_code == 0, text
+    assert "fitted fused on 8 normal images" in text and "held-out, 2 images" in text
+    result, text = _run("info", path)
+    assert '"kind": "fused"' in text and '"kind": "decoder"' in text and '"kind": "memory_bank"' in text
+
+
+def test_fit_rejects_an_unknown_expert(texture_dataset, tmp_path):
+    result, text = _run("fit", texture_dataset / "textile", "-o", tmp_path / "m.safetensors", "--expert", "magic")
+    assert result.exit_code == 2 and "unknown expert 'magic'" in text
+
+
+def test_synth_writes_previews(texture_dataset, tmp_path):
+    result, text = _run("synth", texture_dataset / "textile", "-o", tmp_path / "syn", "-n", 5, "--image-size", 128)
+    assert result.exit_code == 0, text
+    previews = sorted((tmp_path / "syn").glob("*.png"))
+    assert len(previews) == 5 and all(p.stem.split("_", 1)[1] in ("poisson", "cutpaste", "noise") for p in previews)
+    assert Image.open(previews[0]).size == (3 * 128, 128)  # normal | synthetic | mask

@@ -1,4 +1,4 @@
-"""Command line: ``anomalens fit | detect | eval | chat | serve | demo | info``."""
+"""Command line: ``anomalens fit | detect | eval | chat | serve | synth | demo | info``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from PIL import Image
 from rich.table import Table
 
 from .backbones import BACKBONES, DEFAULT_BACKBONE
@@ -29,8 +30,9 @@ err = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole, neve
 
 BackboneOpt = Annotated[str, typer.Option(help=f"Feature network: {', '.join(BACKBONES)}.")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="Backbone weights file (.pth state dict or .safetensors).")]
-ExpertOpt = Annotated[str, typer.Option(help="auto (few-shot memory bank up to 16 images, else PatchCore), "
-                                              "memory_bank or patchcore.")]
+ExpertOpt = Annotated[str, typer.Option(help="memory or auto (few-shot memory bank up to 16 images, else "
+                                              "PatchCore), memory_bank, patchcore, decoder (trained on synthetic "
+                                              "anomalies) or both (memory and decoder fused).")]
 SizeOpt = Annotated[int, typer.Option(help="Images are resized to this square size.")]
 
 
@@ -96,7 +98,14 @@ def _fit(paths: list[Path], backbone: str, weights: Path | None, expert: str, im
     inspector = Inspector(backbone, weights=weights, expert=expert, image_size=image_size)
     with _progress() as progress:
         task = progress.add_task("fitting on normal images", total=len(paths))
-        inspector.fit(paths, progress=lambda n: progress.advance(task, n))
+        stages = {}
+
+        def training(stage: str, done: int, total: int) -> None:
+            if stage not in stages:
+                stages[stage] = progress.add_task(stage, total=total)
+            progress.update(stages[stage], completed=done)
+
+        inspector.fit(paths, progress=lambda n: progress.advance(task, n), train_progress=training)
     for problem in inspector.skipped:
         err.print(f"[yellow]skipped:[/] {problem}")
     return inspector
@@ -172,9 +181,10 @@ def fit(
         _fail(str(error))
     inspector.save(output, overwrite=overwrite)
     cal = inspector.calibration
-    console.print(f"fitted [bold]{inspector.expert.kind}[/] on {cal.n_normal} normal images "
+    console.print(f"fitted [bold]{inspector.expert.kind}[/] on {len(paths) - len(inspector.skipped)} normal images "
                   f"in {time.perf_counter() - started:.1f}s → {output}")
-    console.print(f"image threshold {cal.image_threshold:.4g} ({cal.method}), pixel threshold {cal.pixel_threshold:.4g}")
+    console.print(f"image threshold {cal.image_threshold:.4g} ({cal.method}, {cal.n_normal} images), "
+                  f"pixel threshold {cal.pixel_threshold:.4g}")
 
 
 @app.command()
@@ -398,6 +408,42 @@ def serve(
     application = create_app(models, api_key=api_key, language_model=language_model, guard=guard, limits=limits)
     err.print(f"AnomaLens at http://{host}:{port}/ (API docs: /docs); models in {models.resolve()}")
     uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def synth(
+    data: Annotated[Path, typer.Argument(help="Folder of normal images, or an MVTec/VisA category folder.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the preview images.")],
+    n: Annotated[int, typer.Option("-n", help="How many synthetic anomalies to make.")] = 16,
+    category: Annotated[Optional[str], typer.Option(help="Category, when DATA is a dataset root.")] = None,
+    image_size: SizeOpt = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the random draws.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
+):
+    """Preview the synthetic anomalies the decoder expert learns from: normal | synthetic | its mask in red."""
+    import numpy as np
+
+    from .features import to_batch
+    from .synth import synthesize
+
+    paths = _normal_images(data, category)
+    out = _fresh_output_dir(out, overwrite, "synth")
+    rng = np.random.default_rng(seed)
+    images: dict[int, np.ndarray] = {}
+
+    def image(i: int) -> np.ndarray:  # decoded and resized as the decoder sees it, once
+        if i not in images:
+            images[i] = to_batch([load_image(paths[i])], image_size)[0].permute(1, 2, 0).numpy()
+        return images[i]
+
+    for k in range(n):
+        target = image(int(rng.integers(len(paths))))
+        result = synthesize(target, image(int(rng.integers(len(paths)))), rng)
+        marked = result.image.copy()
+        marked[result.mask] = 0.5 * marked[result.mask] + 0.5 * np.array([1.0, 0.0, 0.0])
+        preview = np.concatenate([target, result.image, marked], axis=1)
+        Image.fromarray((preview * 255 + 0.5).astype(np.uint8)).save(out / f"{k:03d}_{result.mode}.png")
+    console.print(f"{n} synthetic anomalies (normal | synthetic | mask) in {out}")
 
 
 @app.command()

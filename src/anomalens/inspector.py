@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,11 @@ from .data import ImageError, load_image
 from .experts import EXPERTS, Expert
 from .features import patch_features, to_batch
 from .regions import Region, describe_location, find_regions
+from .training import TRAINED_EXPERTS, fit_trained
 
 ImageInput = str | Path | np.ndarray
 FEW_SHOT_MAX = 16  # expert="auto": the few-shot memory bank up to this many references, PatchCore above
+EXPERT_ALIASES = {"memory": "auto", "both": "fused"}  # the command line's names
 SMOOTHING_SIGMA = 4.0  # Gaussian σ of the map in pixels at 256 px (PatchCore's), scaled with image_size
 
 
@@ -62,11 +65,12 @@ class InspectionResult:
 class InspectorConfig:
     backbone: str = DEFAULT_BACKBONE
     image_size: int = 256
-    expert: str = "auto"  # "auto", "memory_bank" (few-shot) or "patchcore" (full-shot)
+    expert: str = "auto"  # "auto", "memory_bank" (few-shot), "patchcore" (full-shot), "decoder" or "fused"
     coreset_ratio: float = 0.1
     max_bank: int = 16_384  # caps the PatchCore bank so detection speed does not grow with the training set
     num_neighbors: int = 9
     batch_size: int = 8  # small batches keep activations in cache: faster on CPU than large ones
+    synthetic_images: int = 256  # "decoder", "fused": synthetic anomalies to train on
     seed: int = 0
 
 
@@ -82,25 +86,39 @@ class Inspector:
         self.skipped: list[str] = []  # training images that could not be read
 
     # ---- fitting -------------------------------------------------------------------------------
-    def fit(self, images: Sequence[ImageInput], progress: Callable[[int], None] | None = None) -> "Inspector":
-        """Build the expert's memory from normal images and calibrate the decision on them.
-        Unreadable images are skipped and listed in `self.skipped`; none readable is an error."""
-        self.skipped, chunks = [], []
+    def fit(self, images: Sequence[ImageInput], progress: Callable[[int], None] | None = None,
+            train_progress: Callable[[str, int, int], None] | None = None) -> "Inspector":
+        """Build the expert's memory from normal images (or train it: "decoder", "fused") and calibrate the
+        decision on them. Unreadable images are skipped and listed in `self.skipped`; none readable is an
+        error. `progress(n)` counts embedded images; `train_progress(stage, done, total)` follows training."""
+        kind = EXPERT_ALIASES.get(self.config.expert, self.config.expert)
+        if kind != "auto" and kind not in EXPERTS:
+            raise ValueError(f"unknown expert {self.config.expert!r}: choose auto, memory, {', '.join(EXPERTS)} or both")
+        self.skipped, chunks, resized = [], [], []
         for item in self._batches(images):
             if isinstance(item, tuple):  # (source, error): unreadable
                 self.skipped.append(str(item[1]))
-            else:
-                chunks.append(self._embed([array for _, array in item], progress))
+                continue
+            batch = to_batch([array for _, array in item], self.config.image_size)
+            chunks.append(patch_features(self.backbone, batch))
+            if progress:
+                progress(len(item))
+            if kind in TRAINED_EXPERTS:  # anomalies are synthesised from them: kept small, as uint8
+                resized.append(batch.mul(255).round_().to(torch.uint8))
         if not chunks:
             raise ValueError("no readable normal image to fit on" + (f": {self.skipped[0]}" if self.skipped else ""))
         features = [torch.cat(stage) for stage in zip(*chunks)]  # only features are kept, never all images
         n_images = len(features[0])
-        kind = self.config.expert
-        if kind == "auto":
-            kind = "memory_bank" if n_images <= FEW_SHOT_MAX else "patchcore"
-        self.expert = EXPERTS[kind].create(self.config).fit(features)
-        normal_maps, normal_scores = self.expert.leave_one_out(features)
-        method = "leave-one-out" if n_images > 1 else "self-similarity"
+        memory_kind = "memory_bank" if n_images <= FEW_SHOT_MAX else "patchcore"
+        if kind in TRAINED_EXPERTS:
+            embed = partial(patch_features, self.backbone)
+            self.expert, normal_maps, normal_scores = fit_trained(kind, memory_kind, self.config, features,
+                                                                  torch.cat(resized), embed, train_progress)
+            method = "held-out"
+        else:
+            self.expert = EXPERTS[memory_kind if kind == "auto" else kind].create(self.config).fit(features)
+            normal_maps, normal_scores = self.expert.leave_one_out(features)
+            method = "leave-one-out" if n_images > 1 else "self-similarity"
         self.calibration = calibrate(normal_scores.numpy(), self._smooth(normal_maps).numpy(), method)
         return self
 
@@ -171,11 +189,8 @@ class Inspector:
         )
 
     # ---- internals -----------------------------------------------------------------------------
-    def _embed(self, arrays: Sequence[np.ndarray], progress: Callable[[int], None] | None = None):
-        features = patch_features(self.backbone, to_batch(arrays, self.config.image_size))
-        if progress:
-            progress(len(arrays))
-        return features
+    def _embed(self, arrays: Sequence[np.ndarray]):
+        return patch_features(self.backbone, to_batch(arrays, self.config.image_size))
 
     def _smooth(self, patch_maps: torch.Tensor) -> torch.Tensor:
         """(B, h, w) patch maps → (B, S, S) at the input size, Gaussian-smoothed (PatchCore's σ = 4 at 256 px).

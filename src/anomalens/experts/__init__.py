@@ -1,13 +1,18 @@
-"""Experts turn patch features into anomaly maps. Each one: ``fit(features)`` on normal images,
-``score(features)`` → (patch maps (B, h, w), image scores (B,)), ``leave_one_out(features)`` for
-calibration, and ``state()`` / ``from_state()`` for model files."""
+"""Experts turn patch features into anomaly maps. Each one: ``score(features)`` → (patch maps (B, h, w),
+image scores (B,)) and ``state()`` / ``from_state()`` for model files. The memory experts are fitted with
+``fit(features)`` on normal images and calibrated by ``leave_one_out(features)``; the decoder is trained on
+synthetic anomalies and the fused expert combines it with a memory expert (see ``anomalens.training``)."""
 
 from __future__ import annotations
 
+from .decoder import DecoderExpert
+from .fusion import FusedExpert
 from .memory_bank import MemoryBankExpert
 from .patchcore import PatchCoreExpert
 
-Expert = MemoryBankExpert | PatchCoreExpert
-EXPERTS: dict[str, type[Expert]] = {cls.kind: cls for cls in (MemoryBankExpert, PatchCoreExpert)}
+Expert = MemoryBankExpert | PatchCoreExpert | DecoderExpert | FusedExpert
+EXPERTS: dict[str, type[Expert]] = {
+    cls.kind: cls for cls in (MemoryBankExpert, PatchCoreExpert, DecoderExpert, FusedExpert)
+}
 
-__all__ = ["EXPERTS", "Expert", "MemoryBankExpert", "PatchCoreExpert"]
+__all__ = ["EXPERTS", "DecoderExpert", "Expert", "FusedExpert", "MemoryBankExpert", "PatchCoreExpert"]

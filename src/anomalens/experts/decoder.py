@@ -1,0 +1,189 @@
+"""Trained expert (AnomalyGPT's decoder, "unsupervised" setting): a light head on the frozen backbone's
+patch features, trained on normal images made abnormal by synthesis (`anomalens.synth`).
+
+Per stage, one linear projection into a joint space, compared by cosine similarity with two learnable
+embeddings, "normal" and "anomalous"; a softmax with temperature gives each patch's anomaly probability
+(with two classes, a sigmoid of the difference of the two cosines, which is what is computed), averaged
+over stages. Loss = FOCAL_WEIGHT·focal + DICE_WEIGHT·dice on the synthetic masks, with the map upsampled
+to LOSS_SIZE. The backbone runs once per synthetic image (its features are then cached), so training the
+head itself is cheap. Early stopping: the weights of the epoch with the lowest loss on a held-out split of
+synthetic images are kept (the checkpoint that goes into the model file), and training stops PATIENCE
+epochs after it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..synth import foreground, synthesize
+
+JOINT_DIM = 32
+TEMPERATURE = 0.1
+LOSS_SIZE = 64  # maps and masks are compared at this resolution
+FOCAL_WEIGHT, DICE_WEIGHT, FOCAL_GAMMA = 1.0, 1.0, 2.0
+VALIDATION_FRACTION = 0.2  # of the synthetic images, held out for early stopping
+MAX_EPOCHS, PATIENCE, BATCH, LEARNING_RATE = 25, 4, 16, 3e-3
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+class DecoderHead(nn.Module):
+    """Linear projection per stage → cosine with the normal/anomalous embeddings → anomaly probability."""
+
+    def __init__(self, channels: list[int], dim: int = JOINT_DIM, temperature: float = TEMPERATURE):
+        super().__init__()
+        self.temperature = temperature
+        self.projections = nn.ModuleList(nn.Linear(c, dim) for c in channels)
+        self.embeddings = nn.Parameter(torch.randn(2, dim, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Per-stage features (B, C_i, h, w) → anomaly probability (B, h, w), the mean over stages."""
+        normal, anomalous = F.normalize(self.embeddings, dim=1)
+        total = 0.0
+        for fmap, projection in zip(features, self.projections):
+            z = F.normalize(projection(fmap.permute(0, 2, 3, 1)), dim=-1)  # channels last: faster on CPU
+            total = total + torch.sigmoid(z @ (anomalous - normal) / self.temperature)
+        return total / len(features)
+
+    @torch.no_grad()
+    def fold_standardisation(self, means: list[torch.Tensor], stds: list[torch.Tensor]) -> None:
+        """Make a head trained on standardised features (x − mean) / std take raw features instead."""
+        for projection, mean, std in zip(self.projections, means, stds):
+            projection.bias -= projection.weight @ (mean / std)
+            projection.weight /= std
+
+    @property
+    def channels(self) -> list[int]:
+        return [p.in_features for p in self.projections]
+
+
+class DecoderExpert:
+    kind = "decoder"
+
+    def __init__(self, head: DecoderHead | None = None, seed: int = 0, synthetic_images: int = 256,
+                 history: list[dict] | None = None):
+        self.head, self.seed, self.synthetic_images, self.history = head, seed, synthetic_images, history or []
+
+    @classmethod
+    def create(cls, config) -> "DecoderExpert":
+        return cls(seed=config.seed, synthetic_images=config.synthetic_images)
+
+    def train(self, images: torch.Tensor, features: list[torch.Tensor], embed: Callable,
+              progress: Progress | None = None) -> "DecoderExpert":
+        """Train on normal `images` (N, 3, S, S) uint8 whose patch `features` are given; `embed` maps a float
+        image batch to patch features. Synthetic anomalies are made from these images only."""
+        rng = np.random.default_rng(self.seed)
+        torch.manual_seed(self.seed)
+        n_synthetic = self.synthetic_images
+        synthetic, masks = _synthetic_set(images, features, embed, rng, n_synthetic, progress)
+        n_val = max(1, round(VALIDATION_FRACTION * n_synthetic))
+        # training: synthetic anomalies and the clean normal images; validation: held-out synthetic ones
+        normal_masks = torch.zeros(len(images), LOSS_SIZE, LOSS_SIZE)
+        train = ([torch.cat([s[n_val:], f]) for s, f in zip(synthetic, features)], torch.cat([masks[n_val:], normal_masks]))
+        val = ([s[:n_val] for s in synthetic], masks[:n_val])
+
+        # standardised once here rather than in every step (stages differ in scale); folded back at the end
+        means = [f.mean((0, 2, 3)) for f in train[0]]
+        stds = [f.std((0, 2, 3)).clamp_min(1e-4) for f in train[0]]
+        train = ([_standardised(f, m, s) for f, m, s in zip(train[0], means, stds)], train[1])
+        val = ([_standardised(f, m, s) for f, m, s in zip(val[0], means, stds)], val[1])
+        self.head = DecoderHead([f.shape[1] for f in features])
+        optimiser = torch.optim.Adam(self.head.parameters(), lr=LEARNING_RATE)
+        best, best_loss, stale, self.history = None, float("inf"), 0, []
+        for epoch in range(1, MAX_EPOCHS + 1):
+            train_loss = self._epoch(*train, optimiser)
+            with torch.no_grad():
+                val_loss = self._epoch(*val)
+            self.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+            if progress:
+                progress("training decoder (epochs)", epoch, MAX_EPOCHS)
+            if val_loss < best_loss - 1e-4:
+                best, best_loss, stale = {k: v.clone() for k, v in self.head.state_dict().items()}, val_loss, 0
+            else:
+                stale += 1
+                if stale >= PATIENCE:
+                    break
+        self.head.load_state_dict(best)
+        self.head.fold_standardisation(means, stds)
+        self.head.requires_grad_(False).eval()
+        return self
+
+    def _epoch(self, features: list[torch.Tensor], masks: torch.Tensor, optimiser=None) -> float:
+        """One pass (shuffled, with updates, if an optimiser is given); the mean loss per batch."""
+        n = len(masks)
+        order = torch.randperm(n) if optimiser else torch.arange(n)
+        losses = []
+        for start in range(0, n, BATCH):
+            pick = order[start:start + BATCH]
+            loss = segmentation_loss(self._upsampled(self.head([f[pick] for f in features])), masks[pick])
+            if optimiser:
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            losses.append(loss.item())
+        return float(np.mean(losses))
+
+    @staticmethod
+    def _upsampled(maps: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(maps[:, None], size=(LOSS_SIZE, LOSS_SIZE), mode="bilinear", align_corners=False)[:, 0]
+
+    @torch.inference_mode()
+    def score(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch anomaly probabilities (B, h, w) and image scores (B,) = each map's maximum."""
+        maps = self.head(features)
+        return maps, maps.flatten(1).amax(1)
+
+    def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        config = {"kind": self.kind, "channels": self.head.channels, "dim": self.head.embeddings.shape[1],
+                  "temperature": self.head.temperature, "seed": self.seed, "synthetic_images": self.synthetic_images,
+                  "history": self.history}
+        return config, {k: v.contiguous() for k, v in self.head.state_dict().items()}
+
+    @classmethod
+    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "DecoderExpert":
+        head = DecoderHead(config["channels"], config["dim"], config["temperature"])
+        head.load_state_dict(tensors)
+        head.requires_grad_(False).eval()
+        return cls(head, config["seed"], config["synthetic_images"], config["history"])
+
+
+def segmentation_loss(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """FOCAL_WEIGHT·focal + DICE_WEIGHT·dice between anomaly probabilities and (soft) masks, both (B, H, W)."""
+    p = maps.clamp(1e-6, 1 - 1e-6)
+    bce = -(masks * p.log() + (1 - masks) * (1 - p).log())
+    p_true = masks * p + (1 - masks) * (1 - p)
+    focal = ((1 - p_true) ** FOCAL_GAMMA * bce).mean()
+    dice = 1 - (2 * (p * masks).sum() + 1) / (p.sum() + masks.sum() + 1)
+    return FOCAL_WEIGHT * focal + DICE_WEIGHT * dice
+
+
+def _standardised(fmap: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Standardised per channel, in channels-last memory: the head's projections then read it unpermuted."""
+    return ((fmap - mean[:, None, None]) / std[:, None, None]).contiguous(memory_format=torch.channels_last)
+
+
+def _synthetic_set(images: torch.Tensor, features: list[torch.Tensor], embed: Callable, rng: np.random.Generator,
+                   n: int, progress: Progress | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """n synthetic anomalies, each in a random normal image with a patch from another, as backbone
+    features (embedded batch by batch, never all images at once) and masks at LOSS_SIZE."""
+    arrays = images.permute(0, 2, 3, 1).numpy()
+    objects: dict[int, np.ndarray] = {}  # foreground estimates, computed once per image used
+    chunks, masks, batch = [], [], []
+    for i in range(n):
+        t, s = int(rng.integers(len(arrays))), int(rng.integers(len(arrays)))
+        target = arrays[t].astype(np.float32) / 255
+        if t not in objects:
+            objects[t] = foreground(target)
+        result = synthesize(target, arrays[s].astype(np.float32) / 255, rng, object_mask=objects[t])
+        batch.append(torch.from_numpy(result.image).permute(2, 0, 1))
+        masks.append(F.adaptive_avg_pool2d(torch.from_numpy(result.mask).float()[None], LOSS_SIZE)[0])
+        if len(batch) == BATCH or i == n - 1:
+            chunks.append(embed(torch.stack(batch)))
+            batch = []
+            if progress:
+                progress("synthesising anomalies", i + 1, n)
+    return [torch.cat(stage).clone() for stage in zip(*chunks)], torch.stack(masks)  # clone: out of inference mode

@@ -1,0 +1,75 @@
+"""Fusion of the memory expert (memory bank or PatchCore) with the trained decoder.
+
+The two experts' maps live on different scales (a feature distance, a probability), so each is first
+normalised by its own normal statistics — z = (value − median) / scale over normal images the expert had not
+fitted on — and the normalised maps are summed with weights. The image score is formed
+the same way from the two experts' normalised image scores, with the memory expert weighted more: it is
+the stronger image-level detector, and a score the decoder alone moves can lose image AUROC."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..calibration import upper_threshold
+from .decoder import DecoderExpert
+from .memory_bank import MemoryBankExpert
+from .patchcore import PatchCoreExpert
+
+MAP_DECODER_WEIGHT = 0.5  # the decoder's share of the fused map
+SCORE_DECODER_WEIGHT = 0.25  # … and of the fused image score
+MEMORY_EXPERTS = {cls.kind: cls for cls in (MemoryBankExpert, PatchCoreExpert)}
+
+
+def map_statistics(maps: torch.Tensor) -> list[float]:
+    """[median, scale] of normal patch values; the scale is the distance from the median to the 99th
+    percentile, which stays meaningful when most normal patches sit at one value (a probability near 0)."""
+    values = maps.flatten().double().numpy()
+    median = float(np.median(values))
+    return [median, max(float(np.quantile(values, 0.99)) - median, 1e-6)]
+
+
+def score_statistics(scores: torch.Tensor) -> list[float]:
+    """[median, robust σ] of normal image scores (the calibration's own spread estimate)."""
+    values = scores.double().numpy()
+    return [float(np.median(values)), upper_threshold(values)[1]]
+
+
+class FusedExpert:
+    kind = "fused"
+
+    def __init__(self, memory: MemoryBankExpert | PatchCoreExpert, decoder: DecoderExpert, statistics: dict):
+        """`statistics`: for "memory_map", "memory_score", "decoder_map", "decoder_score", [median, σ] of
+        that expert's patch values or image scores on normal images."""
+        self.memory, self.decoder, self.statistics = memory, decoder, statistics
+
+    def _normalised(self, name: str, values: torch.Tensor) -> torch.Tensor:
+        median, sigma = self.statistics[name]
+        return (values - median) / sigma
+
+    def combine(self, memory: tuple[torch.Tensor, torch.Tensor], decoder: tuple[torch.Tensor, torch.Tensor]):
+        """Fused (maps, scores) from each expert's own (maps, scores) of the same images."""
+        maps = ((1 - MAP_DECODER_WEIGHT) * self._normalised("memory_map", memory[0])
+                + MAP_DECODER_WEIGHT * self._normalised("decoder_map", decoder[0]))
+        scores = ((1 - SCORE_DECODER_WEIGHT) * self._normalised("memory_score", memory[1])
+                  + SCORE_DECODER_WEIGHT * self._normalised("decoder_score", decoder[1]))
+        return maps, scores
+
+    def score(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.combine(self.memory.score(features), self.decoder.score(features))
+
+    def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        (memory_config, memory_tensors), (decoder_config, decoder_tensors) = self.memory.state(), self.decoder.state()
+        tensors = {f"memory.{k}": v for k, v in memory_tensors.items()}
+        tensors |= {f"decoder.{k}": v for k, v in decoder_tensors.items()}
+        return {"kind": self.kind, "memory": memory_config, "decoder": decoder_config,
+                "statistics": self.statistics}, tensors
+
+    @classmethod
+    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "FusedExpert":
+        def part(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        memory = MEMORY_EXPERTS[config["memory"]["kind"]].from_state(config["memory"], part("memory."))
+        decoder = DecoderExpert.from_state(config["decoder"], part("decoder."))
+        return cls(memory, decoder, config["statistics"])

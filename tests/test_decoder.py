@@ -1,0 +1,80 @@
+"""The decoder expert: trained on synthetic anomalies, it finds real planted defects; fused with the
+memory expert; both save to and load from one model file."""
+
+import numpy as np
+import pytest
+import torch
+
+from anomalens import Inspector
+from anomalens.experts.decoder import segmentation_loss
+from anomalens.metrics import image_auroc, pixel_auroc
+from anomalens.model_file import read_header
+from anomalens.training import held_out_split
+from conftest import plant_defect, texture
+
+OPTIONS = dict(image_size=128, synthetic_images=96)
+
+
+@pytest.fixture(scope="module")
+def defects_and_normals():
+    defects = [plant_defect(texture(300 + i), i, radius=14) for i in range(4)]
+    return defects, [texture(400 + i) for i in range(4)]
+
+
+@pytest.fixture(scope="module")
+def fused():
+    return Inspector(expert="both", **OPTIONS).fit([texture(i) for i in range(8)])
+
+
+def test_training_lowers_the_loss_and_localises_planted_defects(fused, defects_and_normals):
+    history = fused.expert.decoder.history
+    assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
+    assert min(h["val_loss"] for h in history) < 0.8 * history[0]["val_loss"]  # on held-out synthetic images
+    defects, normals = defects_and_normals
+    # the decoder alone, on defects it never saw (planted blobs, not synthetic pastes)
+    maps, scores = fused.expert.decoder.score(fused._embed([d[0] for d in defects] + normals))
+    assert image_auroc([1] * 4 + [0] * 4, scores.numpy()) >= 0.9
+    smooth = fused._smooth(maps[:4]).numpy()
+    assert pixel_auroc(np.stack([d[1] for d in defects]), smooth) > 0.9
+    for (_, mask, _), anomaly_map in zip(defects, smooth):
+        y, x = np.unravel_index(anomaly_map.argmax(), anomaly_map.shape)
+        assert mask[max(0, y - 8):y + 9, max(0, x - 8):x + 9].any()  # the peak is on the defect
+
+
+def test_fused_expert_finds_defects_with_held_out_calibration(fused, defects_and_normals):
+    defects, normals = defects_and_normals
+    assert fused.expert.kind == "fused" and fused.expert.memory.kind == "memory_bank"
+    assert fused.calibration.method == "held-out" and fused.calibration.n_normal == 2  # a quarter of 8
+    results = fused.predict([d[0] for d in defects] + normals)
+    assert image_auroc([1] * 4 + [0] * 4, [r.score for r in results]) == 1.0
+    assert pixel_auroc(np.stack([d[1] for d in defects]), np.stack([r.anomaly_map for r in results[:4]])) > 0.95
+    assert all(r.anomalous for r in results[:4])
+
+
+@pytest.mark.parametrize("expert", ["decoder", "fused"])
+def test_model_file_round_trip(expert, fused, defects_and_normals, tmp_path):
+    inspector = fused
+    if expert == "decoder":
+        inspector = Inspector(expert="decoder", **OPTIONS | {"synthetic_images": 32}).fit([texture(i) for i in range(4)])
+    path = inspector.save(tmp_path / f"{expert}.safetensors")
+    assert read_header(path)["expert"]["kind"] == expert
+    loaded = Inspector.load(path)
+    images = [defects_and_normals[0][0][0], defects_and_normals[1][0]]
+    for a, b in zip(inspector.predict(images), loaded.predict(images)):
+        assert a.score == b.score and a.anomalous == b.anomalous
+        np.testing.assert_array_equal(a.anomaly_map, b.anomaly_map)
+    assert loaded.calibration == inspector.calibration
+
+
+def test_segmentation_loss_prefers_the_true_mask():
+    masks = torch.zeros(2, 16, 16)
+    masks[:, 4:9, 5:11] = 1
+    assert segmentation_loss(masks * 0.98 + 0.01, masks) < 0.1 < segmentation_loss(1 - masks * 0.98 - 0.01, masks)
+
+
+def test_held_out_split_keeps_images_apart():
+    train, held = held_out_split(12, seed=0)
+    assert len(held) == 3
+    assert sorted(train.tolist() + held.tolist()) == list(range(12))
+    with pytest.raises(ValueError, match="at least 2"):
+        held_out_split(1, seed=0)
