@@ -5,8 +5,9 @@ Every setting runs as its own `anomalens eval` process (so peak memory is that r
 the category's normal training images (all, or the first k) and inspecting every test image through
 the product's prediction path: image decoding, backbone, expert, maps at full resolution, regions.
 
-    python bench/run_bench.py                                  # ../shared/datasets, full-shot + 1/2/4 shots
+    python bench/run_bench.py                                  # ../shared/datasets: full-shot, 1/2/4 shots, zero-shot
     python bench/run_bench.py --categories battery_weld --shots all 4
+    python bench/run_bench.py --shots zero                     # zero-shot only: test images score each other
     python bench/run_bench.py --peer-python /tmp/peer/bin/python   # also run anomalib's PatchCore here
     python bench/run_bench.py --peer-results peer.jsonl        # or include peer rows measured earlier
 
@@ -36,7 +37,9 @@ def run_ours(root: Path, category: str, shots: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "anomalens.cli", "eval", str(root), "--category", category, "--out", out,
                "--eval-size", "256"]  # the peer's protocol: maps and masks at 256 × 256
-        if shots != "all":
+        if shots == "zero":
+            cmd += ["--zero-shot"]
+        elif shots != "all":
             cmd += ["--shots", shots]
         started = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -91,6 +94,9 @@ def write_markdown(path: Path, rows: list[dict], peers: dict, command: str) -> N
         "model calibrated on its normal training images alone. Fit s includes that calibration. Detect img/s",
         "times the prediction path with image decoding (not the reading of masks or the metrics); peak MB is the",
         "eval process's maximum resident memory, metrics included. Shots 200: fit timing on 200 images.",
+        "Shots zero: no training image at all; the test images are scored against each other as one unlabeled",
+        "batch (mutual scoring, each image against at most 64 others drawn at random), the verdict threshold",
+        "from the batch's own low-score mode; detect img/s then covers the whole batch's scoring.",
         "Peer: anomalib 2.7 PatchCore with the same EfficientNet-Lite0 weights (256 px, coreset 0.1), its own",
         "numbers from `peer_anomalib.py` on the same data.",
         "",
@@ -112,8 +118,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--categories", nargs="*")
-    parser.add_argument("--shots", nargs="*", default=["all", "1", "2", "4", "200"],
-                        help="'all' or k; a k above a category's training-set size is skipped (200: fit timing)")
+    parser.add_argument("--shots", nargs="*", default=["all", "1", "2", "4", "200", "zero"],
+                        help="'all', k or 'zero' (no training image); a k above a category's training-set size "
+                             "is skipped (200: fit timing)")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     parser.add_argument("--peer-python", help="python of a venv with anomalib: run the peer in this same run")
     parser.add_argument("--peer-results", type=Path, help="JSON lines printed by peer_anomalib.py earlier")
@@ -129,13 +136,13 @@ def main() -> None:
     for category in categories:
         n_train = len(load_split(args.root, category, "train"))
         for shots in args.shots:
-            if shots != "all" and int(shots) >= n_train:
+            if shots not in ("all", "zero") and int(shots) >= n_train:
                 continue
             row = run_ours(args.root, category, shots)
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("category", "shots", *METRICS, "fit_seconds",
                                                   "detect_images_per_second")}), flush=True)
-            if args.peer_python:
+            if args.peer_python and shots != "zero":
                 peers[(category, shots)] = run_peer(args.peer_python, args.root, category, shots)
     command = "python bench/run_bench.py " + " ".join(sys.argv[1:])
     (args.out.with_suffix(".json")).write_text(json.dumps({"rows": rows, "peer": [
