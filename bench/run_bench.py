@@ -7,7 +7,7 @@ the product's prediction path: image decoding, backbone, expert, maps at full re
 
     python bench/run_bench.py                                  # ../shared/datasets: full-shot, 1/2/4 shots, zero-shot
     python bench/run_bench.py --categories battery_weld --shots all 4
-    python bench/run_bench.py --shots zero                     # zero-shot only: test images score each other
+    python bench/run_bench.py --shots zero --update            # add zero-shot rows, keep the earlier ones
     python bench/run_bench.py --peer-python /tmp/peer/bin/python   # also run anomalib's PatchCore here
     python bench/run_bench.py --peer-results peer.jsonl        # or include peer rows measured earlier
 
@@ -81,6 +81,12 @@ def fmt(value, digits=3) -> str:
     return "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def earlier_command(path: Path) -> str:
+    """The command recorded in an earlier results file."""
+    line = next((x for x in path.read_text().splitlines() if x.startswith("Command: `")), "Command: `?`")
+    return line.split("`")[1]
+
+
 def write_markdown(path: Path, rows: list[dict], peers: dict, command: str) -> None:
     lines = [
         "# AnomaLens benchmark results",
@@ -124,6 +130,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     parser.add_argument("--peer-python", help="python of a venv with anomalib: run the peer in this same run")
     parser.add_argument("--peer-results", type=Path, help="JSON lines printed by peer_anomalib.py earlier")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the rows (and peer rows) of the earlier run in OUT's .json that this run does not redo")
     args = parser.parse_args()
     if not args.root.is_dir():
         sys.exit(f"{args.root}: dataset root not found (the benchmark needs ../shared/datasets or --root)")
@@ -145,6 +153,13 @@ def main() -> None:
             if args.peer_python and shots != "zero":
                 peers[(category, shots)] = run_peer(args.peer_python, args.root, category, shots)
     command = "python bench/run_bench.py " + " ".join(sys.argv[1:])
+    if args.update and args.out.with_suffix(".json").is_file():
+        earlier = json.loads(args.out.with_suffix(".json").read_text())
+        redone = {(r["category"], str(r["shots"])) for r in rows}
+        rows = sorted([r for r in earlier["rows"] if (r["category"], str(r["shots"])) not in redone] + rows,
+                      key=lambda r: r["category"])  # stable: each category's rows keep their order
+        peers = {(p["category"], str(p["shots"])): p for p in earlier["peer"]} | peers
+        command += f"` for its rows; the others from `{earlier_command(args.out)}"
     (args.out.with_suffix(".json")).write_text(json.dumps({"rows": rows, "peer": [
         {"category": c, "shots": s, **v} for (c, s), v in peers.items()]}, indent=2))
     write_markdown(args.out, rows, peers, command.strip())
