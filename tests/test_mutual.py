@@ -73,13 +73,14 @@ def test_normal_mode_survives_a_defective_majority():
 
 
 def test_rescore_averages_scores_over_look_alike_images():
-    # two groups of three look-alike images; within a group, scores are pulled together
-    descriptors = torch.nn.functional.normalize(torch.tensor(
-        [[1.0, 0.0], [0.99, 0.1], [0.98, 0.15], [0.0, 1.0], [0.1, 0.99], [0.15, 0.98]]), dim=1)
-    scores = torch.tensor([1.0, 3.0, 2.0, 10.0, 20.0, 15.0])
+    # two groups of six look-alike images; within a group, scores are pulled together
+    angles = torch.cat([torch.linspace(0.0, 0.1, 6), torch.linspace(1.5, 1.6, 6)])
+    descriptors = torch.stack([angles.cos(), angles.sin()], 1)
+    scores = torch.tensor([1.0, 3.0, 2.0, 1.5, 2.5, 2.0, 10.0, 20.0, 15.0, 12.0, 18.0, 15.0])
     rescored = rescore(scores, descriptors)
-    assert rescored[:3].max() < rescored[3:].min()
-    assert np.ptp(rescored[:3].numpy()) < 2.0 and np.ptp(rescored[3:].numpy()) < 10.0
+    assert rescored[:6].max() < rescored[6:].min()
+    assert np.ptp(rescored[:6].numpy()) < 2.0 and np.ptp(rescored[6:].numpy()) < 10.0
+    assert torch.equal(rescore(scores[:7], descriptors[:7]), scores[:7])  # too few images: left as they are
 
 
 def test_a_single_image_is_a_clear_error():

@@ -53,7 +53,7 @@ class MutualScorer:
             for degree in DEGREES:
                 local = fmap if degree == 1 else F.avg_pool2d(fmap, degree, 1, degree // 2, count_include_pad=False)
                 patch_scores = _mutual_scores(local.flatten(2).transpose(1, 2).contiguous(), references)
-                maps += patch_scores / patch_scores.median()  # stages and degrees on one footing
+                maps += patch_scores / patch_scores.median().clamp(min=1e-12)  # stages and degrees on one footing
                 count += 1
         maps = (maps / count).view(n, GRID, GRID)
         top = max(1, round(TOP_FRACTION * GRID * GRID))
@@ -77,7 +77,8 @@ def _mutual_scores(patches: torch.Tensor, references: torch.Tensor) -> torch.Ten
     n, p, c = patches.shape
     squared = patches.pow(2).sum(2)
     m = references.shape[1]
-    low, high = int(INTERVAL[0] * m), max(int(INTERVAL[0] * m) + 1, round(INTERVAL[1] * m))
+    low = int(INTERVAL[0] * m)
+    high = max(low + 1, round(INTERVAL[1] * m))
     out = torch.empty(n, p)
     for i in range(n):
         per_image = []
@@ -99,10 +100,13 @@ def _global_features(features: list[torch.Tensor]) -> torch.Tensor:
 
 def rescore(scores: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
     """RsCIN-style re-scoring: for each k in RESCORE_NEIGHBORS, the mean score of an image and its k most
-    similar images (cosine of descriptors); the image's new score is the average over the k's."""
+    similar images (cosine of descriptors); the image's new score is the average over the k's. A
+    neighbourhood never spans more than a quarter of the batch, so small batches are left as they are."""
     n = len(scores)
+    sizes = [k for k in RESCORE_NEIGHBORS if k + 1 <= n // 4]
+    if not sizes:
+        return scores
     similarity = descriptors @ descriptors.T
     similarity.fill_diagonal_(float("inf"))  # an image is its own first neighbour
     order = similarity.argsort(1, descending=True)
-    sizes = [k for k in RESCORE_NEIGHBORS if k < n] or [0]
     return torch.stack([scores[order[:, :k + 1]].mean(1) for k in sizes]).mean(0)
