@@ -241,7 +241,6 @@ class Inspector:
 
         if self.zero_shot:
             raise ValueError("a zero-shot inspector has no model to save: it scores each batch on its own")
-
         return save_inspector(self, path, overwrite=overwrite)
 
     @classmethod
