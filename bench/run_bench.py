@@ -82,9 +82,9 @@ def fmt(value, digits=3) -> str:
 
 
 def earlier_command(path: Path) -> str:
-    """The command recorded in an earlier results file."""
+    """The command that produced an earlier results file's kept rows: the last one its header names."""
     line = next((x for x in path.read_text().splitlines() if x.startswith("Command: `")), "Command: `?`")
-    return line.split("`")[1]
+    return line.split("`")[-2]
 
 
 def write_markdown(path: Path, rows: list[dict], peers: dict, command: str) -> None:
