@@ -5,8 +5,9 @@ Every setting runs as its own `anomalens eval` process (so peak memory is that r
 the category's normal training images (all, or the first k) and inspecting every test image through
 the product's prediction path: image decoding, backbone, expert, maps at full resolution, regions.
 
-    python bench/run_bench.py                                  # ../shared/datasets, full-shot + 1/2/4 shots
+    python bench/run_bench.py                                  # ../shared/datasets: full-shot, 1/2/4 shots, zero-shot
     python bench/run_bench.py --categories battery_weld --shots all 4
+    python bench/run_bench.py --shots zero --update            # add zero-shot rows, keep the earlier ones
     python bench/run_bench.py --peer-python /tmp/peer/bin/python   # also run anomalib's PatchCore here
     python bench/run_bench.py --peer-results peer.jsonl        # or include peer rows measured earlier
     python bench/run_bench.py --experts auto fused --shots all  # full-shot rows of chosen experts only
@@ -40,7 +41,9 @@ def run_ours(root: Path, category: str, shots: str, expert: str = "auto") -> dic
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "anomalens.cli", "eval", str(root), "--category", category, "--out", out,
                "--eval-size", "256", "--expert", expert]  # the peer's protocol: maps and masks at 256 × 256
-        if shots != "all":
+        if shots == "zero":
+            cmd += ["--zero-shot"]
+        elif shots != "all":
             cmd += ["--shots", shots]
         started = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -82,6 +85,12 @@ def fmt(value, digits=3) -> str:
     return "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def earlier_command(path: Path) -> str:
+    """The command that produced an earlier results file's kept rows: the last one its header names."""
+    line = next((x for x in path.read_text().splitlines() if x.startswith("Command: `")), "Command: `?`")
+    return line.split("`")[-2]
+
+
 def write_markdown(path: Path, rows: list[dict], peers: dict, command: str) -> None:
     lines = [
         "# AnomaLens benchmark results",
@@ -98,6 +107,9 @@ def write_markdown(path: Path, rows: list[dict], peers: dict, command: str) -> N
         "Experts decoder and fused (decoder + memory expert): fit s includes synthesising the anomalies and",
         "training the decoder (train minutes = fit s / 60); they are calibrated on a held-out quarter of the",
         "normal training images.",
+        "Shots zero: no training image at all; the test images are scored against each other as one unlabeled",
+        "batch (mutual scoring, each image against at most 64 others drawn at random), the verdict threshold",
+        "from the batch's own low-score mode; detect img/s then covers the whole batch's scoring.",
         "Peer: anomalib 2.7 PatchCore with the same EfficientNet-Lite0 weights (256 px, coreset 0.1), its own",
         "numbers from `peer_anomalib.py` on the same data.",
         "",
@@ -120,13 +132,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--categories", nargs="*")
-    parser.add_argument("--shots", nargs="*", default=["all", "1", "2", "4", "200"],
-                        help="'all' or k; a k above a category's training-set size is skipped (200: fit timing)")
+    parser.add_argument("--shots", nargs="*", default=["all", "1", "2", "4", "200", "zero"],
+                        help="'all', k or 'zero' (no training image); a k above a category's training-set size "
+                             "is skipped (200: fit timing)")
     parser.add_argument("--experts", nargs="*", default=["auto", "decoder", "fused"],
                         help="experts for the full-shot rows: auto (memory), decoder, fused")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     parser.add_argument("--peer-python", help="python of a venv with anomalib: run the peer in this same run")
     parser.add_argument("--peer-results", type=Path, help="JSON lines printed by peer_anomalib.py earlier")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the rows (and peer rows) of the earlier run in OUT's .json that this run does not redo")
     args = parser.parse_args()
     if not args.root.is_dir():
         sys.exit(f"{args.root}: dataset root not found (the benchmark needs ../shared/datasets or --root)")
@@ -139,16 +154,24 @@ def main() -> None:
     for category in categories:
         n_train = len(load_split(args.root, category, "train"))
         for shots in args.shots:
-            if shots != "all" and int(shots) >= n_train:
+            if shots not in ("all", "zero") and int(shots) >= n_train:
                 continue
             for expert in args.experts if shots == "all" else ["auto"]:
                 row = run_ours(args.root, category, shots, expert)
                 rows.append(row)
                 print(json.dumps({k: row[k] for k in ("category", "shots", "expert", *METRICS, "fit_seconds",
                                                       "detect_images_per_second")}), flush=True)
-            if args.peer_python:
+            if args.peer_python and shots != "zero":
                 peers[(category, shots)] = run_peer(args.peer_python, args.root, category, shots)
     command = "python bench/run_bench.py " + " ".join(sys.argv[1:])
+    if args.update and args.out.with_suffix(".json").is_file():
+        earlier = json.loads(args.out.with_suffix(".json").read_text())
+        key = lambda r: (r["category"], str(r["shots"]), r["expert"])  # noqa: E731
+        redone = {key(r) for r in rows}
+        rows = sorted([r for r in earlier["rows"] if key(r) not in redone] + rows,
+                      key=lambda r: r["category"])  # stable: each category's rows keep their order
+        peers = {(p["category"], str(p["shots"])): p for p in earlier["peer"]} | peers
+        command += f"` for its rows; the others from `{earlier_command(args.out)}"
     (args.out.with_suffix(".json")).write_text(json.dumps({"rows": rows, "peer": [
         {"category": c, "shots": s, **v} for (c, s), v in peers.items()]}, indent=2))
     write_markdown(args.out, rows, peers, command.strip())

@@ -6,6 +6,11 @@ like. The image threshold is the one-sided 90 % prediction bound for a new norma
 median + t(0.95, n−1)·√(1 + 1/n)·σ, which widens honestly when there are only a few references
 (1.8σ for 4, 1.3σ for 40). The pixel threshold, which outlines regions, is a high quantile of the
 normal pixels' scores. Test labels are never seen.
+
+With no normal images at all (zero-shot), `batch_calibration` first finds the batch's own normal images
+without labels: a one- or two-component Gaussian mixture of the log image scores, the number chosen by
+BIC; with two, the images of the low component are taken as normal. The calibration above then runs on
+them, so verdicts and regions work exactly as with references.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import stats
+from sklearn.mixture import GaussianMixture
 
 PREDICTION_LEVEL = 0.90  # a new normal image scores below the image threshold with this probability
 ROBUST_MIN = 8  # from this many normal images on, σ comes from the median absolute deviation
 PIXEL_QUANTILE = 0.999  # normal pixels above the pixel threshold
 MIN_SCALE = 0.05  # σ never below this fraction of the median: a few references under-state spread
 LOGISTIC_SLOPE = 1.5  # probability 0.95 two σ past the threshold
+MIXTURE_MIN = 8  # batches smaller than this are not split into modes: all their images calibrate
 
 
 @dataclass(frozen=True)
@@ -76,3 +83,26 @@ def calibrate(normal_scores: np.ndarray, normal_maps: np.ndarray, method: str) -
         n_normal=int(scores.size),
         method=method,
     )
+
+
+def batch_calibration(scores: np.ndarray, maps: np.ndarray) -> Calibration:
+    """Calibration from an unlabeled batch: the images that a two-component mixture of log scores puts
+    in the low (normal) component — or all, when BIC prefers a single component — calibrate as normal
+    images. Robust to a majority of defective images as long as the normal ones form their own mode."""
+    scores = np.asarray(scores, dtype=np.float64)
+    normal = normal_mode(scores)
+    return calibrate(scores[normal], np.asarray(maps)[normal], "batch-mixture")
+
+
+def normal_mode(scores: np.ndarray) -> np.ndarray:
+    """Boolean mask of the scores in the lowest mode of a 1- or 2-component Gaussian mixture (BIC)."""
+    x = np.log(np.maximum(scores, 1e-12))[:, None]
+    if len(x) < MIXTURE_MIN:
+        return np.ones(len(x), bool)
+    fits = [GaussianMixture(k, random_state=0).fit(x) for k in (1, 2)]
+    best = min(fits, key=lambda m: m.bic(x))
+    if best.n_components == 1:
+        return np.ones(len(x), bool)
+    low = int(np.argmin(best.means_[:, 0]))
+    normal = best.predict(x) == low
+    return normal if normal.sum() >= 2 else np.ones(len(x), bool)

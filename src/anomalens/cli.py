@@ -34,6 +34,8 @@ ExpertOpt = Annotated[str, typer.Option(help="memory or auto (few-shot memory ba
                                               "PatchCore), memory_bank, patchcore, decoder (trained on synthetic "
                                               "anomalies) or both (memory and decoder fused).")]
 SizeOpt = Annotated[int, typer.Option(help="Images are resized to this square size.")]
+ZeroShotOpt = Annotated[bool, typer.Option("--zero-shot", help="No normal images: score the images against each "
+                                                                "other (mutual scoring; needs at least 2 images).")]
 
 
 def sample_root() -> Path:
@@ -195,19 +197,30 @@ def detect(
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: a new one under anomalens-out/).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
     weights: WeightsOpt = None,
+    zero_shot: ZeroShotOpt = False,
+    class_name: Annotated[Optional[str], typer.Option("--class", help="Zero-shot: what the product is, e.g. "
+                                                                      "'metal nut' (used by text-based routes).")] = None,
 ):
     """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays."""
-    if (model is None) == (refs is None):
-        _fail("give exactly one of --model MODEL or --refs DIR")
+    if zero_shot and (model or refs):
+        _fail("--zero-shot uses no model and no references: drop --model/--refs")
+    if not zero_shot and (model is None) == (refs is None):
+        _fail("give exactly one of --model MODEL or --refs DIR, or --zero-shot")
     try:
-        inspector = Inspector.load(model, weights=weights) if model else _fit(_normal_images(refs, None), DEFAULT_BACKBONE, weights, "auto", 256)
+        if zero_shot:
+            inspector = Inspector(weights=weights, zero_shot="mutual")
+        else:
+            inspector = Inspector.load(model, weights=weights) if model else _fit(_normal_images(refs, None), DEFAULT_BACKBONE, weights, "auto", 256)
     except (ModelFileError, ValueError, FileNotFoundError) as error:
         _fail(str(error))
     paths = _image_paths(images)
     if not paths:
         _fail("no images to inspect")
     out = _fresh_output_dir(out, overwrite, "detect")
-    results = _detect(inspector, paths, out)
+    try:
+        results = _detect(inspector, paths, out)
+    except ValueError as error:  # zero-shot with fewer than 2 readable images
+        _fail(str(error))
     (out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=2))
     console.print(_results_table(results))
     n_bad = sum(1 for r in results if r.ok and r.anomalous)
@@ -232,6 +245,8 @@ def evaluate_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the coreset's random start and projection.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json and metrics.csv.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
+    zero_shot: Annotated[bool, typer.Option("--zero-shot", help="Use no training image: score each category's "
+                                                                 "test images against each other.")] = False,
 ):
     """Benchmark on labelled data: image/pixel AUROC, AUPRO, F1-max, verdict quality, speed."""
     from .evaluation import evaluate_category
@@ -252,7 +267,8 @@ def evaluate_cmd(
                 progress.update(tasks[stage], completed=done)
 
             try:
-                rows.append(evaluate_category(root, name, shots, options, report, eval_size))
+                rows.append(evaluate_category(root, name, shots, options, report, eval_size,
+                                              zero_shot="mutual" if zero_shot else None))
             except (FileNotFoundError, ValueError) as error:
                 err.print(f"[red]{name}: {error}[/]")
     if not rows:
@@ -263,7 +279,8 @@ def evaluate_cmd(
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    table = Table(title=f"AnomaLens eval ({'%d-shot' % shots if shots else 'full-shot'})")
+    setting = "zero-shot" if zero_shot else f"{shots}-shot" if shots else "full-shot"
+    table = Table(title=f"AnomaLens eval ({setting})")
     shown = ["image_auroc", "pixel_auroc", "aupro", "image_f1max", "verdict_accuracy",
              "fit_seconds", "detect_images_per_second"]
     table.add_column("category")

@@ -1,5 +1,6 @@
 """Benchmark one dataset category the way a user would run it: fit on its normal training images
-(all, or the first k), inspect every test image through the normal prediction path, and score the
+(all, or the first k) — or, zero-shot, use no training image at all and inspect the test images as
+one unlabeled batch — inspect every test image through the normal prediction path, and score the
 maps against the ground-truth masks at the images' own resolution (MVTec-AD's protocol) or, for
 comparisons with anomalib, at its fixed evaluation size."""
 
@@ -21,15 +22,17 @@ from .metrics import evaluate
 
 
 def evaluate_category(root, category: str, shots: int | None = None, options: dict | None = None,
-                      progress: Callable[[str, int, int], None] | None = None, eval_size: int | None = None) -> dict:
+                      progress: Callable[[str, int, int], None] | None = None, eval_size: int | None = None,
+                      zero_shot: str | None = None) -> dict:
     """Metrics, verdict quality and timings for one category; `progress(stage, done, total)` is optional.
     Pixel metrics are computed at each image's own resolution, or, with `eval_size`, on maps and masks
-    resized to eval_size × eval_size (anomalib's protocol, for comparisons with it)."""
-    train = load_split(root, category, "train")
+    resized to eval_size × eval_size (anomalib's protocol, for comparisons with it). With `zero_shot`,
+    no training image is read: the test images are scored as one batch (its time counts as detection)."""
+    train = [] if zero_shot else load_split(root, category, "train")
     if shots:
         train = train[:shots]
     test = load_split(root, category, "test")
-    inspector = Inspector(**(options or {}))
+    inspector = Inspector(**(options or {}), zero_shot=zero_shot)
 
     started = time.perf_counter()
     done = 0
@@ -40,7 +43,8 @@ def evaluate_category(root, category: str, shots: int | None = None, options: di
         if progress:
             progress("fit", done, len(train))
 
-    inspector.fit([s.path for s in train], progress=fit_progress)
+    if not zero_shot:
+        inspector.fit([s.path for s in train], progress=fit_progress)
     fit_seconds = time.perf_counter() - started
 
     labels, scores, maps, masks, verdicts, skipped = [], [], [], [], [], list(inspector.skipped)
@@ -70,7 +74,7 @@ def evaluate_category(root, category: str, shots: int | None = None, options: di
     metrics = evaluate(np.array(labels), np.array(scores), masks, maps)  # lists: sizes may differ
     return {
         "category": category,
-        "shots": shots or "all",
+        "shots": "zero" if zero_shot else shots or "all",
         "expert": inspector.expert.kind,
         "n_train": len(train) - len(inspector.skipped),
         "n_test": len(labels),

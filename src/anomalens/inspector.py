@@ -1,4 +1,5 @@
-"""The one obvious API: ``Inspector().fit(normal_images)`` then ``inspector.predict(images)``.
+"""The one obvious API: ``Inspector().fit(normal_images)`` then ``inspector.predict(images)``;
+zero-shot, with no normal images: ``Inspector(zero_shot="mutual").predict(images)``.
 
 Data flow: images → backbone patch features → expert (patch anomaly map + image score) → smoothed
 map at the image's size → calibrated verdict and confidence → regions and their location in words.
@@ -19,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from .backbones import DEFAULT_BACKBONE, create_backbone, resolve_weights
-from .calibration import Calibration, calibrate
+from .calibration import Calibration, batch_calibration, calibrate
 from .data import ImageError, load_image
-from .experts import EXPERTS, Expert
+from .experts import EXPERTS, Expert, MutualScorer
 from .features import patch_features, to_batch
 from .regions import Region, describe_location, find_regions
 from .training import TRAINED_EXPERTS, fit_trained
@@ -30,6 +31,7 @@ ImageInput = str | Path | np.ndarray
 FEW_SHOT_MAX = 16  # expert="auto": the few-shot memory bank up to this many references, PatchCore above
 EXPERT_ALIASES = {"memory": "auto", "both": "fused"}  # the command line's names
 SMOOTHING_SIGMA = 4.0  # Gaussian σ of the map in pixels at 256 px (PatchCore's), scaled with image_size
+ZERO_SHOT = ("mutual",)  # zero-shot routes: "mutual" scores a batch's images against each other
 
 
 @dataclass
@@ -75,9 +77,14 @@ class InspectorConfig:
 
 
 class Inspector:
-    """Fit on normal images (k = 1 reference or thousands), then predict verdicts, maps and regions."""
+    """Fit on normal images (k = 1 reference or thousands), then predict verdicts, maps and regions.
+    With `zero_shot="mutual"` there is no fit: each predict() batch is scored against itself."""
 
-    def __init__(self, backbone: str = DEFAULT_BACKBONE, *, weights: str | Path | None = None, **options):
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, *, weights: str | Path | None = None,
+                 zero_shot: str | None = None, **options):
+        if zero_shot is not None and zero_shot not in ZERO_SHOT:
+            raise ValueError(f"unknown zero-shot route {zero_shot!r}; choose one of {', '.join(ZERO_SHOT)}")
+        self.zero_shot = zero_shot
         self.config = InspectorConfig(backbone=backbone, **options)
         self.weights_file = resolve_weights(backbone, weights)
         self.backbone = create_backbone(backbone, self.weights_file)
@@ -91,6 +98,8 @@ class Inspector:
         """Build the expert's memory from normal images (or train it: "decoder", "fused") and calibrate the
         decision on them. Unreadable images are skipped and listed in `self.skipped`; none readable is an
         error. `progress(n)` counts embedded images; `train_progress(stage, done, total)` follows training."""
+        if self.zero_shot:
+            raise ValueError("a zero-shot inspector is not fitted: call predict(images) on the batch directly")
         kind = EXPERT_ALIASES.get(self.config.expert, self.config.expert)
         if kind != "auto" and kind not in EXPERTS:
             raise ValueError(f"unknown expert {self.config.expert!r}: choose auto, memory, {', '.join(EXPERTS)} or both")
@@ -128,13 +137,42 @@ class Inspector:
 
     def iter_predict(self, images: Iterable[ImageInput]) -> Iterator[InspectionResult]:
         """Results in input order; an unreadable image gives a result with `error` set, not an exception.
-        Images are decoded a little ahead on a worker thread, overlapping decoding with the network."""
+        Images are decoded a little ahead on a worker thread, overlapping decoding with the network.
+        Zero-shot, the whole batch is read and embedded before the first result, then scored at once."""
+        if self.zero_shot:
+            yield from self._iter_zero_shot(images)
+            return
         self._require_fitted()
         for item in self._batches(images):
             if isinstance(item, tuple):  # (source, error): unreadable
                 yield InspectionResult(source=item[0], error=str(item[1]))
             else:
                 yield from self._finish(item)
+
+    def _iter_zero_shot(self, images: Iterable[ImageInput]) -> Iterator[InspectionResult]:
+        """Scores a whole batch mutually, and calibrates the verdict on the batch's own normal mode."""
+        entries, chunks = [], []  # entries: (source, image shape) or (source, ImageError), in input order
+        for item in self._batches(images):
+            if isinstance(item, tuple):  # (source, error): unreadable
+                entries.append(item)
+            else:
+                entries += [(source, array.shape[:2]) for source, array in item]
+                chunks.append(self._embed([array for _, array in item]))
+        n_read = sum(len(chunk[0]) for chunk in chunks)
+        if n_read < 2:
+            raise ValueError(f"zero-shot scoring compares images with each other: it needs at least 2 readable "
+                             f"images, got {n_read}")
+        self.expert = MutualScorer.create(self.config)
+        patch_maps, scores = self.expert.score([torch.cat(stage) for stage in zip(*chunks)])
+        maps, scores = self._smooth(patch_maps).numpy(), scores.numpy()
+        self.calibration = batch_calibration(scores, maps)
+        readable = iter(zip(scores, maps))
+        for source, shape in entries:
+            if isinstance(shape, ImageError):
+                yield InspectionResult(source=source, error=str(shape))
+            else:
+                score, small_map = next(readable)
+                yield self._result(source, shape, float(score), small_map)
 
     def _batches(self, images: Iterable[ImageInput]) -> Iterator[list[tuple[str, np.ndarray]] | tuple[str, ImageError]]:
         """Decoded [(source, array), …] batches of up to batch_size, in input order; an unreadable image
@@ -216,6 +254,8 @@ class Inspector:
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         from .model_file import save_inspector
 
+        if self.zero_shot:
+            raise ValueError("a zero-shot inspector has no model to save: it scores each batch on its own")
         return save_inspector(self, path, overwrite=overwrite)
 
     @classmethod
