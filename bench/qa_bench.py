@@ -6,6 +6,9 @@ images) inspects it, and each language backend answers, in a chat about that ima
   - "Is there any defect in the object?"  (A: Yes, B: No; truth from the label)
   - "Where is the defect?"                  (defective images: the nine 3×3-grid cells as options; truth =
                                              the cell of the centroid of the mask's largest region)
+  - "Which defect is it?"                   (where the dataset names two or more defect types: those types
+                                             as options; the defect-type expert learns each type from up to
+                                             5 other labelled test images, never the one asked about)
 The answer text is read back into an option the way the guard reads claims (first grid cell named; yes/no).
 Language-model backends answer a seeded sample of images per category (they are slow on 2 cores) and
 are scored both raw and after the guard. Writes bench/qa_results.md and .json.
@@ -28,14 +31,17 @@ import numpy as np
 from scipy import ndimage
 
 from anomalens import Inspector
-from anomalens.data import load_mask, load_split
+from anomalens.data import load_image, load_mask, load_split
 from anomalens.data.datasets import list_categories
+from anomalens.experts.defect_types import DefectGuess, DefectTypeExpert
 from anomalens.language import ChatSession, create_language_model, findings_from, read_claims
 from anomalens.regions import grid_location
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_ROOT = HERE.parent.parent / "shared" / "datasets"
-QUESTIONS = {"defect": "Is there any defect in the object?", "where": "Where is the defect?"}
+QUESTIONS = {"defect": "Is there any defect in the object?", "where": "Where is the defect?",
+             "type": "Which defect is it?"}
+TYPE_EXAMPLES = 5  # labelled examples per defect type the defect-type expert is given
 
 
 def mask_cell(mask: np.ndarray) -> str | None:
@@ -48,7 +54,10 @@ def mask_cell(mask: np.ndarray) -> str | None:
     return grid_location(cx, cy, mask.shape[1], mask.shape[0])
 
 
-def picked_option(question: str, text: str) -> str | None:
+def picked_option(question: str, text: str, types: list[str]) -> str | None:
+    if question == "type":  # the first type named
+        found = [(text.lower().find(t.replace("_", " ")), t) for t in types if t.replace("_", " ") in text.lower()]
+        return min(found)[1] if found else None
     claims = read_claims(text)
     if question == "defect":
         return None if claims.anomalous is None else "yes" if claims.anomalous else "no"
@@ -60,6 +69,7 @@ def run_category(root: Path, category: str, backends: dict, llm_sample: int, see
     test = load_split(root, category, "test")
     inspector = Inspector().fit([s.path for s in train])
     sampled = set(random.Random(seed).sample(range(len(test)), min(llm_sample, len(test))))
+    guesses, types = defect_type_guesses(inspector, test, seed)
     records = []
     for i, (sample, result) in enumerate(zip(test, inspector.iter_predict([s.path for s in test]))):
         if not result.ok:
@@ -69,7 +79,10 @@ def run_category(root: Path, category: str, backends: dict, llm_sample: int, see
         truth = {"defect": "yes" if sample.label else "no"}
         if sample.label and sample.mask_path:
             truth["where"] = mask_cell(load_mask(sample.mask_path, (height, width)))
-        findings = findings_from(result, inspector.calibration, expert=inspector.expert.kind)
+        if i in guesses:
+            truth["type"] = sample.defect
+        findings = findings_from(result, inspector.calibration, expert=inspector.expert.kind,
+                                 defect_type=guesses.get(i))
         for name, model in backends.items():
             if model is not None and i not in sampled:
                 continue
@@ -80,11 +93,31 @@ def run_category(root: Path, category: str, backends: dict, llm_sample: int, see
                 turn = session.ask(QUESTIONS[question])
                 base = {"category": category, "image": str(sample.path), "question": question, "truth": answer}
                 records.append(base | {"backend": name, "answer": turn.answer,
-                                       "picked": picked_option(question, turn.answer)})
+                                       "picked": picked_option(question, turn.answer, types)})
                 if model is not None:
                     records.append(base | {"backend": f"{name} (no guard)", "answer": turn.model_answer,
-                                           "picked": picked_option(question, turn.model_answer)})
+                                           "picked": picked_option(question, turn.model_answer, types)})
     return records
+
+
+def defect_type_guesses(inspector: Inspector, test: list, seed: int) -> tuple[dict[int, DefectGuess], list[str]]:
+    """For each defective test image of a category with two or more named defect types, the defect-type
+    expert's guess, learnt from up to TYPE_EXAMPLES other labelled images of each type (leave-one-out)."""
+    defective = [i for i, s in enumerate(test) if s.label and s.defect]
+    types = sorted({test[i].defect for i in defective})
+    if len(types) < 2:
+        return {}, types
+    descriptors = np.concatenate([inspector.defect_descriptors([load_image(test[i].path) for i in defective[k:k + 8]])
+                                  for k in range(0, len(defective), 8)])
+    rng = random.Random(seed)
+    guesses = {}
+    for row, i in enumerate(defective):
+        examples = {}
+        for name in types:
+            others = [r for r, j in enumerate(defective) if j != i and test[j].defect == name]
+            examples[name] = descriptors[rng.sample(others, min(TYPE_EXAMPLES, len(others)))]
+        guesses[i] = DefectTypeExpert.fit(examples).classify(descriptors[row])
+    return guesses, types
 
 
 def summarise(records: list[dict]) -> list[dict]:
@@ -101,7 +134,8 @@ def write_markdown(path: Path, rows: list[dict], command: str, seconds: float) -
              f"Measured {time.strftime('%Y-%m-%d')}, {seconds / 60:.1f} min. Command: `{command}`", "",
              "MMAD-style multiple choice on every test image (LLM backends: a seeded sample per category). "
              "Yes/no truth from the labels; location truth = the 3×3 cell of the centroid of the mask's largest "
-             "region, nine options. Full-shot inspectors fitted on the normal training images only.", "",
+             "region, nine options; defect type (categories naming two or more types): the types as options, the "
+             f"defect-type expert given {TYPE_EXAMPLES} other labelled test images per type, never the one asked about. Full-shot inspectors fitted on the normal training images only.", "",
              "| backend | category | question | n | accuracy |", "|---|---|---|---|---|"]
     lines += [f"| {r['backend']} | {r['category']} | {r['question']} | {r['n']} | {r['accuracy']:.3f} |" for r in rows]
     path.write_text("\n".join(lines) + "\n")

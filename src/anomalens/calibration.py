@@ -85,6 +85,14 @@ def calibrate(normal_scores: np.ndarray, normal_maps: np.ndarray, method: str) -
     )
 
 
+def probability_calibration() -> Calibration:
+    """For experts whose scores are already anomaly probabilities (CLIP's text prompts, route A): the
+    decision is at 0.5, where "anomalous" outweighs "normal", and regions are the patches above 0.5.
+    The scale makes the reported probability follow the expert's near the threshold (slope 1 at 0.5)."""
+    return Calibration(image_threshold=0.5, image_scale=LOGISTIC_SLOPE / 4, pixel_threshold=0.5,
+                       region_threshold=0.5, pixel_floor=0.25, n_normal=0, method="text-probability")
+
+
 def batch_calibration(scores: np.ndarray, maps: np.ndarray) -> Calibration:
     """Calibration from an unlabeled batch: the images that a two-component mixture of log scores puts
     in the low (normal) component — or all, when BIC prefers a single component — calibrate as normal

@@ -34,8 +34,16 @@ ExpertOpt = Annotated[str, typer.Option(help="memory or auto (few-shot memory ba
                                               "PatchCore), memory_bank, patchcore, decoder (trained on synthetic "
                                               "anomalies) or both (memory and decoder fused).")]
 SizeOpt = Annotated[int, typer.Option(help="Images are resized to this square size.")]
-ZeroShotOpt = Annotated[bool, typer.Option("--zero-shot", help="No normal images: score the images against each "
-                                                                "other (mutual scoring; needs at least 2 images).")]
+ZeroShotOpt = Annotated[bool, typer.Option("--zero-shot", help="No normal images. Route B (default): score the "
+                                                                "images against each other (needs at least 2). Route "
+                                                                "A, with --clip-weights or --clip-model: CLIP and text "
+                                                                "prompts about the --class.")]
+ClipWeightsOpt = Annotated[Optional[Path], typer.Option(help="Zero-shot route A: a CLIP checkpoint file (OpenAI, "
+                                                             "OpenCLIP or transformers layout; .safetensors or state dict).")]
+ClipModelOpt = Annotated[Optional[str], typer.Option(help="Zero-shot route A: ViT-B-16, ViT-B-32, ViT-L-14 or ViT-L-14-336 "
+                                                          "(without --clip-weights: downloaded from the Hugging Face hub).")]
+ClassOpt = Annotated[Optional[str], typer.Option("--class", help="What the product is, e.g. 'metal nut' (zero-shot "
+                                                                  "prompts and answers).")]
 
 
 def sample_root() -> Path:
@@ -111,6 +119,28 @@ def _fit(paths: list[Path], backbone: str, weights: Path | None, expert: str, im
     for problem in inspector.skipped:
         err.print(f"[yellow]skipped:[/] {problem}")
     return inspector
+
+
+def _inspector(model: Path | None, refs: Path | None, zero_shot: bool, weights: Path | None,
+               clip_weights: Path | None = None, clip_model: str | None = None, class_name: str | None = None,
+               defects: tuple[str, ...] = ()) -> Inspector:
+    """The inspector a command asked for: a model file, few-shot references, or a zero-shot route."""
+    if zero_shot and (model or refs):
+        _fail("--zero-shot uses no model and no references: drop --model/--refs")
+    if not zero_shot and (model is None) == (refs is None):
+        _fail("give exactly one of --model MODEL or --refs DIR, or --zero-shot")
+    if (clip_weights or clip_model) and not zero_shot:
+        _fail("--clip-weights/--clip-model are for --zero-shot (route A)")
+    try:
+        if zero_shot and (clip_weights or clip_model):
+            return Inspector.zero_shot_clip(clip_weights, clip_model, class_name=class_name, defects=defects)
+        if zero_shot:
+            return Inspector(weights=weights, zero_shot="mutual")
+        if model:
+            return Inspector.load(model, weights=weights)
+        return _fit(_normal_images(refs, None), DEFAULT_BACKBONE, weights, "auto", 256)
+    except (ModelFileError, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
 
 
 def _detect(inspector: Inspector, paths: list[Path], out: Path) -> list[InspectionResult]:
@@ -198,21 +228,12 @@ def detect(
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
     weights: WeightsOpt = None,
     zero_shot: ZeroShotOpt = False,
-    class_name: Annotated[Optional[str], typer.Option("--class", help="Zero-shot: what the product is, e.g. "
-                                                                      "'metal nut' (used by text-based routes).")] = None,
+    class_name: ClassOpt = None,
+    clip_weights: ClipWeightsOpt = None,
+    clip_model: ClipModelOpt = None,
 ):
     """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays."""
-    if zero_shot and (model or refs):
-        _fail("--zero-shot uses no model and no references: drop --model/--refs")
-    if not zero_shot and (model is None) == (refs is None):
-        _fail("give exactly one of --model MODEL or --refs DIR, or --zero-shot")
-    try:
-        if zero_shot:
-            inspector = Inspector(weights=weights, zero_shot="mutual")
-        else:
-            inspector = Inspector.load(model, weights=weights) if model else _fit(_normal_images(refs, None), DEFAULT_BACKBONE, weights, "auto", 256)
-    except (ModelFileError, ValueError, FileNotFoundError) as error:
-        _fail(str(error))
+    inspector = _inspector(model, refs, zero_shot, weights, clip_weights, clip_model, class_name)
     paths = _image_paths(images)
     if not paths:
         _fail("no images to inspect")
@@ -246,7 +267,10 @@ def evaluate_cmd(
     out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json and metrics.csv.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
     zero_shot: Annotated[bool, typer.Option("--zero-shot", help="Use no training image: score each category's "
-                                                                 "test images against each other.")] = False,
+                                                                 "test images against each other (route B), or with "
+                                                                 "--clip-weights/--clip-model against text (route A).")] = False,
+    clip_weights: ClipWeightsOpt = None,
+    clip_model: ClipModelOpt = None,
 ):
     """Benchmark on labelled data: image/pixel AUROC, AUPRO, F1-max, verdict quality, speed."""
     from .evaluation import evaluate_category
@@ -257,6 +281,11 @@ def evaluate_cmd(
     out = _fresh_output_dir(out, overwrite, "eval")
     rows = []
     options = dict(backbone=backbone, weights=weights, expert=expert, image_size=image_size, seed=seed)
+    route = None
+    if zero_shot:
+        route = "clip" if clip_weights or clip_model else "mutual"
+        if route == "clip":
+            options |= dict(clip_weights=clip_weights, clip_model=clip_model)
     for name in categories:
         with _progress() as progress:
             tasks = {}
@@ -268,7 +297,7 @@ def evaluate_cmd(
 
             try:
                 rows.append(evaluate_category(root, name, shots, options, report, eval_size,
-                                              zero_shot="mutual" if zero_shot else None))
+                                              zero_shot=route))
             except (FileNotFoundError, ValueError) as error:
                 err.print(f"[red]{name}: {error}[/]")
     if not rows:
@@ -322,8 +351,14 @@ def chat(
     image: Annotated[Path, typer.Argument(help="The image to inspect and talk about.")],
     model: Annotated[Optional[Path], typer.Option(help="Fitted model file.")] = None,
     refs: Annotated[Optional[Path], typer.Option(help="Folder of normal reference images (few-shot).")] = None,
-    class_name: Annotated[Optional[str], typer.Option("--class", help="Product class, e.g. 'metal plate'.")] = None,
+    zero_shot: Annotated[bool, typer.Option("--zero-shot", help="No normal images: CLIP and text prompts (route A; "
+                                                                 "needs --clip-weights or --clip-model).")] = False,
+    clip_weights: ClipWeightsOpt = None,
+    clip_model: ClipModelOpt = None,
+    class_name: ClassOpt = None,
     criteria: Annotated[Optional[Path], typer.Option(help="Normality criteria YAML file for the class.")] = None,
+    defect_examples: Annotated[Optional[Path], typer.Option(help="Labelled defect examples, one folder per type "
+                                                                 "(crack/, dent/, …): lets it name the defect type.")] = None,
     ask: Annotated[Optional[str], typer.Option(help="Answer this one question and exit (scriptable).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the conversation as JSON.")] = False,
     backend: Annotated[str, typer.Option(help="Language backend: grounded (no model, default), llama-cpp or openai.")] = "grounded",
@@ -342,22 +377,28 @@ def chat(
                            findings_from, load_criteria)
     from .overlay import render_overlay
 
-    if (model is None) == (refs is None):
-        _fail("give exactly one of --model MODEL or --refs DIR")
+    if zero_shot and not (clip_weights or clip_model):
+        _fail("zero-shot chat about one image needs route A: --clip-weights PATH (or --clip-model NAME to download "
+              "one); route B compares a batch of images: run `anomalens detect --zero-shot` on a folder")
     try:
         rules = load_criteria(criteria) if criteria else None
         language_model = create_language_model(backend, model_path=llm_model, base_url=base_url, model=llm_name,
                                                api_key=api_key, vision=vision)
-        ref_paths = _normal_images(refs, None) if refs else []
-        inspector = Inspector.load(model, weights=weights) if model else _fit(ref_paths, DEFAULT_BACKBONE, weights, "auto", 256)
-    except (CriteriaError, BackendError, ModelFileError, ValueError, FileNotFoundError) as error:
+    except (CriteriaError, BackendError) as error:
         _fail(str(error))
+    ref_paths = _normal_images(refs, None) if refs else []
+    inspector = _inspector(model, refs, zero_shot, weights, clip_weights, clip_model, class_name or (rules and rules.name),
+                           tuple(d.name for d in rules.defects) if rules else ())
     result = inspector.predict([image])[0]
     if not result.ok:
         _fail(result.error)
-    findings = findings_from(result, inspector.calibration, expert=inspector.expert.kind, class_name=class_name or "",
-                             criteria=rules, references=tuple(p.name for p in ref_paths))
     picture = load_image(image)
+    guess = None
+    if defect_examples:
+        types = _defect_type_expert(inspector, defect_examples)
+        guess = types.classify(inspector.defect_descriptors([picture])[0])
+    findings = findings_from(result, inspector.calibration, expert=inspector.expert.kind, class_name=class_name or "",
+                             criteria=rules, references=tuple(p.name for p in ref_paths), defect_type=guess)
     images = ChatImages(picture, render_overlay(picture, result.anomaly_map, inspector.calibration, result.regions),
                         [load_image(p) for p in ref_paths[:2]])
     session = ChatSession(findings, language_model, guard=guard, images=images)
@@ -380,6 +421,28 @@ def chat(
         _fail(str(error))
     if json_output:
         typer.echo(json.dumps(session.to_dict(), indent=2))
+
+
+def _defect_type_expert(inspector: Inspector, folder: Path):
+    """A defect-type expert from labelled examples: FOLDER/<type>/*.png; unreadable examples are skipped."""
+    from .experts.defect_types import DefectTypeExpert
+
+    if not folder.is_dir():
+        _fail(f"{folder}: not a folder of defect examples (expected one subfolder per defect type)")
+    examples = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        images = []
+        for sample in image_folder(sub):
+            try:
+                images.append(load_image(sample.path))
+            except ValueError as error:
+                err.print(f"[yellow]skipped:[/] {error}")
+        if images:
+            examples[sub.name] = inspector.defect_descriptors(images)
+    try:
+        return DefectTypeExpert.fit(examples)
+    except ValueError as error:
+        _fail(f"{folder}: {error}")
 
 
 def _answer(session, question: str, quiet: bool) -> None:

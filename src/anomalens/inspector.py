@@ -1,5 +1,6 @@
 """The one obvious API: ``Inspector().fit(normal_images)`` then ``inspector.predict(images)``;
-zero-shot, with no normal images: ``Inspector(zero_shot="mutual").predict(images)``.
+zero-shot, with no normal images: ``Inspector(zero_shot="mutual").predict(images)`` (a batch scored against
+itself) or ``Inspector.zero_shot_clip(weights, class_name=...)`` (CLIP and text prompts).
 
 Data flow: images → backbone patch features → expert (patch anomaly map + image score) → smoothed
 map at the image's size → calibrated verdict and confidence → regions and their location in words.
@@ -20,9 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from .backbones import DEFAULT_BACKBONE, create_backbone, resolve_weights
-from .calibration import Calibration, batch_calibration, calibrate
+from .calibration import Calibration, batch_calibration, calibrate, probability_calibration
 from .data import ImageError, load_image
 from .experts import EXPERTS, Expert, MutualScorer
+from .experts.defect_types import defect_descriptors
 from .features import patch_features, to_batch
 from .regions import Region, describe_location, find_regions
 from .training import TRAINED_EXPERTS, fit_trained
@@ -31,7 +33,9 @@ ImageInput = str | Path | np.ndarray
 FEW_SHOT_MAX = 16  # expert="auto": the few-shot memory bank up to this many references, PatchCore above
 EXPERT_ALIASES = {"memory": "auto", "both": "fused"}  # the command line's names
 SMOOTHING_SIGMA = 4.0  # Gaussian σ of the map in pixels at 256 px (PatchCore's), scaled with image_size
-ZERO_SHOT = ("mutual",)  # zero-shot routes: "mutual" scores a batch's images against each other
+# Zero-shot routes: "mutual" scores a batch's images against each other (B); "clip" compares each image with
+# text about normal and defective parts (A, needs CLIP weights: Inspector.zero_shot_clip).
+ZERO_SHOT = ("mutual", "clip")
 
 
 @dataclass
@@ -87,10 +91,28 @@ class Inspector:
         self.zero_shot = zero_shot
         self.config = InspectorConfig(backbone=backbone, **options)
         self.weights_file = resolve_weights(backbone, weights)
-        self.backbone = create_backbone(backbone, self.weights_file)
+        self.backbone = None if zero_shot == "clip" else create_backbone(backbone, self.weights_file)
         self.expert: Expert | None = None
         self.calibration: Calibration | None = None
         self.skipped: list[str] = []  # training images that could not be read
+
+    @classmethod
+    def zero_shot_clip(cls, clip_weights: str | Path | None = None, clip_model: str | None = None, *,
+                       class_name: str | None = None, defects: Sequence[str] = (), writer=None,
+                       **options) -> "Inspector":
+        """Zero-shot route A: CLIP's image patches against prompts about a normal and a defective
+        `class_name` (plus known `defects`, and prompts a language model `writer` adds). Weights come from
+        `clip_weights` (a local file) or, without it, the hub; offline that fails with a message saying
+        where to get a file."""
+        from .clip import Tokenizer, create_clip
+        from .experts.clip_zero_shot import ClipZeroShotExpert
+
+        inspector = cls(zero_shot="clip", **options)
+        model = create_clip(clip_model if clip_model or not clip_weights else None, clip_weights)
+        inspector.expert = ClipZeroShotExpert(model, Tokenizer(), class_name, defects, writer,
+                                              batch_size=inspector.config.batch_size)
+        inspector.calibration = probability_calibration()
+        return inspector
 
     # ---- fitting -------------------------------------------------------------------------------
     def fit(self, images: Sequence[ImageInput], progress: Callable[[int], None] | None = None,
@@ -138,8 +160,9 @@ class Inspector:
     def iter_predict(self, images: Iterable[ImageInput]) -> Iterator[InspectionResult]:
         """Results in input order; an unreadable image gives a result with `error` set, not an exception.
         Images are decoded a little ahead on a worker thread, overlapping decoding with the network.
-        Zero-shot, the whole batch is read and embedded before the first result, then scored at once."""
-        if self.zero_shot:
+        Zero-shot route B ("mutual") reads and embeds the whole batch before the first result, then scores
+        it at once."""
+        if self.zero_shot == "mutual":
             yield from self._iter_zero_shot(images)
             return
         self._require_fitted()
@@ -195,8 +218,20 @@ class Inspector:
     def score(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Raw image scores (B,) and smoothed maps (B, S, S) at the model's input size S for one batch."""
         self._require_fitted()
-        maps, scores = self.expert.score(self._embed(images))
+        if self.zero_shot == "clip":  # CLIP reads the images with its own image tower
+            maps, scores = self.expert.score_images(images)
+        else:
+            maps, scores = self.expert.score(self._embed(images))
         return scores.numpy(), self._smooth(maps).numpy()
+
+    def defect_descriptors(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(B, D) descriptions of where each image departs from normal, for the defect-type expert."""
+        self._require_fitted()
+        if self.zero_shot:
+            raise ValueError("defect types need a fitted inspector (a model file or references), not zero-shot")
+        features = self._embed(images)
+        maps, _ = self.expert.score(features)
+        return defect_descriptors(features, maps)
 
     def _finish(self, batch: list[tuple[str, np.ndarray]]) -> Iterator[InspectionResult]:
         if not batch:

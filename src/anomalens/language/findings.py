@@ -8,18 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..experts.defect_types import DefectGuess
 from ..inspector import InspectionResult
 from ..regions import Region, grid_location
 from .criteria import Criteria
-
-
-@dataclass(frozen=True)
-class DefectGuess:
-    """A defect-type expert's answer: the most likely known type and how well it matches."""
-
-    name: str
-    similarity: float  # in [0, 1]
-    runner_up: str | None = None
 
 
 @dataclass(frozen=True)
