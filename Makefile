@@ -4,6 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test bench clean
 
@@ -11,18 +12,25 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e .
 	touch $(STAMP)
+
+# the tests also need the optional parts: language models (llama-cpp-python builds from source once,
+# ~5 min), the service, and playwright for the browser test (which uses Debian's chromium)
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/anomalens demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
 # Quality and speed on ../shared/datasets (not part of the tests); writes bench/results.md
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/run_bench.py
+	$(BIN)/python bench/qa_bench.py
 
 clean:
 	rm -rf $(VENV) anomalens-out .pytest_cache
