@@ -120,6 +120,7 @@ def test_read_claims():
     assert read_claims("No, the part looks normal.").anomalous is False
     assert read_claims("The image shows a battery.").anomalous is None
     assert read_claims("A dent in the middle and one at the bottom").locations == ["center", "bottom"]
+    assert read_claims("At the bottom, and a second at the top left").locations == ["bottom", "top left"]
 
 
 class ScriptedModel:
@@ -137,7 +138,8 @@ class ScriptedModel:
 
 def test_guard_corrects_contradictions_and_reports_them():
     f = findings([(50, 250, 20)])
-    model = ScriptedModel("No, the weld looks fine.", "It is at the top right.", "Yes, at the bottom left.")
+    model = ScriptedModel("No, the weld looks fine.", "It is at the top right.", "Yes, at the bottom left.",
+                          "The product is a product of the grid.", "It is somewhere.")
     session = ChatSession(f, model)
     turn = session.ask("Is there a defect?")
     assert turn.guard.corrected and turn.answer == turn.grounded_answer and turn.model_answer == "No, the weld looks fine."
@@ -146,9 +148,13 @@ def test_guard_corrects_contradictions_and_reports_them():
     assert turn.guard.corrected and "top right" in turn.guard.problems[0]
     turn = session.ask("Is there a defect?")
     assert turn.guard.consistent and turn.answer == "Yes, at the bottom left."
+    turn = session.ask("Is there a defect?")  # an answer that takes no side is no answer
+    assert turn.guard.corrected and "does not say whether" in turn.guard.problems[0]
+    turn = session.ask("Where is it?")
+    assert turn.guard.corrected and "does not say where" in turn.guard.problems[0]
     # the model saw the grounded facts and the conversation so far
     system, *rest = model.seen[-1]
-    assert "Region 1: at the bottom left" in system["content"] and len(rest) == 5
+    assert "Region 1: at the bottom left" in system["content"] and len(rest) == 9
 
 
 def test_guard_judge_mode_records_both_opinions():

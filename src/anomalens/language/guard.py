@@ -50,24 +50,29 @@ def read_claims(text: str) -> Claims:
     lowered = text.lower()
     negative, positive = bool(_NEGATIVE.search(lowered)), bool(_POSITIVE.search(lowered))
     anomalous = None if negative == positive else positive
-    locations, rest = [], lowered
+    found, rest = [], lowered
     for name, pattern in _CELLS:
         regex = re.compile(rf"\b({pattern})\b")
-        if regex.search(rest):
-            locations.append(name)
-            rest = regex.sub(" ", rest)
-    return Claims(anomalous, locations)
+        match = regex.search(rest)
+        if match:
+            found.append((match.start(), name))
+            rest = regex.sub(lambda m: " " * len(m.group()), rest)  # same length: later positions stay true
+    return Claims(anomalous, [name for _, name in sorted(found)])  # in the order the text names them
 
 
 def check(model_text: str, grounded: Answer) -> list[str]:
-    """Contradictions between a model's answer and the grounded one (empty: consistent). Only the verdict
-    and the location are checked: they are what the anomaly map decides."""
+    """Contradictions between a model's answer and the grounded one (empty: consistent), and non-answers to
+    what was asked. Only the verdict and the location are checked: they are what the anomaly map decides."""
     claims = read_claims(model_text)
     problems = []
     asks_verdict = bool({"defect", "where", "summary"} & set(grounded.intents))
     if asks_verdict and claims.anomalous is not None and claims.anomalous != grounded.anomalous:
         problems.append("the model says " + ("there is a defect" if claims.anomalous else "there is no defect")
                         + "; the vision expert found " + ("one" if grounded.anomalous else "none"))
+    if "defect" in grounded.intents and claims.anomalous is None:  # asked yes or no, and answered neither
+        problems.append("the model's answer does not say whether there is a defect")
+    if "where" in grounded.intents and grounded.anomalous and not claims.locations and claims.anomalous is not False:
+        problems.append("the model's answer does not say where the defect is")
     if grounded.anomalous and claims.locations and claims.anomalous is not False:
         wrong = [cell for cell in claims.locations if not _compatible(cell, grounded.locations)]
         if wrong:
