@@ -45,8 +45,12 @@ def test_fused_expert_finds_defects_with_held_out_calibration(fused, defects_and
     defects, normals = defects_and_normals
     assert fused.expert.kind == "fused" and fused.expert.memory.kind == "memory_bank"
     assert fused.calibration.method == "held-out" and fused.calibration.n_normal == 2  # a quarter of 8
-    results = fused.predict([d[0] for d in defects] + normals)
+    images = [d[0] for d in defects] + normals
+    results = fused.predict(images)
     assert image_auroc([1] * 4 + [0] * 4, [r.score for r in results]) == 1.0
+    # the image score is the memory expert's, normalised: the decoder can never cost image AUROC
+    memory_scores = fused.expert.memory.score(fused._embed(images))[1].numpy()
+    np.testing.assert_array_equal(np.argsort([r.score for r in results]), np.argsort(memory_scores))
     assert pixel_auroc(np.stack([d[1] for d in defects]), np.stack([r.anomaly_map for r in results[:4]])) > 0.95
     assert all(r.anomalous for r in results[:4])
 

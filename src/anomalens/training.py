@@ -42,6 +42,6 @@ def fit_trained(kind: str, memory_kind: str, config, features: list[torch.Tensor
     memory = EXPERTS[memory_kind].create(config).fit(features)
     memory_maps, memory_scores = memory.leave_one_out(features)
     statistics = {"memory_map": map_statistics(memory_maps), "memory_score": score_statistics(memory_scores),
-                  "decoder_map": map_statistics(decoder_normal[0]), "decoder_score": score_statistics(decoder_normal[1])}
+                  "decoder_map": map_statistics(decoder_normal[0])}
     fused = FusedExpert(memory, decoder, statistics)
     return (fused, *fused.combine((memory_maps[held], memory_scores[held]), decoder_normal))
