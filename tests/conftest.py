@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +62,35 @@ def texture_dataset(tmp_path_factory) -> Path:
         save_png(cat / "test" / "blot" / f"{i:03d}.png", image)
         save_png(cat / "ground_truth" / "blot" / f"{i:03d}_mask.png", mask)
     return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_server(command: list[str], ready_url: str, log: Path, seconds: float, env: dict | None = None):
+    """Start a server process, wait until `ready_url` answers 200, and stop it afterwards. Its output goes
+    to `log`, never to a pipe, which would block the server once full."""
+    import httpx
+
+    process = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + seconds
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"{command[2]} exited: " + log.read_text(errors="replace")[-2000:])
+            try:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"{command[2]} did not start in {seconds} s: " + log.read_text(errors="replace")[-2000:])
+            time.sleep(0.2)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

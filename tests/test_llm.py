@@ -6,16 +6,14 @@ unreachable server. Skipped without the extra, unless ANOMALENS_REQUIRE_LLM=1 (a
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 
 import pytest
 
 from anomalens.language import BackendError, ChatSession
 from anomalens.language.models import LlamaCppModel, OpenAICompatibleModel, default_gguf
 from test_language import findings
-from test_server import free_port
+from conftest import free_port, running_server
 
 pytestmark = pytest.mark.llm
 # Asked to contradict the expert outright: a small model does, and the guard must catch it.
@@ -46,29 +44,11 @@ def llama(gguf):
 @pytest.fixture(scope="module")
 def openai_server(gguf, tmp_path_factory):
     port = free_port()
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"  # a file, not a pipe: its chatter must never block it
-    process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                                "--port", str(port), "--n_ctx", "2048"], stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    import httpx
-
     base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("llama-cpp server did not start: " + log.read_text(errors="replace")[-2000:])
-    if process.poll() is not None:
-        pytest.fail("llama-cpp server exited: " + log.read_text(errors="replace")[-2000:])
-    yield base
-    process.terminate()
-    process.wait(timeout=20)
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", "2048"]
+    with running_server(command, f"{base}/models", tmp_path_factory.mktemp("llama-server") / "server.log", 120):
+        yield base
 
 
 def test_llama_cpp_backend_answers_from_the_findings(llama):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import socket
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import plant_defect, texture
+from conftest import free_port, plant_defect, running_server, texture
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -28,36 +26,17 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The real service in its own process, with an API key and a 2 MB request limit."""
     port = free_port()
     models = tmp_path_factory.mktemp("models")
-    log = models.parent / "server.log"  # a file, not a pipe: output must never block the server
-    process = subprocess.Popen(
-        [sys.executable, "-m", "anomalens.cli", "serve", "--port", str(port), "--models", str(models),
-         "--max-request-mb", "2"],
-        env=os.environ | {"ANOMALENS_API_KEY": API_KEY}, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    command = [sys.executable, "-m", "anomalens.cli", "serve", "--port", str(port), "--models", str(models),
+               "--max-request-mb", "2"]
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("server did not start: " + log.read_text(errors="replace")[-2000:])
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
+    with running_server(command, f"{base}/v1/health", models.parent / "server.log", 60,
+                        env=os.environ | {"ANOMALENS_API_KEY": API_KEY}):
+        yield base
 
 
 @pytest.fixture(scope="module")

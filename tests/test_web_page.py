@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from anomalens.cli import sample_root
-from test_server import free_port
+from conftest import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUTPUT = Path(os.environ.get("ANOMALENS_TEST_OUTPUT", Path(__file__).resolve().parent.parent / "test-output"))
