@@ -113,6 +113,7 @@ def test_few_shot_inspection_and_chat(client):
     ([("files", ("a.png", b"x", "image/png"))], {"model_id": "nosuch"}, 404, "unknown model"),
     ([("files", ("a.png", b"x", "image/png"))], {"model_id": "../../etc/passwd"}, 400, "invalid model id"),
     ([("files", ("a.png", b"x", "image/png"))], {}, 400, "exactly one of"),
+    ([("files", ("a.png", b"x", "image/png"))], {"zero_shot": "true", "model_id": "textile"}, 400, "exactly one of"),
     ([("files", ("big.png", b"\0" * (3 * 1024 * 1024), "image/png"))], {"model_id": "textile"}, 413, "too large"),
     ([("files", ("huge.png", "HUGE", "image/png"))], {"model_id": "textile"}, 400, "no readable image"),
 ])
@@ -126,6 +127,18 @@ def test_bad_requests_get_clear_json_errors(client, model_id, files, data, statu
     assert message in response.json()["error"]
     if "results" in response.json():  # the per-file reason is given too
         assert response.json()["results"][0]["error"]
+
+
+def test_zero_shot_inspection_scores_the_batch_against_itself(client):
+    defective, _, (cx, cy) = plant_defect(texture(330), 2)
+    files = [("files", (f"p{i}.png", png_bytes(texture(340 + i)), "image/png")) for i in range(5)]
+    files.append(("files", ("marked.png", png_bytes(defective), "image/png")))
+    body = client.post("/v1/inspect", files=files, data={"zero_shot": "true"}).json()
+    assert body["expert"] == "mutual" and len(body["results"]) == 6
+    marked = body["results"][-1]
+    assert marked["score"] == max(r["score"] for r in body["results"])
+    one = client.post("/v1/inspect", files=files[:1], data={"zero_shot": "true"})
+    assert one.status_code == 400 and "at least 2" in one.json()["error"]
 
 
 def test_api_key_and_unknown_things(server, client):

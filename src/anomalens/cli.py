@@ -470,6 +470,8 @@ def serve(
     guard: Annotated[str, typer.Option(help="correct, judge or off.")] = "correct",
     max_request_mb: Annotated[float, typer.Option(help="Largest request body accepted, in MB.")] = 64,
     max_pixels: Annotated[int, typer.Option(help="Largest image accepted, in pixels (width × height).")] = 40_000_000,
+    clip_weights: ClipWeightsOpt = None,
+    clip_model: ClipModelOpt = None,
 ):
     """Start the inspection service: REST API under /v1 (docs at /docs) and the web chat page at /."""
     import uvicorn
@@ -485,7 +487,8 @@ def serve(
     request_bytes = int(max_request_mb * 1024 * 1024)
     limits = Limits(max_request_bytes=request_bytes, max_file_bytes=min(request_bytes, Limits.max_file_bytes),
                     max_pixels=max_pixels)
-    application = create_app(models, api_key=api_key, language_model=language_model, guard=guard, limits=limits)
+    application = create_app(models, api_key=api_key, language_model=language_model, guard=guard, limits=limits,
+                             clip_weights=clip_weights, clip_model=clip_model)
     err.print(f"AnomaLens at http://{host}:{port}/ (API docs: /docs); models in {models.resolve()}")
     uvicorn.run(application, host=host, port=port, log_level="warning")
 

@@ -43,7 +43,8 @@ class ApiError(Exception):
 
 
 def create_app(models_dir: str | Path, *, api_key: str | None = None, language_model: LanguageModel | None = None,
-               guard: str = "correct", limits: Limits = Limits()) -> FastAPI:
+               guard: str = "correct", limits: Limits = Limits(), clip_weights: str | Path | None = None,
+               clip_model: str | None = None) -> FastAPI:
     app = FastAPI(title="AnomaLens", version=__version__,
                   description="Industrial visual anomaly inspection: verdicts, anomaly maps, regions and answers.")
     store = ModelStore(models_dir)
@@ -51,6 +52,21 @@ def create_app(models_dir: str | Path, *, api_key: str | None = None, language_m
     sessions: OrderedDict[str, ChatSession] = OrderedDict()
     sessions_lock = threading.Lock()
     model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
+    clip_inspectors: OrderedDict[str, Inspector] = OrderedDict()  # by class name (prompts embedded once), or "mutual"
+
+    def zero_shot_inspector(class_name: str | None) -> Inspector:
+        """Route A (CLIP and text) when the service has CLIP weights, else route B (the request's images
+        scored against each other)."""
+        if clip_weights is None and clip_model is None:
+            if "mutual" not in clip_inspectors:
+                clip_inspectors["mutual"] = Inspector(zero_shot="mutual")
+            return clip_inspectors["mutual"]
+        key = (class_name or "").strip().lower()
+        if key not in clip_inspectors:
+            clip_inspectors[key] = Inspector.zero_shot_clip(clip_weights, clip_model, class_name=class_name)
+            while len(clip_inspectors) > 4:
+                clip_inspectors.popitem(last=False)
+        return clip_inspectors[key]
 
     # ---- errors and limits ---------------------------------------------------------------------
     @app.exception_handler(ApiError)
@@ -134,12 +150,21 @@ def create_app(models_dir: str | Path, *, api_key: str | None = None, language_m
     def inspect(files: list[UploadFile] = File(description="Images to inspect."),
                 model_id: str | None = Form(None, description="A fitted model's id."),
                 references: list[UploadFile] | None = File(None, description="Normal reference images (few-shot)."),
+                zero_shot: bool = Form(False, description="No normal images: CLIP and text about class_name when "
+                                                          "the service has CLIP weights, else the images (at least "
+                                                          "2) are scored against each other."),
                 class_name: str | None = Form(None, max_length=100, description="Product class, for the answers."),
                 overlay: bool = Form(False, description="Include the heatmap overlay PNG (base64).")) -> dict:
-        if (model_id is None) == (not references):
-            raise ApiError(400, "give exactly one of model_id (a fitted model) or references (normal images)")
+        if zero_shot + (model_id is not None) + bool(references) != 1:
+            raise ApiError(400, "give exactly one of model_id (a fitted model), references (normal images) or zero_shot")
         queries = read_uploads(uploads(files), limits)
-        if model_id is not None:
+        if zero_shot:
+            with compute:
+                try:
+                    inspector = zero_shot_inspector(class_name)
+                except (ValueError, FileNotFoundError) as error:
+                    raise ApiError(503, f"zero-shot route A is not available: {error}") from None
+        elif model_id is not None:
             inspector = store.get(model_id)
         else:
             refs = read_uploads(uploads(references), limits)
@@ -149,17 +174,21 @@ def create_app(models_dir: str | Path, *, api_key: str | None = None, language_m
             with compute:
                 inspector = Inspector().fit(good)
         readable = [u for u in queries if u.image is not None]
-        with compute:
-            predicted = iter(inspector.predict([u.image for u in readable]))
-        results = []
-        for upload in queries:
-            if upload.image is None:
-                results.append({"file": upload.name, "ok": False, "error": upload.error})
-                continue
-            results.append(_inspection(upload, next(predicted), inspector, class_name, overlay))
         if not readable:
-            raise ApiError(400, "no readable image to inspect", results=results)
-        return {"model_id": model_id, "expert": inspector.expert.kind, "results": results}
+            raise ApiError(400, "no readable image to inspect",
+                           results=[{"file": u.name, "ok": False, "error": u.error} for u in queries])
+        results = []
+        with compute:  # the zero-shot inspectors' calibration belongs to this batch until its results are made
+            try:
+                predicted = iter(inspector.predict([u.image for u in readable]))
+            except ValueError as error:  # route B with fewer than 2 readable images
+                raise ApiError(400, str(error)) from None
+            for upload in queries:
+                if upload.image is None:
+                    results.append({"file": upload.name, "ok": False, "error": upload.error})
+                else:
+                    results.append(_inspection(upload, next(predicted), inspector, class_name, overlay))
+        return {"model_id": model_id, "expert": inspector.expert.kind if inspector.expert else None, "results": results}
 
     def _inspection(upload, result, inspector: Inspector, class_name: str | None, want_overlay: bool) -> dict:
         findings = findings_from(result, inspector.calibration, expert=inspector.expert.kind, class_name=class_name or "")
