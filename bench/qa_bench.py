@@ -161,7 +161,7 @@ def main() -> None:
     rows = summarise(records)
     for row in rows:
         print(json.dumps(row))
-    args.out.with_suffix(".json").write_text(json.dumps({"summary": rows, "answers": records}, indent=1))
+    args.out.with_suffix(".json").write_text(json.dumps({"summary": rows, "answers": records}, separators=(",", ":")))
     write_markdown(args.out, rows, "python bench/qa_bench.py " + " ".join(sys.argv[1:]), time.perf_counter() - started)
     print(f"wrote {args.out}")
 
