@@ -64,6 +64,18 @@ def _progress():
         yield progress
 
 
+def _stage_bars(progress: Progress, prefix: str = ""):
+    """A `(stage, done, total)` callback that shows one bar per stage, added when the stage first reports."""
+    bars = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = progress.add_task(prefix + stage, total=total)
+        progress.update(bars[stage], completed=done)
+
+    return report
+
+
 def _image_paths(inputs: list[Path]) -> list[Path]:
     """Files as given (a bad one is reported later, with the rest), folders expanded to their images."""
     paths = []
@@ -108,14 +120,7 @@ def _fit(paths: list[Path], backbone: str, weights: Path | None, expert: str, im
     inspector = Inspector(backbone, weights=weights, expert=expert, image_size=image_size)
     with _progress() as progress:
         task = progress.add_task("fitting on normal images", total=len(paths))
-        stages = {}
-
-        def training(stage: str, done: int, total: int) -> None:
-            if stage not in stages:
-                stages[stage] = progress.add_task(stage, total=total)
-            progress.update(stages[stage], completed=done)
-
-        inspector.fit(paths, progress=lambda n: progress.advance(task, n), train_progress=training)
+        inspector.fit(paths, progress=lambda n: progress.advance(task, n), train_progress=_stage_bars(progress))
     for problem in inspector.skipped:
         err.print(f"[yellow]skipped:[/] {problem}")
     return inspector
@@ -288,16 +293,9 @@ def evaluate_cmd(
             options |= dict(clip_weights=clip_weights, clip_model=clip_model)
     for name in categories:
         with _progress() as progress:
-            tasks = {}
-
-            def report(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = progress.add_task(f"{name}: {stage}", total=total)
-                progress.update(tasks[stage], completed=done)
-
             try:
-                rows.append(evaluate_category(root, name, shots, options, report, eval_size,
-                                              zero_shot=route))
+                rows.append(evaluate_category(root, name, shots, options, _stage_bars(progress, f"{name}: "),
+                                              eval_size, zero_shot=route))
             except (FileNotFoundError, ValueError) as error:
                 err.print(f"[red]{name}: {error}[/]")
     if not rows:
@@ -402,10 +400,9 @@ def chat(
     images = ChatImages(picture, render_overlay(picture, result.anomaly_map, inspector.calibration, result.regions),
                         [load_image(p) for p in ref_paths[:2]])
     session = ChatSession(findings, language_model, guard=guard, images=images)
-    questions = [ask] if ask else None
     try:
-        if questions:
-            _answer(session, questions[0], json_output)
+        if ask:
+            _answer(session, ask, json_output)
         else:
             console.print(f"[bold]{session.ask('Is there any anomaly in the image?').answer}[/]")
             console.print("[dim]Ask a question (empty line, 'quit' or Ctrl-D to leave).[/]")

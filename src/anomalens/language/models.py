@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+import httpx
+
 BACKENDS = ("grounded", "llama-cpp", "openai")
 MAX_TOKENS = 160
 
@@ -71,8 +73,6 @@ class OpenAICompatibleModel:
 
     def __init__(self, base_url: str | None = None, model: str | None = None, api_key: str | None = None, *,
                  vision: bool = False, timeout: float = 120.0, max_tokens: int = MAX_TOKENS):
-        import httpx
-
         base_url = base_url or os.environ.get("ANOMALENS_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
             raise BackendError("the openai backend needs a server: pass --base-url URL (e.g. http://127.0.0.1:8080/v1) "
@@ -86,8 +86,6 @@ class OpenAICompatibleModel:
         self.max_tokens = max_tokens
 
     def complete(self, messages: list[dict]) -> str:
-        import httpx
-
         body = {"model": self.model, "messages": messages if self.vision else _text_only(messages),
                 "temperature": 0.0, "max_tokens": self.max_tokens}
         url = f"{self.base_url}/chat/completions"

@@ -53,6 +53,7 @@ def create_app(models_dir: str | Path, *, api_key: str | None = None, language_m
     sessions_lock = threading.Lock()
     model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
     clip_inspectors: OrderedDict[str, Inspector] = OrderedDict()  # by class name (prompts embedded once), or "mutual"
+    few_shot = Inspector()  # refitted on each request's references under the compute lock: one backbone load
 
     def zero_shot_inspector(class_name: str | None) -> Inspector:
         """Route A (CLIP and text) when the service has CLIP weights, else route B (the request's images
@@ -114,7 +115,7 @@ def create_app(models_dir: str | Path, *, api_key: str | None = None, language_m
     # ---- API -----------------------------------------------------------------------------------
     @app.get("/v1/health")
     def health() -> dict:
-        return {"status": "ok", "version": __version__, "models": len(store.list()),
+        return {"status": "ok", "version": __version__, "models": len(store.ids()),
                 "language_backend": language_model.name if language_model else "grounded"}
 
     @app.get("/v1/models")
@@ -168,27 +169,26 @@ def create_app(models_dir: str | Path, *, api_key: str | None = None, language_m
             inspector = store.get(model_id)
         else:
             refs = read_uploads(uploads(references), limits)
-            good = [u.image for u in refs if u.image is not None]
-            if not good:
+            normal = [u.image for u in refs if u.image is not None]
+            if not normal:
                 raise ApiError(400, "no readable reference image", references=[f"{u.name}: {u.error}" for u in refs])
-            with compute:
-                inspector = Inspector().fit(good)
+            inspector = few_shot
         readable = [u for u in queries if u.image is not None]
         if not readable:
             raise ApiError(400, "no readable image to inspect",
                            results=[{"file": u.name, "ok": False, "error": u.error} for u in queries])
-        results = []
-        with compute:  # the zero-shot inspectors' calibration belongs to this batch until its results are made
+        # The shared few-shot and zero-shot inspectors hold this request's references and calibration from
+        # the fit to the last result: one lock over all of it.
+        with compute:
+            if inspector is few_shot:
+                few_shot.fit(normal)
             try:
                 predicted = iter(inspector.predict([u.image for u in readable]))
             except ValueError as error:  # route B with fewer than 2 readable images
                 raise ApiError(400, str(error)) from None
-            for upload in queries:
-                if upload.image is None:
-                    results.append({"file": upload.name, "ok": False, "error": upload.error})
-                else:
-                    results.append(_inspection(upload, next(predicted), inspector, class_name, overlay))
-        return {"model_id": model_id, "expert": inspector.expert.kind if inspector.expert else None, "results": results}
+            results = [_inspection(u, next(predicted), inspector, class_name, overlay) if u.image is not None
+                       else {"file": u.name, "ok": False, "error": u.error} for u in queries]
+            return {"model_id": model_id, "expert": inspector.expert.kind, "results": results}
 
     def _inspection(upload, result, inspector: Inspector, class_name: str | None, want_overlay: bool) -> dict:
         findings = findings_from(result, inspector.calibration, expert=inspector.expert.kind, class_name=class_name or "")

@@ -58,9 +58,12 @@ class ModelStore:
             raise StoreError(400, f"invalid model id {model_id!r}: use letters, digits, '.', '_' or '-' (at most 64)")
         return self.folder / f"{model_id}{SUFFIX}"
 
+    def ids(self) -> list[str]:
+        """The stored models' ids (file names only: no model file is read)."""
+        return [i for i in sorted(p.name[: -len(SUFFIX)] for p in self.folder.glob(f"*{SUFFIX}")) if MODEL_ID.match(i)]
+
     def list(self) -> list[dict]:
-        return [self.describe(p.name[: -len(SUFFIX)]) for p in sorted(self.folder.glob(f"*{SUFFIX}"))
-                if MODEL_ID.match(p.name[: -len(SUFFIX)])]
+        return [self.describe(model_id) for model_id in self.ids()]
 
     def describe(self, model_id: str) -> dict:
         path = self.path(model_id)
