@@ -167,9 +167,9 @@ def main() -> None:
     if args.update and args.out.with_suffix(".json").is_file():
         earlier = json.loads(args.out.with_suffix(".json").read_text())
         key = lambda r: (r["category"], str(r["shots"]), r["expert"])  # noqa: E731
-        redone = {key(r) for r in rows}
-        rows = sorted([r for r in earlier["rows"] if key(r) not in redone] + rows,
-                      key=lambda r: r["category"])  # stable: each category's rows keep their order
+        redone = {key(r): r for r in rows}
+        kept = [redone.pop(key(r), r) for r in earlier["rows"]]  # a redone row takes its earlier row's place
+        rows = sorted(kept + list(redone.values()), key=lambda r: r["category"])  # stable sort
         peers = {(p["category"], str(p["shots"])): p for p in earlier["peer"]} | peers
         command += f"` for its rows; the others from `{earlier_command(args.out)}"
     (args.out.with_suffix(".json")).write_text(json.dumps({"rows": rows, "peer": [

@@ -1,14 +1,17 @@
 """The decoder expert: trained on synthetic anomalies, it finds real planted defects; fused with the
 memory expert; both save to and load from one model file."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from anomalens import Inspector
 from anomalens.experts.decoder import segmentation_loss
+from anomalens.experts.fusion import FusedExpert, decoder_logits, map_statistics
 from anomalens.metrics import image_auroc, pixel_auroc
-from anomalens.model_file import read_header
+from anomalens.model_file import ModelFileError, read_header
 from anomalens.training import held_out_split
 from conftest import plant_defect, texture
 
@@ -68,6 +71,37 @@ def test_model_file_round_trip(expert, fused, defects_and_normals, tmp_path):
         assert a.score == b.score and a.anomalous == b.anomalous
         np.testing.assert_array_equal(a.anomaly_map, b.anomaly_map)
     assert loaded.calibration == inspector.calibration
+
+
+def test_fused_map_is_not_decided_by_the_decoder_tail(fused):
+    """Normal decoder probabilities sit near 0 with a tiny spread; normalised as probabilities, one confident
+    false alarm (0.999) would outweigh a clear memory finding whatever the weights. As logits it does not."""
+    rng = np.random.default_rng(0)
+    normal = torch.from_numpy(rng.uniform(1e-4, 1e-3, (20, 8, 8))).float()
+    memory_normal = torch.from_numpy(rng.normal(1.0, 0.1, (20, 8, 8))).float()
+    statistics = dict(fused.expert.statistics, memory_map=map_statistics(memory_normal),
+                      decoder_logit=map_statistics(decoder_logits(normal)))
+    expert = FusedExpert(fused.expert.memory, fused.expert.decoder, statistics)
+    memory_map, decoder_map = torch.full((1, 8, 8), 1.0), torch.full((1, 8, 8), 5e-4)
+    memory_map[0, 6, 6] = 3.0  # a clear defect for the memory expert (z ≈ 8), which the decoder half sees …
+    decoder_map[0, 6, 6] = 0.3
+    decoder_map[0, 1, 1] = 0.999  # … and a confident decoder false alarm where the memory sees nothing
+    maps, _ = expert.combine((memory_map, torch.ones(1)), (decoder_map, torch.ones(1)))
+    assert divmod(int(maps[0].argmax()), 8) == (6, 6)
+
+
+def test_fused_model_from_before_logit_statistics_is_refused(fused, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = fused.save(tmp_path / "fused.safetensors")
+    with safe_open(path, framework="pt") as handle:
+        metadata = handle.metadata()
+    header = json.loads(metadata["anomalens"])
+    header["expert"]["statistics"]["decoder_map"] = header["expert"]["statistics"].pop("decoder_logit")
+    save_file(load_file(path), tmp_path / "old.safetensors", metadata={"anomalens": json.dumps(header)})
+    with pytest.raises(ModelFileError, match="old.safetensors.*fit it again"):
+        Inspector.load(tmp_path / "old.safetensors")
 
 
 def test_segmentation_loss_prefers_the_true_mask():

@@ -72,6 +72,9 @@ def load_inspector(path: str | Path, weights: str | Path | None = None):
     kind = header["expert"]["kind"]
     if kind not in EXPERTS:
         raise ModelFileError(path, f"unknown expert {kind!r}")
-    inspector.expert = EXPERTS[kind].from_state(header["expert"], load_file(path))
+    try:
+        inspector.expert = EXPERTS[kind].from_state(header["expert"], load_file(path))
+    except ValueError as error:
+        raise ModelFileError(path, str(error)) from None
     inspector.calibration = Calibration(**header["calibration"])
     return inspector

@@ -14,7 +14,7 @@ import torch
 
 from .experts import EXPERTS, DecoderExpert, FusedExpert
 from .experts.decoder import Progress
-from .experts.fusion import map_statistics, score_statistics
+from .experts.fusion import decoder_logits, map_statistics, score_statistics
 
 TRAINED_EXPERTS = ("decoder", "fused")
 HELD_OUT_FRACTION = 0.25
@@ -42,6 +42,6 @@ def fit_trained(kind: str, memory_kind: str, config, features: list[torch.Tensor
     memory = EXPERTS[memory_kind].create(config).fit(features)
     memory_maps, memory_scores = memory.leave_one_out(features)
     statistics = {"memory_map": map_statistics(memory_maps), "memory_score": score_statistics(memory_scores),
-                  "decoder_map": map_statistics(decoder_normal[0])}
+                  "decoder_logit": map_statistics(decoder_logits(decoder_normal[0]))}
     fused = FusedExpert(memory, decoder, statistics)
     return (fused, *fused.combine((memory_maps[held], memory_scores[held]), decoder_normal))
