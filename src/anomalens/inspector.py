@@ -143,8 +143,10 @@ class Inspector:
         memory_kind = "memory_bank" if n_images <= FEW_SHOT_MAX else "patchcore"
         if kind in TRAINED_EXPERTS:
             embed = partial(patch_features, self.backbone)
+            text_start = getattr(self.backbone.network, "decoder_start", None)  # CLIP backbones name states in words
             self.expert, normal_maps, normal_scores = fit_trained(kind, memory_kind, self.config, features,
-                                                                  torch.cat(resized), embed, train_progress)
+                                                                  torch.cat(resized), embed, train_progress,
+                                                                  text_start() if text_start else None)
             method = "held-out"
         else:
             self.expert = EXPERTS[memory_kind if kind == "auto" else kind].create(self.config).fit(features)

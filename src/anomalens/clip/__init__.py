@@ -24,11 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones import load_state_dict
+from ..backbones.clip_vit import CLIP_MEAN, CLIP_STD
 from .model import CLIP, ClipConfig
 from .tokenizer import Tokenizer
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 HUB_FILE = "open_clip_model.safetensors"  # OpenCLIP's safetensors copy of OpenAI's weights, in timm's hub repos
 
 
@@ -79,13 +78,14 @@ def create_clip(name: str | None = DEFAULT_CLIP, weights: str | Path | None = No
     return model.requires_grad_(False)
 
 
-def download_weights(name: str) -> Path:
-    """The named model's weights file from the Hugging Face hub (cached by huggingface_hub)."""
+def download_weights(name: str, pass_it: str | None = None) -> Path:
+    """The named model's weights file from the Hugging Face hub (cached by huggingface_hub). `pass_it` says,
+    in the failure message, how a file is given instead (default: route A's option)."""
     info = CLIP_MODELS[name]
     url = f"https://huggingface.co/{info.hub_repo}/blob/main/{info.hub_file}"
+    pass_it = pass_it or f"--clip-weights PATH (Python: create_clip({name!r}, weights=PATH))"
     how = (f"Download {info.hub_file} from {url} (or any OpenAI / OpenCLIP / transformers {name} checkpoint as "
-           f".safetensors or a plain state dict) and pass it with --clip-weights PATH "
-           f"(Python: create_clip({name!r}, weights=PATH)).")
+           f".safetensors or a plain state dict) and pass it with {pass_it}.")
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:

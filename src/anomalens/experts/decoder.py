@@ -50,6 +50,16 @@ class DecoderHead(nn.Module):
         return total / len(features)
 
     @torch.no_grad()
+    def start_from_text(self, embeddings: torch.Tensor, means: list[torch.Tensor], stds: list[torch.Tensor]) -> None:
+        """Begin as CLIP's own zero-shot comparison (AnomalyGPT's text embeddings): the two embeddings are the
+        prompt ensembles' `embeddings` (2, E), and each projection passes its stage's joint-space tokens
+        through unchanged (undoing the standardisation that training sees)."""
+        self.embeddings.copy_(embeddings)
+        for projection, mean, std in zip(self.projections, means, stds):
+            projection.weight.copy_(torch.diag(std))
+            projection.bias.copy_(mean)
+
+    @torch.no_grad()
     def fold_standardisation(self, means: list[torch.Tensor], stds: list[torch.Tensor]) -> None:
         """Make a head trained on standardised features (x − mean) / std take raw features instead."""
         for projection, mean, std in zip(self.projections, means, stds):
@@ -73,9 +83,11 @@ class DecoderExpert:
         return cls(seed=config.seed, synthetic_images=config.synthetic_images)
 
     def train(self, images: torch.Tensor, features: list[torch.Tensor], embed: Callable,
-              progress: Progress | None = None) -> "DecoderExpert":
+              progress: Progress | None = None, text_start: torch.Tensor | None = None) -> "DecoderExpert":
         """Train on normal `images` (N, 3, S, S) uint8 whose patch `features` are given; `embed` maps a float
-        image batch to patch features. Synthetic anomalies are made from these images only."""
+        image batch to patch features. Synthetic anomalies are made from these images only. `text_start`
+        (2, E): for a CLIP backbone, whose features live in the joint space, the text embeddings of
+        "normal" and "anomalous" the head starts from (see DecoderHead.start_from_text)."""
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
         n_synthetic = self.synthetic_images
@@ -91,7 +103,11 @@ class DecoderExpert:
         stds = [f.std((0, 2, 3)).clamp_min(1e-4) for f in train[0]]
         train = ([_standardised(f, m, s) for f, m, s in zip(train[0], means, stds)], train[1])
         val = ([_standardised(f, m, s) for f, m, s in zip(val[0], means, stds)], val[1])
-        self.head = DecoderHead([f.shape[1] for f in features])
+        if text_start is None:
+            self.head = DecoderHead([f.shape[1] for f in features])
+        else:
+            self.head = DecoderHead([f.shape[1] for f in features], dim=text_start.shape[1])
+            self.head.start_from_text(text_start, means, stds)
         optimiser = torch.optim.Adam(self.head.parameters(), lr=LEARNING_RATE)
         best, best_loss, stale, self.history = None, float("inf"), 0, []
         for epoch in range(1, MAX_EPOCHS + 1):
