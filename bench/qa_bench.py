@@ -64,10 +64,11 @@ def picked_option(question: str, text: str, types: list[str]) -> str | None:
     return claims.locations[0] if claims.locations else None
 
 
-def run_category(root: Path, category: str, backends: dict, llm_sample: int, seed: int) -> list[dict]:
+def run_category(root: Path, category: str, backends: dict, llm_sample: int, seed: int,
+                 expert: str = "auto") -> list[dict]:
     train = load_split(root, category, "train")
     test = load_split(root, category, "test")
-    inspector = Inspector().fit([s.path for s in train])
+    inspector = Inspector(expert=expert).fit([s.path for s in train])
     sampled = set(random.Random(seed).sample(range(len(test)), min(llm_sample, len(test))))
     guesses, types = defect_type_guesses(inspector, test, seed)
     records = []
@@ -135,7 +136,7 @@ def write_markdown(path: Path, rows: list[dict], command: str, seconds: float) -
              "MMAD-style multiple choice on every test image (LLM backends: a seeded sample per category). "
              "Yes/no truth from the labels; location truth = the 3×3 cell of the centroid of the mask's largest "
              "region, nine options; defect type (categories naming two or more types): the types as options, the "
-             f"defect-type expert given {TYPE_EXAMPLES} other labelled test images per type, never the one asked about. Full-shot inspectors fitted on the normal training images only.", "",
+             f"defect-type expert given {TYPE_EXAMPLES} other labelled test images per type, never the one asked about. Full-shot inspectors fitted on the normal training images only (expert: `--expert`, default auto).", "",
              "| backend | category | question | n | accuracy |", "|---|---|---|---|---|"]
     lines += [f"| {r['backend']} | {r['category']} | {r['question']} | {r['n']} | {r['accuracy']:.3f} |" for r in rows]
     path.write_text("\n".join(lines) + "\n")
@@ -148,6 +149,8 @@ def main() -> None:
     parser.add_argument("--backends", nargs="*", default=["grounded"], help="grounded, llama-cpp")
     parser.add_argument("--llm-sample", type=int, default=25, help="images per category for LLM backends")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--expert", default="auto", help="the full-shot inspectors' expert: auto (memory) or both "
+                                                          "(memory fused with the decoder)")
     parser.add_argument("--out", type=Path, default=HERE / "qa_results.md")
     args = parser.parse_args()
     if not args.root.is_dir():
@@ -156,7 +159,7 @@ def main() -> None:
     started = time.perf_counter()
     records = []
     for category in args.categories or list_categories(args.root):
-        records += run_category(args.root, category, backends, args.llm_sample, args.seed)
+        records += run_category(args.root, category, backends, args.llm_sample, args.seed, args.expert)
         print(f"{category}: done", file=sys.stderr, flush=True)
     rows = summarise(records)
     for row in rows:
