@@ -61,6 +61,16 @@ def test_detect_zero_shot_route_a_from_a_weights_file(clip_file, folder, tmp_pat
     assert (out / "marked_overlay.png").is_file()
 
 
+def test_eval_zero_shot_route_a_from_a_weights_file(clip_file, texture_dataset, tmp_path):
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["eval", str(texture_dataset), "--zero-shot", "--clip-weights", str(clip_file),
+                                 "--image-size", "128", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    row = json.loads((out / "metrics.json").read_text())[0]
+    assert row["shots"] == "zero" and row["expert"] == "clip" and row["n_train"] == 0
+    assert row["calibration"]["method"] == "text-probability" and 0 <= row["image_auroc"] <= 1
+
+
 def test_route_a_without_weights_explains_how_to_get_them(folder, tmp_path, monkeypatch):
     def offline(repo, filename):
         raise OSError("no network")

@@ -27,12 +27,19 @@ def evaluate_category(root, category: str, shots: int | None = None, options: di
     """Metrics, verdict quality and timings for one category; `progress(stage, done, total)` is optional.
     Pixel metrics are computed at each image's own resolution, or, with `eval_size`, on maps and masks
     resized to eval_size × eval_size (anomalib's protocol, for comparisons with it). With `zero_shot`,
-    no training image is read: the test images are scored as one batch (its time counts as detection)."""
+    no training image is read: route "mutual" scores the test images as one batch (its time counts as
+    detection); route "clip" compares each with text about the category, named after its folder, using
+    the CLIP of `options["clip_weights"]` / `options["clip_model"]`."""
     train = [] if zero_shot else load_split(root, category, "train")
     if shots:
         train = train[:shots]
     test = load_split(root, category, "test")
-    inspector = Inspector(**(options or {}), zero_shot=zero_shot)
+    options = dict(options or {})
+    if zero_shot == "clip":
+        inspector = Inspector.zero_shot_clip(options.pop("clip_weights", None), options.pop("clip_model", None),
+                                             class_name=category.replace("_", " "), **options)
+    else:
+        inspector = Inspector(**options, zero_shot=zero_shot)
 
     started = time.perf_counter()
     done = 0
