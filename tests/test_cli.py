@@ -121,3 +121,14 @@ def test_synth_writes_previews(texture_dataset, tmp_path):
     previews = sorted((tmp_path / "syn").glob("*.png"))
     assert len(previews) == 5 and all(p.stem.split("_", 1)[1] in ("poisson", "cutpaste", "noise") for p in previews)
     assert Image.open(previews[0]).size == (3 * 128, 128)  # normal | synthetic | mask
+
+
+def test_synth_skips_an_unreadable_image(texture_dataset, tmp_path):
+    folder = tmp_path / "normal"
+    folder.mkdir()
+    for source in sorted((texture_dataset / "textile" / "train" / "good").glob("*.png"))[:3]:
+        (folder / source.name).write_bytes(source.read_bytes())
+    (folder / "broken.png").write_bytes(b"not a png")
+    result, text = _run("synth", folder, "-o", tmp_path / "syn", "-n", 12, "--image-size", 128)
+    assert result.exit_code == 0, text
+    assert "skipped" in text and "broken.png" in text and len(list((tmp_path / "syn").glob("*.png"))) == 12

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from PIL import Image
 from rich.table import Table
 
 from .backbones import BACKBONES, DEFAULT_BACKBONE
-from .data import IMAGE_SUFFIXES, load_image, load_split
+from .data import IMAGE_SUFFIXES, ImageError, load_image, load_split
 from .data.datasets import image_folder, list_categories
 from .inspector import InspectionResult, Inspector
 from .model_file import ModelFileError, read_header
@@ -509,16 +509,26 @@ def synth(
     paths = _normal_images(data, category)
     out = _fresh_output_dir(out, overwrite, "synth")
     rng = np.random.default_rng(seed)
-    images: dict[int, np.ndarray] = {}
+    images: dict[Path, np.ndarray] = {}
 
-    def image(i: int) -> np.ndarray:  # decoded and resized as the decoder sees it, once
-        if i not in images:
-            images[i] = to_batch([load_image(paths[i])], image_size)[0].permute(1, 2, 0).numpy()
-        return images[i]
+    def image() -> np.ndarray:
+        """A random readable image, decoded and resized as the decoder sees it (once); an unreadable one
+        is reported and never drawn again."""
+        while paths:
+            path = paths[int(rng.integers(len(paths)))]
+            if path not in images:
+                try:
+                    images[path] = to_batch([load_image(path)], image_size)[0].permute(1, 2, 0).numpy()
+                except ImageError as error:
+                    err.print(f"[yellow]skipped:[/] {error}")
+                    paths.remove(path)
+                    continue
+            return images[path]
+        _fail(f"{data}: no readable normal image")
 
     for k in range(n):
-        target = image(int(rng.integers(len(paths))))
-        result = synthesize(target, image(int(rng.integers(len(paths)))), rng)
+        target = image()
+        result = synthesize(target, image(), rng)
         marked = result.image.copy()
         marked[result.mask] = 0.5 * marked[result.mask] + 0.5 * np.array([1.0, 0.0, 0.0])
         preview = np.concatenate([target, result.image, marked], axis=1)

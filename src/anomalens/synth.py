@@ -22,7 +22,7 @@ from scipy.sparse.linalg import splu
 MODES = ("poisson", "cutpaste", "noise")
 MODE_WEIGHTS = (0.5, 0.25, 0.25)  # seamless pastes first: the subtle anomalies are the useful ones
 MASK_TOLERANCE = 0.04  # a pixel is anomalous if it changed by more than this (about 10 grey levels)
-PATCH_SIDE = (0.06, 0.3)  # patch area as a fraction of the image, low to high
+PATCH_SIDE = (0.06, 0.3)  # patch side as a fraction of the image side, low to high (area: its square)
 MIN_CHANGED = 0.15  # a synthesis changing less than this share of its region is drawn again
 ATTEMPTS = 10
 BORDER = 4  # pixels of the image border that sample the background
