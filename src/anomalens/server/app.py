@@ -52,22 +52,22 @@ def create_app(models_dir: str | Path, *, api_key: str | None = None, language_m
     sessions: OrderedDict[str, ChatSession] = OrderedDict()
     sessions_lock = threading.Lock()
     model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
-    clip_inspectors: OrderedDict[str, Inspector] = OrderedDict()  # by class name (prompts embedded once), or "mutual"
+    zero_shot_inspectors: OrderedDict[str, Inspector] = OrderedDict()  # by class name (prompts embedded once), or "mutual"
     few_shot = Inspector()  # refitted on each request's references under the compute lock: one backbone load
 
     def zero_shot_inspector(class_name: str | None) -> Inspector:
         """Route A (CLIP and text) when the service has CLIP weights, else route B (the request's images
         scored against each other)."""
         if clip_weights is None and clip_model is None:
-            if "mutual" not in clip_inspectors:
-                clip_inspectors["mutual"] = Inspector(zero_shot="mutual")
-            return clip_inspectors["mutual"]
+            if "mutual" not in zero_shot_inspectors:
+                zero_shot_inspectors["mutual"] = Inspector(zero_shot="mutual")
+            return zero_shot_inspectors["mutual"]
         key = (class_name or "").strip().lower()
-        if key not in clip_inspectors:
-            clip_inspectors[key] = Inspector.zero_shot_clip(clip_weights, clip_model, class_name=class_name)
-            while len(clip_inspectors) > 4:
-                clip_inspectors.popitem(last=False)
-        return clip_inspectors[key]
+        if key not in zero_shot_inspectors:
+            zero_shot_inspectors[key] = Inspector.zero_shot_clip(clip_weights, clip_model, class_name=class_name)
+            while len(zero_shot_inspectors) > 4:
+                zero_shot_inspectors.popitem(last=False)
+        return zero_shot_inspectors[key]
 
     # ---- errors and limits ---------------------------------------------------------------------
     @app.exception_handler(ApiError)
