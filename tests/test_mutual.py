@@ -11,6 +11,7 @@ from anomalens import Inspector
 from anomalens.calibration import normal_mode
 from anomalens.cli import app
 from anomalens.experts.mutual import rescore
+from anomalens.features import standardise_exposure
 from conftest import SIZE, plant_defect, save_png, texture
 
 N_CLEAN, N_DEFECTIVE = 12, 4
@@ -62,6 +63,24 @@ def test_batch_decision_flags_the_defects_and_passes_clean_images(batch, results
     for result in results:
         if result.anomalous:
             assert result.regions and result.location
+
+
+def test_an_exposure_change_is_not_a_defect(batch, results):
+    """Nothing in an unlabeled batch says which exposure is normal: one clean image shot darker and flatter
+    (another exposure, or a height offset in a depth map) must score as it did, not as the odd one out."""
+    images = list(batch[0])
+    images[1] = 0.3 + 0.5 * images[1]  # a gain and an offset; no pixel clips
+    again = Inspector(image_size=128, zero_shot="mutual").predict(images)
+    assert again[1].score == pytest.approx(results[1].score, rel=0.1)
+    assert not again[1].anomalous
+
+
+def test_standardised_exposure_has_one_mean_and_spread():
+    batch = torch.rand(2, 3, 16, 16) * torch.tensor([0.2, 0.6]).view(2, 1, 1, 1) + torch.tensor([0.7, 0.1]).view(2, 1, 1, 1)
+    out = standardise_exposure(batch)
+    assert torch.allclose(out.mean((1, 2, 3)), torch.full((2,), 0.5), atol=1e-3)
+    assert torch.allclose(out.std((1, 2, 3)), torch.full((2,), 1 / 6), atol=1e-3)
+    assert torch.allclose(standardise_exposure(torch.full((1, 3, 8, 8), 0.9)), torch.tensor(0.5))  # flat stays flat
 
 
 def test_normal_mode_survives_a_defective_majority():

@@ -25,7 +25,7 @@ from .calibration import Calibration, batch_calibration, calibrate, probability_
 from .data import ImageError, load_image
 from .experts import EXPERTS, Expert, MutualScorer
 from .experts.defect_types import defect_descriptors
-from .features import patch_features, to_batch
+from .features import patch_features, standardise_exposure, to_batch
 from .regions import Region, describe_location, find_regions
 from .training import TRAINED_EXPERTS, fit_trained
 
@@ -182,7 +182,8 @@ class Inspector:
                 entries.append(item)
             else:
                 entries += [(source, array.shape[:2]) for source, array in item]
-                chunks.append(self._embed([array for _, array in item]))
+                batch = to_batch([array for _, array in item], self.config.image_size)
+                chunks.append(patch_features(self.backbone, standardise_exposure(batch)))
         n_read = sum(len(chunk[0]) for chunk in chunks)
         if n_read < 2:
             raise ValueError(f"zero-shot scoring compares images with each other: it needs at least 2 readable "
