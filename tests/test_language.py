@@ -51,12 +51,14 @@ def test_defect_answer_names_each_grid_cell(cell):
     assert answer.anomalous and answer.locations == [cell]
 
 
-def test_several_regions_are_listed_largest_first_and_counted():
-    f = findings([(50, 250, 30), (150, 150, 12)])
+def test_several_regions_are_listed_strongest_first_and_counted():
+    f = findings([(150, 150, 12), (50, 250, 30)])  # the center blob peaks higher; the bottom-left one is larger
     assert compose("Is there a defect?", f).text == (
-        "Yes, there are anomalies in the image, at the bottom left and the center of the image.")
+        "Yes, there are anomalies in the image, at the center and the bottom left of the image.")
     assert compose("How many defects are there?", f).text.startswith("There are two anomalous regions")
-    assert "bottom left" in compose("where is the defect?", f).text
+    assert compose("where is the defect?", f).text.startswith("The anomaly is at the center")
+    assert compose("where is the largest one?", f).text.startswith("The anomaly is at the bottom left")
+    assert compose("where is the second one?", f).text.startswith("The anomaly is at the bottom left")
 
 
 def test_no_defect_answers():

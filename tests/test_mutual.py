@@ -76,7 +76,8 @@ def test_an_exposure_change_is_not_a_defect(batch, results):
 
 
 def test_standardised_exposure_has_one_mean_and_spread():
-    batch = torch.rand(2, 3, 16, 16) * torch.tensor([0.2, 0.6]).view(2, 1, 1, 1) + torch.tensor([0.7, 0.1]).view(2, 1, 1, 1)
+    gain, offset = torch.tensor([0.2, 0.6]).view(2, 1, 1, 1), torch.tensor([0.7, 0.1]).view(2, 1, 1, 1)
+    batch = torch.rand(2, 3, 16, 16) * gain + offset
     out = standardise_exposure(batch)
     assert torch.allclose(out.mean((1, 2, 3)), torch.full((2,), 0.5), atol=1e-3)
     assert torch.allclose(out.std((1, 2, 3)), torch.full((2,), 1 / 6), atol=1e-3)

@@ -71,9 +71,9 @@ def find_regions(anomaly_map: np.ndarray, threshold: float, seed: float | None =
 
 
 def describe_location(regions: list[Region]) -> str:
-    """Where the defects are, e.g. "bottom left" or "top right and center" (largest region first)."""
+    """Where the defects are, e.g. "bottom left" or "top right and center" (strongest region first)."""
     names = []
-    for region in sorted(regions, key=lambda r: -r.area_fraction):
+    for region in sorted(regions, key=lambda r: -r.peak):
         if region.location not in names:
             names.append(region.location)
     if len(names) <= 1:
