@@ -66,7 +66,7 @@ def test_batch_decision_flags_the_defects_and_passes_clean_images(batch, results
 
 
 def test_an_exposure_change_is_not_a_defect(batch, results):
-    """Nothing in an unlabeled batch says which exposure is normal: one clean image shot darker and flatter
+    """Nothing in an unlabeled batch says which exposure is normal: one clean image shot brighter and flatter
     (another exposure, or a height offset in a depth map) must score as it did, not as the odd one out."""
     images = list(batch[0])
     images[1] = 0.3 + 0.5 * images[1]  # a gain and an offset; no pixel clips

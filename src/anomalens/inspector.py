@@ -182,8 +182,7 @@ class Inspector:
                 entries.append(item)
             else:
                 entries += [(source, array.shape[:2]) for source, array in item]
-                batch = to_batch([array for _, array in item], self.config.image_size)
-                chunks.append(patch_features(self.backbone, standardise_exposure(batch)))
+                chunks.append(self._embed([array for _, array in item]))
         n_read = sum(len(chunk[0]) for chunk in chunks)
         if n_read < 2:
             raise ValueError(f"zero-shot scoring compares images with each other: it needs at least 2 readable "
@@ -266,7 +265,10 @@ class Inspector:
 
     # ---- internals -----------------------------------------------------------------------------
     def _embed(self, arrays: Sequence[np.ndarray]):
-        return patch_features(self.backbone, to_batch(arrays, self.config.image_size))
+        batch = to_batch(arrays, self.config.image_size)
+        if self.zero_shot == "mutual":  # no normal image says which exposure is normal: see standardise_exposure
+            batch = standardise_exposure(batch)
+        return patch_features(self.backbone, batch)
 
     def _smooth(self, patch_maps: torch.Tensor) -> torch.Tensor:
         """(B, h, w) patch maps → (B, S, S) at the input size, Gaussian-smoothed (PatchCore's σ = 4 at 256 px).
