@@ -70,12 +70,14 @@ def find_regions(anomaly_map: np.ndarray, threshold: float, seed: float | None =
     return sorted(regions, key=lambda r: -r.peak)
 
 
+def location_names(regions: list[Region]) -> list[str]:
+    """The regions' grid cells, each named once, strongest region first."""
+    return list(dict.fromkeys(r.location for r in sorted(regions, key=lambda r: -r.peak)))
+
+
 def describe_location(regions: list[Region]) -> str:
     """Where the defects are, e.g. "bottom left" or "top right and center" (strongest region first)."""
-    names = []
-    for region in sorted(regions, key=lambda r: -r.peak):
-        if region.location not in names:
-            names.append(region.location)
+    names = location_names(regions)
     if len(names) <= 1:
         return "".join(names)
     return ", ".join(names[:-1]) + " and " + names[-1]

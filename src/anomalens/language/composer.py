@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..regions import Region
+from ..regions import Region, location_names
 from .findings import Findings
 
 # Intent patterns, matched on the lower-cased question; several may match one question, and they are
@@ -98,16 +98,12 @@ def _focus(question: str, regions: tuple[Region, ...], focus: int | None) -> int
 
 def _named_locations(findings: Findings) -> list[str]:
     """The grid cells an answer may name as defective: the regions', strongest first."""
-    return list(dict.fromkeys(r.location for r in _by_strength(findings.regions))) if findings.anomalous else []
-
-
-def _by_strength(regions) -> list[Region]:
-    return sorted(regions, key=lambda r: -r.peak)
+    return location_names(findings.regions) if findings.anomalous else []
 
 
 def _places(regions) -> str:
     """"the bottom left", "the bottom left and the center", … (strongest region first)."""
-    names = [f"the {name}" for name in dict.fromkeys(r.location for r in _by_strength(regions))]
+    names = [f"the {name}" for name in location_names(regions)]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
