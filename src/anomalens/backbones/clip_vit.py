@@ -6,25 +6,24 @@ projection). Every expert that takes backbone features runs on them; the decoder
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-STAGE_DEPTHS = (0.25, 0.5, 0.75, 1.0)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class ClipPatchTokens(nn.Module):
     def __init__(self, model, stages: tuple[int, ...] = ()):
-        """`model`: a CLIP (anomalens.clip); `stages`: block numbers (1 = first), default the quarters."""
+        """`model`: a CLIP (anomalens.clip); `stages`: block numbers (1 = first), default the quarters of the
+        depth (`ClipConfig.dense_blocks`)."""
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         depth = model.config.vision_layers
-        self.blocks = tuple(stages) or tuple(sorted({max(1, math.ceil(f * depth)) for f in STAGE_DEPTHS}))
+        self.blocks = tuple(stages) or model.config.dense_blocks
         if not all(1 <= b <= depth for b in self.blocks):
             raise ValueError(f"CLIP blocks {self.blocks} out of range: this tower has {depth}")
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 HEAD_WIDTH = 64  # every CLIP ViT uses 64-wide attention heads, so heads = width // 64
+DENSE_DEPTHS = (0.25, 0.5, 0.75, 1.0)  # where patch tokens are read (AnomalyCLIP: blocks 6, 12, 18, 24 of 24)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,12 @@ class ClipConfig:
     @property
     def grid(self) -> int:
         return self.image_resolution // self.patch_size
+
+    @property
+    def dense_blocks(self) -> tuple[int, ...]:
+        """Block numbers (1 = first) at DENSE_DEPTHS of the image tower: the zero-shot maps' blocks and the
+        CLIP backbone's default feature stages."""
+        return tuple(sorted({max(1, math.ceil(f * self.vision_layers)) for f in DENSE_DEPTHS}))
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor], quick_gelu: bool = True) -> "ClipConfig":

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from ..clip import CLIP, Tokenizer, preprocess
 from ..clip.prompts import Prompts, Writer, generate_prompts
 
-DENSE_DEPTHS = (0.25, 0.5, 0.75, 1.0)  # blocks whose patch tokens make the map (AnomalyCLIP: 6, 12, 18, 24 of 24)
 KEEP_FRACTION = 0.5  # share of each state's phrases kept per image by the contextual scoring
 TOP_FRACTION = 0.05  # share of an image's patches taken as its odd ones when scoring phrases
 TEXT_BATCH = 64
@@ -41,8 +40,7 @@ class ClipZeroShotExpert:
         self.model = model.eval().requires_grad_(False)
         self.tokenizer, self.adapt, self.batch_size = tokenizer, adapt, batch_size
         self.prompts: Prompts = generate_prompts(class_name, defects, writer)
-        depth = model.config.vision_layers
-        self.layers = tuple(sorted({max(1, math.ceil(f * depth)) for f in DENSE_DEPTHS}))
+        self.layers = model.config.dense_blocks  # the map's blocks
         self.normal_phrases = self._embed_phrases(self.prompts.normal)  # (Mn, E) unit rows
         self.anomalous_phrases = self._embed_phrases(self.prompts.anomalous)  # (Ma, E) unit rows
 
