@@ -85,18 +85,13 @@ def fmt(value, digits=3) -> str:
     return "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def earlier_command(path: Path) -> str:
-    """The command that produced an earlier results file's kept rows: the last one its header names."""
-    line = next((x for x in path.read_text().splitlines() if x.startswith("Command: `")), "Command: `?`")
-    return line.split("`")[-2]
-
-
-def write_markdown(path: Path, rows: list[dict], peers: dict, command: str) -> None:
+def write_markdown(path: Path, rows: list[dict], peers: dict) -> None:
+    commands = "; ".join(f"`{c}`" for c in dict.fromkeys(row.get("command", "?") for row in rows))
     lines = [
         "# AnomaLens benchmark results",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on: {machine()}.",
-        f"Command: `{command}`",
+        f"Commands (each row's own is in results.json): {commands}",
         "",
         "Each row fits on the category's normal training images (all, or the first k) and inspects every test",
         "image through the product path (`anomalens eval --eval-size 256`); pixel metrics on maps and masks at",
@@ -151,6 +146,7 @@ def main() -> None:
 
     categories = args.categories or list_categories(args.root)
     peers = load_peer_rows(args.peer_results) if args.peer_results else {}
+    command = "python bench/run_bench.py " + " ".join(sys.argv[1:])
     rows = []
     for category in categories:
         n_train = len(load_split(args.root, category, "train"))
@@ -158,13 +154,12 @@ def main() -> None:
             if shots not in ("all", "zero") and int(shots) >= n_train:
                 continue
             for expert in args.experts if shots == "all" else ["auto"]:
-                row = run_ours(args.root, category, shots, expert)
+                row = run_ours(args.root, category, shots, expert) | {"command": command}
                 rows.append(row)
                 print(json.dumps({k: row[k] for k in ("category", "shots", "expert", *METRICS, "fit_seconds",
                                                       "detect_images_per_second")}), flush=True)
             if args.peer_python and shots != "zero":
                 peers[(category, shots)] = run_peer(args.peer_python, args.root, category, shots)
-    command = "python bench/run_bench.py " + " ".join(sys.argv[1:])
     if args.update and args.out.with_suffix(".json").is_file():
         earlier = json.loads(args.out.with_suffix(".json").read_text())
         key = lambda r: (r["category"], str(r["shots"]), r["expert"])  # noqa: E731
@@ -172,10 +167,9 @@ def main() -> None:
         kept = [redone.pop(key(r), r) for r in earlier["rows"]]  # a redone row takes its earlier row's place
         rows = sorted(kept + list(redone.values()), key=lambda r: r["category"])  # stable sort
         peers = {(p["category"], str(p["shots"])): p for p in earlier["peer"]} | peers
-        command += f"` for its rows; the others from `{earlier_command(args.out)}"
     (args.out.with_suffix(".json")).write_text(json.dumps({"rows": rows, "peer": [
         {"category": c, "shots": s, **v} for (c, s), v in peers.items()]}, indent=2))
-    write_markdown(args.out, rows, peers, command.strip())
+    write_markdown(args.out, rows, peers)
     print(f"wrote {args.out}")
 
 
