@@ -1,12 +1,16 @@
 """Both experts find and outline a planted defect on generated textures."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from anomalens import Inspector
 from anomalens.experts.coreset import greedy_coreset
+from anomalens.experts.memory_bank import MemoryBankExpert
 from anomalens.metrics import image_auroc, pixel_auroc
+from anomalens.model_file import ModelFileError
 from conftest import plant_defect, texture
 
 
@@ -35,6 +39,36 @@ def test_expert_finds_and_localises_planted_defect(expert, k):
         assert box.sum() < 5 * mask_box_area  # … and not much more: 16×16 features at 128 px blur edges
     # the threshold is a 95 % prediction bound from k references: allow one false alarm in four
     assert sum(r.anomalous for r in results[4:]) <= 1
+
+
+def test_memory_bank_maps_a_change_of_strength_and_ignores_exposure():
+    """Few-shot: the map marks a patch that responds too strongly in a normal direction (cosine cannot see
+    it), while an image whose features are all scaled, as by another exposure, keeps its map and score."""
+    g = torch.Generator().manual_seed(0)
+    references = [torch.nn.functional.normalize(torch.randn(3, 8, 6, 6, generator=g), dim=1) for _ in range(2)]
+    expert = MemoryBankExpert().fit(references)
+    query = [f[:1].clone() for f in references]
+    for f in query:
+        f[0, :, 2, 3] *= 4.0  # the same direction as a reference patch, four times as strong
+    maps, scores = expert.score(query)
+    assert maps[0].flatten().argmax().item() == 2 * 6 + 3
+    assert maps[0, 2, 3] > 10 * maps[0].flatten().sort().values[-2]
+    assert scores[0] < 1e-5  # every direction is a normal one: the verdict stays normal
+    brighter_maps, brighter_scores = expert.score([2.5 * f for f in query])
+    assert torch.allclose(brighter_maps, maps, atol=1e-5) and torch.allclose(brighter_scores, scores, atol=1e-5)
+
+
+def test_few_shot_model_from_before_distance_maps_is_refused(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = Inspector(expert="memory_bank", image_size=64).fit([texture(i) for i in range(2)]).save(tmp_path / "m.safetensors")
+    with safe_open(path, framework="pt") as handle:
+        header = json.loads(handle.metadata()["anomalens"])
+    del header["expert"]["map"]  # what files written before the change hold: unit-length banks
+    save_file(load_file(path), tmp_path / "old.safetensors", metadata={"anomalens": json.dumps(header)})
+    with pytest.raises(ModelFileError, match="old.safetensors.*fit it again"):
+        Inspector.load(tmp_path / "old.safetensors")
 
 
 def test_greedy_coreset_covers_outliers():

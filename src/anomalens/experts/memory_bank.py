@@ -1,6 +1,13 @@
 """Few-shot expert, no training (AnomalyGPT's few-shot mode): one patch memory bank per feature stage
-from k normal references; a query patch's anomaly is 1 − its best cosine similarity to the bank,
-summed over stages."""
+from k normal references, each query patch matched against it, summed over stages.
+
+Two matches per patch, each where it is stronger (bench, 1–4 references, in `bench/results.md`):
+- *Whether* (the image score): 1 − the best cosine similarity, the map's maximum. Cosine ignores how
+  strongly a patch responds, so an image merely brighter or more contrasted than the references is not
+  flagged (battery_weld, 4 references: image AUROC 0.820 with cosine, 0.768 with the distance below).
+- *Where* (the map): the distance to the nearest bank patch once each image's features are divided by
+  the image's mean patch norm. That keeps the local changes of strength that mark most defects and that
+  cosine throws away (pixel AUROC, 4 references: battery_weld 0.835 → 0.915, magnetic_tile 0.677 → 0.719)."""
 
 from __future__ import annotations
 
@@ -10,6 +17,12 @@ import torch.nn.functional as F
 from ..features import flatten_patches
 
 SELF_EXCLUSION = 3  # with one reference, a patch may not match itself or cells within this radius
+MAP = "image-scaled-l2"  # written into model files: banks saved before maps were distances are refused
+
+
+def image_scaled(fmap: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) → each image's features divided by its mean patch norm (one number per image)."""
+    return fmap / fmap.norm(dim=1, keepdim=True).mean((1, 2, 3), keepdim=True).clamp(min=1e-12)
 
 
 class MemoryBankExpert:
@@ -26,42 +39,47 @@ class MemoryBankExpert:
     def fit(self, features: list[torch.Tensor]) -> "MemoryBankExpert":
         n, _, h, w = features[0].shape
         self.grid = (h, w)
-        self.banks = [F.normalize(flatten_patches(f), dim=1) for f in features]
+        self.banks = [flatten_patches(image_scaled(f)) for f in features]
         self.image_ids = torch.arange(n).repeat_interleave(h * w)
         return self
 
     @torch.inference_mode()
     def score(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Patch anomaly maps (B, h, w) and image scores (B,) = each map's maximum."""
-        maps = torch.stack([self._patch_scores([f[i:i + 1] for f in features]) for i in range(len(features[0]))])
-        return maps, maps.flatten(1).amax(1)
+        """Patch anomaly maps (B, h, w) and image scores (B,)."""
+        results = [self._patch_scores([f[i:i + 1] for f in features]) for i in range(len(features[0]))]
+        return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
 
     @torch.inference_mode()
     def leave_one_out(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores of the fitted references as if each were new: its own patches are left out of the bank.
         With a single reference, a patch is matched against the rest of its own image instead."""
         n = len(features[0])
-        maps = []
+        results = []
         for i in range(n):
             if n > 1:
-                keep = self.image_ids != i
-                maps.append(self._patch_scores([f[i:i + 1] for f in features], keep=keep))
+                results.append(self._patch_scores([f[i:i + 1] for f in features], keep=self.image_ids != i))
             else:
-                maps.append(self._patch_scores(features, forbid=self._near_cells()))
-        maps = torch.stack(maps)
-        return maps, maps.flatten(1).amax(1)
+                results.append(self._patch_scores(features, forbid=self._near_cells()))
+        return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
 
     def _patch_scores(self, features: list[torch.Tensor], keep: torch.Tensor | None = None,
-                      forbid: torch.Tensor | None = None) -> torch.Tensor:
+                      forbid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One image → its map (h, w) of distances and its score, the highest (1 − cosine) over patches."""
         _, _, h, w = features[0].shape
-        total = torch.zeros(h * w)
+        distance, dissimilarity = torch.zeros(h * w), torch.zeros(h * w)
         for fmap, bank in zip(features, self.banks):
-            query = F.normalize(flatten_patches(fmap), dim=1)
-            sim = query @ (bank if keep is None else bank[keep]).T
+            query = flatten_patches(image_scaled(fmap))
+            if keep is not None:
+                bank = bank[keep]
+            # Two products, each reduced at once: the (patches × bank) temporaries are what costs here.
+            cosine = F.normalize(query, dim=1) @ F.normalize(bank, dim=1).T
+            squared = torch.addmm(bank.pow(2).sum(1)[None], query, bank.T, alpha=-2)  # ‖b‖² − 2 q·b
             if forbid is not None:
-                sim.masked_fill_(forbid, -1.0)
-            total += 1.0 - sim.amax(1)
-        return total.view(h, w)
+                cosine.masked_fill_(forbid, -1.0)
+                squared.masked_fill_(forbid, float("inf"))
+            distance += (squared.amin(1) + query.pow(2).sum(1)).clamp_(min=0).sqrt()
+            dissimilarity += 1.0 - cosine.amax(1)
+        return distance.view(h, w), dissimilarity.max()
 
     def _near_cells(self) -> torch.Tensor:
         h, w = self.grid
@@ -72,9 +90,11 @@ class MemoryBankExpert:
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         tensors = {f"bank{i}": b.contiguous() for i, b in enumerate(self.banks)}
         tensors["image_ids"] = self.image_ids
-        return {"kind": self.kind, "grid": list(self.grid)}, tensors
+        return {"kind": self.kind, "grid": list(self.grid), "map": MAP}, tensors
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "MemoryBankExpert":
+        if config.get("map") != MAP:
+            raise ValueError("a few-shot model from an older AnomaLens (unit-length banks, cosine maps): fit it again")
         banks = [tensors[f"bank{i}"] for i in range(sum(k.startswith("bank") for k in tensors))]
         return cls(banks, tensors["image_ids"], tuple(config["grid"]))
