@@ -1,13 +1,15 @@
 """Few-shot expert, no training (AnomalyGPT's few-shot mode): one patch memory bank per feature stage
-from k normal references, each query patch matched against it, summed over stages.
+from k normal references; each query patch is matched against the banks, summed over stages.
 
-Two matches per patch, each where it is stronger (bench, 1–4 references, in `bench/results.md`):
-- *Whether* (the image score): 1 − the best cosine similarity, the map's maximum. Cosine ignores how
-  strongly a patch responds, so an image merely brighter or more contrasted than the references is not
-  flagged (battery_weld, 4 references: image AUROC 0.820 with cosine, 0.768 with the distance below).
+Each patch is matched two ways, each used where it does better (1–4 references):
+- *Whether* (the image score): 1 − the best cosine similarity, highest over the image's patches. Cosine
+  ignores how strongly a patch responds, so an image merely brighter or more contrasted than the references
+  is not flagged (battery_weld, 4 references, development harness: image AUROC 0.820 with cosine, 0.768
+  with the distance below).
 - *Where* (the map): the distance to the nearest bank patch once each image's features are divided by
   the image's mean patch norm. That keeps the local changes of strength that mark most defects and that
-  cosine throws away (pixel AUROC, 4 references: battery_weld 0.835 → 0.915, magnetic_tile 0.677 → 0.719)."""
+  cosine throws away (`bench/results.md`, 4 references, pixel AUROC: battery_weld 0.836 → 0.916,
+  magnetic_tile 0.677 → 0.719)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 from ..features import flatten_patches
 
 SELF_EXCLUSION = 3  # with one reference, a patch may not match itself or cells within this radius
-MAP = "image-scaled-l2"  # written into model files: banks saved before maps were distances are refused
+MAP_KIND = "image-scaled-l2"  # written into model files: banks saved before maps were distances are refused
 
 
 def image_scaled(fmap: torch.Tensor) -> torch.Tensor:
@@ -71,7 +73,7 @@ class MemoryBankExpert:
             query = flatten_patches(image_scaled(fmap))
             if keep is not None:
                 bank = bank[keep]
-            # Two products, each reduced at once: the (patches × bank) temporaries are what costs here.
+            # cosine for the score, squared distance for the map; each (patches × bank) matrix is reduced at once
             cosine = F.normalize(query, dim=1) @ F.normalize(bank, dim=1).T
             squared = torch.addmm(bank.pow(2).sum(1)[None], query, bank.T, alpha=-2)  # ‖b‖² − 2 q·b
             if forbid is not None:
@@ -90,11 +92,11 @@ class MemoryBankExpert:
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         tensors = {f"bank{i}": b.contiguous() for i, b in enumerate(self.banks)}
         tensors["image_ids"] = self.image_ids
-        return {"kind": self.kind, "grid": list(self.grid), "map": MAP}, tensors
+        return {"kind": self.kind, "grid": list(self.grid), "map": MAP_KIND}, tensors
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "MemoryBankExpert":
-        if config.get("map") != MAP:
+        if config.get("map") != MAP_KIND:
             raise ValueError("a few-shot model from an older AnomaLens (unit-length banks, cosine maps): fit it again")
         banks = [tensors[f"bank{i}"] for i in range(sum(k.startswith("bank") for k in tensors))]
         return cls(banks, tensors["image_ids"], tuple(config["grid"]))
