@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from anomalens import Inspector
-from anomalens.data import load_image, load_mask, load_split
+from anomalens.data import load_mask, load_split
 from anomalens.data.datasets import list_categories
 from anomalens.experts.defect_types import DefectGuess, DefectTypeExpert
 from anomalens.language import ChatSession, create_language_model, findings_from, read_claims
@@ -39,8 +39,11 @@ from anomalens.regions import grid_location
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_ROOT = HERE.parent.parent / "shared" / "datasets"
-QUESTIONS = {"defect": "Is there any defect in the object?", "where": "Where is the defect?",
-             "type": "Which defect is it?"}
+QUESTIONS = {
+    "defect": "Is there any defect in the object?",
+    "where": "Where is the defect?",
+    "type": "Which defect is it?",
+}
 TYPE_EXAMPLES = 5  # labelled examples per defect type the defect-type expert is given
 
 
@@ -64,15 +67,17 @@ def picked_option(question: str, text: str, types: list[str]) -> str | None:
     return claims.locations[0] if claims.locations else None
 
 
-def run_category(root: Path, category: str, backends: dict, llm_sample: int, seed: int,
-                 expert: str = "auto") -> list[dict]:
+def run_category(
+    root: Path, category: str, backends: dict, llm_sample: int, seed: int, expert: str = "auto"
+) -> list[dict]:
     train = load_split(root, category, "train")
     test = load_split(root, category, "test")
     inspector = Inspector(expert=expert).fit([s.path for s in train])
     sampled = set(random.Random(seed).sample(range(len(test)), min(llm_sample, len(test))))
-    guesses, types = defect_type_guesses(inspector, test, seed)
+    results = inspector.predict([s.path for s in test])
+    guesses, types = defect_type_guesses(results, test, seed)
     records = []
-    for i, (sample, result) in enumerate(zip(test, inspector.iter_predict([s.path for s in test]))):
+    for i, (sample, result) in enumerate(zip(test, results)):
         if not result.ok:
             print(f"skipped: {result.error}", file=sys.stderr)
             continue
@@ -82,8 +87,7 @@ def run_category(root: Path, category: str, backends: dict, llm_sample: int, see
             truth["where"] = mask_cell(load_mask(sample.mask_path, (height, width)))
         if i in guesses:
             truth["type"] = sample.defect
-        findings = findings_from(result, inspector.calibration, expert=inspector.expert.kind,
-                                 defect_type=guesses.get(i))
+        findings = findings_from(result, defect_type=guesses.get(i))
         for name, model in backends.items():
             if model is not None and i not in sampled:
                 continue
@@ -93,23 +97,31 @@ def run_category(root: Path, category: str, backends: dict, llm_sample: int, see
                     continue
                 turn = session.ask(QUESTIONS[question])
                 base = {"category": category, "image": str(sample.path), "question": question, "truth": answer}
-                records.append(base | {"backend": name, "answer": turn.answer,
-                                       "picked": picked_option(question, turn.answer, types)})
+                records.append(
+                    base
+                    | {"backend": name, "answer": turn.answer, "picked": picked_option(question, turn.answer, types)}
+                )
                 if model is not None:
-                    records.append(base | {"backend": f"{name} (no guard)", "answer": turn.model_answer,
-                                           "picked": picked_option(question, turn.model_answer, types)})
+                    records.append(
+                        base
+                        | {
+                            "backend": f"{name} (no guard)",
+                            "answer": turn.model_answer,
+                            "picked": picked_option(question, turn.model_answer, types),
+                        }
+                    )
     return records
 
 
-def defect_type_guesses(inspector: Inspector, test: list, seed: int) -> tuple[dict[int, DefectGuess], list[str]]:
+def defect_type_guesses(results: list, test: list, seed: int) -> tuple[dict[int, DefectGuess], list[str]]:
     """For each defective test image of a category with two or more named defect types, the defect-type
-    expert's guess, learnt from up to TYPE_EXAMPLES other labelled images of each type (leave-one-out)."""
-    defective = [i for i, s in enumerate(test) if s.label and s.defect]
+    expert's guess, learnt from up to TYPE_EXAMPLES other labelled images of each type (leave-one-out).
+    The descriptors come with the inspection results."""
+    defective = [i for i, s in enumerate(test) if s.label and s.defect and results[i].ok]
     types = sorted({test[i].defect for i in defective})
     if len(types) < 2:
         return {}, types
-    descriptors = np.concatenate([inspector.defect_descriptors([load_image(test[i].path) for i in defective[k:k + 8]])
-                                  for k in range(0, len(defective), 8)])
+    descriptors = np.stack([results[i].descriptor for i in defective])
     rng = random.Random(seed)
     guesses = {}
     for row, i in enumerate(defective):
@@ -126,18 +138,26 @@ def summarise(records: list[dict]) -> list[dict]:
     for r in records:
         groups[(r["backend"], r["category"], r["question"])].append(r["picked"] == r["truth"])
         groups[(r["backend"], "all", r["question"])].append(r["picked"] == r["truth"])
-    return [{"backend": b, "category": c, "question": q, "n": len(v), "accuracy": float(np.mean(v))}
-            for (b, c, q), v in sorted(groups.items())]
+    return [
+        {"backend": b, "category": c, "question": q, "n": len(v), "accuracy": float(np.mean(v))}
+        for (b, c, q), v in sorted(groups.items())
+    ]
 
 
 def write_markdown(path: Path, rows: list[dict], command: str, seconds: float) -> None:
-    lines = ["# AnomaLens question-answering benchmark", "",
-             f"Measured {time.strftime('%Y-%m-%d')}, {seconds / 60:.1f} min. Command: `{command}`", "",
-             "MMAD-style multiple choice on every test image (LLM backends: a seeded sample per category). "
-             "Yes/no truth from the labels; location truth = the 3×3 cell of the centroid of the mask's largest "
-             "region, nine options; defect type (categories naming two or more types): the types as options, the "
-             f"defect-type expert given {TYPE_EXAMPLES} other labelled test images per type, never the one asked about. Full-shot inspectors fitted on the normal training images only (expert: `--expert`, default auto).", "",
-             "| backend | category | question | n | accuracy |", "|---|---|---|---|---|"]
+    lines = [
+        "# AnomaLens question-answering benchmark",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')}, {seconds / 60:.1f} min. Command: `{command}`",
+        "",
+        "MMAD-style multiple choice on every test image (LLM backends: a seeded sample per category). "
+        "Yes/no truth from the labels; location truth = the 3×3 cell of the centroid of the mask's largest "
+        "region, nine options; defect type (categories naming two or more types): the types as options, the "
+        f"defect-type expert given {TYPE_EXAMPLES} other labelled test images per type, never the one asked about. Full-shot inspectors fitted on the normal training images only (expert: `--expert`, default auto).",
+        "",
+        "| backend | category | question | n | accuracy |",
+        "|---|---|---|---|---|",
+    ]
     lines += [f"| {r['backend']} | {r['category']} | {r['question']} | {r['n']} | {r['accuracy']:.3f} |" for r in rows]
     path.write_text("\n".join(lines) + "\n")
 
@@ -149,8 +169,11 @@ def main() -> None:
     parser.add_argument("--backends", nargs="*", default=["grounded"], help="grounded, llama-cpp")
     parser.add_argument("--llm-sample", type=int, default=25, help="images per category for LLM backends")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--expert", default="auto", help="the full-shot inspectors' expert: auto (memory) or both "
-                                                          "(memory fused with the decoder)")
+    parser.add_argument(
+        "--expert",
+        default="auto",
+        help="the full-shot inspectors' expert: auto (memory) or both (memory fused with the decoder)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "qa_results.md")
     args = parser.parse_args()
     if not args.root.is_dir():

@@ -39,8 +39,21 @@ METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
 def run_ours(root: Path, category: str, shots: str, expert: str = "auto") -> dict:
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "anomalens.cli", "eval", str(root), "--category", category, "--out", out,
-               "--eval-size", "256", "--expert", expert]  # the peer's protocol: maps and masks at 256 × 256
+        cmd = [
+            sys.executable,
+            "-m",
+            "anomalens.cli",
+            "eval",
+            str(root),
+            "--category",
+            category,
+            "--out",
+            out,
+            "--eval-size",
+            "256",
+            "--expert",
+            expert,
+        ]  # the peer's protocol: maps and masks at 256 × 256
         if shots == "zero":
             cmd += ["--zero-shot"]
         elif shots != "all":
@@ -73,12 +86,24 @@ def load_peer_rows(path: Path) -> dict[tuple[str, str], dict]:
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
     import torch
 
-    return (f"{platform.system()} {platform.machine()}, {cpu}, {len(os.sched_getaffinity(0))} cores, "
-            f"Python {platform.python_version()}, torch {torch.__version__} (CPU, {torch.get_num_threads()} threads)")
+    return (
+        f"{platform.system()} {platform.machine()}, {cpu}, {len(os.sched_getaffinity(0))} cores, "
+        f"Python {platform.python_version()}, torch {torch.__version__} (CPU, {torch.get_num_threads()} threads)"
+    )
 
 
 def fmt(value, digits=3) -> str:
@@ -116,11 +141,23 @@ def write_markdown(path: Path, rows: list[dict], peers: dict) -> None:
     for row in rows:
         memory = row["expert"] in ("memory_bank", "patchcore")  # the peer is PatchCore: compared with those rows
         peer = peers.get((row["category"], str(row["shots"])), {}) if memory else {}
-        lines.append("| " + " | ".join([
-            row["category"], str(row["shots"]), row["expert"], *(fmt(row.get(k)) for k in METRICS),
-            *(fmt(peer.get(k)) for k in METRICS), fmt(row.get("verdict_accuracy")), fmt(row["fit_seconds"], 1),
-            fmt(row["detect_images_per_second"], 1), fmt(row["peak_memory_mb"], 0),
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    row["category"],
+                    str(row["shots"]),
+                    row["expert"],
+                    *(fmt(row.get(k)) for k in METRICS),
+                    *(fmt(peer.get(k)) for k in METRICS),
+                    fmt(row.get("verdict_accuracy")),
+                    fmt(row["fit_seconds"], 1),
+                    fmt(row["detect_images_per_second"], 1),
+                    fmt(row["peak_memory_mb"], 0),
+                ]
+            )
+            + " |"
+        )
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -128,16 +165,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--categories", nargs="*")
-    parser.add_argument("--shots", nargs="*", default=["all", "1", "2", "4", "200", "zero"],
-                        help="'all', k or 'zero' (no training image); a k above a category's training-set size "
-                             "is skipped (200: fit timing)")
-    parser.add_argument("--experts", nargs="*", default=["auto", "decoder", "fused"],
-                        help="experts for the full-shot rows: auto (memory), decoder, fused")
+    parser.add_argument(
+        "--shots",
+        nargs="*",
+        default=["all", "1", "2", "4", "200", "zero"],
+        help="'all', k or 'zero' (no training image); a k above a category's training-set size "
+        "is skipped (200: fit timing)",
+    )
+    parser.add_argument(
+        "--experts",
+        nargs="*",
+        default=["auto", "decoder", "fused"],
+        help="experts for the full-shot rows: auto (memory), decoder, fused",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     parser.add_argument("--peer-python", help="python of a venv with anomalib: run the peer in this same run")
     parser.add_argument("--peer-results", type=Path, help="JSON lines printed by peer_anomalib.py earlier")
-    parser.add_argument("--update", action="store_true",
-                        help="keep the rows (and peer rows) of the earlier run in OUT's .json that this run does not redo")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the rows (and peer rows) of the earlier run in OUT's .json that this run does not redo",
+    )
     args = parser.parse_args()
     if not args.root.is_dir():
         sys.exit(f"{args.root}: dataset root not found (the benchmark needs ../shared/datasets or --root)")
@@ -156,8 +204,22 @@ def main() -> None:
             for expert in args.experts if shots == "all" else ["auto"]:
                 row = run_ours(args.root, category, shots, expert) | {"command": command}
                 rows.append(row)
-                print(json.dumps({k: row[k] for k in ("category", "shots", "expert", *METRICS, "fit_seconds",
-                                                      "detect_images_per_second")}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            k: row[k]
+                            for k in (
+                                "category",
+                                "shots",
+                                "expert",
+                                *METRICS,
+                                "fit_seconds",
+                                "detect_images_per_second",
+                            )
+                        }
+                    ),
+                    flush=True,
+                )
             if args.peer_python and shots != "zero":
                 peers[(category, shots)] = run_peer(args.peer_python, args.root, category, shots)
     if args.update and args.out.with_suffix(".json").is_file():
@@ -167,8 +229,9 @@ def main() -> None:
         kept = [redone.pop(key(r), r) for r in earlier["rows"]]  # a redone row takes its earlier row's place
         rows = sorted(kept + list(redone.values()), key=lambda r: r["category"])  # stable sort
         peers = {(p["category"], str(p["shots"])): p for p in earlier["peer"]} | peers
-    (args.out.with_suffix(".json")).write_text(json.dumps({"rows": rows, "peer": [
-        {"category": c, "shots": s, **v} for (c, s), v in peers.items()]}, indent=2))
+    (args.out.with_suffix(".json")).write_text(
+        json.dumps({"rows": rows, "peer": [{"category": c, "shots": s, **v} for (c, s), v in peers.items()]}, indent=2)
+    )
     write_markdown(args.out, rows, peers)
     print(f"wrote {args.out}")
 

@@ -3,15 +3,35 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
+from torch import nn
 
-from anomalens.backbones import BACKBONES, create_backbone, load_state_dict, resolve_weights
-from anomalens.backbones.efficientnet_lite import EfficientNetLiteClassifier, block_layout
-from anomalens.backbones.wide_resnet import WideResNet50
+from anomalens.backbones import BACKBONES, create_backbone, resolve_weights
+from anomalens.backbones.efficientnet_lite import EfficientNetLite, _conv_bn, block_layout
+from anomalens.weights import load_state_dict
 
 DATA = Path(__file__).parent / "data"
 EGYPTIAN_CAT, TABBY, TIGER_CAT, ESPRESSO = 285, 281, 282, 967
+
+
+class EfficientNetLiteClassifier(EfficientNetLite):
+    """The full ImageNet classifier, used to check that weights load correctly."""
+
+    def __init__(self, state_dict: dict[str, torch.Tensor]):
+        super().__init__(state_dict, stages=(6,))
+        head_in, head_out = state_dict["_conv_head.weight"].shape[1], state_dict["_conv_head.weight"].shape[0]
+        self._conv_head, self._bn1 = _conv_bn(head_in, head_out, 1)
+        self._fc = nn.Linear(head_out, state_dict["_fc.weight"].shape[0])
+        head = {k: v for k, v in state_dict.items() if k.startswith(("_conv_head.", "_bn1.", "_fc."))}
+        self.load_state_dict(head, strict=False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)[-1]
+        x = F.relu6(self._bn1(self._conv_head(x)))
+        return self._fc(x.mean(dim=(2, 3)))
 
 
 def _imagenet_input(name: str) -> torch.Tensor:

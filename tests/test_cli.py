@@ -82,8 +82,9 @@ def test_eval_writes_tables(texture_dataset, tmp_path):
 
 
 def test_eval_few_shot(texture_dataset, tmp_path):
-    result, text = _run("eval", texture_dataset, "--shots", 2, "--out", tmp_path / "ev", "--image-size", 128,
-                        "--eval-size", 64)
+    result, text = _run(
+        "eval", texture_dataset, "--shots", 2, "--out", tmp_path / "ev", "--image-size", 128, "--eval-size", 64
+    )
     assert result.exit_code == 0, text
     row = json.loads((tmp_path / "ev" / "metrics.json").read_text())[0]
     assert row["n_train"] == 2 and row["eval_size"] == 64 and row["pixel_auroc"] > 0.9

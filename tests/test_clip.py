@@ -9,11 +9,20 @@ import torch
 from safetensors.torch import save_file
 
 from anomalens.clip import CLIP_MEAN, CLIP_MODELS, CLIP_STD, ClipWeightsError, create_clip, detect_layout, preprocess
-from anomalens.clip.model import Attention, CLIP, ClipConfig
+from anomalens.clip.model import CLIP, Attention, ClipConfig
 from anomalens.clip.tokenizer import Tokenizer
 
-TINY = ClipConfig(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, patch_size=8,
-                  context_length=16, vocab_size=49408, text_width=64, text_layers=2)
+TINY = ClipConfig(
+    embed_dim=32,
+    image_resolution=32,
+    vision_layers=2,
+    vision_width=64,
+    patch_size=8,
+    context_length=16,
+    vocab_size=49408,
+    text_width=64,
+    text_layers=2,
+)
 
 # Token ids of OpenAI/OpenCLIP's tokenizer as published: the issue's example, the SimpleTokenizer parity table
 # of a MobileCLIP port and Apple's ml-stable-diffusion tokenizer tests.
@@ -31,8 +40,10 @@ REFERENCE_IDS = [
     ("  HELLO   World  ", [3306, 1002]),
     ("MacBook Pro 16-inch", [20617, 2630, 272, 277, 268, 6523]),
     ("a photo of an astronaut riding a horse on mars", [320, 1125, 539, 550, 18376, 6765, 320, 4558, 525, 7496]),
-    ("Apple CoreML developer tools on a Macbook Air are fast",
-     [3055, 19622, 5780, 10929, 5771, 525, 320, 20617, 1922, 631, 1953]),
+    (
+        "Apple CoreML developer tools on a Macbook Air are fast",
+        [3055, 19622, 5780, 10929, 5771, 525, 320, 20617, 1922, 631, 1953],
+    ),
 ]
 
 
@@ -51,8 +62,8 @@ def tiny():
 def test_tokenizer_matches_reference_ids(tokenizer, text, ids):
     row = tokenizer(text)[0]
     assert row.shape == (77,) and row.dtype == torch.long
-    assert row[:len(ids) + 2].tolist() == [49406, *ids, 49407]
-    assert not row[len(ids) + 2:].any()
+    assert row[: len(ids) + 2].tolist() == [49406, *ids, 49407]
+    assert not row[len(ids) + 2 :].any()
 
 
 def test_tokenizer_unicode_entities_and_truncation(tokenizer):
@@ -124,36 +135,53 @@ def _openclip_text_tower(state):
 
 def _transformers(state):
     """Hugging Face CLIPModel names, written out independently of the loader's conversion table."""
-    out = {"logit_scale": state["logit_scale"], "visual_projection.weight": state["visual.proj"].T,
-           "text_projection.weight": state["text_projection"].T,
-           "vision_model.embeddings.class_embedding": state["visual.class_embedding"],
-           "vision_model.embeddings.patch_embedding.weight": state["visual.conv1.weight"],
-           "vision_model.embeddings.position_embedding.weight": state["visual.positional_embedding"],
-           "vision_model.embeddings.position_ids": torch.arange(17)[None],
-           "text_model.embeddings.token_embedding.weight": state["token_embedding.weight"],
-           "text_model.embeddings.position_embedding.weight": state["positional_embedding"]}
-    for ours, theirs in (("visual.ln_pre", "vision_model.pre_layrnorm"), ("visual.ln_post", "vision_model.post_layernorm"),
-                         ("ln_final", "text_model.final_layer_norm")):
+    out = {
+        "logit_scale": state["logit_scale"],
+        "visual_projection.weight": state["visual.proj"].T,
+        "text_projection.weight": state["text_projection"].T,
+        "vision_model.embeddings.class_embedding": state["visual.class_embedding"],
+        "vision_model.embeddings.patch_embedding.weight": state["visual.conv1.weight"],
+        "vision_model.embeddings.position_embedding.weight": state["visual.positional_embedding"],
+        "vision_model.embeddings.position_ids": torch.arange(17)[None],
+        "text_model.embeddings.token_embedding.weight": state["token_embedding.weight"],
+        "text_model.embeddings.position_embedding.weight": state["positional_embedding"],
+    }
+    for ours, theirs in (
+        ("visual.ln_pre", "vision_model.pre_layrnorm"),
+        ("visual.ln_post", "vision_model.post_layernorm"),
+        ("ln_final", "text_model.final_layer_norm"),
+    ):
         for p in ("weight", "bias"):
             out[f"{theirs}.{p}"] = state[f"{ours}.{p}"]
-    for ours, theirs, n in (("visual.transformer", "vision_model.encoder", TINY.vision_layers),
-                            ("transformer", "text_model.encoder", TINY.text_layers)):
+    for ours, theirs, n in (
+        ("visual.transformer", "vision_model.encoder", TINY.vision_layers),
+        ("transformer", "text_model.encoder", TINY.text_layers),
+    ):
         for i in range(n):
             a, b = f"{ours}.resblocks.{i}", f"{theirs}.layers.{i}"
             for p in ("weight", "bias"):
                 q, k, v = state[f"{a}.attn.in_proj_{p}"].chunk(3)
-                out |= {f"{b}.self_attn.q_proj.{p}": q, f"{b}.self_attn.k_proj.{p}": k, f"{b}.self_attn.v_proj.{p}": v,
-                        f"{b}.self_attn.out_proj.{p}": state[f"{a}.attn.out_proj.{p}"],
-                        f"{b}.layer_norm1.{p}": state[f"{a}.ln_1.{p}"], f"{b}.layer_norm2.{p}": state[f"{a}.ln_2.{p}"],
-                        f"{b}.mlp.fc1.{p}": state[f"{a}.mlp.c_fc.{p}"], f"{b}.mlp.fc2.{p}": state[f"{a}.mlp.c_proj.{p}"]}
+                out |= {
+                    f"{b}.self_attn.q_proj.{p}": q,
+                    f"{b}.self_attn.k_proj.{p}": k,
+                    f"{b}.self_attn.v_proj.{p}": v,
+                    f"{b}.self_attn.out_proj.{p}": state[f"{a}.attn.out_proj.{p}"],
+                    f"{b}.layer_norm1.{p}": state[f"{a}.ln_1.{p}"],
+                    f"{b}.layer_norm2.{p}": state[f"{a}.ln_2.{p}"],
+                    f"{b}.mlp.fc1.{p}": state[f"{a}.mlp.c_fc.{p}"],
+                    f"{b}.mlp.fc2.{p}": state[f"{a}.mlp.c_proj.{p}"],
+                }
     return out
 
 
 LAYOUTS = {  # name → (file suffix, state dict → what is saved, layout detected)
     "openai-safetensors": (".safetensors", lambda s: s, "openai"),
     "openai-fp16-pt": (".pt", lambda s: {k: v.half() for k, v in s.items()} | {"input_resolution": 32}, "openai"),
-    "openclip-training-checkpoint": (".pt", lambda s: {"epoch": 3, "state_dict": {"module." + k: v for k, v in s.items()}},
-                                     "openclip"),
+    "openclip-training-checkpoint": (
+        ".pt",
+        lambda s: {"epoch": 3, "state_dict": {"module." + k: v for k, v in s.items()}},
+        "openclip",
+    ),
     "openclip-text-tower": (".safetensors", _openclip_text_tower, "openclip"),
     "transformers": (".safetensors", _transformers, "transformers"),
 }
@@ -194,7 +222,10 @@ def test_weights_of_another_architecture_are_refused(tiny, tmp_path):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.script, used only to make the file
 def test_torchscript_and_pickled_objects_are_not_executed(tmp_path):
     torch.jit.script(torch.nn.Linear(2, 2)).save(tmp_path / "ViT-B-16.pt")  # OpenAI's original format
-    with pytest.warns(UserWarning), pytest.raises(ValueError, match="TorchScript archive .* open_clip_model.safetensors"):
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(ValueError, match="TorchScript archive .* open_clip_model.safetensors"),
+    ):
         create_clip("ViT-B-16", weights=tmp_path / "ViT-B-16.pt")
     torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "module.pt")  # a pickled module, not a state dict
     with pytest.raises(ValueError, match="not a plain state dict"):

@@ -15,11 +15,21 @@ from anomalens.backbones import create_backbone
 from anomalens.clip import ClipWeightsError
 from anomalens.clip.model import CLIP, ClipConfig
 from anomalens.experts.decoder import DecoderHead
-from anomalens.features import patch_features, to_batch
+from anomalens.features import patch_features
+from anomalens.preprocessing import to_batch
 from conftest import plant_defect, texture
 
-TINY = ClipConfig(embed_dim=32, image_resolution=64, vision_layers=4, vision_width=64, patch_size=8,
-                  context_length=16, vocab_size=49408, text_width=64, text_layers=2)
+TINY = ClipConfig(
+    embed_dim=32,
+    image_resolution=64,
+    vision_layers=4,
+    vision_width=64,
+    patch_size=8,
+    context_length=16,
+    vocab_size=49408,
+    text_width=64,
+    text_layers=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +48,13 @@ def test_features_are_the_towers_joint_space_tokens(tiny_file):
     features = patch_features(backbone, to_batch(images, 96))
     assert [tuple(f.shape) for f in features] == [(2, 32, 8, 8)] * 4
     # the tower sees its own resolution; its ordinary tokens of those blocks, before neighbourhood averaging
-    pixels = F.interpolate((to_batch(images, 96) - backbone.mean) / backbone.std, size=(64, 64), mode="bicubic",
-                           align_corners=False)
+    pixels = F.interpolate(
+        (to_batch(images, 96) - backbone.mean) / backbone.std, size=(64, 64), mode="bicubic", align_corners=False
+    )
     _, tokens = network.model.encode_image_dense(pixels, (1, 2, 3, 4), value_value=False)
-    np.testing.assert_allclose(backbone(to_batch(images, 96))[2].permute(0, 2, 3, 1).numpy(), tokens[2].numpy(),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        backbone(to_batch(images, 96))[2].permute(0, 2, 3, 1).numpy(), tokens[2].numpy(), atol=1e-5
+    )
 
 
 def test_decoder_head_starts_as_clips_own_text_comparison(tiny_file):
@@ -55,8 +67,13 @@ def test_decoder_head_starts_as_clips_own_text_comparison(tiny_file):
     head.start_from_text(start, means, stds)
     standardised = [(t - m[:, None, None]) / s[:, None, None] for t, m, s in zip(tokens, means, stds)]
     normal, anomalous = start
-    expected = sum(torch.sigmoid(F.normalize(t.permute(0, 2, 3, 1), dim=-1) @ (anomalous - normal) / head.temperature)
-                   for t in tokens) / 2
+    expected = (
+        sum(
+            torch.sigmoid(F.normalize(t.permute(0, 2, 3, 1), dim=-1) @ (anomalous - normal) / head.temperature)
+            for t in tokens
+        )
+        / 2
+    )
     torch.testing.assert_close(head(standardised).detach(), expected, atol=1e-5, rtol=1e-4)
 
 

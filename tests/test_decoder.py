@@ -8,11 +8,14 @@ import pytest
 import torch
 
 from anomalens import Inspector
-from anomalens.experts.decoder import segmentation_loss
-from anomalens.experts.fusion import FusedExpert, decoder_logits, map_statistics
+from anomalens.experts import ExpertInput
+from anomalens.experts.decoder import held_out_split, segmentation_loss
+from anomalens.experts.fusion import decoder_logits, fuse, map_statistics
+from anomalens.features import patch_features
+from anomalens.maps import smooth as smooth_maps
 from anomalens.metrics import image_auroc, pixel_auroc
 from anomalens.model_file import ModelFileError, read_header
-from anomalens.training import held_out_split
+from anomalens.preprocessing import to_batch
 from conftest import plant_defect, texture
 
 OPTIONS = dict(image_size=128, synthetic_images=96)
@@ -29,30 +32,34 @@ def fused():
     return Inspector(expert="both", **OPTIONS).fit([texture(i) for i in range(8)])
 
 
+def _features(inspector, images) -> ExpertInput:
+    return ExpertInput(features=patch_features(inspector.backbone, to_batch(images, inspector.config.image_size)))
+
+
 def test_training_lowers_the_loss_and_localises_planted_defects(fused, defects_and_normals):
     history = fused.expert.decoder.history
     assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
     assert min(h["val_loss"] for h in history) < 0.8 * history[0]["val_loss"]  # on held-out synthetic images
     defects, normals = defects_and_normals
     # the decoder alone, on defects it never saw (planted blobs, not synthetic pastes)
-    maps, scores = fused.expert.decoder.score(fused._embed([d[0] for d in defects] + normals))
+    maps, scores = fused.expert.decoder.score(_features(fused, [d[0] for d in defects] + normals))
     assert image_auroc([1] * 4 + [0] * 4, scores.numpy()) >= 0.9
-    smooth = fused._smooth(maps[:4]).numpy()
+    smooth = smooth_maps(maps[:4], fused.config.image_size).numpy()
     assert pixel_auroc(np.stack([d[1] for d in defects]), smooth) > 0.9
     for (_, mask, _), anomaly_map in zip(defects, smooth):
         y, x = np.unravel_index(anomaly_map.argmax(), anomaly_map.shape)
-        assert mask[max(0, y - 8):y + 9, max(0, x - 8):x + 9].any()  # the peak is on the defect
+        assert mask[max(0, y - 8) : y + 9, max(0, x - 8) : x + 9].any()  # the peak is on the defect
 
 
 def test_fused_expert_finds_defects_with_held_out_calibration(fused, defects_and_normals):
     defects, normals = defects_and_normals
-    assert fused.expert.kind == "fused" and fused.expert.memory.kind == "memory_bank"
+    assert fused.expert.name == "fused" and fused.expert.memory.name == "memory_bank"
     assert fused.calibration.method == "held-out" and fused.calibration.n_normal == 2  # a quarter of 8
     images = [d[0] for d in defects] + normals
     results = fused.predict(images)
     assert image_auroc([1] * 4 + [0] * 4, [r.score for r in results]) == 1.0
     # the image score is the memory expert's, normalised: the decoder can never cost image AUROC
-    memory_scores = fused.expert.memory.score(fused._embed(images))[1].numpy()
+    memory_scores = fused.expert.memory.score(_features(fused, images))[1].numpy()
     np.testing.assert_array_equal(np.argsort([r.score for r in results]), np.argsort(memory_scores))
     assert pixel_auroc(np.stack([d[1] for d in defects]), np.stack([r.anomaly_map for r in results[:4]])) > 0.95
     assert all(r.anomalous for r in results[:4])
@@ -62,7 +69,9 @@ def test_fused_expert_finds_defects_with_held_out_calibration(fused, defects_and
 def test_model_file_round_trip(expert, fused, defects_and_normals, tmp_path):
     inspector = fused
     if expert == "decoder":
-        inspector = Inspector(expert="decoder", **OPTIONS | {"synthetic_images": 32}).fit([texture(i) for i in range(4)])
+        inspector = Inspector(expert="decoder", **OPTIONS | {"synthetic_images": 32}).fit(
+            [texture(i) for i in range(4)]
+        )
     path = inspector.save(tmp_path / f"{expert}.safetensors")
     assert read_header(path)["expert"]["kind"] == expert
     loaded = Inspector.load(path)
@@ -79,14 +88,16 @@ def test_fused_map_is_not_decided_by_the_decoder_tail(fused):
     rng = np.random.default_rng(0)
     normal = torch.from_numpy(rng.uniform(1e-4, 1e-3, (20, 8, 8))).float()
     memory_normal = torch.from_numpy(rng.normal(1.0, 0.1, (20, 8, 8))).float()
-    statistics = dict(fused.expert.statistics, memory_map=map_statistics(memory_normal),
-                      decoder_logit=map_statistics(decoder_logits(normal)))
-    expert = FusedExpert(fused.expert.memory, fused.expert.decoder, statistics)
+    statistics = dict(
+        fused.expert.statistics,
+        memory_map=map_statistics(memory_normal),
+        decoder_logit=map_statistics(decoder_logits(normal)),
+    )
     memory_map, decoder_map = torch.full((1, 8, 8), 1.0), torch.full((1, 8, 8), 5e-4)
     memory_map[0, 6, 6] = 3.0  # a clear defect for the memory expert (z ≈ 8), which the decoder half sees …
     decoder_map[0, 6, 6] = 0.3
     decoder_map[0, 1, 1] = 0.999  # … and a confident decoder false alarm where the memory sees nothing
-    maps, _ = expert.combine((memory_map, torch.ones(1)), (decoder_map, torch.ones(1)))
+    maps, _ = fuse((memory_map, torch.ones(1)), decoder_map, statistics)
     assert divmod(int(maps[0].argmax()), 8) == (6, 6)
 
 

@@ -20,7 +20,7 @@ def scratch(image: np.ndarray, seed: int) -> np.ndarray:
     out = image.copy()
     x0, y0 = rng.integers(20, 60, size=2)
     for t in range(50):
-        out[y0 + t, x0 + t: x0 + t + 2] = [0.98, 0.98, 0.9]
+        out[y0 + t, x0 + t : x0 + t + 2] = [0.98, 0.98, 0.9]
     return out
 
 
@@ -29,16 +29,22 @@ def inspector():
     return Inspector().fit([texture(i) for i in range(6)])
 
 
+def _descriptors(inspector, images) -> np.ndarray:
+    """Results carry their defect descriptor: nothing is embedded again to name a defect."""
+    return np.stack([r.descriptor for r in inspector.predict(images)])
+
+
 def test_types_are_told_apart_from_three_examples_each(inspector):
     blobs = [plant_defect(texture(800 + i), i)[0] for i in range(6)]
     lines = [scratch(texture(900 + i), i) for i in range(6)]
-    expert = DefectTypeExpert.fit({"blob": inspector.defect_descriptors(blobs[:3]),
-                                   "scratch": inspector.defect_descriptors(lines[:3])})
-    guesses = [expert.classify(d) for d in inspector.defect_descriptors(blobs[3:] + lines[3:])]
+    expert = DefectTypeExpert.fit(
+        {"blob": _descriptors(inspector, blobs[:3]), "scratch": _descriptors(inspector, lines[:3])}
+    )
+    guesses = [expert.classify(d) for d in _descriptors(inspector, blobs[3:] + lines[3:])]
     assert [g.name for g in guesses] == ["blob"] * 3 + ["scratch"] * 3
     assert all(0 < g.similarity <= 1 and g.runner_up != g.name for g in guesses)
     with pytest.raises(ValueError, match="at least two defect types"):
-        DefectTypeExpert.fit({"blob": inspector.defect_descriptors(blobs[:1])})
+        DefectTypeExpert.fit({"blob": _descriptors(inspector, blobs[:1])})
 
 
 def test_chat_names_the_defect_type(tmp_path):
@@ -48,9 +54,21 @@ def test_chat_names_the_defect_type(tmp_path):
         save_png(tmp_path / "types" / "blob" / f"{i}.png", plant_defect(texture(820 + i), 10 + i)[0])
         save_png(tmp_path / "types" / "scratch" / f"{i}.png", scratch(texture(920 + i), 10 + i))
     query = save_png(tmp_path / "query.png", scratch(texture(950), 20))
-    result = CliRunner().invoke(app, ["chat", str(query), "--refs", str(tmp_path / "good"), "--defect-examples",
-                                      str(tmp_path / "types"), "--ask", "Which defect is it?", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "chat",
+            str(query),
+            "--refs",
+            str(tmp_path / "good"),
+            "--defect-examples",
+            str(tmp_path / "types"),
+            "--ask",
+            "Which defect is it?",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    record = json.loads(result.output[result.output.index("{"):])
+    record = json.loads(result.output[result.output.index("{") :])
     assert record["findings"]["defect_type"]["name"] == "scratch"
     assert record["turns"][0]["answer"].startswith("It most likely is a scratch")

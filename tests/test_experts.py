@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from anomalens import Inspector
+from anomalens.experts import ExpertInput, NormalImages
 from anomalens.experts.coreset import greedy_coreset
 from anomalens.experts.memory_bank import MemoryBankExpert
 from anomalens.metrics import image_auroc, pixel_auroc
@@ -17,7 +18,7 @@ from conftest import plant_defect, texture
 @pytest.mark.parametrize("expert, k", [("memory_bank", 1), ("memory_bank", 5), ("patchcore", 8)])
 def test_expert_finds_and_localises_planted_defect(expert, k):
     inspector = Inspector(expert=expert, image_size=128, coreset_ratio=0.25).fit([texture(i) for i in range(k)])
-    assert inspector.expert.kind == expert
+    assert inspector.expert.name == expert
     defects = [plant_defect(texture(300 + i), i, radius=14) for i in range(4)]
     normals = [texture(400 + i) for i in range(4)]
     results = inspector.predict([d[0] for d in defects] + normals)
@@ -26,7 +27,7 @@ def test_expert_finds_and_localises_planted_defect(expert, k):
     assert image_auroc([1] * 4 + [0] * 4, scores) == 1.0
     masks = np.stack([d[1] for d in defects])
     assert pixel_auroc(masks, np.stack([r.anomaly_map for r in results[:4]])) > 0.97
-    for (image, mask, (cx, cy)), result in zip(defects, results[:4]):
+    for (_, mask, (cx, cy)), result in zip(defects, results[:4]):
         assert result.anomalous
         top = result.regions[0]
         x0, y0, x1, y1 = top.box
@@ -46,15 +47,16 @@ def test_memory_bank_maps_a_change_of_strength_and_ignores_exposure():
     it), while an image whose features are all scaled, as by another exposure, keeps its map and score."""
     g = torch.Generator().manual_seed(0)
     references = [torch.nn.functional.normalize(torch.randn(3, 8, 6, 6, generator=g), dim=1) for _ in range(2)]
-    expert = MemoryBankExpert().fit(references)
+    expert = MemoryBankExpert()
+    expert.fit(NormalImages(references))
     query = [f[:1].clone() for f in references]
     for f in query:
         f[0, :, 2, 3] *= 4.0  # the same direction as a reference patch, four times as strong
-    maps, scores = expert.score(query)
+    maps, scores = expert.score(ExpertInput(features=query))
     assert maps[0].flatten().argmax().item() == 2 * 6 + 3
     assert maps[0, 2, 3] > 10 * maps[0].flatten().sort().values[-2]
     assert scores[0] < 1e-5  # every direction is a normal one: the verdict stays normal
-    brighter_maps, brighter_scores = expert.score([2.5 * f for f in query])
+    brighter_maps, brighter_scores = expert.score(ExpertInput(features=[2.5 * f for f in query]))
     assert torch.allclose(brighter_maps, maps, atol=1e-5) and torch.allclose(brighter_scores, scores, atol=1e-5)
 
 
@@ -62,7 +64,11 @@ def test_few_shot_model_from_before_distance_maps_is_refused(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    path = Inspector(expert="memory_bank", image_size=64).fit([texture(i) for i in range(2)]).save(tmp_path / "m.safetensors")
+    path = (
+        Inspector(expert="memory_bank", image_size=64)
+        .fit([texture(i) for i in range(2)])
+        .save(tmp_path / "m.safetensors")
+    )
     with safe_open(path, framework="pt") as handle:
         header = json.loads(handle.metadata()["anomalens"])
     del header["expert"]["map"]  # what files written before the change hold: unit-length banks
@@ -74,7 +80,9 @@ def test_few_shot_model_from_before_distance_maps_is_refused(tmp_path):
 def test_greedy_coreset_covers_outliers():
     """k-center keeps the rare points random sampling would likely drop."""
     g = torch.Generator().manual_seed(0)
-    x = torch.cat([torch.randn(2000, 16, generator=g) * 0.1, torch.full((3, 16), 5.0) + torch.randn(3, 16, generator=g)])
+    x = torch.cat(
+        [torch.randn(2000, 16, generator=g) * 0.1, torch.full((3, 16), 5.0) + torch.randn(3, 16, generator=g)]
+    )
     chosen = greedy_coreset(x, 20)
     assert len(set(chosen.tolist())) == 20
     assert {2000, 2001, 2002} <= set(chosen.tolist())

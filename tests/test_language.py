@@ -12,17 +12,31 @@ import yaml
 from anomalens.calibration import Calibration
 from anomalens.inspector import InspectionResult
 from anomalens.language import ChatSession, CriteriaError, Findings, classify, findings_from, load_criteria, read_claims
+from anomalens.language.composer import compose
 from anomalens.language.criteria import parse_criteria
 from anomalens.language.findings import DefectGuess
 from anomalens.language.guard import check
-from anomalens.language.composer import compose
 from anomalens.regions import find_regions
 
-CAL = Calibration(image_threshold=1.0, image_scale=0.1, pixel_threshold=0.5, region_threshold=0.6, pixel_floor=0.1,
-                  n_normal=12, method="leave-one-out")
+CAL = Calibration(
+    image_threshold=1.0,
+    image_scale=0.1,
+    pixel_threshold=0.5,
+    region_threshold=0.6,
+    pixel_floor=0.1,
+    n_normal=12,
+    method="leave-one-out",
+)
 CELLS = {  # cell name → a point inside it on a 300 × 300 image (x, y)
-    "top left": (50, 50), "top": (150, 50), "top right": (250, 50), "left": (50, 150), "center": (150, 150),
-    "right": (250, 150), "bottom left": (50, 250), "bottom": (150, 250), "bottom right": (250, 250),
+    "top left": (50, 50),
+    "top": (150, 50),
+    "top right": (250, 50),
+    "left": (50, 150),
+    "center": (150, 150),
+    "right": (250, 150),
+    "bottom left": (50, 250),
+    "bottom": (150, 250),
+    "bottom right": (250, 250),
 }
 
 
@@ -34,9 +48,16 @@ def result_with_blobs(blobs: list[tuple[int, int, int]], score: float = 1.5, siz
         anomaly_map[(xx - x) ** 2 + (yy - y) ** 2 <= r * r] = 1.0 - 0.05 * i
     anomalous = score >= CAL.image_threshold
     probability = CAL.probability(score)
-    return InspectionResult(source="part.png", score=score, anomalous=anomalous, probability=probability,
-                            confidence=max(probability, 1 - probability), anomaly_map=anomaly_map,
-                            regions=find_regions(anomaly_map, 0.5) if anomalous else [], image_size=(size, size))
+    return InspectionResult(
+        source="part.png",
+        score=score,
+        anomalous=anomalous,
+        probability=probability,
+        confidence=max(probability, 1 - probability),
+        anomaly_map=anomaly_map,
+        regions=find_regions(anomaly_map, 0.5) if anomalous else [],
+        image_size=(size, size),
+    )
 
 
 def findings(blobs, score=1.5, **kw) -> Findings:
@@ -54,7 +75,8 @@ def test_defect_answer_names_each_grid_cell(cell):
 def test_several_regions_are_listed_strongest_first_and_counted():
     f = findings([(150, 150, 12), (50, 250, 30)])  # the center blob peaks higher; the bottom-left one is larger
     assert compose("Is there a defect?", f).text == (
-        "Yes, there are anomalies in the image, at the center and the bottom left of the image.")
+        "Yes, there are anomalies in the image, at the center and the bottom left of the image."
+    )
     assert compose("How many defects are there?", f).text.startswith("There are two anomalous regions")
     assert compose("where is the defect?", f).text.startswith("The anomaly is at the center")
     assert compose("where is the largest one?", f).text.startswith("The anomaly is at the bottom left")
@@ -78,10 +100,14 @@ def test_low_confidence_is_flagged_for_a_person():
 
 
 def test_class_name_criteria_and_defect_type():
-    rules = load_criteria_text("name: metal plate\ndescription: a flat plate with four holes\n"
-                               "defects: [scratch, {name: dent, description: a round depression}]\n")
+    rules = load_criteria_text(
+        "name: metal plate\ndescription: a flat plate with four holes\n"
+        "defects: [scratch, {name: dent, description: a round depression}]\n"
+    )
     f = findings([(250, 50, 20)], criteria=rules)
-    assert compose("Is there a defect?", f).text.startswith("Yes, there is an anomaly in the metal plate, at the top right")
+    assert compose("Is there a defect?", f).text.startswith(
+        "Yes, there is an anomaly in the metal plate, at the top right"
+    )
     assert "scratch, dent" in compose("Which defect is it?", f).text
     assert "a flat plate with four holes" in compose("What should a normal part look like?", f).text
     typed = findings([(250, 50, 20)], defect_type=DefectGuess("scratch", 0.83, "dent"))
@@ -92,7 +118,10 @@ def test_size_reference_and_summary():
     f = findings([(150, 150, 30)], references=("good1.png", "good2.png"))
     size = compose("How big is it?", f).text
     assert "covers about" in size and "61 × 61 pixels" in size
-    assert "12 normal reference images (good1.png, good2.png)" in compose("How does it differ from the references?", f).text
+    assert (
+        "12 normal reference images (good1.png, good2.png)"
+        in compose("How does it differ from the references?", f).text
+    )
     summary = compose("Describe the image", f).text
     assert summary.startswith("Yes, there is an anomaly") and "covers about" in summary and "confidence" in summary
 
@@ -140,11 +169,18 @@ class ScriptedModel:
 
 def test_guard_corrects_contradictions_and_reports_them():
     f = findings([(50, 250, 20)])
-    model = ScriptedModel("No, the weld looks fine.", "It is at the top right.", "Yes, at the bottom left.",
-                          "The product is a product of the grid.", "It is somewhere.")
+    model = ScriptedModel(
+        "No, the weld looks fine.",
+        "It is at the top right.",
+        "Yes, at the bottom left.",
+        "The product is a product of the grid.",
+        "It is somewhere.",
+    )
     session = ChatSession(f, model)
     turn = session.ask("Is there a defect?")
-    assert turn.guard.corrected and turn.answer == turn.grounded_answer and turn.model_answer == "No, the weld looks fine."
+    assert (
+        turn.guard.corrected and turn.answer == turn.grounded_answer and turn.model_answer == "No, the weld looks fine."
+    )
     assert "no defect" in turn.guard.problems[0]
     turn = session.ask("Where is it?")
     assert turn.guard.corrected and "top right" in turn.guard.problems[0]
@@ -178,8 +214,12 @@ def test_criteria_file_errors_name_the_file(tmp_path):
     good.write_text("name: plate\ndefects:\n  - name: scratch\n    description: a thin line\n")
     rules = load_criteria(good)
     assert rules.name == "plate" and rules.defects[0].description == "a thin line"
-    for text, reason in [("name: [1, 2]\n", "'name'"), ("colour: red\nname: x\n", "unknown field"),
-                         ("name: x\ndefects: [{description: y}]\n", "defects[0]"), ("name: x\n  bad: : :\n", "YAML")]:
+    for text, reason in [
+        ("name: [1, 2]\n", "'name'"),
+        ("colour: red\nname: x\n", "unknown field"),
+        ("name: x\ndefects: [{description: y}]\n", "defects[0]"),
+        ("name: x\n  bad: : :\n", "YAML"),
+    ]:
         bad = tmp_path / "bad.yaml"
         bad.write_text(text)
         with pytest.raises(CriteriaError, match=re.escape(reason)) as info:

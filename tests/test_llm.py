@@ -12,8 +12,8 @@ import pytest
 
 from anomalens.language import BackendError, ChatSession
 from anomalens.language.models import LlamaCppModel, OpenAICompatibleModel, default_gguf
-from test_language import findings
 from conftest import free_port, running_server
+from test_language import findings
 
 pytestmark = pytest.mark.llm
 # Asked to contradict the expert outright: a small model does, and the guard must catch it.
@@ -45,8 +45,19 @@ def llama(gguf):
 def openai_server(gguf, tmp_path_factory):
     port = free_port()
     base = f"http://127.0.0.1:{port}/v1"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-               "--port", str(port), "--n_ctx", "2048"]
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+    ]
     with running_server(command, f"{base}/models", tmp_path_factory.mktemp("llama-server") / "server.log", 120):
         yield base
 

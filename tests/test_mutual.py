@@ -11,7 +11,7 @@ from anomalens import Inspector
 from anomalens.calibration import normal_mode
 from anomalens.cli import app
 from anomalens.experts.mutual import rescore
-from anomalens.features import standardise_exposure
+from anomalens.preprocessing import standardise_exposure
 from conftest import SIZE, plant_defect, save_png, texture
 
 N_CLEAN, N_DEFECTIVE = 12, 4
@@ -121,8 +121,9 @@ def test_detect_zero_shot_end_to_end(batch, tmp_path):
     (folder / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "out"
     runner = CliRunner()
-    result = runner.invoke(app, ["detect", "--zero-shot", "--class", "textile", str(folder), "--out", str(out)],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        app, ["detect", "--zero-shot", "--class", "textile", str(folder), "--out", str(out)], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     records = json.loads((out / "results.json").read_text())
     assert len(records) == len(images) + 1 and sum(not r["ok"] for r in records) == 1

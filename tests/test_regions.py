@@ -4,11 +4,20 @@ import pytest
 from anomalens.regions import describe_location, find_regions, grid_location
 
 
-@pytest.mark.parametrize("x, y, name", [
-    (10, 10, "top left"), (150, 10, "top"), (290, 10, "top right"),
-    (10, 150, "left"), (150, 150, "center"), (290, 150, "right"),
-    (10, 290, "bottom left"), (150, 290, "bottom"), (290, 290, "bottom right"),
-])
+@pytest.mark.parametrize(
+    "x, y, name",
+    [
+        (10, 10, "top left"),
+        (150, 10, "top"),
+        (290, 10, "top right"),
+        (10, 150, "left"),
+        (150, 150, "center"),
+        (290, 150, "right"),
+        (10, 290, "bottom left"),
+        (150, 290, "bottom"),
+        (290, 290, "bottom right"),
+    ],
+)
 def test_grid_names_for_each_cell(x, y, name):
     assert grid_location(x, y, 300, 300) == name
 

@@ -31,11 +31,22 @@ def server(tmp_path_factory):
     """The real service in its own process, with an API key and a 2 MB request limit."""
     port = free_port()
     models = tmp_path_factory.mktemp("models")
-    command = [sys.executable, "-m", "anomalens.cli", "serve", "--port", str(port), "--models", str(models),
-               "--max-request-mb", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "anomalens.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--models",
+        str(models),
+        "--max-request-mb",
+        "2",
+    ]
     base = f"http://127.0.0.1:{port}"
-    with running_server(command, f"{base}/v1/health", models.parent / "server.log", 60,
-                        env=os.environ | {"ANOMALENS_API_KEY": API_KEY}):
+    with running_server(
+        command, f"{base}/v1/health", models.parent / "server.log", 60, env=os.environ | {"ANOMALENS_API_KEY": API_KEY}
+    ):
         yield base
 
 
@@ -74,16 +85,19 @@ def test_models_are_listed_described_and_persisted(client, model_id):
     assert [m["id"] for m in listed] == ["textile"]
     described = client.get(f"/v1/models/{model_id}").json()
     assert described["n_normal"] == 8 and described["expert"] == "memory_bank"
-    again = client.post("/v1/models", files=[("files", ("a.png", png_bytes(texture(1)), "image/png"))],
-                        data={"model_id": model_id})
+    again = client.post(
+        "/v1/models", files=[("files", ("a.png", png_bytes(texture(1)), "image/png"))], data={"model_id": model_id}
+    )
     assert again.status_code == 409 and "already exists" in again.json()["error"]
 
 
 def test_inspect_with_a_model_finds_and_locates_the_defect(client, model_id):
     defective, mask, (cx, cy) = plant_defect(texture(300), 0)
-    files = [("files", ("bad.png", png_bytes(defective), "image/png")),
-             ("files", ("clean.png", png_bytes(texture(301)), "image/png")),
-             ("files", ("empty.png", b"", "image/png"))]
+    files = [
+        ("files", ("bad.png", png_bytes(defective), "image/png")),
+        ("files", ("clean.png", png_bytes(texture(301)), "image/png")),
+        ("files", ("empty.png", b"", "image/png")),
+    ]
     response = client.post("/v1/inspect", files=files, data={"model_id": model_id, "overlay": "true"})
     assert response.status_code == 200, response.text
     bad, clean, empty = response.json()["results"]
@@ -101,22 +115,37 @@ def test_few_shot_inspection_and_chat(client):
     files += [("references", (f"r{i}.png", png_bytes(texture(40 + i)), "image/png")) for i in range(3)]
     result = client.post("/v1/inspect", files=files, data={"class_name": "textile"}).json()["results"][0]
     assert result["anomalous"]
-    turn = client.post("/v1/chat", json={"inspection_id": result["inspection_id"], "question": "Where is the defect?"}).json()
+    turn = client.post(
+        "/v1/chat", json={"inspection_id": result["inspection_id"], "question": "Where is the defect?"}
+    ).json()
     assert turn["answer"].startswith(f"The anomaly is at the {result['regions'][0]['location']}")
     turn = client.post("/v1/chat", json={"inspection_id": result["inspection_id"], "question": "How big is it?"}).json()
     assert "covers about" in turn["answer"] and turn["turn"] == 2
 
 
-@pytest.mark.parametrize("files, data, status, message", [
-    ([("files", ("a.txt", b"plain text, not an image", "text/plain"))], {"model_id": "textile"}, 400, "no readable image"),
-    ([("files", ("a.png", b"", "image/png"))], {"model_id": "textile"}, 400, "no readable image"),
-    ([("files", ("a.png", b"x", "image/png"))], {"model_id": "nosuch"}, 404, "unknown model"),
-    ([("files", ("a.png", b"x", "image/png"))], {"model_id": "../../etc/passwd"}, 400, "invalid model id"),
-    ([("files", ("a.png", b"x", "image/png"))], {}, 400, "exactly one of"),
-    ([("files", ("a.png", b"x", "image/png"))], {"zero_shot": "true", "model_id": "textile"}, 400, "exactly one of"),
-    ([("files", ("big.png", b"\0" * (3 * 1024 * 1024), "image/png"))], {"model_id": "textile"}, 413, "too large"),
-    ([("files", ("huge.png", "HUGE", "image/png"))], {"model_id": "textile"}, 400, "no readable image"),
-])
+@pytest.mark.parametrize(
+    "files, data, status, message",
+    [
+        (
+            [("files", ("a.txt", b"plain text, not an image", "text/plain"))],
+            {"model_id": "textile"},
+            400,
+            "no readable image",
+        ),
+        ([("files", ("a.png", b"", "image/png"))], {"model_id": "textile"}, 400, "no readable image"),
+        ([("files", ("a.png", b"x", "image/png"))], {"model_id": "nosuch"}, 404, "unknown model"),
+        ([("files", ("a.png", b"x", "image/png"))], {"model_id": "../../etc/passwd"}, 400, "invalid model id"),
+        ([("files", ("a.png", b"x", "image/png"))], {}, 400, "exactly one of"),
+        (
+            [("files", ("a.png", b"x", "image/png"))],
+            {"zero_shot": "true", "model_id": "textile"},
+            400,
+            "exactly one of",
+        ),
+        ([("files", ("big.png", b"\0" * (3 * 1024 * 1024), "image/png"))], {"model_id": "textile"}, 413, "too large"),
+        ([("files", ("huge.png", "HUGE", "image/png"))], {"model_id": "textile"}, 400, "no readable image"),
+    ],
+)
 def test_bad_requests_get_clear_json_errors(client, model_id, files, data, status, message):
     if files[0][1][1] == "HUGE":  # 7000 × 7000 pixels, small as a file: over the pixel limit, never decoded
         buffer = io.BytesIO()
@@ -162,15 +191,19 @@ def test_bounded_concurrent_load_has_no_server_errors(client, model_id):
 
     def one(_):
         started = time.perf_counter()
-        response = client.post("/v1/inspect", files=[("files", ("p.png", image, "image/png"))], data={"model_id": model_id})
+        response = client.post(
+            "/v1/inspect", files=[("files", ("p.png", image, "image/png"))], data={"model_id": model_id}
+        )
         return response.status_code, time.perf_counter() - started
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         outcomes = list(pool.map(one, range(200)))
     codes = [code for code, _ in outcomes]
     latencies = np.array([seconds for _, seconds in outcomes])
-    print(f"\n200 requests, 8 concurrent: p50 {np.percentile(latencies, 50) * 1000:.0f} ms, "
-          f"p99 {np.percentile(latencies, 99) * 1000:.0f} ms, status codes {sorted(set(codes))}")
+    print(
+        f"\n200 requests, 8 concurrent: p50 {np.percentile(latencies, 50) * 1000:.0f} ms, "
+        f"p99 {np.percentile(latencies, 99) * 1000:.0f} ms, status codes {sorted(set(codes))}"
+    )
     assert not [c for c in codes if c >= 500]
     assert codes.count(200) == 200
 

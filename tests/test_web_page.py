@@ -38,8 +38,9 @@ def page_server(tmp_path_factory):
     from anomalens.server import create_app
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(tmp_path_factory.mktemp("models")), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(tmp_path_factory.mktemp("models")), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30

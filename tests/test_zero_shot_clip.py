@@ -11,12 +11,28 @@ import torch.nn.functional as F
 from anomalens.clip import Tokenizer, preprocess
 from anomalens.clip.model import CLIP, ClipConfig
 from anomalens.clip.prompts import DEFECT_LIBRARY, Prompts, generate_prompts
+from anomalens.experts import ExpertInput
 from anomalens.experts.clip_zero_shot import ClipZeroShotExpert
 from anomalens.metrics import image_auroc, pixel_auroc
+from anomalens.preprocessing import to_batch
 from conftest import SIZE, plant_defect, texture
 
-TINY = ClipConfig(embed_dim=32, image_resolution=48, vision_layers=3, vision_width=64, patch_size=8,
-                  context_length=24, vocab_size=49408, text_width=64, text_layers=2)
+TINY = ClipConfig(
+    embed_dim=32,
+    image_resolution=48,
+    vision_layers=3,
+    vision_width=64,
+    patch_size=8,
+    context_length=24,
+    vocab_size=49408,
+    text_width=64,
+    text_layers=2,
+)
+
+
+def score_images(expert: ClipZeroShotExpert, images) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float images → the expert's (maps, scores), the images brought to its tower's resolution as the inspector does."""
+    return expert.score(ExpertInput(pixels=to_batch(images, expert.model.config.image_resolution, expert.resize_mode)))
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +45,14 @@ def test_prompt_ensemble_with_offline_library():
     prompts = generate_prompts("metal_plate", defects=["a dent", "Scratch."])
     assert prompts.normal[:2] == ("metal plate", "flawless metal plate")
     assert {"metal plate without defect", "metal plate with a clean surface"} <= set(prompts.normal)
-    assert {"damaged metal plate", "metal plate with flaw", "metal plate with dent", "metal plate with scratch",
-            "metal plate with a crack", "metal plate with a foreign particle"} <= set(prompts.anomalous)
+    assert {
+        "damaged metal plate",
+        "metal plate with flaw",
+        "metal plate with dent",
+        "metal plate with scratch",
+        "metal plate with a crack",
+        "metal plate with a foreign particle",
+    } <= set(prompts.anomalous)
     assert len(prompts.anomalous) == len(set(prompts.anomalous))
     assert Prompts.sentences("metal plate")[0] == "a cropped photo of the metal plate."
     assert generate_prompts(None).normal[0] == "object" and "damaged object" in generate_prompts("").anomalous
@@ -41,8 +63,10 @@ def test_language_model_writes_descriptive_prompts():
 
     def writer(request: str) -> str:
         requests.append(request)
-        return ("Sure! Here are some:\n1. normal: A weld seam with an even, smooth bead.\n"
-                "- anomalous: weld seam with a porous hole\nDefect: 'a weld seam with spatter'\nnot a prompt line")
+        return (
+            "Sure! Here are some:\n1. normal: A weld seam with an even, smooth bead.\n"
+            "- anomalous: weld seam with a porous hole\nDefect: 'a weld seam with spatter'\nnot a prompt line"
+        )
 
     prompts = generate_prompts("weld seam", defects=["crack"], writer=writer)
     assert "weld seam" in requests[0] and "crack" in requests[0]
@@ -59,12 +83,12 @@ def test_language_model_writes_descriptive_prompts():
 def test_expert_shapes_and_ranges(tokenizer, adapt):
     torch.manual_seed(0)
     expert = ClipZeroShotExpert(CLIP(TINY), tokenizer, "textile", defects=["a stain"], adapt=adapt, batch_size=2)
-    assert expert.kind == "clip" and expert.layers == (1, 2, 3)
+    assert expert.name == "clip" and expert.layers == (1, 2, 3)
     normal, anomalous = expert.text_embeddings()
     assert normal.shape == anomalous.shape == (32,)
     assert torch.allclose(normal.norm(), torch.tensor(1.0)) and torch.allclose(anomalous.norm(), torch.tensor(1.0))
     images = [texture(i) for i in range(3)] + [np.random.default_rng(0).random((70, 50, 3), dtype=np.float32)]
-    maps, scores = expert.score_images(images)
+    maps, scores = score_images(expert, images)
     assert maps.shape == (4, 6, 6) and scores.shape == (4,)
     assert maps.dtype == scores.dtype == torch.float32
     assert 0 <= maps.min() and maps.max() <= 1 and 0 <= scores.min() and scores.max() <= 1
@@ -117,8 +141,9 @@ def _train_tiny_clip(tokenizer, seed: int) -> CLIP:
     for _ in range(300):
         batch = torch.randint(len(pixels), (32,))
         with torch.no_grad():  # the state embeddings: averages of freshly drawn captions, as the expert uses them
-            states = torch.stack([F.normalize(embed(captions(p, 16)).mean(0), dim=0)
-                                  for p in (prompts.normal, prompts.anomalous)])
+            states = torch.stack(
+                [F.normalize(embed(captions(p, 16)).mean(0), dim=0) for p in (prompts.normal, prompts.anomalous)]
+            )
         logits = model.logit_scale.exp() * F.normalize(model.encode_image(pixels[batch]), dim=-1) @ states.T
         loss = F.cross_entropy(logits, labels[batch])
         optimiser.zero_grad()
@@ -134,7 +159,7 @@ def test_trained_tiny_clip_separates_and_localises_marks_zero_shot(tokenizer, se
     expert = ClipZeroShotExpert(_train_tiny_clip(tokenizer, seed), tokenizer, "textile")
     marked = [plant_defect(texture(500 + i), i, radius=18) for i in range(8)]  # images never seen in training
     clean = [texture(600 + i) for i in range(8)]
-    maps, scores = expert.score_images([m[0] for m in marked] + clean)
+    maps, scores = score_images(expert, [m[0] for m in marked] + clean)
 
     assert image_auroc([1] * 8 + [0] * 8, scores.numpy()) > 0.9
     masks = np.stack([m[1] for m in marked])
@@ -144,5 +169,5 @@ def test_trained_tiny_clip_separates_and_localises_marks_zero_shot(tokenizer, se
     peaks_on_mark = 0
     for mask, patch_map in zip(masks, maps[:8]):
         row, col = divmod(int(patch_map.argmax()), patch_map.shape[1])
-        peaks_on_mark += mask[row * cell:(row + 1) * cell, col * cell:(col + 1) * cell].any()
+        peaks_on_mark += mask[row * cell : (row + 1) * cell, col * cell : (col + 1) * cell].any()
     assert peaks_on_mark >= 7

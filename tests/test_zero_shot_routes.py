@@ -53,8 +53,20 @@ def test_route_a_inspector_gives_probabilities_maps_and_verdicts(clip_file):
 
 def test_detect_zero_shot_route_a_from_a_weights_file(clip_file, folder, tmp_path):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["detect", str(folder), "--zero-shot", "--clip-weights", str(clip_file),
-                                 "--class", "textile", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "detect",
+            str(folder),
+            "--zero-shot",
+            "--clip-weights",
+            str(clip_file),
+            "--class",
+            "textile",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = json.loads((out / "results.json").read_text())
     assert len(records) == 4 and all(r["ok"] and 0 <= r["probability"] <= 1 for r in records)
@@ -63,8 +75,20 @@ def test_detect_zero_shot_route_a_from_a_weights_file(clip_file, folder, tmp_pat
 
 def test_eval_zero_shot_route_a_from_a_weights_file(clip_file, texture_dataset, tmp_path):
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["eval", str(texture_dataset), "--zero-shot", "--clip-weights", str(clip_file),
-                                 "--image-size", "128", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            str(texture_dataset),
+            "--zero-shot",
+            "--clip-weights",
+            str(clip_file),
+            "--image-size",
+            "128",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     row = json.loads((out / "metrics.json").read_text())[0]
     assert row["shots"] == "zero" and row["expert"] == "clip" and row["n_train"] == 0
@@ -76,7 +100,9 @@ def test_route_a_without_weights_explains_how_to_get_them(folder, tmp_path, monk
         raise OSError("no network")
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(hf_hub_download=offline))
-    result = runner.invoke(app, ["detect", str(folder), "--zero-shot", "--clip-model", "ViT-B-16", "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["detect", str(folder), "--zero-shot", "--clip-model", "ViT-B-16", "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2
     assert "--clip-weights PATH" in result.output and "huggingface.co" in result.output
 
@@ -89,10 +115,23 @@ def test_detect_zero_shot_route_b_needs_no_weights(folder, tmp_path):
 
 
 def test_chat_zero_shot(clip_file, folder):
-    result = runner.invoke(app, ["chat", str(folder / "marked.png"), "--zero-shot", "--clip-weights", str(clip_file),
-                                 "--class", "textile", "--ask", "how sure are you?", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "chat",
+            str(folder / "marked.png"),
+            "--zero-shot",
+            "--clip-weights",
+            str(clip_file),
+            "--class",
+            "textile",
+            "--ask",
+            "how sure are you?",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    record = json.loads(result.output[result.output.index("{"):])
+    record = json.loads(result.output[result.output.index("{") :])
     assert record["findings"]["n_normal"] == 0 and record["findings"]["expert"] == "clip"
     assert record["turns"][0]["answer"].startswith("My confidence")
     alone = runner.invoke(app, ["chat", str(folder / "marked.png"), "--zero-shot"])

@@ -1,9 +1,20 @@
 """AnomaLens: industrial visual anomaly inspection — vision experts, calibrated decisions and
 plain-language answers, offline on a CPU."""
 
-__version__ = "0.1.0"
+from .experts import Expert, ExpertInput, NormalEvidence, NormalImages
+from .experts import register as register_expert
+from .inspector import InspectionResult, Inspector
+from .regions import Region
+from .version import __version__
 
-from .inspector import InspectionResult, Inspector  # noqa: E402
-from .regions import Region  # noqa: E402
-
-__all__ = ["InspectionResult", "Inspector", "Region", "__version__"]
+__all__ = [
+    "Expert",
+    "ExpertInput",
+    "InspectionResult",
+    "Inspector",
+    "NormalEvidence",
+    "NormalImages",
+    "Region",
+    "__version__",
+    "register_expert",
+]

@@ -22,10 +22,21 @@ import numpy as np
 from scipy import stats
 from sklearn.mixture import GaussianMixture
 
+from .robust import MIN_SCALE, median_and_spread
+
+__all__ = [
+    "MIN_SCALE",
+    "Calibration",
+    "batch_calibration",
+    "calibrate",
+    "normal_mode",
+    "prediction_factor",
+    "probability_calibration",
+    "upper_threshold",
+]
+
 PREDICTION_LEVEL = 0.90  # a new normal image scores below the image threshold with this probability
-ROBUST_MIN = 8  # from this many normal images on, σ comes from the median absolute deviation
 PIXEL_QUANTILE = 0.999  # normal pixels above the pixel threshold
-MIN_SCALE = 0.05  # σ never below this fraction of the median: a few references under-state spread
 LOGISTIC_SLOPE = 1.5  # probability 0.95 two σ past the threshold
 MIXTURE_MIN = 8  # batches smaller than this are not split into modes: all their images calibrate
 
@@ -50,16 +61,9 @@ class Calibration:
 
 
 def upper_threshold(values: np.ndarray) -> tuple[float, float]:
-    """(prediction bound, σ) of normal values; σ from the median absolute deviation when there are
-    enough values to ignore an odd one out, else the standard deviation, never below MIN_SCALE·median."""
-    values = np.asarray(values, dtype=np.float64)
-    median = float(np.median(values))
-    if values.size >= ROBUST_MIN:
-        sigma = 1.4826 * float(np.median(np.abs(values - median)))
-    else:
-        sigma = float(values.std(ddof=1)) if values.size > 1 else 0.0
-    sigma = max(sigma, MIN_SCALE * abs(median), 1e-6)
-    return median + prediction_factor(values.size) * sigma, sigma
+    """(prediction bound, σ) of normal values (σ: `median_and_spread`)."""
+    median, sigma = median_and_spread(values)
+    return median + prediction_factor(np.size(values)) * sigma, sigma
 
 
 def prediction_factor(n: int) -> float:
@@ -89,8 +93,15 @@ def probability_calibration() -> Calibration:
     """For experts whose scores are already anomaly probabilities (CLIP's text prompts, route A): the
     decision is at 0.5, where "anomalous" outweighs "normal", and regions are the patches above 0.5.
     The scale makes the reported probability follow the expert's near the threshold (slope 1 at 0.5)."""
-    return Calibration(image_threshold=0.5, image_scale=LOGISTIC_SLOPE / 4, pixel_threshold=0.5,
-                       region_threshold=0.5, pixel_floor=0.25, n_normal=0, method="text-probability")
+    return Calibration(
+        image_threshold=0.5,
+        image_scale=LOGISTIC_SLOPE / 4,
+        pixel_threshold=0.5,
+        region_threshold=0.5,
+        pixel_floor=0.25,
+        n_normal=0,
+        method="text-probability",
+    )
 
 
 def batch_calibration(scores: np.ndarray, maps: np.ndarray) -> Calibration:

@@ -21,9 +21,15 @@ from .inspector import Inspector
 from .metrics import evaluate
 
 
-def evaluate_category(root, category: str, shots: int | None = None, options: dict | None = None,
-                      progress: Callable[[str, int, int], None] | None = None, eval_size: int | None = None,
-                      zero_shot: str | None = None) -> dict:
+def evaluate_category(
+    root,
+    category: str,
+    shots: int | None = None,
+    options: dict | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    eval_size: int | None = None,
+    zero_shot: str | None = None,
+) -> dict:
     """Metrics, verdict quality and timings for one category; `progress(stage, done, total)` is optional.
     Pixel metrics are computed at each image's own resolution, or, with `eval_size`, on maps and masks
     resized to eval_size × eval_size (anomalib's protocol, for comparisons with it). With `zero_shot`,
@@ -36,8 +42,13 @@ def evaluate_category(root, category: str, shots: int | None = None, options: di
     test = load_split(root, category, "test")
     options = dict(options or {})
     if zero_shot == "clip":
-        inspector = Inspector.zero_shot_clip(options.pop("clip_weights", None), options.pop("clip_model", None),
-                                             class_name=category.replace("_", " "), **options)
+        options.pop("expert", None)
+        inspector = Inspector.zero_shot_clip(
+            options.pop("clip_weights", None),
+            options.pop("clip_model", None),
+            class_name=category.replace("_", " "),
+            **options,
+        )
     else:
         inspector = Inspector(**options, zero_shot=zero_shot)
 
@@ -82,7 +93,7 @@ def evaluate_category(root, category: str, shots: int | None = None, options: di
     return {
         "category": category,
         "shots": "zero" if zero_shot else shots or "all",
-        "expert": inspector.expert.kind,
+        "expert": inspector.expert.name,
         "n_train": len(train) - len(inspector.skipped),
         "n_test": len(labels),
         **metrics,
@@ -99,7 +110,9 @@ def evaluate_category(root, category: str, shots: int | None = None, options: di
 
 def _resized(array: np.ndarray, size: int, mode: str) -> np.ndarray:
     tensor = torch.from_numpy(array.astype(np.float32))[None, None]
-    out = F.interpolate(tensor, size=(size, size), mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
+    out = F.interpolate(
+        tensor, size=(size, size), mode=mode, **({"align_corners": False} if mode == "bilinear" else {})
+    )
     return out[0, 0].numpy() > 0.5 if array.dtype == bool else out[0, 0].numpy()
 
 
@@ -113,4 +126,3 @@ def _verdict_quality(labels: np.ndarray, verdicts: np.ndarray) -> dict:
         "verdict_recall": tp / max(tp + fn, 1),
         "verdict_false_alarm_rate": fp / max(int(np.sum(labels == 0)), 1),
     }
-

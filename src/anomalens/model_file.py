@@ -1,19 +1,21 @@
-"""Fitted inspectors on disk: one safetensors file whose header carries the JSON description
-(format version, configuration, backbone id and weights hash, expert settings, calibration).
-Tensors and JSON only, so loading a model file can never run code, unlike a pickle."""
+"""Fitted models on disk: one safetensors file whose header carries the JSON description (format version,
+configuration, backbone weights hash, the expert's state, the calibration). Tensors and JSON only, so
+loading a model file can never run code, unlike a pickle. A model file stores stage states; any
+registered expert saves and loads through it with no special case."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from . import __version__
+from .backbones import weights_sha256
 from .calibration import Calibration
-from .experts import EXPERTS
+from .experts import EXPERTS, Expert
+from .version import __version__
 
 FORMAT = "anomalens-model"
 FORMAT_VERSION = 1
@@ -25,16 +27,37 @@ class ModelFileError(ValueError):
         super().__init__(f"{path}: {reason}")
 
 
-def save_inspector(inspector, path: str | Path, overwrite: bool = False) -> Path:
-    inspector._require_fitted()
+@dataclass
+class StoredModel:
+    path: Path
+    config: dict  # the inspector's configuration
+    backbone_sha256: str | None
+    expert: Expert
+    calibration: Calibration
+
+    def matching(self, weights_file: str | Path | None) -> StoredModel:
+        """This model, once it is sure the backbone's weights are the ones it was fitted with."""
+        if weights_sha256(weights_file) != self.backbone_sha256:
+            raise ModelFileError(
+                self.path, f"was fitted with other {self.config['backbone']} weights than {weights_file}"
+            )
+        return self
+
+
+def save_model(path: str | Path, inspector, overwrite: bool = False) -> Path:
+    """Writes a fitted inspector, through its public `config`, `weights_file`, `expert` and `calibration`."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another name or allow overwriting")
     expert_config, tensors = inspector.expert.state()
     header = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "anomalens_version": __version__,
-        "config": asdict(inspector.config), "backbone_weights_sha256": inspector.weights_sha256,
-        "expert": expert_config, "calibration": inspector.calibration.to_dict(),
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "anomalens_version": __version__,
+        "config": asdict(inspector.config),
+        "backbone_weights_sha256": weights_sha256(inspector.weights_file),
+        "expert": expert_config,
+        "calibration": inspector.calibration.to_dict(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
@@ -60,21 +83,14 @@ def read_header(path: str | Path) -> dict:
     return header
 
 
-def load_inspector(path: str | Path, weights: str | Path | None = None):
-    from .inspector import Inspector, InspectorConfig
-
+def read_model(path: str | Path) -> StoredModel:
     header = read_header(path)
-    config = InspectorConfig(**header["config"])
-    inspector = Inspector(config.backbone, weights=weights,
-                          **{k: v for k, v in asdict(config).items() if k != "backbone"})
-    if inspector.weights_sha256 != header["backbone_weights_sha256"]:
-        raise ModelFileError(path, f"was fitted with other {config.backbone} weights than {inspector.weights_file}")
     kind = header["expert"]["kind"]
     if kind not in EXPERTS:
         raise ModelFileError(path, f"unknown expert {kind!r}")
     try:
-        inspector.expert = EXPERTS[kind].from_state(header["expert"], load_file(path))
+        expert = EXPERTS[kind].from_state(header["expert"], load_file(path))
     except ValueError as error:
         raise ModelFileError(path, str(error)) from None
-    inspector.calibration = Calibration(**header["calibration"])
-    return inspector
+    calibration = Calibration(**header["calibration"])
+    return StoredModel(Path(path), header["config"], header["backbone_weights_sha256"], expert, calibration)

@@ -28,8 +28,9 @@ def heat_colours(values: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(values, _STOPS, _COLOURS[:, c]) for c in range(3)], axis=-1).astype(np.float32)
 
 
-def render_overlay(image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration,
-                   regions: list[Region] = ()) -> Image.Image:
+def render_overlay(
+    image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration, regions: list[Region] = ()
+) -> Image.Image:
     """The image with the heatmap blended in where it is anomalous, and boxes around the regions."""
     heat = normalised_map(anomaly_map, calibration)
     alpha = (0.65 * heat)[..., None]  # normal areas keep the photo as it is
@@ -43,8 +44,9 @@ def render_overlay(image: np.ndarray, anomaly_map: np.ndarray, calibration: Cali
     return picture
 
 
-def save_overlay(path: str | Path, image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration,
-                 regions: list[Region] = ()) -> Path:
+def save_overlay(
+    path: str | Path, image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration, regions: list[Region] = ()
+) -> Path:
     path = Path(path)
     render_overlay(image, anomaly_map, calibration, regions).save(path)
     return path

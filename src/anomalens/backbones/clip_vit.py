@@ -12,8 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from ..clip import CLIP_MODELS, Tokenizer, download_weights, to_openai_layout
+from ..clip.model import CLIP
+from ..clip.prompts import generate_prompts
+from ..clip.text import state_embeddings
 
 
 class ClipPatchTokens(nn.Module):
@@ -45,18 +47,12 @@ class ClipPatchTokens(nn.Module):
     def decoder_start(self) -> torch.Tensor:
         """(2, E) unit "normal" and "anomalous" embeddings from the zero-shot prompt ensembles (class
         "object"), where the decoder's two learned embeddings start."""
-        from ..clip import Tokenizer
-        from ..experts.clip_zero_shot import ClipZeroShotExpert
-
-        return torch.stack(ClipZeroShotExpert(self.model, Tokenizer(), adapt=False).text_embeddings())
+        return state_embeddings(self.model, Tokenizer(), generate_prompts(None))
 
 
 def clip_patch_tokens(model_name: str | None, state_dict: dict[str, torch.Tensor], stages: tuple[int, ...]):
     """The backbone network for a CLIP weights file's tensors (any supported key layout); with a
     `model_name`, the file must hold that architecture."""
-    from ..clip import CLIP_MODELS, to_openai_layout
-    from ..clip.model import CLIP
-
     state = to_openai_layout(state_dict)
     try:
         model = CLIP.from_state_dict(state)
@@ -69,6 +65,4 @@ def clip_patch_tokens(model_name: str | None, state_dict: dict[str, torch.Tensor
 
 def clip_hub_weights(backbone: str, model_name: str) -> Path:
     """The named CLIP's weights from the Hugging Face hub; offline, a ClipWeightsError says how to give a file."""
-    from ..clip import download_weights
-
     return download_weights(model_name, f"--weights PATH (Python: Inspector({backbone!r}, weights=PATH))")

@@ -121,24 +121,6 @@ class EfficientNetLite(nn.Module):
         return features
 
 
-class EfficientNetLiteClassifier(EfficientNetLite):
-    """The full ImageNet classifier, used to check that weights load correctly."""
-
-    def __init__(self, state_dict: dict[str, torch.Tensor]):
-        super().__init__(state_dict, stages=(6,))
-        head_in, head_out = state_dict["_conv_head.weight"].shape[1], state_dict["_conv_head.weight"].shape[0]
-        self._conv_head, self._bn1 = _conv_bn(head_in, head_out, 1)
-        self._fc = nn.Linear(head_out, state_dict["_fc.weight"].shape[0])
-        head = {k: v for k, v in state_dict.items() if k.startswith(("_conv_head.", "_bn1.", "_fc."))}
-        self.load_state_dict(head, strict=False)
-        self.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = super().forward(x)[-1]
-        x = F.relu6(self._bn1(self._conv_head(x)))
-        return self._fc(x.mean(dim=(2, 3)))
-
-
 def _fuse_batchnorm(module: nn.Module) -> None:
     """Fold each inference-mode batch norm into the convolution before it (same output, one pass less)."""
     pairs = [("_conv_stem", "_bn0"), ("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")]

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..backbones import load_state_dict
-from ..backbones.clip_vit import CLIP_MEAN, CLIP_STD
-from .model import CLIP, ClipConfig
+from ..preprocessing import to_batch
+from ..weights import load_state_dict
+from .model import CLIP, CLIP_MEAN, CLIP_STD, ClipConfig
 from .tokenizer import Tokenizer
 
 HUB_FILE = "open_clip_model.safetensors"  # OpenCLIP's safetensors copy of OpenAI's weights, in timm's hub repos
@@ -43,8 +42,17 @@ class ClipModelInfo:
 
 
 def _vit(width: int, layers: int, patch: int, resolution: int, embed_dim: int, text_width: int) -> ClipConfig:
-    return ClipConfig(embed_dim=embed_dim, image_resolution=resolution, vision_layers=layers, vision_width=width,
-                      patch_size=patch, context_length=77, vocab_size=49408, text_width=text_width, text_layers=12)
+    return ClipConfig(
+        embed_dim=embed_dim,
+        image_resolution=resolution,
+        vision_layers=layers,
+        vision_width=width,
+        patch_size=patch,
+        context_length=77,
+        vocab_size=49408,
+        text_width=text_width,
+        text_layers=12,
+    )
 
 
 CLIP_MODELS: dict[str, ClipModelInfo] = {
@@ -56,8 +64,9 @@ CLIP_MODELS: dict[str, ClipModelInfo] = {
 DEFAULT_CLIP = "ViT-B-16"
 
 
-def create_clip(name: str | None = DEFAULT_CLIP, weights: str | Path | None = None,
-                quick_gelu: bool | None = None) -> CLIP:
+def create_clip(
+    name: str | None = DEFAULT_CLIP, weights: str | Path | None = None, quick_gelu: bool | None = None
+) -> CLIP:
     """A frozen CLIP in eval mode. With `weights`, the file is read (its architecture must match `name`
     unless `name` is None); without, the named model's OpenAI weights come from the Hugging Face hub.
     `quick_gelu` defaults to the named model's (True for OpenAI weights, and for files with no name)."""
@@ -84,8 +93,10 @@ def download_weights(name: str, pass_it: str | None = None) -> Path:
     info = CLIP_MODELS[name]
     url = f"https://huggingface.co/{info.hub_repo}/blob/main/{info.hub_file}"
     pass_it = pass_it or f"--clip-weights PATH (Python: create_clip({name!r}, weights=PATH))"
-    how = (f"Download {info.hub_file} from {url} (or any OpenAI / OpenCLIP / transformers {name} checkpoint as "
-           f".safetensors or a plain state dict) and pass it with {pass_it}.")
+    how = (
+        f"Download {info.hub_file} from {url} (or any OpenAI / OpenCLIP / transformers {name} checkpoint as "
+        f".safetensors or a plain state dict) and pass it with {pass_it}."
+    )
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
@@ -105,11 +116,16 @@ def _read_tensors(path: Path, name: str) -> dict[str, torch.Tensor]:
         return load_state_dict(path)
     except (RuntimeError, pickle.UnpicklingError) as error:
         info = CLIP_MODELS[name]
-        what = "a TorchScript archive (as OpenAI's original .pt downloads are)" if "TorchScript" in str(error) \
+        what = (
+            "a TorchScript archive (as OpenAI's original .pt downloads are)"
+            if "TorchScript" in str(error)
             else "not a plain state dict of tensors"
-        raise ValueError(f"{path} is {what}; it is not read because loading it could run code. Use a .safetensors "
-                         f"file instead, e.g. {info.hub_file} from https://huggingface.co/{info.hub_repo} "
-                         f"(the same OpenAI weights)") from None
+        )
+        raise ValueError(
+            f"{path} is {what}; it is not read because loading it could run code. Use a .safetensors "
+            f"file instead, e.g. {info.hub_file} from https://huggingface.co/{info.hub_repo} "
+            f"(the same OpenAI weights)"
+        ) from None
 
 
 # ---- key layouts ---------------------------------------------------------------------------------
@@ -179,12 +195,17 @@ def preprocess(images: Sequence[np.ndarray], resolution: int) -> torch.Tensor:
     the two are the same."""
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    batch = torch.cat([
-        F.interpolate(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None],
-                      size=(resolution, resolution), mode="bicubic", antialias=True, align_corners=False)
-        for image in images
-    ]).clamp_(0, 1)
-    return (batch - mean) / std
+    return (to_batch(images, resolution, "bicubic") - mean) / std
 
 
-__all__ = ["CLIP", "CLIP_MODELS", "ClipConfig", "ClipWeightsError", "Tokenizer", "create_clip", "preprocess"]
+__all__ = [
+    "CLIP",
+    "CLIP_MEAN",
+    "CLIP_MODELS",
+    "CLIP_STD",
+    "ClipConfig",
+    "ClipWeightsError",
+    "Tokenizer",
+    "create_clip",
+    "preprocess",
+]

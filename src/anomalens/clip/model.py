@@ -21,6 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI's input normalisation
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
 HEAD_WIDTH = 64  # every CLIP ViT uses 64-wide attention heads, so heads = width // 64
 DENSE_DEPTHS = (0.25, 0.5, 0.75, 1.0)  # where patch tokens are read (AnomalyCLIP: blocks 6, 12, 18, 24 of 24)
 
@@ -49,7 +52,7 @@ class ClipConfig:
         return tuple(sorted({max(1, math.ceil(f * self.vision_layers)) for f in DENSE_DEPTHS}))
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor], quick_gelu: bool = True) -> "ClipConfig":
+    def from_state_dict(cls, state: dict[str, torch.Tensor], quick_gelu: bool = True) -> ClipConfig:
         """Architecture read off the tensors' shapes (as OpenAI's ``build_model`` does), so any ViT size loads."""
         if "visual.conv1.weight" not in state:
             raise ValueError("not a CLIP ViT state dict: no visual.conv1.weight (ResNet CLIPs are not supported)")
@@ -135,17 +138,18 @@ class Transformer(nn.Module):
 class VisionTower(nn.Module):
     def __init__(self, config: ClipConfig):
         super().__init__()
-        width, scale = config.vision_width, config.vision_width ** -0.5
+        width, scale = config.vision_width, config.vision_width**-0.5
         self.conv1 = nn.Conv2d(3, width, config.patch_size, stride=config.patch_size, bias=False)
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
-        self.positional_embedding = nn.Parameter(scale * torch.randn(config.grid ** 2 + 1, width))
+        self.positional_embedding = nn.Parameter(scale * torch.randn(config.grid**2 + 1, width))
         self.ln_pre = nn.LayerNorm(width)
         self.transformer = Transformer(width, config.vision_layers, config.quick_gelu)
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, config.embed_dim))
 
-    def forward(self, pixels: torch.Tensor, dense_layers: Sequence[int] = (),
-                value_value: bool = True) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, pixels: torch.Tensor, dense_layers: Sequence[int] = (), value_value: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Pooled embeddings (B, E) and, for each block number in `dense_layers` (1 = first block), that block's
         patch tokens in the joint space (B, grid, grid, E): from the value-value path (which starts at the
         first block listed, from the ordinary path's tokens), or with `value_value=False` the ordinary ones."""
@@ -177,11 +181,11 @@ class CLIP(nn.Module):
         self.positional_embedding = nn.Parameter(0.01 * torch.randn(config.context_length, config.text_width))
         self.transformer = Transformer(config.text_width, config.text_layers, config.quick_gelu)
         self.ln_final = nn.LayerNorm(config.text_width)
-        self.text_projection = nn.Parameter(config.text_width ** -0.5 * torch.randn(config.text_width, config.embed_dim))
+        self.text_projection = nn.Parameter(config.text_width**-0.5 * torch.randn(config.text_width, config.embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor], quick_gelu: bool = True) -> "CLIP":
+    def from_state_dict(cls, state: dict[str, torch.Tensor], quick_gelu: bool = True) -> CLIP:
         """A CLIP whose architecture fits `state` (OpenAI key layout), with its weights loaded as float32."""
         model = cls(ClipConfig.from_state_dict(state, quick_gelu))
         model.load_state_dict({k: v.float() for k, v in state.items()})
@@ -191,8 +195,9 @@ class CLIP(nn.Module):
         """(B, 3, R, R) normalised pixels → (B, E) image embeddings (not unit length)."""
         return self.visual(pixels)[0]
 
-    def encode_image_dense(self, pixels: torch.Tensor, layers: Sequence[int],
-                           value_value: bool = True) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def encode_image_dense(
+        self, pixels: torch.Tensor, layers: Sequence[int], value_value: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Pooled embeddings (B, E) and patch tokens (B, grid, grid, E) of the listed blocks in the joint space:
         value-value ones (dense zero-shot maps) or, with `value_value=False`, the ordinary ones."""
         return self.visual(pixels, layers, value_value)

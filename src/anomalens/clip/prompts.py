@@ -16,21 +16,41 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-NORMAL_STATES = ("{}", "flawless {}", "perfect {}", "unblemished {}", "{} without flaw", "{} without defect",
-                 "{} without damage")
+NORMAL_STATES = (
+    "{}",
+    "flawless {}",
+    "perfect {}",
+    "unblemished {}",
+    "{} without flaw",
+    "{} without defect",
+    "{} without damage",
+)
 ANOMALOUS_STATES = ("damaged {}", "broken {}", "{} with flaw", "{} with defect", "{} with damage")
 
 TEMPLATES = (
-    "a cropped photo of the {}.", "a cropped photo of a {}.", "a close-up photo of a {}.",
-    "a close-up photo of the {}.", "a bright photo of a {}.", "a dark photo of the {}.", "a photo of a {}.",
-    "a photo of the {}.", "a photo of a small {}.", "a photo of a large {}.",
-    "a photo of a {} for visual inspection.", "a photo of the {} for anomaly detection.",
+    "a cropped photo of the {}.",
+    "a cropped photo of a {}.",
+    "a close-up photo of a {}.",
+    "a close-up photo of the {}.",
+    "a bright photo of a {}.",
+    "a dark photo of the {}.",
+    "a photo of a {}.",
+    "a photo of the {}.",
+    "a photo of a small {}.",
+    "a photo of a large {}.",
+    "a photo of a {} for visual inspection.",
+    "a photo of the {} for anomaly detection.",
 )
 
 # Offline stand-in for a language model: what a good part looks like, and defect vocabulary grouped by how
 # defects arise. Each entry reads after "<class> with …".
-NORMAL_DESCRIPTIONS = ("{} with a clean surface", "{} with a uniform texture", "intact {}", "{} in good condition",
-                       "well-made {}")
+NORMAL_DESCRIPTIONS = (
+    "{} with a clean surface",
+    "{} with a uniform texture",
+    "intact {}",
+    "{} in good condition",
+    "well-made {}",
+)
 DEFECT_LIBRARY: dict[str, tuple[str, ...]] = {
     "surface wear": ("a scratch", "scratches", "a scuff mark", "abrasion"),
     "cracks and breaks": ("a crack", "a fracture", "a chipped edge", "a broken corner"),
@@ -72,18 +92,23 @@ def generate_prompts(class_name: str | None, defects: Sequence[str] = (), writer
     written = _ask_writer(writer, name, defects) if writer is not None else ([], [])
     normal = [s.format(name) for s in NORMAL_STATES] + (written[0] or [d.format(name) for d in NORMAL_DESCRIPTIONS])
     library = [f"{name} with {d}" for group in DEFECT_LIBRARY.values() for d in group]
-    anomalous = ([s.format(name) for s in ANOMALOUS_STATES] + [f"{name} with {_clean(d)}" for d in defects]
-                 + (written[1] or library))
+    anomalous = (
+        [s.format(name) for s in ANOMALOUS_STATES]
+        + [f"{name} with {_clean(d)}" for d in defects]
+        + (written[1] or library)
+    )
     return Prompts(tuple(dict.fromkeys(normal)), tuple(dict.fromkeys(anomalous)))
 
 
 def writer_request(name: str, defects: Sequence[str]) -> str:
     """What the language model is asked: short visual descriptions, one per line, marked by state."""
     known = f" Known defect types: {', '.join(defects)}." if defects else ""
-    return (f"Describe how a {name} looks in a close-up industrial inspection photo.{known} Write up to "
-            f"{MAX_WRITTEN} short phrases per state, one per line, each starting with 'normal:' for a defect-free "
-            f"{name} or 'anomalous:' for a defective one, and each naming the {name}, e.g. "
-            f"'anomalous: {name} with a deep scratch'.")
+    return (
+        f"Describe how a {name} looks in a close-up industrial inspection photo.{known} Write up to "
+        f"{MAX_WRITTEN} short phrases per state, one per line, each starting with 'normal:' for a defect-free "
+        f"{name} or 'anomalous:' for a defective one, and each naming the {name}, e.g. "
+        f"'anomalous: {name} with a deep scratch'."
+    )
 
 
 _LINE = re.compile(r"^[\W\d_]*(normal|anomalous|defective|defect)\s*[:\-–]\s*(.+)$", re.IGNORECASE)

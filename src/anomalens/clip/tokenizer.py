@@ -55,7 +55,7 @@ class Tokenizer:
 
     def __init__(self):
         with gzip.open(files(__package__) / VOCAB_FILE, "rt", encoding="utf-8") as handle:
-            lines = handle.read().split("\n")[1:N_MERGES + 1]  # the first line is a version header
+            lines = handle.read().split("\n")[1 : N_MERGES + 1]  # the first line is a version header
         merges = [tuple(line.split()) for line in lines]
         alphabet = list(byte_symbols().values())
         tokens = alphabet + [s + "</w>" for s in alphabet] + ["".join(m) for m in merges] + [START, END]
@@ -119,6 +119,6 @@ class Tokenizer:
         texts = [texts] if isinstance(texts, str) else list(texts)
         out = torch.zeros(len(texts), context_length, dtype=torch.long)
         for row, text in enumerate(texts):
-            ids = [self.start_id, *self.encode(text)][:context_length - 1] + [self.end_id]
-            out[row, :len(ids)] = torch.tensor(ids)
+            ids = [self.start_id, *self.encode(text)][: context_length - 1] + [self.end_id]
+            out[row, : len(ids)] = torch.tensor(ids)
         return out

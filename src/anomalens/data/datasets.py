@@ -43,15 +43,11 @@ def mvtec_split(root: str | Path, category: str, split: str) -> list[Sample]:
         defect_dirs = [d for d in split_dir.iterdir() if d.is_dir() and not _hidden(d)]
     truth = Path(root) / category / "ground_truth"
     return _in_order(
-        _mvtec_sample(image, defect_dir.name, truth)
-        for defect_dir in defect_dirs
-        for image in _images_in(defect_dir)
+        _mvtec_sample(image, defect_dir.name, truth) for defect_dir in defect_dirs for image in _images_in(defect_dir)
     )
 
 
-def visa_split(
-    root: str | Path, category: str, split: str, csv_path: str | Path | None = None
-) -> list[Sample]:
+def visa_split(root: str | Path, category: str, split: str, csv_path: str | Path | None = None) -> list[Sample]:
     """Samples listed in VisA's split CSV (default `root/split_csv/1cls.csv`)."""
     _check_split(split)
     root = Path(root)
@@ -84,9 +80,7 @@ def list_categories(root: str | Path) -> list[str]:
     if _visa_csv(root).is_file():
         return sorted({row["object"] for row in _read_visa_csv(_visa_csv(root))})
     return sorted(
-        d.name
-        for d in root.iterdir()
-        if d.is_dir() and not _hidden(d) and any((d / s).is_dir() for s in _SPLITS)
+        d.name for d in root.iterdir() if d.is_dir() and not _hidden(d) and any((d / s).is_dir() for s in _SPLITS)
     )
 
 
@@ -112,11 +106,7 @@ def _hidden(path: Path) -> bool:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not _hidden(p) and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return sorted(p for p in folder.iterdir() if p.is_file() and not _hidden(p) and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _in_order(samples: Iterable[Sample]) -> list[Sample]:
@@ -150,8 +140,7 @@ def _read_visa_csv(csv_path: Path) -> list[dict[str, str]]:
 def _visa_sample(root: Path, row: dict[str, str], csv_path: Path) -> Sample:
     if row["label"] not in _VISA_LABELS:
         raise ValueError(
-            f"{csv_path}: label must be 'normal' or 'anomaly', not {row['label']!r} "
-            f"(image {row['image']})"
+            f"{csv_path}: label must be 'normal' or 'anomaly', not {row['label']!r} (image {row['image']})"
         )
     label, defect = _VISA_LABELS[row["label"]]
     mask = root / row["mask"] if row["mask"] else None

@@ -70,9 +70,7 @@ def load_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
     _non_empty(path, mask)
     if shape is not None and mask.shape != tuple(shape):
         (h, w), (image_h, image_w) = mask.shape, shape
-        raise ImageError(
-            path, f"mask is {w}x{h} but its image is {image_w}x{image_h} (width x height)"
-        )
+        raise ImageError(path, f"mask is {w}x{h} but its image is {image_w}x{image_h} (width x height)")
     return mask
 
 

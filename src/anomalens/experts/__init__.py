@@ -1,20 +1,29 @@
-"""Experts turn patch features into anomaly maps. Each one: ``score(features)`` → (patch maps (B, h, w),
-image scores (B,)) and ``state()`` / ``from_state()`` for model files. The memory experts are fitted with
-``fit(features)`` on normal images and calibrated by ``leave_one_out(features)``; the decoder is trained on
-synthetic anomalies and the fused expert combines it with a memory expert (see ``anomalens.training``).
-The zero-shot `MutualScorer` has no fit and no state: it scores a batch's images against each other."""
+"""Experts turn a batch into patch anomaly maps and image scores, behind one protocol (`base.Expert`):
+memory bank (few-shot), PatchCore (full-shot), decoder (trained on synthetic anomalies), fused (memory +
+decoder), mutual (zero-shot route B: a batch scored against itself) and CLIP (zero-shot route A: text).
+Importing this package registers them all by name."""
 
-from __future__ import annotations
-
+from .base import EXPERTS, Expert, ExpertInput, NormalEvidence, NormalImages, expert_class, register, zero_shot_routes
+from .clip_zero_shot import ClipZeroShotExpert
 from .decoder import DecoderExpert
 from .fusion import FusedExpert
 from .memory_bank import MemoryBankExpert
 from .mutual import MutualScorer
 from .patchcore import PatchCoreExpert
 
-Expert = MemoryBankExpert | PatchCoreExpert | DecoderExpert | FusedExpert
-EXPERTS: dict[str, type[Expert]] = {
-    cls.kind: cls for cls in (MemoryBankExpert, PatchCoreExpert, DecoderExpert, FusedExpert)
-}
-
-__all__ = ["EXPERTS", "DecoderExpert", "Expert", "FusedExpert", "MemoryBankExpert", "MutualScorer", "PatchCoreExpert"]
+__all__ = [
+    "EXPERTS",
+    "ClipZeroShotExpert",
+    "DecoderExpert",
+    "Expert",
+    "ExpertInput",
+    "FusedExpert",
+    "MemoryBankExpert",
+    "MutualScorer",
+    "NormalEvidence",
+    "NormalImages",
+    "PatchCoreExpert",
+    "expert_class",
+    "register",
+    "zero_shot_routes",
+]

@@ -19,42 +19,82 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..clip import CLIP, Tokenizer, preprocess
+from ..clip import CLIP, CLIP_MEAN, CLIP_STD, Tokenizer, create_clip
 from ..clip.prompts import Prompts, Writer, generate_prompts
+from ..clip.text import embed_phrases, unit_mean
+from .base import Expert, ExpertInput, register
 
 KEEP_FRACTION = 0.5  # share of each state's phrases kept per image by the contextual scoring
 TOP_FRACTION = 0.05  # share of an image's patches taken as its odd ones when scoring phrases
-TEXT_BATCH = 64
 
 
-class ClipZeroShotExpert:
-    kind = "clip"
+@register
+class ClipZeroShotExpert(Expert):
+    name = "clip"
+    needs = frozenset({"pixels", "text"})
+    probability_scores = True
+    resize_mode = "bicubic"  # the whole image at the tower's resolution (not OpenAI's centre crop): the map covers it
 
-    def __init__(self, model: CLIP, tokenizer: Tokenizer, class_name: str | None = None, defects: Sequence[str] = (),
-                 writer: Writer | None = None, adapt: bool = True, batch_size: int = 8):
+    def __init__(
+        self,
+        model: CLIP,
+        tokenizer: Tokenizer,
+        class_name: str | None = None,
+        defects: Sequence[str] = (),
+        writer: Writer | None = None,
+        adapt: bool = True,
+        batch_size: int = 8,
+    ):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer, self.adapt, self.batch_size = tokenizer, adapt, batch_size
+        self.input_size = model.config.image_resolution
         self.prompts: Prompts = generate_prompts(class_name, defects, writer)
         self.layers = model.config.dense_blocks  # the map's blocks
-        self.normal_phrases = self._embed_phrases(self.prompts.normal)  # (Mn, E) unit rows
-        self.anomalous_phrases = self._embed_phrases(self.prompts.anomalous)  # (Ma, E) unit rows
+        self.normal_phrases = embed_phrases(model, tokenizer, self.prompts.normal)  # (Mn, E) unit rows
+        self.anomalous_phrases = embed_phrases(model, tokenizer, self.prompts.anomalous)  # (Ma, E) unit rows
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: str | Path | None = None,
+        model: str | None = None,
+        class_name: str | None = None,
+        defects: Sequence[str] = (),
+        writer: Writer | None = None,
+        **options,
+    ) -> ClipZeroShotExpert:
+        """The expert on a CLIP from `weights` (a local file; `model` names the architecture it must hold) or,
+        with no file, the named model from the hub; offline that fails saying where to get a file."""
+        return cls(
+            create_clip(model if model or not weights else None, weights),
+            Tokenizer(),
+            class_name,
+            defects,
+            writer,
+            **options,
+        )
+
+    @classmethod
+    def create(cls, config, n_normal: int | None = None) -> ClipZeroShotExpert:
+        raise TypeError("the CLIP zero-shot expert is built from CLIP weights: Inspector.zero_shot_clip(weights, ...)")
 
     def text_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(normal, anomalous) state embeddings: unit vectors (E,), averaged over all phrases of each state."""
-        return _unit_mean(self.normal_phrases), _unit_mean(self.anomalous_phrases)
+        return unit_mean(self.normal_phrases), unit_mean(self.anomalous_phrases)
 
     @torch.inference_mode()
-    def score_images(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """H×W×3 float images in [0, 1] → patch anomaly probabilities (B, grid, grid) and image anomaly
+    def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixels (B, 3, R, R) in [0, 1] → patch anomaly probabilities (B, grid, grid) and image anomaly
         probabilities (B,), both in [0, 1]."""
+        mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
         maps, scores = [], []
-        for start in range(0, len(images), self.batch_size):
-            pixels = preprocess(images[start:start + self.batch_size], self.model.config.image_resolution)
+        for start in range(0, len(batch.pixels), self.batch_size):
+            pixels = (batch.pixels[start : start + self.batch_size] - mean) / std
             pooled, dense = self.model.encode_image_dense(pixels, self.layers)
             pooled = F.normalize(pooled, dim=-1)
             dense = F.normalize(torch.stack(dense, dim=1), dim=-1)  # (B, layers, grid, grid, E)
@@ -79,23 +119,11 @@ class ClipZeroShotExpert:
         normal_sim = patches @ self.normal_phrases.T  # (N, Mn)
         anomalous_gap = anomalous_sim.topk(k, dim=0).values.mean(0) - anomalous_sim.median(0).values
         normal_gap = normal_sim.median(0).values - normal_sim.topk(k, dim=0, largest=False).values.mean(0)
-        return torch.stack([_unit_mean(_best(self.normal_phrases, normal_gap)),
-                            _unit_mean(_best(self.anomalous_phrases, anomalous_gap))])
-
-    @torch.inference_mode()
-    def _embed_phrases(self, phrases: Sequence[str]) -> torch.Tensor:
-        """(M, E): each phrase's template sentences embedded, normalised, averaged, normalised again."""
-        sentences = [s for phrase in phrases for s in Prompts.sentences(phrase)]
-        tokens = self.tokenizer(sentences, context_length=self.model.config.context_length)
-        embedded = torch.cat([F.normalize(self.model.encode_text(tokens[i:i + TEXT_BATCH]), dim=-1)
-                              for i in range(0, len(tokens), TEXT_BATCH)])
-        return F.normalize(embedded.view(len(phrases), -1, embedded.shape[-1]).mean(1), dim=-1)
+        return torch.stack(
+            [unit_mean(_best(self.normal_phrases, normal_gap)), unit_mean(_best(self.anomalous_phrases, anomalous_gap))]
+        )
 
 
 def _best(phrases: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
     keep = max(1, math.ceil(KEEP_FRACTION * len(phrases)))
     return phrases[gaps.topk(keep).indices]
-
-
-def _unit_mean(rows: torch.Tensor) -> torch.Tensor:
-    return F.normalize(rows.mean(0), dim=0)

@@ -26,8 +26,10 @@ def greedy_coreset(x: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
         x = x @ torch.randn(x.shape[1], PROJECTED_DIM, generator=generator)
     if n > 4 * CHUNK and 2 * size < n:
         per_chunk = 2 * size / n  # oversample, so the final pass still has a choice to make
-        picks = [start + _greedy(x[start:start + CHUNK], max(1, round(per_chunk * min(CHUNK, n - start))), generator)
-                 for start in range(0, n, CHUNK)]
+        picks = [
+            start + _greedy(x[start : start + CHUNK], max(1, round(per_chunk * min(CHUNK, n - start))), generator)
+            for start in range(0, n, CHUNK)
+        ]
         candidates = torch.cat(picks)
         return candidates[_greedy(x[candidates], size, generator)]
     return _greedy(x, size, generator)

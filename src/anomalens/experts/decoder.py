@@ -8,7 +8,13 @@ over stages. Loss = FOCAL_WEIGHT·focal + DICE_WEIGHT·dice on the synthetic mas
 to LOSS_SIZE. The backbone runs once per synthetic image (its features are then cached), so training the
 head itself is cheap. Early stopping: the weights of the epoch with the lowest loss on a held-out split of
 synthetic images are kept (the checkpoint that goes into the model file), and training stops PATIENCE
-epochs after it."""
+epochs after it.
+
+Leave-one-out, which calibrates the memory experts, does not suit a trained decoder (every normal image
+shaped its weights), so a held-out split of the NORMAL training images — HELD_OUT_FRACTION of them, drawn
+with the inspector's seed — is kept out of training altogether: the decoder is trained on synthetic
+anomalies made from the rest, and the held-out images give the scores the decision is calibrated on (and,
+fused, the normal statistics that normalise its maps). Test labels are never seen."""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..synth import foreground, synthesize
+from .base import Expert, ExpertInput, NormalEvidence, NormalImages, register
 
 JOINT_DIM = 32
 TEMPERATURE = 0.1
@@ -27,6 +34,7 @@ LOSS_SIZE = 64  # maps and masks are compared at this resolution
 FOCAL_WEIGHT, DICE_WEIGHT, FOCAL_GAMMA = 1.0, 1.0, 2.0
 VALIDATION_FRACTION = 0.2  # of the synthetic images, held out for early stopping
 MAX_EPOCHS, PATIENCE, BATCH, LEARNING_RATE = 25, 4, 16, 3e-3
+HELD_OUT_FRACTION = 0.25
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -71,19 +79,42 @@ class DecoderHead(nn.Module):
         return [p.in_features for p in self.projections]
 
 
-class DecoderExpert:
-    kind = "decoder"
+@register
+class DecoderExpert(Expert):
+    name = "decoder"
+    needs = frozenset({"features", "normal", "normal_pixels"})
 
-    def __init__(self, head: DecoderHead | None = None, seed: int = 0, synthetic_images: int = 256,
-                 history: list[dict] | None = None):
+    def __init__(
+        self,
+        head: DecoderHead | None = None,
+        seed: int = 0,
+        synthetic_images: int = 256,
+        history: list[dict] | None = None,
+    ):
         self.head, self.seed, self.synthetic_images, self.history = head, seed, synthetic_images, history or []
 
     @classmethod
-    def create(cls, config) -> "DecoderExpert":
+    def create(cls, config, n_normal: int | None = None) -> DecoderExpert:
         return cls(seed=config.seed, synthetic_images=config.synthetic_images)
 
-    def train(self, images: torch.Tensor, features: list[torch.Tensor], embed: Callable,
-              progress: Progress | None = None, text_start: torch.Tensor | None = None) -> "DecoderExpert":
+    def fit(self, normal: NormalImages) -> NormalEvidence:
+        """Trained on synthetic anomalies from all but a held-out split of the normal images, which it is
+        then calibrated on."""
+        train, held = held_out_split(len(normal), self.seed)
+        text_start = normal.text_start() if normal.text_start else None
+        self.train(normal.pixels[train], [f[train] for f in normal.features], normal.embed, normal.progress, text_start)
+        return NormalEvidence(
+            *self.score(ExpertInput(normal.pixels[held], [f[held] for f in normal.features])), "held-out"
+        )
+
+    def train(
+        self,
+        images: torch.Tensor,
+        features: list[torch.Tensor],
+        embed: Callable,
+        progress: Progress | None = None,
+        text_start: torch.Tensor | None = None,
+    ) -> DecoderExpert:
         """Train on normal `images` (N, 3, S, S) uint8 whose patch `features` are given; `embed` maps a float
         image batch to patch features. Synthetic anomalies are made from these images only. `text_start`
         (2, E): for a CLIP backbone, whose features live in the joint space, the text embeddings of
@@ -95,7 +126,10 @@ class DecoderExpert:
         n_val = max(1, round(VALIDATION_FRACTION * n_synthetic))
         # training: synthetic anomalies and the clean normal images; validation: held-out synthetic ones
         normal_masks = torch.zeros(len(images), LOSS_SIZE, LOSS_SIZE)
-        train = ([torch.cat([s[n_val:], f]) for s, f in zip(synthetic, features)], torch.cat([masks[n_val:], normal_masks]))
+        train = (
+            [torch.cat([s[n_val:], f]) for s, f in zip(synthetic, features)],
+            torch.cat([masks[n_val:], normal_masks]),
+        )
         val = ([s[:n_val] for s in synthetic], masks[:n_val])
 
         # standardised once here rather than in every step (stages differ in scale); folded back at the end
@@ -134,7 +168,7 @@ class DecoderExpert:
         order = torch.randperm(n) if optimiser else torch.arange(n)
         losses = []
         for start in range(0, n, BATCH):
-            pick = order[start:start + BATCH]
+            pick = order[start : start + BATCH]
             loss = segmentation_loss(self._upsampled(self.head([f[pick] for f in features])), masks[pick])
             if optimiser:
                 optimiser.zero_grad()
@@ -148,23 +182,52 @@ class DecoderExpert:
         return F.interpolate(maps[:, None], size=(LOSS_SIZE, LOSS_SIZE), mode="bilinear", align_corners=False)[:, 0]
 
     @torch.inference_mode()
-    def score(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch anomaly probabilities (B, h, w) and image scores (B,) = each map's maximum."""
-        maps = self.head(features)
-        return maps, maps.flatten(1).amax(1)
+        return self.module()(batch.features)
+
+    def module(self) -> DecoderScorer:
+        return DecoderScorer(self.head)
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
-        config = {"kind": self.kind, "channels": self.head.channels, "dim": self.head.embeddings.shape[1],
-                  "temperature": self.head.temperature, "seed": self.seed, "synthetic_images": self.synthetic_images,
-                  "history": self.history}
+        config = {
+            "kind": self.name,
+            "channels": self.head.channels,
+            "dim": self.head.embeddings.shape[1],
+            "temperature": self.head.temperature,
+            "seed": self.seed,
+            "synthetic_images": self.synthetic_images,
+            "history": self.history,
+        }
         return config, {k: v.contiguous() for k, v in self.head.state_dict().items()}
 
     @classmethod
-    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "DecoderExpert":
+    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> DecoderExpert:
         head = DecoderHead(config["channels"], config["dim"], config["temperature"])
         head.load_state_dict(tensors)
         head.requires_grad_(False).eval()
         return cls(head, config["seed"], config["synthetic_images"], config["history"])
+
+
+class DecoderScorer(nn.Module):
+    """The trained head as a scorer: per-stage features → (probability maps (B, h, w), their maxima (B,))."""
+
+    def __init__(self, head: DecoderHead):
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        maps = self.head(features)
+        return maps, maps.flatten(1).amax(1)
+
+
+def held_out_split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training indices, held-out indices) of n normal images; at least one of each."""
+    if n < 2:
+        raise ValueError("the decoder needs at least 2 normal images: one to learn from, one to calibrate on")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_held = min(n - 1, max(1, round(HELD_OUT_FRACTION * n)))
+    return order[n_held:].sort().values, order[:n_held].sort().values
 
 
 def segmentation_loss(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -182,8 +245,14 @@ def _standardised(fmap: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> 
     return ((fmap - mean[:, None, None]) / std[:, None, None]).contiguous(memory_format=torch.channels_last)
 
 
-def _synthetic_set(images: torch.Tensor, features: list[torch.Tensor], embed: Callable, rng: np.random.Generator,
-                   n: int, progress: Progress | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+def _synthetic_set(
+    images: torch.Tensor,
+    features: list[torch.Tensor],
+    embed: Callable,
+    rng: np.random.Generator,
+    n: int,
+    progress: Progress | None,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """n synthetic anomalies, each in a random normal image with a patch from another, as backbone
     features (embedded batch by batch, never all images at once) and masks at LOSS_SIZE."""
     arrays = images.permute(0, 2, 3, 1).numpy()

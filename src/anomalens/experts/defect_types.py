@@ -44,7 +44,7 @@ class DefectTypeExpert:
         self.names, self.prototypes = names, prototypes
 
     @classmethod
-    def fit(cls, examples: dict[str, np.ndarray]) -> "DefectTypeExpert":
+    def fit(cls, examples: dict[str, np.ndarray]) -> DefectTypeExpert:
         """examples: type name → (n, D) descriptors of labelled defective images (n ≥ 1)."""
         names = sorted(name for name, rows in examples.items() if len(rows))
         if len(names) < 2:

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
-from ..calibration import upper_threshold
-from .decoder import DecoderExpert
-from .memory_bank import MemoryBankExpert
-from .patchcore import PatchCoreExpert
+from ..robust import median_and_spread
+from .base import EXPERTS, Expert, ExpertInput, NormalEvidence, NormalImages, memory_kind, register
+from .decoder import DecoderExpert, DecoderScorer, held_out_split
 
 MAP_DECODER_WEIGHT = 0.25  # the decoder's share of the fused map (bench: ≥ memory AUPRO on all 3 sets; 0.5 on 2)
-MEMORY_EXPERTS = {cls.kind: cls for cls in (MemoryBankExpert, PatchCoreExpert)}
 
 
 def map_statistics(maps: torch.Tensor) -> list[float]:
@@ -42,46 +41,88 @@ def decoder_logits(maps: torch.Tensor) -> torch.Tensor:
 
 def score_statistics(scores: torch.Tensor) -> list[float]:
     """[median, robust σ] of normal image scores (the calibration's own spread estimate)."""
-    values = scores.double().numpy()
-    return [float(np.median(values)), upper_threshold(values)[1]]
+    return list(median_and_spread(scores.double().numpy()))
 
 
-class FusedExpert:
-    kind = "fused"
+@register
+class FusedExpert(Expert):
+    name = "fused"
+    needs = DecoderExpert.needs
 
-    def __init__(self, memory: MemoryBankExpert | PatchCoreExpert, decoder: DecoderExpert, statistics: dict):
+    def __init__(self, memory: Expert, decoder: DecoderExpert, statistics: dict | None = None):
         """`statistics`: for "memory_map", "memory_score" and "decoder_logit", [median, scale] of that
         expert's patch values (the decoder's as logits) or image scores on normal images."""
-        self.memory, self.decoder, self.statistics = memory, decoder, statistics
+        self.memory, self.decoder, self.statistics = memory, decoder, statistics or {}
 
-    def _normalised(self, name: str, values: torch.Tensor) -> torch.Tensor:
-        median, sigma = self.statistics[name]
-        return (values - median) / sigma
+    @classmethod
+    def create(cls, config, n_normal: int | None = None) -> FusedExpert:
+        return cls(EXPERTS[memory_kind(n_normal)].create(config, n_normal), DecoderExpert.create(config))
 
-    def combine(self, memory: tuple[torch.Tensor, torch.Tensor], decoder: tuple[torch.Tensor, torch.Tensor]):
-        """Fused (maps, scores) from each expert's own (maps, scores) of the same images."""
-        maps = ((1 - MAP_DECODER_WEIGHT) * self._normalised("memory_map", memory[0])
-                + MAP_DECODER_WEIGHT * self._normalised("decoder_logit", decoder_logits(decoder[0])))
-        return maps, self._normalised("memory_score", memory[1])
+    def fit(self, normal: NormalImages) -> NormalEvidence:
+        """The decoder trained and calibrated on its held-out split; the memory expert fitted on all normal
+        images, its leave-one-out scores of that split fused with the decoder's."""
+        decoder = self.decoder.fit(normal)
+        memory = self.memory.fit(NormalImages(normal.features))
+        _, held = held_out_split(len(normal), self.decoder.seed)
+        self.statistics = {
+            "memory_map": map_statistics(memory.maps),
+            "memory_score": score_statistics(memory.scores),
+            "decoder_logit": map_statistics(decoder_logits(decoder.maps)),
+        }
+        return NormalEvidence(
+            *fuse((memory.maps[held], memory.scores[held]), decoder.maps, self.statistics), "held-out"
+        )
 
-    def score(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.combine(self.memory.score(features), self.decoder.score(features))
+    def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
+        return fuse(self.memory.score(batch), self.decoder.score(batch)[0], self.statistics)
+
+    def module(self) -> FusedScorer:
+        return FusedScorer(self.memory.module(), self.decoder.module(), self.statistics)
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         (memory_config, memory_tensors), (decoder_config, decoder_tensors) = self.memory.state(), self.decoder.state()
         tensors = {f"memory.{k}": v for k, v in memory_tensors.items()}
         tensors |= {f"decoder.{k}": v for k, v in decoder_tensors.items()}
-        return {"kind": self.kind, "memory": memory_config, "decoder": decoder_config,
-                "statistics": self.statistics}, tensors
+        return {
+            "kind": self.name,
+            "memory": memory_config,
+            "decoder": decoder_config,
+            "statistics": self.statistics,
+        }, tensors
 
     @classmethod
-    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "FusedExpert":
+    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> FusedExpert:
         def part(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
         if "decoder_logit" not in config["statistics"]:
-            raise ValueError("a fused model from an older AnomaLens (decoder statistics on the probability scale): "
-                             "fit it again")
-        memory = MEMORY_EXPERTS[config["memory"]["kind"]].from_state(config["memory"], part("memory."))
+            raise ValueError(
+                "a fused model from an older AnomaLens (decoder statistics on the probability scale): fit it again"
+            )
+        memory = EXPERTS[config["memory"]["kind"]].from_state(config["memory"], part("memory."))
         decoder = DecoderExpert.from_state(config["decoder"], part("decoder."))
         return cls(memory, decoder, config["statistics"])
+
+
+def fuse(memory: tuple[torch.Tensor, torch.Tensor], decoder_maps: torch.Tensor, statistics: dict):
+    """Fused (maps, scores) from the memory expert's (maps, scores) and the decoder's maps of the same images."""
+
+    def normalised(name: str, values: torch.Tensor) -> torch.Tensor:
+        median, scale = statistics[name]
+        return (values - median) / scale
+
+    maps = (1 - MAP_DECODER_WEIGHT) * normalised("memory_map", memory[0]) + MAP_DECODER_WEIGHT * normalised(
+        "decoder_logit", decoder_logits(decoder_maps)
+    )
+    return maps, normalised("memory_score", memory[1])
+
+
+class FusedScorer(nn.Module):
+    """The fused scoring step as one module: both experts' scorers and the normal statistics."""
+
+    def __init__(self, memory: nn.Module, decoder: DecoderScorer, statistics: dict):
+        super().__init__()
+        self.memory, self.decoder, self.statistics = memory, decoder, statistics
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return fuse(self.memory(features), self.decoder(features)[0], self.statistics)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..features import flatten_patches
+from .base import Expert, ExpertInput, NormalEvidence, NormalImages, register
 
 SELF_EXCLUSION = 3  # with one reference, a patch may not match itself or cells within this radius
 MAP_KIND = "image-scaled-l2"  # written into model files: banks saved before maps were distances are refused
@@ -27,29 +29,33 @@ def image_scaled(fmap: torch.Tensor) -> torch.Tensor:
     return fmap / fmap.norm(dim=1, keepdim=True).mean((1, 2, 3), keepdim=True).clamp(min=1e-12)
 
 
-class MemoryBankExpert:
-    kind = "memory_bank"
+@register
+class MemoryBankExpert(Expert):
+    name = "memory_bank"
 
-    def __init__(self, banks: list[torch.Tensor] | None = None, image_ids: torch.Tensor | None = None,
-                 grid: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        banks: list[torch.Tensor] | None = None,
+        image_ids: torch.Tensor | None = None,
+        grid: tuple[int, int] | None = None,
+    ):
         self.banks, self.image_ids, self.grid = banks, image_ids, grid
 
-    @classmethod
-    def create(cls, config) -> "MemoryBankExpert":
-        return cls()
-
-    def fit(self, features: list[torch.Tensor]) -> "MemoryBankExpert":
+    def fit(self, normal: NormalImages) -> NormalEvidence:
+        features = normal.features
         n, _, h, w = features[0].shape
         self.grid = (h, w)
         self.banks = [flatten_patches(image_scaled(f)) for f in features]
         self.image_ids = torch.arange(n).repeat_interleave(h * w)
-        return self
+        maps, scores = self.leave_one_out(features)
+        return NormalEvidence(maps, scores, "leave-one-out" if n > 1 else "self-similarity")
 
-    @torch.inference_mode()
-    def score(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch anomaly maps (B, h, w) and image scores (B,)."""
-        results = [self._patch_scores([f[i:i + 1] for f in features]) for i in range(len(features[0]))]
-        return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
+        return self.module()(batch.features)
+
+    def module(self) -> MemoryBankScorer:
+        return MemoryBankScorer(self.banks)
 
     @torch.inference_mode()
     def leave_one_out(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,29 +65,11 @@ class MemoryBankExpert:
         results = []
         for i in range(n):
             if n > 1:
-                results.append(self._patch_scores([f[i:i + 1] for f in features], keep=self.image_ids != i))
+                keep = self.image_ids != i
+                results.append(patch_scores([f[i : i + 1] for f in features], [b[keep] for b in self.banks]))
             else:
-                results.append(self._patch_scores(features, forbid=self._near_cells()))
+                results.append(patch_scores(features, self.banks, forbid=self._near_cells()))
         return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
-
-    def _patch_scores(self, features: list[torch.Tensor], keep: torch.Tensor | None = None,
-                      forbid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One image → its map (h, w) of distances and its score, the highest (1 − cosine) over patches."""
-        _, _, h, w = features[0].shape
-        distance, dissimilarity = torch.zeros(h * w), torch.zeros(h * w)
-        for fmap, bank in zip(features, self.banks):
-            query = flatten_patches(image_scaled(fmap))
-            if keep is not None:
-                bank = bank[keep]
-            # cosine for the score, squared distance for the map; each (patches × bank) matrix is reduced at once
-            cosine = F.normalize(query, dim=1) @ F.normalize(bank, dim=1).T
-            squared = torch.addmm(bank.pow(2).sum(1)[None], query, bank.T, alpha=-2)  # ‖b‖² − 2 q·b
-            if forbid is not None:
-                cosine.masked_fill_(forbid, -1.0)
-                squared.masked_fill_(forbid, float("inf"))
-            distance += (squared.amin(1) + query.pow(2).sum(1)).clamp_(min=0).sqrt()
-            dissimilarity += 1.0 - cosine.amax(1)
-        return distance.view(h, w), dissimilarity.max()
 
     def _near_cells(self) -> torch.Tensor:
         h, w = self.grid
@@ -92,11 +80,47 @@ class MemoryBankExpert:
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         tensors = {f"bank{i}": b.contiguous() for i, b in enumerate(self.banks)}
         tensors["image_ids"] = self.image_ids
-        return {"kind": self.kind, "grid": list(self.grid), "map": MAP_KIND}, tensors
+        return {"kind": self.name, "grid": list(self.grid), "map": MAP_KIND}, tensors
 
     @classmethod
-    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "MemoryBankExpert":
+    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> MemoryBankExpert:
         if config.get("map") != MAP_KIND:
             raise ValueError("a few-shot model from an older AnomaLens (unit-length banks, cosine maps): fit it again")
         banks = [tensors[f"bank{i}"] for i in range(sum(k.startswith("bank") for k in tensors))]
         return cls(banks, tensors["image_ids"], tuple(config["grid"]))
+
+
+class MemoryBankScorer(nn.Module):
+    """The banks as a torch module: per-stage features (B, C_i, h, w) → (maps (B, h, w), scores (B,))."""
+
+    def __init__(self, banks: list[torch.Tensor]):
+        super().__init__()
+        self.stages = len(banks)
+        for i, bank in enumerate(banks):
+            self.register_buffer(f"bank{i}", bank)
+
+    @torch.inference_mode()
+    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        banks = [getattr(self, f"bank{i}") for i in range(self.stages)]
+        results = [patch_scores([f[i : i + 1] for f in features], banks) for i in range(len(features[0]))]
+        return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
+
+
+def patch_scores(
+    features: list[torch.Tensor], banks: list[torch.Tensor], forbid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image → its map (h, w) of distances and its score, the highest (1 − cosine) over patches.
+    `forbid` (patches × bank) marks bank patches a query patch may not match (a single reference's own)."""
+    _, _, h, w = features[0].shape
+    distance, dissimilarity = torch.zeros(h * w), torch.zeros(h * w)
+    for fmap, bank in zip(features, banks):
+        query = flatten_patches(image_scaled(fmap))
+        # cosine for the score, squared distance for the map; each (patches × bank) matrix is reduced at once
+        cosine = F.normalize(query, dim=1) @ F.normalize(bank, dim=1).T
+        squared = torch.addmm(bank.pow(2).sum(1)[None], query, bank.T, alpha=-2)  # ‖b‖² − 2 q·b
+        if forbid is not None:
+            cosine.masked_fill_(forbid, -1.0)
+            squared.masked_fill_(forbid, float("inf"))
+        distance += (squared.amin(1) + query.pow(2).sum(1)).clamp_(min=0).sqrt()
+        dissimilarity += 1.0 - cosine.amax(1)
+    return distance.view(h, w), dissimilarity.max()

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .base import Expert, ExpertInput, register
+
 DEGREES = (1, 3, 5)
 INTERVAL = (0.0, 0.3)  # share of the other images, sorted by distance, whose distances are averaged
 TOP_FRACTION = 0.1  # image score: mean of this share of its highest patch scores
@@ -30,22 +32,28 @@ GRID = 16
 REFERENCE_CHUNK = 16  # other images compared at once: bounds the distance matrix to a few MB
 
 
-class MutualScorer:
-    kind = "mutual"
+@register
+class MutualScorer(Expert):
+    name = "mutual"
+    needs = frozenset({"features", "batch"})
+    standardises_exposure = True  # no normal image says which exposure is normal
 
     def __init__(self, max_references: int = MAX_REFERENCES, seed: int = 0):
         self.max_references, self.seed = max_references, seed
 
     @classmethod
-    def create(cls, config) -> "MutualScorer":
+    def create(cls, config, n_normal: int | None = None) -> MutualScorer:
         return cls(seed=config.seed)
 
     @torch.inference_mode()
-    def score(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-stage (B, C, h, w) features of a whole batch → patch maps (B, GRID, GRID) and image scores (B,)."""
+        features = batch.features
         n = len(features[0])
         if n < 2:
-            raise ValueError("mutual scoring needs at least 2 images in the batch")
+            raise ValueError(
+                f"zero-shot scoring compares images with each other: it needs at least 2 readable images, got {n}"
+            )
         references = self._references(n)
         maps, count = torch.zeros(n, GRID * GRID), 0
         for fmap in features:
@@ -83,7 +91,7 @@ def _mutual_scores(patches: torch.Tensor, references: torch.Tensor) -> torch.Ten
     for i in range(n):
         per_image = []
         for start in range(0, m, REFERENCE_CHUNK):
-            refs = references[i, start:start + REFERENCE_CHUNK]
+            refs = references[i, start : start + REFERENCE_CHUNK]
             # ‖a − b‖² = ‖a‖² − 2 a·b + ‖b‖², one matrix product for a chunk of reference images
             dist = torch.addmm(squared[refs].reshape(1, -1), patches[i], patches[refs].reshape(-1, c).T, alpha=-2)
             dist += squared[i][:, None]
@@ -109,4 +117,4 @@ def rescore(scores: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
     similarity = descriptors @ descriptors.T
     similarity.fill_diagonal_(float("inf"))  # an image is its own first neighbour
     order = similarity.argsort(1, descending=True)
-    return torch.stack([scores[order[:, :k + 1]].mean(1) for k in sizes]).mean(0)
+    return torch.stack([scores[order[:, : k + 1]].mean(1) for k in sizes]).mean(0)

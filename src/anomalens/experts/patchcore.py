@@ -13,8 +13,10 @@ import math
 import faiss
 import numpy as np
 import torch
+from torch import nn
 
 from ..features import flatten_patches
+from .base import Expert, ExpertInput, NormalEvidence, NormalImages, register
 from .coreset import greedy_coreset
 
 EXACT_MAX = 8_192  # banks up to this size are searched exhaustively
@@ -22,22 +24,35 @@ PATCHES_PER_CELL = 64  # inverted-file cells hold about this many bank patches �
 PROBE_FRACTION = 1 / 16  # … and a query visits this share of the cells
 
 
-class PatchCoreExpert:
-    kind = "patchcore"
+@register
+class PatchCoreExpert(Expert):
+    name = "patchcore"
 
-    def __init__(self, coreset_ratio: float = 0.1, max_bank: int = 16_384, num_neighbors: int = 9, seed: int = 0,
-                 bank: torch.Tensor | None = None, image_ids: torch.Tensor | None = None,
-                 centroids: torch.Tensor | None = None):
+    def __init__(
+        self,
+        coreset_ratio: float = 0.1,
+        max_bank: int = 16_384,
+        num_neighbors: int = 9,
+        seed: int = 0,
+        bank: torch.Tensor | None = None,
+        image_ids: torch.Tensor | None = None,
+        centroids: torch.Tensor | None = None,
+    ):
         self.coreset_ratio, self.max_bank, self.num_neighbors, self.seed = coreset_ratio, max_bank, num_neighbors, seed
         self.bank, self.image_ids, self.centroids, self.index = bank, image_ids, centroids, None
         if bank is not None:
             self._build_index()
 
     @classmethod
-    def create(cls, config) -> "PatchCoreExpert":
+    def create(cls, config, n_normal: int | None = None) -> PatchCoreExpert:
         return cls(config.coreset_ratio, config.max_bank, config.num_neighbors, config.seed)
 
-    def fit(self, features: list[torch.Tensor]) -> "PatchCoreExpert":
+    def fit(self, normal: NormalImages) -> NormalEvidence:
+        self.fit_bank(normal.features)
+        maps, scores = self.leave_one_out(normal.features)
+        return NormalEvidence(maps, scores, "leave-one-out" if len(normal) > 1 else "self-similarity")
+
+    def fit_bank(self, features: list[torch.Tensor]) -> PatchCoreExpert:
         n, _, h, w = features[0].shape
         patches = flatten_patches(torch.cat(features, dim=1))
         size = min(self.max_bank, max(1, math.ceil(self.coreset_ratio * len(patches))))
@@ -74,8 +89,13 @@ class PatchCoreExpert:
             return faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
         return faiss.SearchParameters(sel=selector)
 
+    def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.search(batch.features)
+
     @torch.inference_mode()
-    def score(self, features: list[torch.Tensor], exclude_image: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def search(
+        self, features: list[torch.Tensor], exclude_image: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch anomaly maps (B, h, w) as L2 distance to the nearest bank patch, and reweighted image scores."""
         b, _, h, w = features[0].shape
         query = flatten_patches(torch.cat(features, dim=1)).contiguous().numpy()
@@ -102,18 +122,60 @@ class PatchCoreExpert:
 
     def leave_one_out(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores of training images with their own patches excluded from the bank (new-image proxies)."""
-        results = [self.score([f[i:i + 1] for f in features], exclude_image=i) for i in range(len(features[0]))]
+        results = [self.search([f[i : i + 1] for f in features], exclude_image=i) for i in range(len(features[0]))]
         return torch.cat([m for m, _ in results]), torch.cat([s for _, s in results])
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
-        config = {"kind": self.kind, "coreset_ratio": self.coreset_ratio, "max_bank": self.max_bank,
-                  "num_neighbors": self.num_neighbors, "seed": self.seed}
+        config = {
+            "kind": self.name,
+            "coreset_ratio": self.coreset_ratio,
+            "max_bank": self.max_bank,
+            "num_neighbors": self.num_neighbors,
+            "seed": self.seed,
+        }
         tensors = {"bank": self.bank, "image_ids": self.image_ids}
         if self.centroids is not None:
             tensors["centroids"] = self.centroids
         return config, tensors
 
     @classmethod
-    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "PatchCoreExpert":
+    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> PatchCoreExpert:
         options = {k: config[k] for k in ("coreset_ratio", "max_bank", "num_neighbors", "seed")}
         return cls(**options, bank=tensors["bank"], image_ids=tensors["image_ids"], centroids=tensors.get("centroids"))
+
+    def module(self) -> PatchCoreScorer:
+        if self.centroids is not None:
+            raise NotImplementedError(
+                "a PatchCore bank above EXACT_MAX patches is searched with an inverted file, "
+                "which cannot be exported yet"
+            )
+        return PatchCoreScorer(self.bank, self.num_neighbors)
+
+
+class PatchCoreScorer(nn.Module):
+    """Exact PatchCore scoring as a torch module (matrix product + top-k, no faiss): per-stage features →
+    (maps (B, h, w), reweighted image scores (B,)); equal to the flat-index search."""
+
+    def __init__(self, bank: torch.Tensor, num_neighbors: int):
+        super().__init__()
+        self.register_buffer("bank", bank)
+        self.num_neighbors = num_neighbors
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        b, _, h, w = features[0].shape
+        query = flatten_patches(torch.cat(features, dim=1))
+        squared = (
+            torch.addmm(self.bank.pow(2).sum(1)[None], query, self.bank.T, alpha=-2) + query.pow(2).sum(1)[:, None]
+        )
+        sq_dist, nearest = squared.min(1)
+        dist = sq_dist.clamp(min=0).sqrt().view(b, h * w)
+        nearest = nearest.view(b, h * w)
+        worst = dist.argmax(1)
+        rows = torch.arange(b)
+        anchor = self.bank[nearest[rows, worst]]
+        k = min(self.num_neighbors, len(self.bank))
+        support = torch.cdist(anchor, self.bank).topk(k, dim=1, largest=False).indices
+        worst_patch = query.view(b, h * w, -1)[rows, worst]
+        support_dist = torch.cdist(worst_patch[:, None], self.bank[support])[:, 0]
+        weight = 1 - torch.softmax(support_dist, dim=1)[:, 0]
+        return dist.view(b, h, w), weight * dist[rows, worst]

@@ -8,7 +8,23 @@ from .guard import GUARD_MODES, read_claims
 from .models import BACKENDS, BackendError, LanguageModel, create_language_model
 
 __all__ = [
-    "Answer", "BACKENDS", "BackendError", "ChatImages", "ChatSession", "Criteria", "CriteriaError", "DefectGuess",
-    "DefectType", "Findings", "GUARD_MODES", "LanguageModel", "Turn", "classify", "compose", "create_language_model",
-    "findings_from", "load_criteria", "read_claims",
+    "Answer",
+    "BACKENDS",
+    "BackendError",
+    "ChatImages",
+    "ChatSession",
+    "Criteria",
+    "CriteriaError",
+    "DefectGuess",
+    "DefectType",
+    "Findings",
+    "GUARD_MODES",
+    "LanguageModel",
+    "Turn",
+    "classify",
+    "compose",
+    "create_language_model",
+    "findings_from",
+    "load_criteria",
+    "read_claims",
 ]

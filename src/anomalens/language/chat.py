@@ -36,8 +36,10 @@ class ChatImages:
     def message_parts(self) -> list[dict]:
         parts = [{"type": "text", "text": "The product image:"}, _image_part(self.query)]
         if self.overlay is not None:
-            parts += [{"type": "text", "text": "The vision expert's anomaly map over it (red = anomalous, boxes = regions):"},
-                      _image_part(self.overlay)]
+            parts += [
+                {"type": "text", "text": "The vision expert's anomaly map over it (red = anomalous, boxes = regions):"},
+                _image_part(self.overlay),
+            ]
         for i, reference in enumerate(self.references[:2], 1):
             parts += [{"type": "text", "text": f"Normal reference image {i}:"}, _image_part(reference)]
         return parts
@@ -53,16 +55,27 @@ class Turn:
     guard: GuardReport | None = None
 
     def to_dict(self) -> dict:
-        return {"question": self.question, "answer": self.answer, "backend": self.backend,
-                "grounded_answer": self.grounded_answer, "model_answer": self.model_answer,
-                "guard": self.guard.to_dict() if self.guard else None}
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "backend": self.backend,
+            "grounded_answer": self.grounded_answer,
+            "model_answer": self.model_answer,
+            "guard": self.guard.to_dict() if self.guard else None,
+        }
 
 
 class ChatSession:
     """Multi-turn chat over one image's findings; keeps the history and which region is being discussed."""
 
-    def __init__(self, findings: Findings, model: LanguageModel | None = None, *, guard: str = "correct",
-                 images: ChatImages | None = None):
+    def __init__(
+        self,
+        findings: Findings,
+        model: LanguageModel | None = None,
+        *,
+        guard: str = "correct",
+        images: ChatImages | None = None,
+    ):
         if guard not in GUARD_MODES:
             raise ValueError(f"unknown guard mode {guard!r}; choose one of {', '.join(GUARD_MODES)}")
         self.findings, self.model, self.guard_mode, self.images = findings, model, guard, images
@@ -124,14 +137,26 @@ class ChatSession:
         return expert
 
     def to_dict(self) -> dict:
-        return {"image": self.findings.source, "backend": self.backend, "guard": self.guard_mode,
-                "findings": self.findings.to_dict(), "turns": [t.to_dict() for t in self.turns]}
+        return {
+            "image": self.findings.source,
+            "backend": self.backend,
+            "guard": self.guard_mode,
+            "findings": self.findings.to_dict(),
+            "turns": [t.to_dict() for t in self.turns],
+        }
 
 
 def _image_part(image: np.ndarray | Image.Image) -> dict:
-    picture = image if isinstance(image, Image.Image) else Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8))
+    picture = (
+        image
+        if isinstance(image, Image.Image)
+        else Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8))
+    )
     picture = picture.convert("RGB")
     picture.thumbnail((IMAGE_SIDE, IMAGE_SIDE))
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
-    return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}}
+    return {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()},
+    }

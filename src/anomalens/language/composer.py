@@ -16,20 +16,23 @@ from .findings import Findings
 
 # Intent patterns, matched on the lower-cased question; several may match one question, and they are
 # answered in this order.
-INTENTS: dict[str, re.Pattern] = {name: re.compile(pattern) for name, pattern in {
-    "defect": r"\b(defect|anomal|flaw|damage|broken|crack|scratch|ok|okay|good|fine|normal|pass|fail|reject|"
-              r"accept|problem|wrong|issue|faulty|bad)\w*|^(is|are|does|do|any|has|have|can you see)\b",
-    "where": r"\bwhere\b|\blocat|\bposition|\bwhich (part|side|corner|area|region)\b",
-    "count": r"\bhow many\b|\bnumber of\b|\bcount\b",
-    "size": r"\bhow (big|large|small|wide|long)\b|\bsize\b|\barea\b|\bextent\b|\bdimension",
-    "type": r"\b(what|which) (kind|type|sort|class)\b|\bwhich defect\b|"
-            r"\bwhat (is|'s) (it|that|this|the (defect|anomaly|problem|flaw))\b|\bclassif|\bcaused?\b",
-    "reference": r"\breference|\bcompar|\bdiffer|\bversus\b|\bvs\.?\s|\bgood (one|sample|part)s?\b",
-    "confidence": r"\bhow (sure|confident|certain)\b|\bconfiden|\bcertain|\bsure\b|\bprobab|\breliab",
-    "criteria": r"\bshould\b.*\blook|\bcriteria\b|\bwhat (does|do) an? (good|normal)\b|\bwhat is normal\b",
-    "summary": r"\bdescribe|\bsummar|\bexplain|\breport|\bdetails?\b|\btell me\b",
-    "help": r"\bhelp\b|\bwhat can (i|you)\b",
-}.items()}
+INTENTS: dict[str, re.Pattern] = {
+    name: re.compile(pattern)
+    for name, pattern in {
+        "defect": r"\b(defect|anomal|flaw|damage|broken|crack|scratch|ok|okay|good|fine|normal|pass|fail|reject|"
+        r"accept|problem|wrong|issue|faulty|bad)\w*|^(is|are|does|do|any|has|have|can you see)\b",
+        "where": r"\bwhere\b|\blocat|\bposition|\bwhich (part|side|corner|area|region)\b",
+        "count": r"\bhow many\b|\bnumber of\b|\bcount\b",
+        "size": r"\bhow (big|large|small|wide|long)\b|\bsize\b|\barea\b|\bextent\b|\bdimension",
+        "type": r"\b(what|which) (kind|type|sort|class)\b|\bwhich defect\b|"
+        r"\bwhat (is|'s) (it|that|this|the (defect|anomaly|problem|flaw))\b|\bclassif|\bcaused?\b",
+        "reference": r"\breference|\bcompar|\bdiffer|\bversus\b|\bvs\.?\s|\bgood (one|sample|part)s?\b",
+        "confidence": r"\bhow (sure|confident|certain)\b|\bconfiden|\bcertain|\bsure\b|\bprobab|\breliab",
+        "criteria": r"\bshould\b.*\blook|\bcriteria\b|\bwhat (does|do) an? (good|normal)\b|\bwhat is normal\b",
+        "summary": r"\bdescribe|\bsummar|\bexplain|\breport|\bdetails?\b|\btell me\b",
+        "help": r"\bhelp\b|\bwhat can (i|you)\b",
+    }.items()
+}
 # Regions are listed strongest first (highest peak): the strongest region is the true defect more often than
 # the largest one, which is often a broad, faint false area (QA benchmark, location: 0.504 → 0.537; fused
 # expert 0.512 → 0.560). Ordinals count in that order; size words pick by area.
@@ -61,8 +64,7 @@ def classify(question: str) -> list[str]:
     return found
 
 
-def compose(question: str, findings: Findings, focus: int | None = None,
-            previous: list[str] | None = None) -> Answer:
+def compose(question: str, findings: Findings, focus: int | None = None, previous: list[str] | None = None) -> Answer:
     """Answer a question from the findings. In a conversation, `focus` is the region the last turn was
     about and `previous` its intents: a bare follow-up ("and the other one?") asks the same again."""
     intents = classify(question)
@@ -73,8 +75,9 @@ def compose(question: str, findings: Findings, focus: int | None = None,
     focus = _focus(question, findings.regions, focus)
     parts = [ANSWERERS[intent](findings, focus) for intent in intents]
     text = " ".join(dict.fromkeys(p for p in parts if p))  # keep order, drop repeats
-    return Answer(text=text, intents=intents, anomalous=findings.anomalous,
-                  locations=_named_locations(findings), focus=focus)
+    return Answer(
+        text=text, intents=intents, anomalous=findings.anomalous, locations=_named_locations(findings), focus=focus
+    )
 
 
 def _focus(question: str, regions: tuple[Region, ...], focus: int | None) -> int | None:
@@ -102,15 +105,17 @@ def _named_locations(findings: Findings) -> list[str]:
 
 
 def _places(regions) -> str:
-    """"the bottom left", "the bottom left and the center", … (strongest region first)."""
+    """ "the bottom left", "the bottom left and the center", … (strongest region first)."""
     names = [f"the {name}" for name in location_names(regions)]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _hedge(findings: Findings) -> str:
     if findings.confidence < LOW_CONFIDENCE:
-        return (f" I am not sure, though (confidence {findings.confidence:.0%}): "
-                "the image is close to the decision threshold, so a person should check it.")
+        return (
+            f" I am not sure, though (confidence {findings.confidence:.0%}): "
+            "the image is close to the decision threshold, so a person should check it."
+        )
     return ""
 
 
@@ -125,12 +130,16 @@ def answer_defect(f: Findings, focus: int | None) -> str:
 
 def answer_where(f: Findings, focus: int | None) -> str:
     if not f.anomalous:
-        return (f"There is no anomaly to locate. The most unusual spot is at the {f.peak_location} of the image, "
-                "but it stays within what normal images show.")
+        return (
+            f"There is no anomaly to locate. The most unusual spot is at the {f.peak_location} of the image, "
+            "but it stays within what normal images show."
+        )
     region = f.regions[focus]
-    detail = (f"The anomaly is at the {region.location} of the image, around pixel "
-              f"({region.centroid[0]:.0f}, {region.centroid[1]:.0f}), inside the box x {region.box[0]}–{region.box[2]}, "
-              f"y {region.box[1]}–{region.box[3]}.")
+    detail = (
+        f"The anomaly is at the {region.location} of the image, around pixel "
+        f"({region.centroid[0]:.0f}, {region.centroid[1]:.0f}), inside the box x {region.box[0]}–{region.box[2]}, "
+        f"y {region.box[1]}–{region.box[3]}."
+    )
     if len(f.regions) > 1:
         others = [r for i, r in enumerate(f.regions) if i != focus]
         detail += f" There {'is' if len(others) == 1 else 'are'} also {_count_words(len(others), 'region')} at {_places(others)}."
@@ -149,8 +158,10 @@ def answer_size(f: Findings, focus: int | None) -> str:
         return "There is no anomaly, so nothing to measure."
     region = f.regions[focus]
     width, height = region.box[2] - region.box[0], region.box[3] - region.box[1]
-    text = (f"The anomaly at the {region.location} covers about {_percent(region.area_fraction)} of the image "
-            f"(a box of {width} × {height} pixels).")
+    text = (
+        f"The anomaly at the {region.location} covers about {_percent(region.area_fraction)} of the image "
+        f"(a box of {width} × {height} pixels)."
+    )
     if len(f.regions) > 1:
         total = sum(r.area_fraction for r in f.regions)
         text += f" All {len(f.regions)} regions together cover {_percent(total)}."
@@ -164,15 +175,19 @@ def answer_confidence(f: Findings, focus: int | None) -> str:
     if f.n_normal and f.scale == f.scale:  # a calibrated decision: explain it in units of normal spread
         sigmas = (f.score - f.threshold) / f.scale
         side = "above" if sigmas >= 0 else "below"
-        text += (f" Its anomaly score {f.score:.3g} is {abs(sigmas):.1f} normal spreads {side} the threshold "
-                 f"{f.threshold:.3g}, which {f.n_normal} normal image{'s' * (f.n_normal != 1)} set.")
+        text += (
+            f" Its anomaly score {f.score:.3g} is {abs(sigmas):.1f} normal spreads {side} the threshold "
+            f"{f.threshold:.3g}, which {f.n_normal} normal image{'s' * (f.n_normal != 1)} set."
+        )
     return text
 
 
 def answer_reference(f: Findings, focus: int | None) -> str:
     if not f.n_normal:
-        return ("I had no normal reference images for this product: the verdict is zero-shot, so I cannot "
-                "compare it with a known-good part.")
+        return (
+            "I had no normal reference images for this product: the verdict is zero-shot, so I cannot "
+            "compare it with a known-good part."
+        )
     refs = f"the {f.n_normal} normal reference image{'s' * (f.n_normal != 1)}"
     if f.references:
         shown = ", ".join(f.references[:3]) + (", …" if len(f.references) > 3 else "")
@@ -182,7 +197,9 @@ def answer_reference(f: Findings, focus: int | None) -> str:
     region = f.regions[focus]
     text = f"Compared with {refs}, the area at the {region.location} has no close counterpart in any of them"
     if f.normal_peak is not None:
-        text += f": its local anomaly score reaches {region.peak:.3g}, where normal images stay below {f.normal_peak:.3g}"
+        text += (
+            f": its local anomaly score reaches {region.peak:.3g}, where normal images stay below {f.normal_peak:.3g}"
+        )
     return text + ". The rest of the image matches them."
 
 
@@ -220,14 +237,23 @@ def answer_summary(f: Findings, focus: int | None) -> str:
 
 
 def answer_help(f: Findings, focus: int | None) -> str:
-    return ("You can ask: is there a defect? where is it? how many are there? how large is it? how sure are you? "
-            "how does it differ from the references? which defect is it? what should a normal part look like?")
+    return (
+        "You can ask: is there a defect? where is it? how many are there? how large is it? how sure are you? "
+        "how does it differ from the references? which defect is it? what should a normal part look like?"
+    )
 
 
 ANSWERERS = {
-    "help": answer_help, "defect": answer_defect, "where": answer_where, "count": answer_count,
-    "size": answer_size, "confidence": answer_confidence, "reference": answer_reference, "type": answer_type,
-    "criteria": answer_criteria, "summary": answer_summary,
+    "help": answer_help,
+    "defect": answer_defect,
+    "where": answer_where,
+    "count": answer_count,
+    "size": answer_size,
+    "confidence": answer_confidence,
+    "reference": answer_reference,
+    "type": answer_type,
+    "criteria": answer_criteria,
+    "summary": answer_summary,
 }
 
 

@@ -40,8 +40,11 @@ class Criteria:
     defects: tuple[DefectType, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "description": self.description,
-                "defects": [{"name": d.name, "description": d.description} for d in self.defects]}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "defects": [{"name": d.name, "description": d.description} for d in self.defects],
+        }
 
 
 def load_criteria(path: str | Path) -> Criteria:

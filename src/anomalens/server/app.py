@@ -1,7 +1,7 @@
-"""The inspection service: a versioned REST API (`/v1`, OpenAPI at `/docs`) and the web chat page, on one
-FastAPI app. Line software posts images and gets verdicts; a person uploads a photo, sees the heatmap
-and chats about it. Model compute runs one request at a time (the CPU is the limit; parallel requests
-would only fight over its cores), everything else concurrently."""
+"""The inspection service over HTTP: a versioned REST API (`/v1`, OpenAPI at `/docs`) and the web chat page,
+on one FastAPI app. Line software posts images and gets verdicts; a person uploads a photo, sees the
+heatmap and chats about it. Inspections run concurrently (a fitted inspector's predict changes nothing);
+only the language model, whose llama.cpp context is not thread-safe, answers one question at a time."""
 
 from __future__ import annotations
 
@@ -21,11 +21,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
-from ..inspector import Inspector
-from ..language import BackendError, ChatImages, ChatSession, LanguageModel, compose, findings_from
-from ..overlay import render_overlay
-from .store import ModelStore, StoreError
+from ..language import BackendError, ChatSession, LanguageModel
+from ..service import Inspection, InspectionService, ModelStore, StoreError
+from ..version import __version__
 from .uploads import Limits, read_uploads
 
 MAX_CONVERSATIONS = 256  # inspections kept for chat, oldest forgotten first
@@ -42,32 +40,28 @@ class ApiError(Exception):
         self.status, self.message, self.extra = status, message, extra
 
 
-def create_app(models_dir: str | Path, *, api_key: str | None = None, language_model: LanguageModel | None = None,
-               guard: str = "correct", limits: Limits = Limits(), clip_weights: str | Path | None = None,
-               clip_model: str | None = None) -> FastAPI:
-    app = FastAPI(title="AnomaLens", version=__version__,
-                  description="Industrial visual anomaly inspection: verdicts, anomaly maps, regions and answers.")
+def create_app(
+    models_dir: str | Path,
+    *,
+    api_key: str | None = None,
+    language_model: LanguageModel | None = None,
+    guard: str = "correct",
+    limits: Limits = Limits(),
+    clip_weights: str | Path | None = None,
+    clip_model: str | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="AnomaLens",
+        version=__version__,
+        description="Industrial visual anomaly inspection: verdicts, anomaly maps, regions and answers.",
+    )
     store = ModelStore(models_dir)
-    compute = threading.Lock()
+    service = InspectionService(
+        language_model=language_model, guard=guard, clip_weights=clip_weights, clip_model=clip_model
+    )
     sessions: OrderedDict[str, ChatSession] = OrderedDict()
     sessions_lock = threading.Lock()
     model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
-    zero_shot_inspectors: OrderedDict[str, Inspector] = OrderedDict()  # by class name (prompts embedded once), or "mutual"
-    few_shot = Inspector()  # refitted on each request's references under the compute lock: one backbone load
-
-    def zero_shot_inspector(class_name: str | None) -> Inspector:
-        """Route A (CLIP and text) when the service has CLIP weights, else route B (the request's images
-        scored against each other)."""
-        if clip_weights is None and clip_model is None:
-            if "mutual" not in zero_shot_inspectors:
-                zero_shot_inspectors["mutual"] = Inspector(zero_shot="mutual")
-            return zero_shot_inspectors["mutual"]
-        key = (class_name or "").strip().lower()
-        if key not in zero_shot_inspectors:
-            zero_shot_inspectors[key] = Inspector.zero_shot_clip(clip_weights, clip_model, class_name=class_name)
-            while len(zero_shot_inspectors) > 4:
-                zero_shot_inspectors.popitem(last=False)
-        return zero_shot_inspectors[key]
 
     # ---- errors and limits ---------------------------------------------------------------------
     @app.exception_handler(ApiError)
@@ -92,11 +86,15 @@ def create_app(models_dir: str | Path, *, api_key: str | None = None, language_m
         if request.url.path.startswith("/v1/") and request.url.path != "/v1/health" and api_key:
             given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
             if not secrets.compare_digest(given.encode(), api_key.encode()):
-                return JSONResponse({"error": "missing or wrong API key (send it in the X-API-Key header)"}, status_code=401)
+                return JSONResponse(
+                    {"error": "missing or wrong API key (send it in the X-API-Key header)"}, status_code=401
+                )
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > limits.max_request_bytes:
-            return JSONResponse({"error": f"request too large ({length} bytes; the limit is {limits.max_request_bytes})"},
-                                status_code=413)
+            return JSONResponse(
+                {"error": f"request too large ({length} bytes; the limit is {limits.max_request_bytes})"},
+                status_code=413,
+            )
         return await call_next(request)
 
     def uploads(items: list[UploadFile] | None) -> list[tuple[str, bytes]]:
@@ -115,16 +113,22 @@ def create_app(models_dir: str | Path, *, api_key: str | None = None, language_m
     # ---- API -----------------------------------------------------------------------------------
     @app.get("/v1/health")
     def health() -> dict:
-        return {"status": "ok", "version": __version__, "models": len(store.ids()),
-                "language_backend": language_model.name if language_model else "grounded"}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "models": len(store.ids()),
+            "language_backend": language_model.name if language_model else "grounded",
+        }
 
     @app.get("/v1/models")
     def list_models() -> dict:
         return {"models": store.list()}
 
     @app.post("/v1/models", status_code=202)
-    def fit_model(files: list[UploadFile] = File(description="Normal images of the product."),
-                  model_id: str | None = Form(None, description="Id for the new model (default: generated).")) -> dict:
+    def fit_model(
+        files: list[UploadFile] = File(description="Normal images of the product."),
+        model_id: str | None = Form(None, description="Id for the new model (default: generated)."),
+    ) -> dict:
         if model_id is not None:
             store.path(model_id)  # validate before reading the images
         decoded = read_uploads(uploads(files), limits)
@@ -148,23 +152,29 @@ def create_app(models_dir: str | Path, *, api_key: str | None = None, language_m
         return {"deleted": model_id}
 
     @app.post("/v1/inspect")
-    def inspect(files: list[UploadFile] = File(description="Images to inspect."),
-                model_id: str | None = Form(None, description="A fitted model's id."),
-                references: list[UploadFile] | None = File(None, description="Normal reference images (few-shot)."),
-                zero_shot: bool = Form(False, description="No normal images: CLIP and text about class_name when "
-                                                          "the service has CLIP weights, else the images (at least "
-                                                          "2) are scored against each other."),
-                class_name: str | None = Form(None, max_length=100, description="Product class, for the answers."),
-                overlay: bool = Form(False, description="Include the heatmap overlay PNG (base64).")) -> dict:
+    def inspect(
+        files: list[UploadFile] = File(description="Images to inspect."),
+        model_id: str | None = Form(None, description="A fitted model's id."),
+        references: list[UploadFile] | None = File(None, description="Normal reference images (few-shot)."),
+        zero_shot: bool = Form(
+            False,
+            description="No normal images: CLIP and text about class_name when "
+            "the service has CLIP weights, else the images (at least "
+            "2) are scored against each other.",
+        ),
+        class_name: str | None = Form(None, max_length=100, description="Product class, for the answers."),
+        overlay: bool = Form(False, description="Include the heatmap overlay PNG (base64)."),
+    ) -> dict:
         if zero_shot + (model_id is not None) + bool(references) != 1:
-            raise ApiError(400, "give exactly one of model_id (a fitted model), references (normal images) or zero_shot")
+            raise ApiError(
+                400, "give exactly one of model_id (a fitted model), references (normal images) or zero_shot"
+            )
         queries = read_uploads(uploads(files), limits)
         if zero_shot:
-            with compute:
-                try:
-                    inspector = zero_shot_inspector(class_name)
-                except (ValueError, FileNotFoundError) as error:
-                    raise ApiError(503, f"zero-shot route A is not available: {error}") from None
+            try:
+                inspector = service.zero_shot(class_name)
+            except (ValueError, FileNotFoundError) as error:
+                raise ApiError(503, f"zero-shot route A is not available: {error}") from None
         elif model_id is not None:
             inspector = store.get(model_id)
         else:
@@ -172,39 +182,42 @@ def create_app(models_dir: str | Path, *, api_key: str | None = None, language_m
             normal = [u.image for u in refs if u.image is not None]
             if not normal:
                 raise ApiError(400, "no readable reference image", references=[f"{u.name}: {u.error}" for u in refs])
-            inspector = few_shot
+            inspector = service.fit(normal)
         readable = [u for u in queries if u.image is not None]
         if not readable:
-            raise ApiError(400, "no readable image to inspect",
-                           results=[{"file": u.name, "ok": False, "error": u.error} for u in queries])
-        # The shared few-shot and zero-shot inspectors hold this request's references and calibration from
-        # the fit to the last result: one lock over all of it.
-        with compute:
-            if inspector is few_shot:
-                few_shot.fit(normal)
-            try:
-                predicted = iter(inspector.predict([u.image for u in readable]))
-            except ValueError as error:  # route B with fewer than 2 readable images
-                raise ApiError(400, str(error)) from None
-            results = [_inspection(u, next(predicted), inspector, class_name, overlay) if u.image is not None
-                       else {"file": u.name, "ok": False, "error": u.error} for u in queries]
-            return {"model_id": model_id, "expert": inspector.expert.kind, "results": results}
+            raise ApiError(
+                400,
+                "no readable image to inspect",
+                results=[{"file": u.name, "ok": False, "error": u.error} for u in queries],
+            )
+        try:
+            inspections = iter(service.inspect(inspector, [u.image for u in readable], class_name=class_name or ""))
+            results = [
+                _record(u, next(inspections), overlay)
+                if u.image is not None
+                else {"file": u.name, "ok": False, "error": u.error}
+                for u in queries
+            ]
+        except ValueError as error:  # route B with fewer than 2 readable images
+            raise ApiError(400, str(error)) from None
+        return {"model_id": model_id, "expert": inspector.expert.name, "results": results}
 
-    def _inspection(upload, result, inspector: Inspector, class_name: str | None, want_overlay: bool) -> dict:
-        findings = findings_from(result, inspector.calibration, expert=inspector.expert.kind, class_name=class_name or "")
-        picture = render_overlay(upload.image, result.anomaly_map, inspector.calibration, result.regions)
-        session = ChatSession(findings, language_model, guard=guard, images=ChatImages(upload.image, picture))
+    def _record(upload, inspection: Inspection, want_overlay: bool) -> dict:
+        session = service.chat(inspection)
         inspection_id = uuid.uuid4().hex
         with sessions_lock:
             sessions[inspection_id] = session
             while len(sessions) > MAX_CONVERSATIONS:
                 sessions.popitem(last=False)
-        record = result.to_dict() | {"file": upload.name, "inspection_id": inspection_id,
-                                     "answer": compose("Is there any anomaly in the image?", findings).text}
+        record = inspection.result.to_dict() | {
+            "file": upload.name,
+            "inspection_id": inspection_id,
+            "answer": inspection.answer(),
+        }
         record.pop("source")
         if want_overlay:
             buffer = io.BytesIO()
-            picture.save(buffer, format="PNG")
+            session.images.overlay.save(buffer, format="PNG")
             record["overlay_png"] = base64.b64encode(buffer.getvalue()).decode()
         return record
 

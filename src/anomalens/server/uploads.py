@@ -48,7 +48,9 @@ def _read_one(path: Path, name: str, data: bytes, limits: Limits) -> Upload:
         with Image.open(path) as header:  # reads the header only: refuse huge images before decoding them
             width, height = header.size
         if width * height > limits.max_pixels:
-            return Upload(name, error=f"image too large ({width} × {height} pixels; the limit is {limits.max_pixels} pixels)")
+            return Upload(
+                name, error=f"image too large ({width} × {height} pixels; the limit is {limits.max_pixels} pixels)"
+            )
     except Exception:  # noqa: BLE001 - not readable by Pillow's header parser; load_image says why below
         pass
     try:

@@ -3,25 +3,22 @@
 exist offline): image and pixel AUROC per training seed, with and without per-image prompt adaptation, and,
 for comparison, the pixel AUROC of maps from the ordinary (query-key) patch tokens of the same blocks.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python bench/clip_tiny_check.py
+    OMP_NUM_THREADS=1 python tests/report_clip_tiny.py
+
+It reuses the test's trained tiny CLIP, so it lives with the tests (bench/ never imports them).
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import SIZE, plant_defect, texture  # noqa: E402
-from test_zero_shot_clip import _train_tiny_clip  # noqa: E402
-
-from anomalens.clip import Tokenizer, preprocess  # noqa: E402
-from anomalens.experts.clip_zero_shot import ClipZeroShotExpert  # noqa: E402
-from anomalens.metrics import image_auroc, pixel_auroc  # noqa: E402
+from anomalens.clip import Tokenizer, preprocess
+from anomalens.experts.clip_zero_shot import ClipZeroShotExpert
+from anomalens.metrics import image_auroc, pixel_auroc
+from conftest import SIZE, plant_defect, texture
+from test_zero_shot_clip import _train_tiny_clip, score_images
 
 
 def full_size(maps: torch.Tensor) -> np.ndarray:
@@ -37,14 +34,18 @@ def main() -> None:
         model = _train_tiny_clip(tokenizer, seed)
         for adapt in (False, True):
             expert = ClipZeroShotExpert(model, tokenizer, "textile", adapt=adapt)
-            maps, scores = expert.score_images(images)
-            print(f"seed {seed} adapt={adapt}: image AUROC {image_auroc(labels, scores.numpy()):.3f}, "
-                  f"pixel AUROC {pixel_auroc(masks, full_size(maps[:8])):.3f}")
+            maps, scores = score_images(expert, images)
+            print(
+                f"seed {seed} adapt={adapt}: image AUROC {image_auroc(labels, scores.numpy()):.3f}, "
+                f"pixel AUROC {pixel_auroc(masks, full_size(maps[:8])):.3f}"
+            )
         with torch.no_grad():
-            _, plain = model.encode_image_dense(preprocess(images[:8], model.config.image_resolution), expert.layers,
-                                                value_value=False)
-            plain_maps = torch.stack([expert._probability(F.normalize(t, dim=-1), torch.stack(expert.text_embeddings()))
-                                      for t in plain]).mean(0)
+            _, plain = model.encode_image_dense(
+                preprocess(images[:8], model.config.image_resolution), expert.layers, value_value=False
+            )
+            plain_maps = torch.stack(
+                [expert._probability(F.normalize(t, dim=-1), torch.stack(expert.text_embeddings())) for t in plain]
+            ).mean(0)
         print(f"seed {seed} query-key tokens instead: pixel AUROC {pixel_auroc(masks, full_size(plain_maps)):.3f}")
 
 

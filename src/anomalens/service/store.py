@@ -39,8 +39,15 @@ class FitJob:
     started: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict:
-        return {"job_id": self.id, "model_id": self.model_id, "status": self.status, "done": self.done,
-                "total": self.total, "error": self.error, "skipped": self.skipped}
+        return {
+            "job_id": self.id,
+            "model_id": self.model_id,
+            "status": self.status,
+            "done": self.done,
+            "total": self.total,
+            "error": self.error,
+            "skipped": self.skipped,
+        }
 
 
 class ModelStore:
@@ -73,9 +80,15 @@ class ModelStore:
             header = read_header(path)
         except ModelFileError as error:
             return {"id": model_id, "ok": False, "error": str(error)}
-        return {"id": model_id, "ok": True, "expert": header["expert"]["kind"],
-                "n_normal": header["calibration"]["n_normal"], "backbone": header["config"]["backbone"],
-                "bytes": path.stat().st_size, "created": path.stat().st_mtime}
+        return {
+            "id": model_id,
+            "ok": True,
+            "expert": header["expert"]["kind"],
+            "n_normal": header["calibration"]["n_normal"],
+            "backbone": header["config"]["backbone"],
+            "bytes": path.stat().st_size,
+            "created": path.stat().st_mtime,
+        }
 
     def get(self, model_id: str) -> Inspector:
         path = self.path(model_id)
@@ -134,6 +147,3 @@ class ModelStore:
             job.status = "done"
         except Exception as error:  # noqa: BLE001 - a failed job reports why; the server goes on
             job.status, job.error = "failed", f"{type(error).__name__}: {error}"
-
-    def close(self) -> None:
-        self._fitting.shutdown(wait=False, cancel_futures=True)

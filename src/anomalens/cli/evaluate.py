@@ -1,0 +1,116 @@
+"""`anomalens eval`: benchmark on labelled data in MVTec-AD or VisA layout."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..backbones import DEFAULT_BACKBONE
+from ..data.datasets import list_categories
+from ..evaluation import evaluate_category
+from .common import (
+    BackboneOpt,
+    ClipModelOpt,
+    ClipWeightsOpt,
+    ExpertOpt,
+    SizeOpt,
+    WeightsOpt,
+    app,
+    console,
+    err,
+    fail,
+    fresh_output_dir,
+    progress_bars,
+    stage_bars,
+)
+
+
+@app.command("eval")
+def evaluate_cmd(
+    root: Annotated[Path, typer.Argument(help="Dataset root in MVTec-AD or VisA layout.")],
+    category: Annotated[Optional[list[str]], typer.Option(help="Category (repeatable); default: all.")] = None,
+    shots: Annotated[Optional[int], typer.Option(help="Fit on the first K normal images only (few-shot).")] = None,
+    backbone: BackboneOpt = DEFAULT_BACKBONE,
+    weights: WeightsOpt = None,
+    expert: ExpertOpt = "auto",
+    image_size: SizeOpt = 256,
+    eval_size: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Score pixels on maps and masks resized to this square size (anomalib's protocol); default: native."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the coreset's random start and projection.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json and metrics.csv.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
+    zero_shot: Annotated[
+        bool,
+        typer.Option(
+            "--zero-shot",
+            help="Use no training image: score each category's "
+            "test images against each other (route B), or with "
+            "--clip-weights/--clip-model against text (route A).",
+        ),
+    ] = False,
+    clip_weights: ClipWeightsOpt = None,
+    clip_model: ClipModelOpt = None,
+):
+    """Benchmark on labelled data: image/pixel AUROC, AUPRO, F1-max, verdict quality, speed."""
+    categories = category or list_categories(root)
+    if not categories:
+        fail(f"{root}: no categories found (expected MVTec-AD or VisA layout)")
+    out = fresh_output_dir(out, overwrite, "eval")
+    rows = []
+    options = dict(backbone=backbone, weights=weights, expert=expert, image_size=image_size, seed=seed)
+    route = None
+    if zero_shot:
+        route = "clip" if clip_weights or clip_model else "mutual"
+        if route == "clip":
+            options |= dict(clip_weights=clip_weights, clip_model=clip_model)
+    for name in categories:
+        with progress_bars() as progress:
+            try:
+                rows.append(
+                    evaluate_category(
+                        root, name, shots, options, stage_bars(progress, f"{name}: "), eval_size, zero_shot=route
+                    )
+                )
+            except (FileNotFoundError, ValueError) as error:
+                err.print(f"[red]{escape(name)}: {escape(str(error))}[/]")
+                err.print(f"[red]{name}: {error}[/]")
+    if not rows:
+        raise typer.Exit(1)
+    (out / "metrics.json").write_text(json.dumps(rows, indent=2))
+    columns = [k for k in rows[0] if k != "skipped"]
+    with open(out / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    setting = "zero-shot" if zero_shot else f"{shots}-shot" if shots else "full-shot"
+    table = Table(title=f"AnomaLens eval ({setting})")
+    shown = [
+        "image_auroc",
+        "pixel_auroc",
+        "aupro",
+        "image_f1max",
+        "verdict_accuracy",
+        "fit_seconds",
+        "detect_images_per_second",
+    ]
+    table.add_column("category")
+    for key in shown:
+        table.add_column(key.replace("_", " "), justify="right")
+    for row in rows:
+        table.add_row(row["category"], *(fmt(row.get(key)) for key in shown))
+    console.print(table)
+    console.print(f"metrics written to {out / 'metrics.json'} and {out / 'metrics.csv'}")
+
+
+def fmt(value) -> str:
+    return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,60 @@
+"""`anomalens fit` and `anomalens info`: model files."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from ..backbones import DEFAULT_BACKBONE
+from ..model_file import ModelFileError, read_header
+from ..service import InspectionService
+from .common import BackboneOpt, ExpertOpt, SizeOpt, WeightsOpt, app, console, fail, fit_with_progress, normal_images
+
+
+@app.command()
+def fit(
+    data: Annotated[Path, typer.Argument(help="Folder of normal images, or an MVTec/VisA category folder.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write (.safetensors).")],
+    category: Annotated[Optional[str], typer.Option(help="Category, when DATA is a dataset root.")] = None,
+    shots: Annotated[Optional[int], typer.Option(help="Use only the first K normal images.")] = None,
+    backbone: BackboneOpt = DEFAULT_BACKBONE,
+    weights: WeightsOpt = None,
+    expert: ExpertOpt = "auto",
+    image_size: SizeOpt = 256,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model file.")] = False,
+):
+    """Fit an inspector on normal images and save it as a model file."""
+    if output.exists() and not overwrite:
+        fail(f"{output} already exists; choose another name or pass --overwrite")
+    paths = normal_images(data, category)[: shots or None]
+    started = time.perf_counter()
+    try:
+        inspector = fit_with_progress(
+            InspectionService(weights=weights), paths, backbone=backbone, expert=expert, image_size=image_size
+        )
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    inspector.save(output, overwrite=overwrite)
+    cal = inspector.calibration
+    console.print(
+        f"fitted [bold]{inspector.expert.name}[/] on {len(paths) - len(inspector.skipped)} normal images "
+        f"in {time.perf_counter() - started:.1f}s → {escape(str(output))}"
+    )
+    console.print(
+        f"image threshold {cal.image_threshold:.4g} ({cal.method}, {cal.n_normal} images), "
+        f"pixel threshold {cal.pixel_threshold:.4g}"
+    )
+
+
+@app.command()
+def info(model: Annotated[Path, typer.Argument(help="Model file.")]):
+    """Print a model file's description (configuration, backbone, thresholds, version)."""
+    try:
+        console.print_json(json.dumps(read_header(model)))
+    except ModelFileError as error:
+        fail(str(error))

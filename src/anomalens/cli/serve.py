@@ -1,0 +1,63 @@
+"""`anomalens serve`: the inspection service over HTTP, with its web chat page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import ClipModelOpt, ClipWeightsOpt, app, err, fail
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    models: Annotated[Path, typer.Option(help="Folder of model files the service serves and fits into.")] = Path(
+        "anomalens-models"
+    ),
+    api_key: Annotated[
+        Optional[str],
+        typer.Option(envvar="ANOMALENS_API_KEY", help="Require this key (X-API-Key header) on /v1 requests."),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="Language backend for chat: grounded, llama-cpp or openai.")
+    ] = "grounded",
+    llm_model: Annotated[Optional[Path], typer.Option(help="GGUF file for llama-cpp.")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint for the openai backend.")] = None,
+    llm_name: Annotated[Optional[str], typer.Option(help="Model name for the openai backend.")] = None,
+    vision: Annotated[bool, typer.Option(help="The openai model reads images.")] = False,
+    guard: Annotated[str, typer.Option(help="correct, judge or off.")] = "correct",
+    max_request_mb: Annotated[float, typer.Option(help="Largest request body accepted, in MB.")] = 64,
+    max_pixels: Annotated[int, typer.Option(help="Largest image accepted, in pixels (width × height).")] = 40_000_000,
+    clip_weights: ClipWeightsOpt = None,
+    clip_model: ClipModelOpt = None,
+):
+    """Start the inspection service: REST API under /v1 (docs at /docs) and the web chat page at /."""
+    import uvicorn
+
+    from ..language import BackendError, create_language_model
+    from ..server import Limits, create_app
+
+    try:
+        language_model = create_language_model(
+            backend, model_path=llm_model, base_url=base_url, model=llm_name, vision=vision
+        )
+    except BackendError as error:
+        fail(str(error))
+    request_bytes = int(max_request_mb * 1024 * 1024)
+    limits = Limits(
+        max_request_bytes=request_bytes, max_file_bytes=min(request_bytes, Limits.max_file_bytes), max_pixels=max_pixels
+    )
+    application = create_app(
+        models,
+        api_key=api_key,
+        language_model=language_model,
+        guard=guard,
+        limits=limits,
+        clip_weights=clip_weights,
+        clip_model=clip_model,
+    )
+    err.print(f"AnomaLens at http://{host}:{port}/ (API docs: /docs); models in {models.resolve()}")
+    uvicorn.run(application, host=host, port=port, log_level="warning")

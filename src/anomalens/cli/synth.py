@@ -1,0 +1,57 @@
+"""`anomalens synth`: preview the synthetic anomalies the decoder expert learns from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from PIL import Image
+from rich.markup import escape
+
+from ..data import ImageError, load_image
+from ..preprocessing import to_batch
+from ..synth import synthesize
+from .common import SizeOpt, app, console, err, fail, fresh_output_dir, normal_images
+
+
+@app.command()
+def synth(
+    data: Annotated[Path, typer.Argument(help="Folder of normal images, or an MVTec/VisA category folder.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the preview images.")],
+    n: Annotated[int, typer.Option("-n", help="How many synthetic anomalies to make.")] = 16,
+    category: Annotated[Optional[str], typer.Option(help="Category, when DATA is a dataset root.")] = None,
+    image_size: SizeOpt = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the random draws.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
+):
+    """Preview the synthetic anomalies the decoder expert learns from: normal | synthetic | its mask in red."""
+    paths = normal_images(data, category)
+    out = fresh_output_dir(out, overwrite, "synth")
+    rng = np.random.default_rng(seed)
+    images: dict[Path, np.ndarray] = {}
+
+    def image() -> np.ndarray:
+        """A random readable image, decoded and resized as the decoder sees it (once); an unreadable one
+        is reported and never drawn again."""
+        while paths:
+            path = paths[int(rng.integers(len(paths)))]
+            if path not in images:
+                try:
+                    images[path] = to_batch([load_image(path)], image_size)[0].permute(1, 2, 0).numpy()
+                except ImageError as error:
+                    err.print(f"[yellow]skipped:[/] {escape(str(error))}")
+                    paths.remove(path)
+                    continue
+            return images[path]
+        fail(f"{data}: no readable normal image")
+
+    for k in range(n):
+        target = image()
+        result = synthesize(target, image(), rng)
+        marked = result.image.copy()
+        marked[result.mask] = 0.5 * marked[result.mask] + 0.5 * np.array([1.0, 0.0, 0.0])
+        preview = np.concatenate([target, result.image, marked], axis=1)
+        Image.fromarray((preview * 255 + 0.5).astype(np.uint8)).save(out / f"{k:03d}_{result.mode}.png")
+    console.print(f"{n} synthetic anomalies (normal | synthetic | mask) in {out}")

@@ -1,0 +1,137 @@
+"""What every expert is. An expert turns a batch into patch anomaly maps (B, h, w) and image scores (B,);
+the inspector composes it with the other stages and never asks which expert it holds.
+
+An expert says what it needs (`needs`), and the inspector provides exactly that:
+- "features": the backbone's patch features of the batch (`ExpertInput.features`);
+- "normal": it is fitted on normal images (`fit`), which also gives the normal evidence its decision is
+  calibrated on; without it, the expert is ready when built (zero-shot);
+- "normal_pixels": fitting also needs the normal images themselves (e.g. to synthesise anomalies from);
+- "batch": it scores a whole batch against itself, and its decision is calibrated on that batch;
+- "text": it is built from words about the product (class name, defects), not from a configuration alone.
+
+Model files hold an expert as `state()` → (JSON-ready config with "kind", tensors) and rebuild it with
+`from_state`; `register` makes a class known by its `name`, so any registered expert saves and loads.
+Labelled defect examples are not an expert's business: the defect-type head (`defect_types`) names a
+defect from the descriptors that results carry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import nn
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+FEW_SHOT_MAX = 16  # "auto": the few-shot memory bank up to this many references, PatchCore above
+ALIASES = {"memory": "auto", "both": "fused"}  # the command line's names
+
+
+@dataclass
+class ExpertInput:
+    """One batch as an expert sees it: the preprocessed pixels (B, 3, S, S) in [0, 1] ("pixels") and the
+    backbone's per-stage patch features (B, C_i, h, w) ("features")."""
+
+    pixels: torch.Tensor | None = None
+    features: list[torch.Tensor] | None = None
+
+    @staticmethod
+    def joined(parts: list[ExpertInput]) -> ExpertInput:
+        """Several batches as one, in order."""
+        pixels = torch.cat([p.pixels for p in parts]) if parts[0].pixels is not None else None
+        features = [torch.cat(s) for s in zip(*(p.features for p in parts))] if parts[0].features is not None else None
+        return ExpertInput(pixels, features)
+
+
+@dataclass
+class NormalImages:
+    """What fitting gets: the normal images' patch features ("features") and the images as uint8
+    (N, 3, S, S) ("normal_pixels"); `embed` turns more float pixel batches into features (synthetic ones)."""
+
+    features: list[torch.Tensor] | None = None
+    pixels: torch.Tensor | None = None
+    embed: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
+    text_start: Callable[[], torch.Tensor] | None = None  # CLIP backbones: (2, E) "normal"/"anomalous" text
+    progress: Progress | None = None  # (stage, done, total) of long fits
+
+    def __len__(self) -> int:
+        return len(self.features[0]) if self.features is not None else len(self.pixels)
+
+
+@dataclass
+class NormalEvidence:
+    """Normal images scored as if new (leave-one-out or held out): what the decision is calibrated on."""
+
+    maps: torch.Tensor  # (n, h, w) patch maps
+    scores: torch.Tensor  # (n,)
+    method: str  # how they were obtained: "leave-one-out", "self-similarity", "held-out"
+
+
+class Expert:
+    """Base of every expert; subclasses set `name` and `needs` and implement what their needs call for."""
+
+    name: ClassVar[str]
+    needs: ClassVar[frozenset[str]] = frozenset({"features", "normal"})
+    # Scores that are already anomaly probabilities are decided at 0.5; others are calibrated on normal
+    # evidence (fitted experts) or on the batch ("batch").
+    probability_scores: ClassVar[bool] = False
+    resize_mode: ClassVar[str] = "bilinear"  # how images are brought to the input size
+    input_size: int | None = None  # pixels a side the expert reads (None: the inspector's image_size)
+    standardises_exposure: ClassVar[bool] = False  # each image's exposure standardised before scoring
+
+    @classmethod
+    def create(cls, config: Any, n_normal: int | None = None) -> Expert:
+        """A new expert from the inspector's configuration (and the number of normal images, when fitted)."""
+        return cls()
+
+    def fit(self, normal: NormalImages) -> NormalEvidence:
+        raise TypeError(f"the {self.name} expert is not fitted (zero-shot): call predict(images) directly")
+
+    def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch anomaly maps (B, h, w) and image scores (B,)."""
+        raise NotImplementedError
+
+    def module(self) -> nn.Module:
+        """The scoring step as one torch module, features (or pixels) → (patch maps, image scores), for export."""
+        raise NotImplementedError(f"the {self.name} expert cannot be exported yet")
+
+    def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        raise TypeError(f"the {self.name} expert has no model to save: it needs no fitting")
+
+    @classmethod
+    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> Expert:
+        raise TypeError(f"the {cls.name} expert is not loaded from model files")
+
+
+EXPERTS: dict[str, type[Expert]] = {}
+E = TypeVar("E", bound=type[Expert])
+
+
+def register(cls: E) -> E:
+    """Class decorator: make an expert known by its name (to the inspector, the CLI and model files)."""
+    EXPERTS[cls.name] = cls
+    return cls
+
+
+def expert_class(name: str, n_normal: int | None = None, zero_shot: bool = False) -> type[Expert]:
+    """The class an expert name means; "auto" is the few-shot memory bank up to FEW_SHOT_MAX normal
+    images, PatchCore above. With `zero_shot`, the name must be a route that needs no normal images."""
+    if zero_shot and name not in zero_shot_routes():
+        raise ValueError(f"unknown zero-shot route {name!r}; choose one of {', '.join(zero_shot_routes())}")
+    kind = ALIASES.get(name, name)
+    if kind == "auto":
+        kind = "memory_bank" if n_normal is None or n_normal <= FEW_SHOT_MAX else "patchcore"
+    if kind not in EXPERTS:
+        raise ValueError(f"unknown expert {name!r}: choose auto, memory, {', '.join(sorted(EXPERTS))} or both")
+    return EXPERTS[kind]
+
+
+def zero_shot_routes() -> list[str]:
+    """The registered experts that need no normal images."""
+    return sorted(name for name, cls in EXPERTS.items() if "normal" not in cls.needs)
+
+
+def memory_kind(n_normal: int | None) -> str:
+    """The memory expert that suits this many normal images."""
+    return expert_class("auto", n_normal).name

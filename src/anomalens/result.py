@@ -1,0 +1,92 @@
+"""What the inspector says about one image, and how a scored map becomes that answer: the calibrated
+verdict and probability, the map at the image's own size, and the regions a positive verdict points at."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .calibration import Calibration
+from .maps import at_image_size
+from .regions import Region, describe_location, find_regions
+
+
+@dataclass
+class InspectionResult:
+    """One image's inspection. `error` is set (and the rest empty) if it could not be read. The decoded
+    image, the calibration that decided it and the defect descriptor travel with it, so overlays, findings
+    and the chat need neither the file again nor the network."""
+
+    source: str
+    score: float | None = None
+    anomalous: bool | None = None
+    probability: float | None = None  # calibrated probability that the image is anomalous
+    confidence: float | None = None  # probability of the verdict given: max(p, 1 − p)
+    anomaly_map: np.ndarray | None = field(default=None, repr=False)  # H×W at the image's own size
+    regions: list[Region] = field(default_factory=list)
+    location: str = ""  # "bottom left", … ("" when no defect)
+    image_size: tuple[int, int] | None = None  # width, height
+    error: str | None = None
+    expert: str = ""  # the expert that scored it
+    image: np.ndarray | None = field(default=None, repr=False)  # the decoded H×W×3 image in [0, 1]
+    calibration: Calibration | None = field(default=None, repr=False)
+    descriptor: np.ndarray | None = field(default=None, repr=False)  # where it departs from normal (defect types)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (the map and image are left out: they go to image files)."""
+        return {
+            "source": self.source,
+            "ok": self.ok,
+            "error": self.error,
+            "score": self.score,
+            "anomalous": self.anomalous,
+            "probability": self.probability,
+            "confidence": self.confidence,
+            "location": self.location,
+            "regions": [r.to_dict() for r in self.regions],
+            "image_size": self.image_size,
+        }
+
+
+def decide(
+    source: str,
+    image: np.ndarray,
+    score: float,
+    small_map: np.ndarray,
+    calibration: Calibration,
+    expert: str = "",
+    descriptor: np.ndarray | None = None,
+) -> InspectionResult:
+    """The result for one scored image: `small_map` is its smoothed map at the input size."""
+    shape = image.shape[:2]
+    anomalous = score >= calibration.image_threshold
+    probability = calibration.probability(score)
+    regions = []
+    if anomalous:
+        # Outline at half the peak's height above a normal pixel, and never below the calibrated pixel
+        # threshold unless the peak itself is (so a positive verdict always says where); report the
+        # regions whose peak no normal image reaches.
+        peak = float(small_map.max())
+        half_max = (calibration.pixel_floor + peak) / 2
+        level = max(calibration.pixel_threshold, half_max) if peak > calibration.pixel_threshold else half_max
+        regions = find_regions(small_map, level, seed=calibration.region_threshold, image_size=(shape[1], shape[0]))
+    return InspectionResult(
+        source=source,
+        score=score,
+        anomalous=bool(anomalous),
+        probability=probability,
+        confidence=max(probability, 1 - probability),
+        anomaly_map=at_image_size(small_map, shape),
+        regions=regions,
+        location=describe_location(regions),
+        image_size=(shape[1], shape[0]),
+        image=image,
+        calibration=calibration,
+        expert=expert,
+        descriptor=descriptor,
+    )

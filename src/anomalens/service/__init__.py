@@ -1,0 +1,158 @@
+"""One inspection service for every interface (the CLI, the HTTP server, next the Ray batch path): which
+inspector a request asks for — a model file, few-shot references, a zero-shot route — and each result
+carried on to findings, an overlay and a chat session. The interfaces call this; none wires these pieces
+itself."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..backbones import DEFAULT_BACKBONE
+from ..experts.defect_types import DefectGuess, DefectTypeExpert
+from ..inspector import Inspector
+from ..language import ChatImages, ChatSession, Criteria, Findings, LanguageModel, compose, findings_from
+from ..overlay import render_overlay
+from ..preprocessing import ImageInput
+from ..result import InspectionResult
+from .store import FitJob, ModelStore, StoreError
+
+__all__ = ["FitJob", "Inspection", "InspectionService", "ModelStore", "StoreError"]
+FIRST_QUESTION = "Is there any anomaly in the image?"
+CLIP_INSPECTORS = 4  # zero-shot route A inspectors kept (prompts embedded once per class name)
+
+
+@dataclass
+class Inspection:
+    """One image's result with what is said about it. `findings` is None when the image was unreadable."""
+
+    result: InspectionResult
+    findings: Findings | None
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    def overlay(self) -> Image.Image:
+        """The heatmap over the image the result was decoded from, with boxes around its regions."""
+        r = self.result
+        return render_overlay(r.image, r.anomaly_map, r.calibration, r.regions)
+
+    def answer(self) -> str:
+        """The grounded answer to the first question a person asks."""
+        return compose(FIRST_QUESTION, self.findings).text
+
+
+class InspectionService:
+    def __init__(
+        self,
+        *,
+        weights: str | Path | None = None,
+        language_model: LanguageModel | None = None,
+        guard: str = "correct",
+        clip_weights: str | Path | None = None,
+        clip_model: str | None = None,
+    ):
+        self.weights, self.language_model, self.guard = weights, language_model, guard
+        self.clip_weights, self.clip_model = clip_weights, clip_model
+        self._few_shot: Inspector | None = None  # unfitted: its backbone is loaded once and shared
+        self._zero_shot: OrderedDict[str, Inspector] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # ---- which inspector -----------------------------------------------------------------------
+    def load(self, model: str | Path) -> Inspector:
+        return Inspector.load(model, weights=self.weights)
+
+    def fit(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        progress: Callable[[int], None] | None = None,
+        train_progress: Callable[[str, int, int], None] | None = None,
+        **options,
+    ) -> Inspector:
+        """A new inspector fitted on normal images (`options`: the Inspector's, e.g. expert, image_size)."""
+        if not options or options == {"expert": "auto"}:  # the default inspector: share its backbone
+            with self._lock:
+                if self._few_shot is None:
+                    self._few_shot = Inspector(weights=self.weights)
+            inspector = copy.copy(self._few_shot)  # fit() gives the copy its own expert and calibration
+        else:
+            inspector = Inspector(options.pop("backbone", DEFAULT_BACKBONE), weights=self.weights, **options)
+        return inspector.fit(images, progress=progress, train_progress=train_progress)
+
+    def zero_shot(self, class_name: str | None = None, defects: Sequence[str] = (), writer=None) -> Inspector:
+        """Route A (CLIP and text about `class_name`) when the service has CLIP weights, else route B (a
+        batch's images scored against each other). Both predict without changing, so they are shared."""
+        if self.clip_weights is None and self.clip_model is None:
+            key = "mutual"
+        else:
+            key = f"clip:{(class_name or '').strip().lower()}:{'|'.join(defects)}"
+        with self._lock:
+            if key not in self._zero_shot:
+                self._zero_shot[key] = (
+                    Inspector(weights=self.weights, zero_shot="mutual")
+                    if key == "mutual"
+                    else Inspector.zero_shot_clip(
+                        self.clip_weights, self.clip_model, class_name=class_name, defects=defects, writer=writer
+                    )
+                )
+                while len(self._zero_shot) > CLIP_INSPECTORS + 1:
+                    self._zero_shot.popitem(last=False)
+            self._zero_shot.move_to_end(key)
+            return self._zero_shot[key]
+
+    # ---- results → findings → overlay → chat ---------------------------------------------------
+    def inspect(
+        self,
+        inspector: Inspector,
+        images: Iterable[ImageInput],
+        *,
+        class_name: str = "",
+        criteria: Criteria | None = None,
+        references: Sequence[str] = (),
+        defect_types: DefectTypeExpert | None = None,
+    ) -> Iterator[Inspection]:
+        """Inspections in input order; an unreadable image is an Inspection whose result has `error` set."""
+        for result in inspector.iter_predict(images):
+            if not result.ok:
+                yield Inspection(result, None)
+                continue
+            guess = self._defect_type(result, defect_types)
+            yield Inspection(
+                result,
+                findings_from(
+                    result, class_name=class_name, criteria=criteria, references=tuple(references), defect_type=guess
+                ),
+            )
+
+    def chat(self, inspection: Inspection, references: Sequence = ()) -> ChatSession:
+        """A conversation about one inspection (`references`: normal images a vision model is shown)."""
+        images = ChatImages(inspection.result.image, inspection.overlay(), list(references[:2]))
+        return ChatSession(inspection.findings, self.language_model, guard=self.guard, images=images)
+
+    @staticmethod
+    def defect_types(
+        inspector: Inspector, examples: dict[str, Sequence[ImageInput]]
+    ) -> tuple[DefectTypeExpert, list[str]]:
+        """A defect-type head from labelled examples (type → images), and the examples it could not read.
+        Descriptors come with the examples' results: nothing is embedded twice."""
+        descriptors, skipped = {}, []
+        for name, images in examples.items():
+            results = inspector.predict(list(images))
+            skipped += [r.error for r in results if not r.ok]
+            rows = [r.descriptor for r in results if r.ok and r.descriptor is not None]
+            if rows:
+                descriptors[name] = np.stack(rows)
+        return DefectTypeExpert.fit(descriptors), skipped
+
+    @staticmethod
+    def _defect_type(result: InspectionResult, head: DefectTypeExpert | None) -> DefectGuess | None:
+        return head.classify(result.descriptor) if head is not None and result.descriptor is not None else None
