@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench clean
+.PHONY: demo test unit lint bench clean
 
 # torch first, pinned (the CPU wheel where one is provided locally), and only where none is installed
 $(STAMP): pyproject.toml
@@ -24,8 +24,19 @@ $(TEST_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/anomalens demo
 
-test: $(TEST_STAMP)
+# lint first (seconds): formatting, lint rules, types, and the layers of docs/architecture.md; then every test
+test: $(TEST_STAMP) lint
 	$(BIN)/python -m pytest -q
+
+# the fast unit tests alone (no CLI processes, servers, browser or language model)
+unit: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Quality and speed on ../shared/datasets (not part of the tests); writes bench/results.md
 bench: $(TEST_STAMP)

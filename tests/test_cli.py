@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 from anomalens.cli import app, sample_root
 from conftest import save_png, texture
 
+pytestmark = pytest.mark.e2e  # through the CLI, a server or a browser
+
 runner = CliRunner()
 
 

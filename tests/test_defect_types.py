@@ -47,6 +47,7 @@ def test_types_are_told_apart_from_three_examples_each(inspector):
         DefectTypeExpert.fit({"blob": _descriptors(inspector, blobs[:1])})
 
 
+@pytest.mark.e2e
 def test_chat_names_the_defect_type(tmp_path):
     for i in range(6):
         save_png(tmp_path / "good" / f"{i}.png", texture(i))

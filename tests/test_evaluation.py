@@ -41,3 +41,10 @@ def test_a_mask_of_the_wrong_size_is_reported_and_the_rest_evaluated(texture_dat
     assert report["n_test"] == 7
     assert len(report["skipped"]) == 1
     assert "001_mask.png" in report["skipped"][0] and "70x50" in report["skipped"][0]
+
+
+def test_evaluate_zero_shot_reports_the_batchs_own_calibration(texture_dataset):
+    """Route B's decision is calibrated on the batch it scores; the report carries that calibration."""
+    report = evaluate_category(texture_dataset, "textile", options={"image_size": 128}, zero_shot="mutual")
+    assert report["expert"] == "mutual" and report["n_train"] == 0
+    assert report["calibration"]["method"] == "batch-mixture" and report["image_auroc"] > 0.9

@@ -113,6 +113,7 @@ def test_a_single_image_is_a_clear_error():
         Inspector(zero_shot="telepathy")
 
 
+@pytest.mark.e2e
 def test_detect_zero_shot_end_to_end(batch, tmp_path):
     images, _, centres = batch
     folder = tmp_path / "unlabeled"

@@ -15,6 +15,8 @@ from PIL import Image
 
 from conftest import free_port, plant_defect, running_server, texture
 
+pytestmark = pytest.mark.e2e  # through the CLI, a server or a browser
+
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 API_KEY = "test-key-123"

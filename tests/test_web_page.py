@@ -16,6 +16,8 @@ import pytest
 from anomalens.cli import sample_root
 from conftest import free_port
 
+pytestmark = pytest.mark.e2e  # through the CLI, a server or a browser
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUTPUT = Path(os.environ.get("ANOMALENS_TEST_OUTPUT", Path(__file__).resolve().parent.parent / "test-output"))
 

@@ -51,6 +51,7 @@ def test_route_a_inspector_gives_probabilities_maps_and_verdicts(clip_file):
         inspector.save("x.safetensors")
 
 
+@pytest.mark.e2e
 def test_detect_zero_shot_route_a_from_a_weights_file(clip_file, folder, tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(
@@ -73,6 +74,7 @@ def test_detect_zero_shot_route_a_from_a_weights_file(clip_file, folder, tmp_pat
     assert (out / "marked_overlay.png").is_file()
 
 
+@pytest.mark.e2e
 def test_eval_zero_shot_route_a_from_a_weights_file(clip_file, texture_dataset, tmp_path):
     out = tmp_path / "eval"
     result = runner.invoke(
@@ -95,6 +97,7 @@ def test_eval_zero_shot_route_a_from_a_weights_file(clip_file, texture_dataset, 
     assert row["calibration"]["method"] == "text-probability" and 0 <= row["image_auroc"] <= 1
 
 
+@pytest.mark.e2e
 def test_route_a_without_weights_explains_how_to_get_them(folder, tmp_path, monkeypatch):
     def offline(repo, filename):
         raise OSError("no network")
@@ -107,6 +110,7 @@ def test_route_a_without_weights_explains_how_to_get_them(folder, tmp_path, monk
     assert "--clip-weights PATH" in result.output and "huggingface.co" in result.output
 
 
+@pytest.mark.e2e
 def test_detect_zero_shot_route_b_needs_no_weights(folder, tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(app, ["detect", str(folder), "--zero-shot", "--out", str(out)])
@@ -114,6 +118,7 @@ def test_detect_zero_shot_route_b_needs_no_weights(folder, tmp_path):
     assert len(json.loads((out / "results.json").read_text())) == 4
 
 
+@pytest.mark.e2e
 def test_chat_zero_shot(clip_file, folder):
     result = runner.invoke(
         app,

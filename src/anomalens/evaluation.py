@@ -66,6 +66,7 @@ def evaluate_category(
     fit_seconds = time.perf_counter() - started
 
     labels, scores, maps, masks, verdicts, skipped = [], [], [], [], [], list(inspector.skipped)
+    calibration = inspector.calibration
     predictions = inspector.iter_predict([s.path for s in test])
     detect_seconds = 0.0  # time spent producing results (decoding included), not reading masks or scoring
     for i, sample in enumerate(test, start=1):
@@ -86,6 +87,7 @@ def evaluate_category(
         labels.append(sample.label)
         scores.append(result.score)
         verdicts.append(result.anomalous)
+        calibration = result.calibration  # a zero-shot batch's own comes with its results
         maps.append(result.anomaly_map if eval_size is None else _resized(result.anomaly_map, eval_size, "bilinear"))
         masks.append(mask if eval_size is None else _resized(mask, eval_size, "nearest"))
 
@@ -98,7 +100,7 @@ def evaluate_category(
         "n_test": len(labels),
         **metrics,
         **_verdict_quality(np.array(labels), np.array(verdicts)),
-        "calibration": inspector.calibration.to_dict(),
+        "calibration": calibration.to_dict() if calibration else None,
         "fit_seconds": fit_seconds,
         "detect_images_per_second": len(test) / detect_seconds if detect_seconds else float("nan"),
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

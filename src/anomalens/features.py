@@ -31,8 +31,9 @@ class PatchFeatures(nn.Module):
 
 
 @torch.inference_mode()
-def patch_features(backbone: Backbone, batch: torch.Tensor) -> list[torch.Tensor]:
+def patch_features(backbone: Backbone | None, batch: torch.Tensor) -> list[torch.Tensor]:
     """Per-stage (B, C_i, h, w) features on the finest stage's grid."""
+    assert backbone is not None, "an expert that needs features comes with a backbone"
     return aggregate(backbone(batch))
 
 

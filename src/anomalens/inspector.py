@@ -104,15 +104,15 @@ class Inspector:
             raise RuntimeError("the inspector is not fitted: call fit(normal_images) or Inspector.load(path)")
         groups = batches(as_images(images), self.config.batch_size)
         for group in [list(groups)] if "batch" in self.expert.needs else ([item] for item in groups):
-            yield from self._inspect(group)
+            yield from self._inspect(group, self.expert)
 
-    def _inspect(self, group: list[list[Decoded] | Unreadable]) -> Iterator[InspectionResult]:
+    def _inspect(self, group: list[list[Decoded] | Unreadable], expert: Expert) -> Iterator[InspectionResult]:
         """Scores the readable images of `group` together, then gives every item's result in order."""
         decoded = [entry for item in group if isinstance(item, list) for entry in item]
         if decoded:
-            batch = ExpertInput.joined([self._input(item, self.expert) for item in group if isinstance(item, list)])
-            patch_maps, scores = self.expert.score(batch)
-            maps, scores = smooth(patch_maps, self.config.image_size).numpy(), scores.numpy()
+            batch = ExpertInput.joined([self._input(item, expert) for item in group if isinstance(item, list)])
+            patch_maps, image_scores = expert.score(batch)
+            maps, scores = smooth(patch_maps, self.config.image_size).numpy(), image_scores.numpy()
             calibration = self.calibration or batch_calibration(scores, maps)
             descriptors = defect_descriptors(batch.features, patch_maps) if batch.features else [None] * len(scores)
             scored = iter(zip(decoded, scores, maps, descriptors))
@@ -121,7 +121,7 @@ class Inspector:
                 yield InspectionResult(source=item[0], error=str(item[1]))
                 continue
             for (source, image), score, small_map, descriptor in (next(scored) for _ in item):
-                yield decide(source, image, float(score), small_map, calibration, self.expert.name, descriptor)
+                yield decide(source, image, float(score), small_map, calibration, expert.name, descriptor)
 
     def _input(self, item: list[Decoded], kind: Expert | type[Expert]) -> ExpertInput:
         """What the expert (or its class, before it is fitted) needs of these images: pixels, features or both."""
@@ -135,7 +135,7 @@ class Inspector:
         return InferenceGraph.of(self)
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
-        if self.calibration is None or "normal" not in self.expert.needs:
+        if self.expert is None or self.calibration is None or "normal" not in self.expert.needs:
             raise ValueError("a zero-shot inspector has no model to save: it scores each batch (or text) on its own")
         return save_model(path, self, overwrite)
 

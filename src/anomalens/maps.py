@@ -14,6 +14,8 @@ SMOOTHING_SIGMA = 4.0  # Gaussian σ of the map in pixels at 256 px (PatchCore's
 class Smoothing(nn.Module):
     """(B, h, w) patch maps → (B, S, S): bilinear upsampling to the input size S, then a Gaussian blur."""
 
+    kernel: torch.Tensor
+
     def __init__(self, size: int):
         super().__init__()
         self.size = size

@@ -3,6 +3,7 @@ part stays calm and a defect glows; defect regions get a box."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def heat_colours(values: np.ndarray) -> np.ndarray:
 
 
 def render_overlay(
-    image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration, regions: list[Region] = ()
+    image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration, regions: Sequence[Region] = ()
 ) -> Image.Image:
     """The image with the heatmap blended in where it is anomalous, and boxes around the regions."""
     heat = normalised_map(anomaly_map, calibration)
@@ -45,7 +46,11 @@ def render_overlay(
 
 
 def save_overlay(
-    path: str | Path, image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration, regions: list[Region] = ()
+    path: str | Path,
+    image: np.ndarray,
+    anomaly_map: np.ndarray,
+    calibration: Calibration,
+    regions: Sequence[Region] = (),
 ) -> Path:
     path = Path(path)
     render_overlay(image, anomaly_map, calibration, regions).save(path)

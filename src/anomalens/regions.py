@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -73,7 +74,7 @@ def find_regions(
     return sorted(regions, key=lambda r: -r.peak)
 
 
-def location_names(regions: list[Region]) -> list[str]:
+def location_names(regions: Sequence[Region]) -> list[str]:
     """The regions' grid cells, each named once, strongest region first."""
     return list(dict.fromkeys(r.location for r in sorted(regions, key=lambda r: -r.peak)))
 

@@ -80,6 +80,7 @@ def synthesize(
             return result
         if best is None or mask.sum() > best.mask.sum():
             best = result
+    assert best is not None  # ATTEMPTS ≥ 1
     return best
 
 

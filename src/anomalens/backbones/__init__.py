@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TypedDict, cast
 
 import torch
 from torch import nn
@@ -36,8 +37,13 @@ class BackboneConfig:
     weights_hint: str = ""
 
 
-_TF_SCALE = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # TF-converted weights want [-1, 1]
-_IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+class _Scaling(TypedDict):
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+_TF_SCALE: _Scaling = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}  # TF-converted weights want [-1, 1]
+_IMAGENET: _Scaling = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 _CLIP_HINT = (
     "pass weights=PATH to a CLIP ViT checkpoint (OpenAI, OpenCLIP or transformers layout; .safetensors "
     "or a plain state dict)"
@@ -87,6 +93,9 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 class Backbone(nn.Module):
     """A frozen feature network that takes RGB batches in [0, 1] and returns feature maps, finest first."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, name: str, network: nn.Module, mean, std):
         super().__init__()
         self.name, self.network = name, network
@@ -97,11 +106,11 @@ class Backbone(nn.Module):
 
     @property
     def strides(self) -> list[int]:
-        return self.network.strides
+        return cast(list[int], self.network.strides)
 
     @property
     def channels(self) -> list[int]:
-        return self.network.channels
+        return cast(list[int], self.network.channels)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self.network((images - self.mean) / self.std)
@@ -120,6 +129,7 @@ def resolve_weights(name: str, weights: str | Path | None = None) -> Path:
             module = importlib.import_module(config.weights_package)
         except ImportError:
             raise FileNotFoundError(f"weights for {name} are not installed: {config.weights_hint}") from None
+        assert module.__file__ is not None  # a regular package
         files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
         if files:
             return files[0]

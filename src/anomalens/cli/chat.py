@@ -105,7 +105,7 @@ def chat(
         refs,
         zero_shot,
         bool(clip_weights or clip_model),
-        class_name or (rules and rules.name),
+        class_name or (rules.name if rules else None),
         tuple(d.name for d in rules.defects) if rules else (),
     )
     types = _defect_type_expert(service, inspector, defect_examples) if defect_examples else None
@@ -120,7 +120,7 @@ def chat(
         )
     )
     if not inspection.ok:
-        fail(inspection.result.error)
+        fail(str(inspection.result.error))
     session = service.chat(inspection, [load_image(p) for p in ref_paths[:2]])
     try:
         if ask:

@@ -179,6 +179,7 @@ def chosen_inspector(
             return service.zero_shot(class_name, defects)
         if model:
             return service.load(model)
+        assert refs is not None  # exactly one of model and refs
         return fit_with_progress(service, normal_images(refs, None))
     except (ModelFileError, ValueError, FileNotFoundError) as error:
         fail(str(error))

@@ -38,7 +38,8 @@ OverwriteOpt = Annotated[bool, typer.Option(help="Write into a non-empty --out f
 def write_inspections(service: InspectionService, inspector: Inspector, paths: list[Path], out: Path) -> list[dict]:
     """Inspect every image; write its JSON and overlay (from the image decoded for the model: no second
     decode); one unreadable image never stops the rest. Returns the JSON records, results.json too."""
-    records, used = [], set()
+    records: list[dict] = []
+    used: set[str] = set()
     with progress_bars() as progress:
         task = progress.add_task("inspecting", total=len(paths))
         for path, inspection in zip(paths, service.inspect(inspector, paths)):
@@ -50,7 +51,7 @@ def write_inspections(service: InspectionService, inspector: Inspector, paths: l
                 record["overlay"] = str(out / f"{stem}_overlay.png")
                 (out / f"{stem}.json").write_text(json.dumps(record, indent=2))
             else:
-                err.print(f"[yellow]skipped:[/] {escape(inspection.result.error)}")
+                err.print(f"[yellow]skipped:[/] {escape(str(inspection.result.error))}")
             records.append(record)
     (out / "results.json").write_text(json.dumps(records, indent=2))
     return records

@@ -41,6 +41,7 @@ def fit(
         fail(str(error))
     inspector.save(output, overwrite=overwrite)
     cal = inspector.calibration
+    assert inspector.expert is not None and cal is not None  # saved, so fitted
     console.print(
         f"fitted [bold]{inspector.expert.name}[/] on {len(paths) - len(inspector.skipped)} normal images "
         f"in {time.perf_counter() - started:.1f}s → {escape(str(output))}"

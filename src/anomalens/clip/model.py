@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -160,12 +161,14 @@ class VisionTower(nn.Module):
         x = self.ln_pre(x)
         wanted, start = set(dense_layers), min(dense_layers, default=len(self.transformer.resblocks) + 1)
         dense, vv = [], None
-        for number, block in enumerate(self.transformer.resblocks, start=1):
+        blocks = cast(Iterable[ResidualBlock], self.transformer.resblocks)  # typed as Modules
+        for number, block in enumerate(blocks, start=1):
             if value_value and number >= start:
                 vv = (x if vv is None else vv) + block.attn.value_value(block.ln_1(x))
             x = block(x)
             if number in wanted:
                 tokens = vv if value_value else x
+                assert tokens is not None  # the value-value path starts at the first block listed
                 dense.append((self.ln_post(tokens[:, 1:]) @ self.proj).view(b, h, w, -1))
         return self.ln_post(x[:, 0]) @ self.proj, dense
 

@@ -116,7 +116,8 @@ _LINE = re.compile(r"^[\W\d_]*(normal|anomalous|defective|defect)\s*[:\-–]\s*(
 
 def _ask_writer(writer: Writer, name: str, defects: Sequence[str]) -> tuple[list[str], list[str]]:
     """(normal, anomalous) phrases parsed from the model's reply; lines that follow no format are ignored."""
-    normal, anomalous = [], []
+    normal: list[str] = []
+    anomalous: list[str] = []
     for line in writer(writer_request(name, defects)).splitlines():
         match = _LINE.match(line.strip())
         if not match:

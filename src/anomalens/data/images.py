@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import tifffile
@@ -114,7 +115,7 @@ def _read_tiff(path: Path) -> _TiffPixels | None:
     photometric = tifffile.PHOTOMETRIC
     try:
         with tifffile.TiffFile(path) as tif:
-            page = tif.pages[0]
+            page = cast(tifffile.TiffPage, tif.pages[0])  # the first page is never a frame
             if page.photometric not in (photometric.MINISBLACK, photometric.RGB):
                 return None
             colours = 1 if page.photometric == photometric.MINISBLACK else 3

@@ -39,7 +39,8 @@ class ExpertInput:
     @staticmethod
     def joined(parts: list[ExpertInput]) -> ExpertInput:
         """Several batches as one, in order."""
-        pixels = torch.cat([p.pixels for p in parts]) if parts[0].pixels is not None else None
+        # the parts are made alike: all have pixels, or none
+        pixels = torch.cat([p.pixels for p in parts if p.pixels is not None]) if parts[0].pixels is not None else None
         features = [torch.cat(s) for s in zip(*(p.features for p in parts))] if parts[0].features is not None else None
         return ExpertInput(pixels, features)
 
@@ -56,7 +57,10 @@ class NormalImages:
     progress: Progress | None = None  # (stage, done, total) of long fits
 
     def __len__(self) -> int:
-        return len(self.features[0]) if self.features is not None else len(self.pixels)
+        if self.features is not None:
+            return len(self.features[0])
+        assert self.pixels is not None  # fitting gets features, pixels or both
+        return len(self.pixels)
 
 
 @dataclass

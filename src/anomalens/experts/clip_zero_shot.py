@@ -93,11 +93,13 @@ class ClipZeroShotExpert(Expert):
         probabilities (B,), both in [0, 1]."""
         mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
         maps, scores = [], []
-        for start in range(0, len(batch.pixels), self.batch_size):
-            pixels = (batch.pixels[start : start + self.batch_size] - mean) / std
-            pooled, dense = self.model.encode_image_dense(pixels, self.layers)
+        images = batch.pixels
+        assert images is not None  # this expert reads pixels
+        for start in range(0, len(images), self.batch_size):
+            pixels = (images[start : start + self.batch_size] - mean) / std
+            pooled, layers = self.model.encode_image_dense(pixels, self.layers)
             pooled = F.normalize(pooled, dim=-1)
-            dense = F.normalize(torch.stack(dense, dim=1), dim=-1)  # (B, layers, grid, grid, E)
+            dense = F.normalize(torch.stack(layers, dim=1), dim=-1)  # (B, layers, grid, grid, E)
             for image_pooled, image_dense in zip(pooled, dense):
                 states = self._adapted_states(image_dense) if self.adapt else torch.stack(self.text_embeddings())
                 patch_map = self._probability(image_dense, states).mean(0)

@@ -51,10 +51,11 @@ class DecoderHead(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Per-stage features (B, C_i, h, w) → anomaly probability (B, h, w), the mean over stages."""
         normal, anomalous = F.normalize(self.embeddings, dim=1)
-        total = 0.0
+        total: torch.Tensor | float = 0.0
         for fmap, projection in zip(features, self.projections):
             z = F.normalize(projection(fmap.permute(0, 2, 3, 1)), dim=-1)  # channels last: faster on CPU
             total = total + torch.sigmoid(z @ (anomalous - normal) / self.temperature)
+        assert isinstance(total, torch.Tensor)  # there is at least one stage
         return total / len(features)
 
     @torch.no_grad()
@@ -63,20 +64,25 @@ class DecoderHead(nn.Module):
         prompt ensembles' `embeddings` (2, E), and each projection passes its stage's joint-space tokens
         through unchanged (undoing the standardisation that training sees)."""
         self.embeddings.copy_(embeddings)
-        for projection, mean, std in zip(self.projections, means, stds):
+        for projection, mean, std in zip(self.linears, means, stds):
             projection.weight.copy_(torch.diag(std))
             projection.bias.copy_(mean)
 
     @torch.no_grad()
     def fold_standardisation(self, means: list[torch.Tensor], stds: list[torch.Tensor]) -> None:
         """Make a head trained on standardised features (x − mean) / std take raw features instead."""
-        for projection, mean, std in zip(self.projections, means, stds):
-            projection.bias -= projection.weight @ (mean / std)
+        for projection, mean, std in zip(self.linears, means, stds):
+            projection.bias.sub_(projection.weight @ (mean / std))
             projection.weight /= std
 
     @property
+    def linears(self) -> list[nn.Linear]:
+        """The per-stage projections, typed as what they are."""
+        return [p for p in self.projections if isinstance(p, nn.Linear)]
+
+    @property
     def channels(self) -> list[int]:
-        return [p.in_features for p in self.projections]
+        return [p.in_features for p in self.linears]
 
 
 @register
@@ -100,6 +106,7 @@ class DecoderExpert(Expert):
     def fit(self, normal: NormalImages) -> NormalEvidence:
         """Trained on synthetic anomalies from all but a held-out split of the normal images, which it is
         then calibrated on."""
+        assert normal.pixels is not None and normal.features is not None and normal.embed is not None  # its needs
         train, held = held_out_split(len(normal), self.seed)
         text_start = normal.text_start() if normal.text_start else None
         self.train(normal.pixels[train], [f[train] for f in normal.features], normal.embed, normal.progress, text_start)
@@ -157,6 +164,7 @@ class DecoderExpert(Expert):
                 stale += 1
                 if stale >= PATIENCE:
                     break
+        assert best is not None  # set by the first epoch
         self.head.load_state_dict(best)
         self.head.fold_standardisation(means, stds)
         self.head.requires_grad_(False).eval()
@@ -164,6 +172,7 @@ class DecoderExpert(Expert):
 
     def _epoch(self, features: list[torch.Tensor], masks: torch.Tensor, optimiser=None) -> float:
         """One pass (shuffled, with updates, if an optimiser is given); the mean loss per batch."""
+        assert self.head is not None
         n = len(masks)
         order = torch.randperm(n) if optimiser else torch.arange(n)
         losses = []
@@ -187,9 +196,11 @@ class DecoderExpert(Expert):
         return self.module()(batch.features)
 
     def module(self) -> DecoderScorer:
+        assert self.head is not None
         return DecoderScorer(self.head)
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        assert self.head is not None  # trained or loaded
         config = {
             "kind": self.name,
             "channels": self.head.channels,

@@ -104,7 +104,9 @@ class FusedExpert(Expert):
         return cls(memory, decoder, config["statistics"])
 
 
-def fuse(memory: tuple[torch.Tensor, torch.Tensor], decoder_maps: torch.Tensor, statistics: dict):
+def fuse(
+    memory: tuple[torch.Tensor, torch.Tensor], decoder_maps: torch.Tensor, statistics: dict
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused (maps, scores) from the memory expert's (maps, scores) and the decoder's maps of the same images."""
 
     def normalised(name: str, values: torch.Tensor) -> torch.Tensor:

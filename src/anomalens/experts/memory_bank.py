@@ -43,6 +43,7 @@ class MemoryBankExpert(Expert):
 
     def fit(self, normal: NormalImages) -> NormalEvidence:
         features = normal.features
+        assert features is not None  # a "features" expert is always given them
         n, _, h, w = features[0].shape
         self.grid = (h, w)
         self.banks = [flatten_patches(image_scaled(f)) for f in features]
@@ -55,12 +56,14 @@ class MemoryBankExpert(Expert):
         return self.module()(batch.features)
 
     def module(self) -> MemoryBankScorer:
+        assert self.banks is not None
         return MemoryBankScorer(self.banks)
 
     @torch.inference_mode()
     def leave_one_out(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores of the fitted references as if each were new: its own patches are left out of the bank.
         With a single reference, a patch is matched against the rest of its own image instead."""
+        assert self.banks is not None
         n = len(features[0])
         results = []
         for i in range(n):
@@ -72,12 +75,14 @@ class MemoryBankExpert(Expert):
         return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
 
     def _near_cells(self) -> torch.Tensor:
+        assert self.grid is not None
         h, w = self.grid
         yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
         yy, xx = yy.flatten(), xx.flatten()
         return ((yy[:, None] - yy[None]).abs() <= SELF_EXCLUSION) & ((xx[:, None] - xx[None]).abs() <= SELF_EXCLUSION)
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        assert self.banks is not None and self.image_ids is not None and self.grid is not None  # fitted or loaded
         tensors = {f"bank{i}": b.contiguous() for i, b in enumerate(self.banks)}
         tensors["image_ids"] = self.image_ids
         return {"kind": self.name, "grid": list(self.grid), "map": MAP_KIND}, tensors

@@ -49,6 +49,7 @@ class MutualScorer(Expert):
     def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-stage (B, C, h, w) features of a whole batch → patch maps (B, GRID, GRID) and image scores (B,)."""
         features = batch.features
+        assert features is not None  # a "features" expert is always given them
         n = len(features[0])
         if n < 2:
             raise ValueError(

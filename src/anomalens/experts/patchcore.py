@@ -39,7 +39,8 @@ class PatchCoreExpert(Expert):
         centroids: torch.Tensor | None = None,
     ):
         self.coreset_ratio, self.max_bank, self.num_neighbors, self.seed = coreset_ratio, max_bank, num_neighbors, seed
-        self.bank, self.image_ids, self.centroids, self.index = bank, image_ids, centroids, None
+        self.bank, self.image_ids, self.centroids = bank, image_ids, centroids
+        self.index: faiss.Index | None = None
         if bank is not None:
             self._build_index()
 
@@ -48,6 +49,7 @@ class PatchCoreExpert(Expert):
         return cls(config.coreset_ratio, config.max_bank, config.num_neighbors, config.seed)
 
     def fit(self, normal: NormalImages) -> NormalEvidence:
+        assert normal.features is not None  # a "features" expert is always given them
         self.fit_bank(normal.features)
         maps, scores = self.leave_one_out(normal.features)
         return NormalEvidence(maps, scores, "leave-one-out" if len(normal) > 1 else "self-similarity")
@@ -63,6 +65,7 @@ class PatchCoreExpert(Expert):
         return self
 
     def _build_index(self) -> None:
+        assert self.bank is not None
         n, dim = self.bank.shape
         if n <= EXACT_MAX:
             self.index, self.centroids = faiss.IndexFlatL2(dim), None
@@ -70,26 +73,29 @@ class PatchCoreExpert(Expert):
             if self.centroids is None:
                 kmeans = faiss.Kmeans(dim, n // PATCHES_PER_CELL, niter=20, seed=self.seed + 1)
                 kmeans.train(self.bank.numpy())
+                assert kmeans.centroids is not None  # set by train
                 self.centroids = torch.from_numpy(kmeans.centroids.copy())
             quantizer = faiss.IndexFlatL2(dim)
             quantizer.add(self.centroids.numpy())
-            self.index = faiss.IndexIVFFlat(quantizer, dim, len(self.centroids))
-            self.index.is_trained = True  # the cells are given, not learned again: reloads are identical
-            self.index.nprobe = max(1, round(len(self.centroids) * PROBE_FRACTION))
+            self.index = ivf = faiss.IndexIVFFlat(quantizer, dim, len(self.centroids))
+            ivf.is_trained = True  # the cells are given, not learned again: reloads are identical
+            ivf.nprobe = max(1, round(len(self.centroids) * PROBE_FRACTION))
             self._quantizer = quantizer  # the index does not own it
         self.index.add(self.bank.numpy())
 
-    def _search_params(self, exclude_image: int | None):
+    def _search_params(self, exclude_image: int | None) -> faiss.SearchParameters | None:
         """Search options: the probe count for an inverted file, and the image whose patches to skip."""
         if exclude_image is None:
             return None
+        assert self.image_ids is not None
         own = np.flatnonzero(self.image_ids.numpy() == exclude_image).astype("int64")
         selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(own))
         if isinstance(self.index, faiss.IndexIVFFlat):
-            return faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
-        return faiss.SearchParameters(sel=selector)
+            return faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)  # type: ignore[call-arg]
+        return faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]  # faiss's wrapper takes keywords
 
     def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
+        assert batch.features is not None
         return self.search(batch.features)
 
     @torch.inference_mode()
@@ -100,11 +106,12 @@ class PatchCoreExpert(Expert):
         b, _, h, w = features[0].shape
         query = flatten_patches(torch.cat(features, dim=1)).contiguous().numpy()
         params = self._search_params(exclude_image)
+        assert self.index is not None
         sq_dist, nearest = self.index.search(query, 1, params=params)
         dist = torch.from_numpy(np.sqrt(np.maximum(sq_dist[:, 0], 0))).view(b, h * w)
-        nearest = torch.from_numpy(nearest[:, 0]).view(b, h * w)
-        query = torch.from_numpy(query).view(b, h * w, -1)
-        return dist.view(b, h, w), self._reweight(query, dist, nearest, params)
+        nearest_ids = torch.from_numpy(nearest[:, 0]).view(b, h * w)
+        queries = torch.from_numpy(query).view(b, h * w, -1)
+        return dist.view(b, h, w), self._reweight(queries, dist, nearest_ids, params)
 
     def _reweight(self, query, dist, nearest, params) -> torch.Tensor:
         """PatchCore eq. 7: the worst patch's score is damped when its nearest bank patch sits in a dense
@@ -112,10 +119,11 @@ class PatchCoreExpert(Expert):
         worst = dist.argmax(1)
         rows = torch.arange(len(dist))
         score = dist[rows, worst]
+        assert self.bank is not None and self.index is not None
         k = min(self.num_neighbors, len(self.bank))
         anchor = self.bank[nearest[rows, worst]].contiguous().numpy()
-        _, support = self.index.search(anchor, k, params=params)
-        support = torch.from_numpy(support).clamp_(min=0)
+        _, support_ids = self.index.search(anchor, k, params=params)
+        support = torch.from_numpy(support_ids).clamp_(min=0)
         support_dist = torch.cdist(query[rows, worst][:, None], self.bank[support])[:, 0]
         weight = 1 - torch.softmax(support_dist, dim=1)[:, 0]
         return weight * score
@@ -126,6 +134,7 @@ class PatchCoreExpert(Expert):
         return torch.cat([m for m, _ in results]), torch.cat([s for _, s in results])
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        assert self.bank is not None and self.image_ids is not None  # fitted or loaded
         config = {
             "kind": self.name,
             "coreset_ratio": self.coreset_ratio,
@@ -149,12 +158,15 @@ class PatchCoreExpert(Expert):
                 "a PatchCore bank above EXACT_MAX patches is searched with an inverted file, "
                 "which cannot be exported yet"
             )
+        assert self.bank is not None
         return PatchCoreScorer(self.bank, self.num_neighbors)
 
 
 class PatchCoreScorer(nn.Module):
     """Exact PatchCore scoring as a torch module (matrix product + top-k, no faiss): per-stage features →
     (maps (B, h, w), reweighted image scores (B,)); equal to the flat-index search."""
+
+    bank: torch.Tensor
 
     def __init__(self, bank: torch.Tensor, num_neighbors: int):
         super().__init__()

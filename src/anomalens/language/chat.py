@@ -111,7 +111,7 @@ class ChatSession:
     def _messages(self, question: str) -> list[dict]:
         """System prompt with the findings, the conversation so far, the new question; a vision model gets
         the pictures with the first question."""
-        messages = [{"role": "system", "content": SYSTEM_PROMPT.format(facts=self.findings.as_text())}]
+        messages: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT.format(facts=self.findings.as_text())}]
         for i, turn in enumerate(self.turns + [None]):
             text = turn.question if turn else question
             content = self._with_images(text) if i == 0 else text
@@ -128,6 +128,7 @@ class ChatSession:
     def _judge(self, expert: str, model: str, problems: list[str], report: GuardReport) -> str:
         """A vision model decides between the expert and its own first answer; both are recorded."""
         prompt = JUDGE_PROMPT.format(expert=expert, model=model, problems="; ".join(problems))
+        assert self.model is not None  # only a model's answer is judged
         reply = self.model.complete([{"role": "user", "content": self._with_images(prompt)}])
         decision = parse_judgement(reply)
         report.judge = {"decision": decision or "unclear", "reason": reply}

@@ -71,7 +71,7 @@ def compose(question: str, findings: Findings, focus: int | None = None, previou
     if not intents:
         words = "|".join(ORDINALS | SIZE_ORDINALS)
         follow_up = previous and re.search(rf"\b({words}|other|next|another|it|that|this|one)\b", question.lower())
-        intents = list(previous) if follow_up else ["summary"]
+        intents = list(previous) if previous and follow_up else ["summary"]
     focus = _focus(question, findings.regions, focus)
     parts = [ANSWERERS[intent](findings, focus) for intent in intents]
     text = " ".join(dict.fromkeys(p for p in parts if p))  # keep order, drop repeats
@@ -134,6 +134,7 @@ def answer_where(f: Findings, focus: int | None) -> str:
             f"There is no anomaly to locate. The most unusual spot is at the {f.peak_location} of the image, "
             "but it stays within what normal images show."
         )
+    assert focus is not None  # an anomalous finding has regions, so a focus
     region = f.regions[focus]
     detail = (
         f"The anomaly is at the {region.location} of the image, around pixel "
@@ -156,6 +157,7 @@ def answer_count(f: Findings, focus: int | None) -> str:
 def answer_size(f: Findings, focus: int | None) -> str:
     if not f.anomalous:
         return "There is no anomaly, so nothing to measure."
+    assert focus is not None  # an anomalous finding has regions, so a focus
     region = f.regions[focus]
     width, height = region.box[2] - region.box[0], region.box[3] - region.box[1]
     text = (
@@ -194,6 +196,7 @@ def answer_reference(f: Findings, focus: int | None) -> str:
         refs += f" ({shown})"
     if not f.anomalous:
         return f"It matches {refs}: every part of it has a close counterpart in them."
+    assert focus is not None  # an anomalous finding has regions, so a focus
     region = f.regions[focus]
     text = f"Compared with {refs}, the area at the {region.location} has no close counterpart in any of them"
     if f.normal_peak is not None:

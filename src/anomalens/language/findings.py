@@ -113,6 +113,9 @@ def findings_from(
     if not result.ok:
         raise ValueError(f"{result.source}: no findings for an image that could not be inspected: {result.error}")
     calibration = calibration or result.calibration
+    # set on every successful result
+    assert result.image_size is not None and result.anomaly_map is not None and result.score is not None
+    assert result.probability is not None and result.confidence is not None
     width, height = result.image_size
     peak = np.unravel_index(int(np.argmax(result.anomaly_map)), result.anomaly_map.shape)
     return Findings(
@@ -124,7 +127,7 @@ def findings_from(
         threshold=float(calibration.image_threshold) if calibration else float("nan"),
         scale=float(calibration.image_scale) if calibration else float("nan"),
         regions=tuple(result.regions),
-        peak_location=grid_location(peak[1], peak[0], width, height),
+        peak_location=grid_location(int(peak[1]), int(peak[0]), width, height),
         image_size=(width, height),
         expert=expert or result.expert,
         n_normal=calibration.n_normal if calibration else 0,

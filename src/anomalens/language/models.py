@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import httpx
 
@@ -71,8 +71,12 @@ class LlamaCppModel:
         self.max_tokens = max_tokens
 
     def complete(self, messages: list[dict]) -> str:
-        reply = self._llama.create_chat_completion(
-            messages=_text_only(messages), temperature=0.0, max_tokens=self.max_tokens
+        # plain dicts, and not streamed: llama-cpp's TypedDicts and response union do not apply
+        reply = cast(
+            dict,
+            self._llama.create_chat_completion(
+                messages=cast(list, _text_only(messages)), temperature=0.0, max_tokens=self.max_tokens
+            ),
         )
         return reply["choices"][0]["message"]["content"].strip()
 

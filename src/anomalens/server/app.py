@@ -191,7 +191,11 @@ def create_app(
                 results=[{"file": u.name, "ok": False, "error": u.error} for u in queries],
             )
         try:
-            inspections = iter(service.inspect(inspector, [u.image for u in readable], class_name=class_name or ""))
+            inspections = iter(
+                service.inspect(
+                    inspector, [u.image for u in readable if u.image is not None], class_name=class_name or ""
+                )
+            )
             results = [
                 _record(u, next(inspections), overlay)
                 if u.image is not None
@@ -200,6 +204,7 @@ def create_app(
             ]
         except ValueError as error:  # route B with fewer than 2 readable images
             raise ApiError(400, str(error)) from None
+        assert inspector.expert is not None  # it has just inspected
         return {"model_id": model_id, "expert": inspector.expert.name, "results": results}
 
     def _record(upload, inspection: Inspection, want_overlay: bool) -> dict:
@@ -217,6 +222,7 @@ def create_app(
         record.pop("source")
         if want_overlay:
             buffer = io.BytesIO()
+            assert session.images is not None and session.images.overlay is not None  # service.chat shows it
             session.images.overlay.save(buffer, format="PNG")
             record["overlay_png"] = base64.b64encode(buffer.getvalue()).decode()
         return record

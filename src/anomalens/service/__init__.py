@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +43,12 @@ class Inspection:
     def overlay(self) -> Image.Image:
         """The heatmap over the image the result was decoded from, with boxes around its regions."""
         r = self.result
+        assert r.image is not None and r.anomaly_map is not None and r.calibration is not None  # a successful one
         return render_overlay(r.image, r.anomaly_map, r.calibration, r.regions)
 
     def answer(self) -> str:
         """The grounded answer to the first question a person asks."""
+        assert self.findings is not None, "no answer for an unreadable image"
         return compose(FIRST_QUESTION, self.findings).text
 
 
@@ -135,19 +137,21 @@ class InspectionService:
 
     def chat(self, inspection: Inspection, references: Sequence = ()) -> ChatSession:
         """A conversation about one inspection (`references`: normal images a vision model is shown)."""
+        assert inspection.result.image is not None and inspection.findings is not None  # a successful inspection
         images = ChatImages(inspection.result.image, inspection.overlay(), list(references[:2]))
         return ChatSession(inspection.findings, self.language_model, guard=self.guard, images=images)
 
     @staticmethod
     def defect_types(
-        inspector: Inspector, examples: dict[str, Sequence[ImageInput]]
+        inspector: Inspector, examples: Mapping[str, Sequence[ImageInput]]
     ) -> tuple[DefectTypeExpert, list[str]]:
         """A defect-type head from labelled examples (type → images), and the examples it could not read.
         Descriptors come with the examples' results: nothing is embedded twice."""
-        descriptors, skipped = {}, []
+        descriptors: dict[str, np.ndarray] = {}
+        skipped: list[str] = []
         for name, images in examples.items():
             results = inspector.predict(list(images))
-            skipped += [r.error for r in results if not r.ok]
+            skipped += [r.error for r in results if r.error is not None]  # the ones not ok
             rows = [r.descriptor for r in results if r.ok and r.descriptor is not None]
             if rows:
                 descriptors[name] = np.stack(rows)

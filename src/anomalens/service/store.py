@@ -3,6 +3,7 @@ fit jobs that run one at a time in the background with their progress."""
 
 from __future__ import annotations
 
+import builtins
 import re
 import threading
 import time
@@ -117,7 +118,7 @@ class ModelStore:
         path.unlink()
 
     # ---- fit jobs ------------------------------------------------------------------------------
-    def start_fit(self, model_id: str | None, images: list[np.ndarray], skipped: list[str]) -> FitJob:
+    def start_fit(self, model_id: str | None, images: builtins.list[np.ndarray], skipped: builtins.list[str]) -> FitJob:
         model_id = model_id or f"model-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         path = self.path(model_id)
         with self._lock:
@@ -135,7 +136,7 @@ class ModelStore:
         except KeyError:
             raise StoreError(404, f"unknown job {job_id!r}") from None
 
-    def _fit(self, job: FitJob, images: list[np.ndarray], path: Path) -> None:
+    def _fit(self, job: FitJob, images: builtins.list[np.ndarray], path: Path) -> None:
         job.status = "running"
 
         def advance(n: int) -> None:
