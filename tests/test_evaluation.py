@@ -48,3 +48,21 @@ def test_evaluate_zero_shot_reports_the_batchs_own_calibration(texture_dataset):
     report = evaluate_category(texture_dataset, "textile", options={"image_size": 128}, zero_shot="mutual")
     assert report["expert"] == "mutual" and report["n_train"] == 0
     assert report["calibration"]["method"] == "batch-mixture" and report["image_auroc"] > 0.9
+
+
+@pytest.mark.parametrize("remove", ["good", "blot"])
+def test_eval_holds_on_a_test_set_of_one_class(texture_dataset, tmp_path, remove):
+    """No good test images (or no defective ones): image AUROC is n/a, the rest still counts."""
+    root = tmp_path / "one_class"
+    shutil.copytree(texture_dataset, root)
+    shutil.rmtree(root / "textile" / "test" / remove)
+    if remove == "blot":
+        shutil.rmtree(root / "textile" / "ground_truth")
+    report = evaluate_category(root, "textile", shots=4, options={"image_size": 128})
+    assert report["n_test"] == 4 and report["image_auroc"] is None and report["verdict_balanced_accuracy"] is None
+    if remove == "good":  # defects only: pixel metrics, recall and the probabilities' calibration
+        assert report["pixel_auroc"] > 0.9 and report["verdict_recall"] == 1.0 and report["verdict_false_alarm_rate"] is None
+    else:
+        assert "pixel_auroc" not in report and report["verdict_recall"] is None
+        assert report["verdict_false_alarm_rate"] is not None
+    assert 0 <= report["probability_ece"] <= 1 and 0 <= report["probability_brier"] <= 1

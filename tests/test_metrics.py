@@ -7,6 +7,7 @@ from scipy import ndimage
 from anomalens.metrics import (
     aupro,
     average_precision,
+    calibration_errors,
     evaluate,
     f1_max,
     image_auroc,
@@ -241,3 +242,17 @@ def test_images_of_different_sizes_pool_like_one_stack():
     assert out["aupro"] == pytest.approx(_brute_force_aupro(masks, maps, 0.3), abs=1e-6)
     with pytest.raises(ValueError):
         evaluate(labels, [1.0, 0.9, 0.1], masks, maps[:2])
+
+
+def test_calibration_errors_on_hand_computed_cases():
+    # two bins used: p = 0.1 (true rate 0) and p = 0.9 (true rate 1) → |0.1 - 0|/2 + |0.9 - 1|/2 = 0.1
+    ece, brier = calibration_errors([0, 0, 1, 1], [0.1, 0.1, 0.9, 0.9])
+    assert ece == pytest.approx(0.1) and brier == pytest.approx(0.01)
+    ece, _ = calibration_errors([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5])  # always 50 %, right half the time
+    assert ece == pytest.approx(0.0)
+    assert calibration_errors([1, 1], [0.0, 0.0]) == (pytest.approx(1.0), pytest.approx(1.0))
+
+
+def test_image_metrics_are_none_with_one_class():
+    out = evaluate(np.array([1, 1]), np.array([0.3, 0.7]))
+    assert out["image_auroc"] is None and out["image_f1max"] is None

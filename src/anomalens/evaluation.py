@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .data import ImageError, load_mask, load_split
 from .inspector import Inspector
-from .metrics import evaluate
+from .metrics import calibration_errors, evaluate
 
 
 def evaluate_category(
@@ -65,7 +65,7 @@ def evaluate_category(
         inspector.fit([s.path for s in train], progress=fit_progress)
     fit_seconds = time.perf_counter() - started
 
-    labels, scores, maps, masks, verdicts, skipped = [], [], [], [], [], list(inspector.skipped)
+    labels, scores, maps, masks, verdicts, probabilities, skipped = [], [], [], [], [], [], list(inspector.skipped)
     calibration = inspector.calibration
     predictions = inspector.iter_predict([s.path for s in test])
     detect_seconds = 0.0  # time spent producing results (decoding included), not reading masks or scoring
@@ -87,6 +87,7 @@ def evaluate_category(
         labels.append(sample.label)
         scores.append(result.score)
         verdicts.append(result.anomalous)
+        probabilities.append(result.probability)
         calibration = result.calibration  # a zero-shot batch's own comes with its results
         maps.append(result.anomaly_map if eval_size is None else _resized(result.anomaly_map, eval_size, "bilinear"))
         masks.append(mask if eval_size is None else _resized(mask, eval_size, "nearest"))
@@ -99,7 +100,7 @@ def evaluate_category(
         "n_train": len(train) - len(inspector.skipped),
         "n_test": len(labels),
         **metrics,
-        **_verdict_quality(np.array(labels), np.array(verdicts)),
+        **verdict_quality(np.array(labels), np.array(verdicts, bool), np.array(probabilities)),
         "calibration": calibration.to_dict() if calibration else None,
         "fit_seconds": fit_seconds,
         "detect_images_per_second": len(test) / detect_seconds if detect_seconds else float("nan"),
@@ -118,13 +119,20 @@ def _resized(array: np.ndarray, size: int, mode: str) -> np.ndarray:
     return out[0, 0].numpy() > 0.5 if array.dtype == bool else out[0, 0].numpy()
 
 
-def _verdict_quality(labels: np.ndarray, verdicts: np.ndarray) -> dict:
-    """How the calibrated yes/no verdicts fare against the test labels (measured, never tuned on)."""
-    tp = int(np.sum(verdicts & (labels == 1)))
-    fp = int(np.sum(verdicts & (labels == 0)))
-    fn = int(np.sum(~verdicts & (labels == 1)))
+def verdict_quality(labels: np.ndarray, verdicts: np.ndarray, probabilities: np.ndarray) -> dict:
+    """How the calibrated yes/no verdicts and probabilities fare against the test labels (measured, never
+    tuned on). A rate whose class is absent from the test set is None (n/a)."""
+    defective, normal = labels == 1, labels == 0
+    recall = float(np.mean(verdicts[defective])) if defective.any() else None
+    false_alarms = float(np.mean(verdicts[normal])) if normal.any() else None
+    ece, brier = calibration_errors(labels, probabilities) if len(labels) else (None, None)
     return {
-        "verdict_accuracy": float(np.mean(verdicts == (labels == 1))),
-        "verdict_recall": tp / max(tp + fn, 1),
-        "verdict_false_alarm_rate": fp / max(int(np.sum(labels == 0)), 1),
+        "verdict_accuracy": float(np.mean(verdicts == defective)) if len(labels) else None,
+        "verdict_balanced_accuracy": (recall + 1 - false_alarms) / 2
+        if recall is not None and false_alarms is not None
+        else None,
+        "verdict_recall": recall,
+        "verdict_false_alarm_rate": false_alarms,
+        "probability_ece": ece,
+        "probability_brier": brier,
     }

@@ -235,16 +235,19 @@ def aupro(masks, maps, fpr_limit: float = 0.3, num_thresholds: int | None = None
 # --------------------------------------------------------------------------- summary
 
 
-def evaluate(labels, scores, masks=None, maps=None) -> dict[str, float]:
-    """Image metrics, plus pixel metrics and AUPRO when masks/maps are given.
+def evaluate(labels, scores, masks=None, maps=None) -> dict[str, float | None]:
+    """Image metrics (None when the labels hold one class only), plus pixel metrics and AUPRO when
+    masks/maps are given.
 
     Pixel metrics are left out when the masks hold no anomalous pixel (or no normal
     one), since they are undefined there.
     """
-    out = {
-        "image_auroc": image_auroc(labels, scores),
-        "image_ap": average_precision(labels, scores),
-        "image_f1max": f1_max(labels, scores)[0],
+    y = _binary("labels", labels)
+    both = bool(y.any() and not y.all())  # image metrics are undefined with one class: n/a (None), not an error
+    out: dict[str, float | None] = {
+        "image_auroc": image_auroc(labels, scores) if both else None,
+        "image_ap": average_precision(labels, scores) if both else None,
+        "image_f1max": f1_max(labels, scores)[0] if both else None,
     }
     if (masks is None) != (maps is None):
         raise ValueError("masks and maps must be given together")
@@ -261,3 +264,15 @@ def evaluate(labels, scores, masks=None, maps=None) -> dict[str, float]:
         out["pixel_auroc"], out["pixel_ap"], out["pixel_f1max"] = pix["auroc"], pix["ap"], pix["f1max"]
         out["aupro"] = _aupro(per_image[0], m, *split, fpr_limit=0.3, num_thresholds=None)
     return out
+
+
+def calibration_errors(labels, probabilities, bins: int = 10) -> tuple[float, float]:
+    """(expected calibration error over `bins` equal-width probability bins, Brier score) of predicted
+    anomaly probabilities against 0/1 labels: how far "70 % sure" is from being right 70 % of the time."""
+    y = _binary("labels", labels).astype(np.float64)
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 0, 1)
+    if y.shape != p.shape or y.ndim != 1 or not len(y):
+        raise ValueError(f"labels and probabilities must be 1-D of equal, non-zero length, got {y.shape} and {p.shape}")
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    ece = sum(abs(p[which == b].mean() - y[which == b].mean()) * np.mean(which == b) for b in np.unique(which))
+    return float(ece), float(np.mean((p - y) ** 2))

@@ -113,4 +113,4 @@ def evaluate_cmd(
 
 
 def fmt(value) -> str:
-    return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
