@@ -61,7 +61,11 @@ def test_eval_holds_on_a_test_set_of_one_class(texture_dataset, tmp_path, remove
     report = evaluate_category(root, "textile", shots=4, options={"image_size": 128})
     assert report["n_test"] == 4 and report["image_auroc"] is None and report["verdict_balanced_accuracy"] is None
     if remove == "good":  # defects only: pixel metrics, recall and the probabilities' calibration
-        assert report["pixel_auroc"] > 0.9 and report["verdict_recall"] == 1.0 and report["verdict_false_alarm_rate"] is None
+        assert (
+            report["pixel_auroc"] > 0.9
+            and report["verdict_recall"] == 1.0
+            and report["verdict_false_alarm_rate"] is None
+        )
     else:
         assert "pixel_auroc" not in report and report["verdict_recall"] is None
         assert report["verdict_false_alarm_rate"] is not None
