@@ -9,7 +9,12 @@ images) inspects it, and each language backend answers, in a chat about that ima
   - "Which defect is it?"                   (where the dataset names two or more defect types: those types
                                              as options; the defect-type expert learns each type from up to
                                              5 other labelled test images, never the one asked about)
-The answer text is read back into an option the way the guard reads claims (first grid cell named; yes/no).
+  - "Is the part good?", "Is it OK to ship?", … (GOOD_QUESTIONS, every one on every image: a yes means no
+                                             defect. Scored twice: "good" against the label, like "defect";
+                                             "good polarity" against the inspector's own verdict, i.e. whether
+                                             the yes/no means what was asked)
+The answer text is read back into an option the way the guard reads claims (first grid cell named; yes/no,
+in the question's polarity).
 Language-model backends answer a seeded sample of images per category (they are slow on 2 cores) and
 are scored both raw and after the guard. Writes bench/qa_results.md and .json.
 
@@ -44,6 +49,14 @@ QUESTIONS = {
     "where": "Where is the defect?",
     "type": "Which defect is it?",
 }
+GOOD_QUESTIONS = (  # yes/no questions whose yes means "no defect"
+    "Is the part good?",
+    "Is it OK to ship?",
+    "Does it pass inspection?",
+    "Is the object acceptable?",
+    "Is it free of defects?",
+    "Is it fine to use?",
+)
 TYPE_EXAMPLES = 5  # labelled examples per defect type the defect-type expert is given
 
 
@@ -61,9 +74,9 @@ def picked_option(question: str, text: str, types: list[str]) -> str | None:
     if question == "type":  # the first type named
         found = [(text.lower().find(t.replace("_", " ")), t) for t in types if t.replace("_", " ") in text.lower()]
         return min(found)[1] if found else None
-    claims = read_claims(text)
-    if question == "defect":
-        return None if claims.anomalous is None else "yes" if claims.anomalous else "no"
+    claims = read_claims(text, asks_good=question == "good")
+    if question in ("defect", "good"):  # "yes" means a defect, or for "good" none
+        return None if claims.anomalous is None else "yes" if claims.anomalous != (question == "good") else "no"
     return claims.locations[0] if claims.locations else None
 
 
@@ -88,18 +101,18 @@ def run_category(
         if i in guesses:
             truth["type"] = sample.defect
         findings = findings_from(result, defect_type=guesses.get(i))
+        asked = [(kind, QUESTIONS[kind], {"truth": answer}) for kind, answer in truth.items() if answer is not None]
+        good = {"truth": "no" if sample.label else "yes", "verdict": "no" if result.anomalous else "yes"}
+        asked += [("good", question, good) for question in GOOD_QUESTIONS]
         for name, model in backends.items():
             if model is not None and i not in sampled:
                 continue
             session = ChatSession(findings, model)
-            for question, answer in truth.items():
-                if answer is None:
-                    continue
-                turn = session.ask(QUESTIONS[question])
-                base = {"category": category, "image": str(sample.path), "question": question, "truth": answer}
+            for kind, question, truths in asked:
+                turn = session.ask(question)
+                base = {"category": category, "image": str(sample.path), "question": kind, "asked": question} | truths
                 records.append(
-                    base
-                    | {"backend": name, "answer": turn.answer, "picked": picked_option(question, turn.answer, types)}
+                    base | {"backend": name, "answer": turn.answer, "picked": picked_option(kind, turn.answer, types)}
                 )
                 if model is not None:
                     records.append(
@@ -107,7 +120,7 @@ def run_category(
                         | {
                             "backend": f"{name} (no guard)",
                             "answer": turn.model_answer,
-                            "picked": picked_option(question, turn.model_answer, types),
+                            "picked": picked_option(kind, turn.model_answer, types),
                         }
                     )
     return records
@@ -136,8 +149,10 @@ def defect_type_guesses(results: list, test: list, seed: int) -> tuple[dict[int,
 def summarise(records: list[dict]) -> list[dict]:
     groups = defaultdict(list)
     for r in records:
-        groups[(r["backend"], r["category"], r["question"])].append(r["picked"] == r["truth"])
-        groups[(r["backend"], "all", r["question"])].append(r["picked"] == r["truth"])
+        for category in (r["category"], "all"):
+            groups[(r["backend"], category, r["question"])].append(r["picked"] == r["truth"])
+            if "verdict" in r:  # a goodness question: does its yes/no say the inspector's verdict?
+                groups[(r["backend"], category, "good polarity")].append(r["picked"] == r["verdict"])
     return [
         {"backend": b, "category": c, "question": q, "n": len(v), "accuracy": float(np.mean(v))}
         for (b, c, q), v in sorted(groups.items())
@@ -154,6 +169,11 @@ def write_markdown(path: Path, rows: list[dict], command: str, seconds: float) -
         "Yes/no truth from the labels; location truth = the 3×3 cell of the centroid of the mask's largest "
         "region, nine options; defect type (categories naming two or more types): the types as options, the "
         f"defect-type expert given {TYPE_EXAMPLES} other labelled test images per type, never the one asked about. Full-shot inspectors fitted on the normal training images only (expert: `--expert`, default auto).",
+        "",
+        f"Goodness questions (a yes means no defect), each asked on every image: {'; '.join(GOOD_QUESTIONS)}. "
+        "`good`: the answer against the label (bounded by the inspector's verdict accuracy, like `defect`); "
+        "`good polarity`: the answer against the inspector's own verdict, i.e. whether the yes/no means what "
+        "was asked.",
         "",
         "| backend | category | question | n | accuracy |",
         "|---|---|---|---|---|",

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -135,3 +136,22 @@ def test_synth_skips_an_unreadable_image(texture_dataset, tmp_path):
     result, text = _run("synth", folder, "-o", tmp_path / "syn", "-n", 12, "--image-size", 128)
     assert result.exit_code == 0, text
     assert "skipped" in text and "broken.png" in text and len(list((tmp_path / "syn").glob("*.png"))) == 12
+
+
+def test_detect_refuses_images_over_the_pixel_limit_from_their_header(model, tmp_path):
+    """The same limit and message as the service: a large image is refused before it is decoded, the rest
+    of the batch is inspected."""
+    big, small = tmp_path / "big.png", tmp_path / "small.png"
+    Image.new("RGB", (3000, 2000)).save(big)
+    save_png(small, texture(7))
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["detect", str(big), str(small), "--model", str(model), "--out", str(out), "--max-pixels", "1000000"]
+    )
+    assert result.exit_code == 0, result.output
+    records = {Path(r["source"]).name: r for r in json.loads((out / "results.json").read_text())}
+    assert (
+        not records["big.png"]["ok"]
+        and "too large (3000 × 2000 pixels; the limit is 1000000" in records["big.png"]["error"]
+    )
+    assert records["small.png"]["ok"]

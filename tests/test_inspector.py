@@ -90,3 +90,11 @@ def test_model_file_errors(tmp_path):
         Inspector.load(junk)
     with pytest.raises(ModelFileError, match="not found"):
         Inspector.load(tmp_path / "none.safetensors")
+
+
+def test_predict_takes_a_single_path_or_array(fitted, tmp_path):
+    path = save_png(tmp_path / "a.png", texture(90))
+    for one in (str(path), path, texture(90)):
+        results = fitted.predict(one)  # a string is one path, never its characters
+        assert len(results) == 1 and results[0].ok
+    assert fitted.predict(str(path))[0].source == str(path)

@@ -227,3 +227,86 @@ def test_criteria_file_errors_name_the_file(tmp_path):
         assert str(bad) in str(info.value)
     with pytest.raises(CriteriaError, match="not found"):
         load_criteria(tmp_path / "missing.yaml")
+
+
+GOOD_QUESTIONS = [  # a yes means the part is good
+    "Is the part good?",
+    "Is it OK?",
+    "Is it okay to ship?",
+    "Is the weld acceptable?",
+    "Is it fine to use?",
+    "Is it normal?",
+    "Is it defect-free?",
+    "Is it free of defects?",
+    "Can it ship?",
+    "Does it pass inspection?",
+    "Should it be accepted?",
+]
+DEFECT_QUESTIONS = [  # a yes means the part is defective
+    "Is there a defect?",
+    "Is it defective?",
+    "Should it be rejected?",
+    "Does it fail inspection?",
+    "Is anything wrong with it?",
+    "Is there a defect, or is it OK?",
+]
+
+
+@pytest.mark.parametrize("question", GOOD_QUESTIONS)
+def test_goodness_questions_get_the_verdict_in_their_polarity(question):
+    defective, normal = findings([(50, 250, 20)]), findings([], score=0.5)
+    assert classify(question) == ["good"]
+    answer = compose(question, defective)
+    assert answer.text.startswith("No, the object is defective: there is an anomaly in the image, at the bottom left")
+    assert read_claims(answer.text, asks_good=True).anomalous is True
+    answer = compose(question, normal)
+    assert answer.text == "Yes, the object looks normal: there is no anomaly in the image."
+    assert read_claims(answer.text, asks_good=True).anomalous is False
+
+
+@pytest.mark.parametrize("question", DEFECT_QUESTIONS)
+def test_defect_questions_keep_their_polarity(question):
+    assert classify(question) == ["defect"]
+    assert compose(question, findings([(50, 250, 20)])).text.startswith("Yes, there is an anomaly")
+    assert compose(question, findings([], score=0.5)).text == "No, there is no anomaly in the image."
+
+
+def test_goodness_words_in_other_questions_ask_no_verdict():
+    assert classify("What does a good part look like?") == ["criteria"]
+    assert classify("How does it differ from the good parts?") == ["reference"]
+    assert classify("Can you tell me where the defect is?") == ["where", "summary"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "good_question", "defect_question"),
+    [  # what a reply claims (True: a defect) to "is it good?" and to "is there a defect?"
+        ("Yes, it is good.", False, None),
+        ("Yes.", False, True),
+        ("No.", True, False),
+        ("No, it is not good.", True, None),  # to "is there a defect?" a no and a "not good" disagree
+        ("No, it should not ship: there is a crack at the top.", True, None),
+        ("Yes, it can be shipped.", False, None),
+        ("It does not pass: it should be rejected.", True, True),
+        ("No defects: the part passes.", False, False),
+        ("Yes, there is a scratch at the left.", None, True),
+        ("No, there is no defect.", None, False),
+    ],
+)
+def test_claims_are_read_in_the_question_polarity(reply, good_question, defect_question):
+    assert read_claims(reply, asks_good=True).anomalous is good_question
+    assert read_claims(reply).anomalous is defect_question
+
+
+@pytest.mark.parametrize("question", ["Is the part good?", "Can it ship?", "Is it acceptable?"])
+def test_guard_judges_a_models_yes_no_against_the_question_polarity(question):
+    defective, normal = findings([(50, 250, 20)]), findings([], score=0.5)
+    assert check("Yes, it is good.", compose(question, defective))  # says good; the expert found a defect
+    assert check("Yes.", compose(question, defective))
+    assert not check("No, it is not good: there is a defect at the bottom left.", compose(question, defective))
+    assert not check("Yes, it looks fine.", compose(question, normal))
+    assert check("No, it is defective.", compose(question, normal))
+    assert "does not say whether" in check("It is a metal part.", compose(question, normal))[0]
+    session = ChatSession(defective, ScriptedModel("Yes, it is good.", "No, it is not good."))
+    turn = session.ask(question)
+    assert turn.guard.corrected and turn.answer.startswith("No, the object is defective")
+    assert session.ask(question).guard.consistent

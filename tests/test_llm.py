@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import pytest
 
@@ -76,6 +77,42 @@ def test_guard_corrects_a_real_contradiction(llama):
     assert "no defect" in turn.model_answer.lower()
     assert turn.guard.corrected and turn.guard.problems
     assert turn.answer == turn.grounded_answer and turn.answer.startswith("Yes, there is an anomaly")
+
+
+def test_a_50_turn_conversation_answers_every_turn(llama, monkeypatch):
+    """The history outgrows SmolLM2's 2,048-token context; the oldest turns are dropped and every turn answers."""
+    model, sent = llama, []
+    complete = model._llama.create_chat_completion
+
+    def recorded(messages, **options):
+        sent.append(messages)
+        return complete(messages=messages, **options)
+
+    monkeypatch.setattr(model._llama, "create_chat_completion", recorded)
+    session = ChatSession(findings([(50, 250, 20), (250, 50, 12)]), model)
+    questions = ["Where is the defect?", "Describe the image.", "Is the part good?", "How big is it?", "And the other?"]
+    started = time.perf_counter()
+    for i in range(50):
+        turn = session.ask(questions[i % len(questions)])
+        assert turn.answer and turn.model_answer is not None, f"turn {i + 1}"
+    print(f"\n50 turns in {time.perf_counter() - started:.0f} s; the last sent {len(sent[-1])} of {2 * 50} messages")
+    history = sum(model.count_tokens({"content": text}) for t in session.turns for text in (t.question, t.answer))
+    assert history > model.context  # the whole conversation would not have fitted
+    assert sent[-1][0]["role"] == "system" and sent[-1][1]["role"] == "user" and len(sent[-1]) < 2 * 50
+    assert sent[-1][-1]["content"] == session.turns[-1].question
+
+
+def test_llama_cpp_failures_are_backend_errors(llama, monkeypatch):
+    session = ChatSession(findings([(50, 250, 20)]), llama)
+    with pytest.raises(BackendError, match="need about .* tokens"):
+        session.ask("why " * 3000)  # cannot fit the context even alone
+
+    def overflow(**options):
+        raise ValueError("Requested tokens (2100) exceed context window of 2048")
+
+    monkeypatch.setattr(llama._llama, "create_chat_completion", overflow)
+    with pytest.raises(BackendError, match="exceed context window"):
+        session.ask("Where is the defect?")
 
 
 def test_openai_backend_against_a_real_server(openai_server):

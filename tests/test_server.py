@@ -160,6 +160,28 @@ def test_bad_requests_get_clear_json_errors(client, model_id, files, data, statu
         assert response.json()["results"][0]["error"]
 
 
+def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(client):
+    """20 MB sent chunked (no Content-Length) to a 2 MB limit: 413 once the limit is passed, the rest unread."""
+    limit, sent = 2 * 1024 * 1024, 0
+
+    def body():
+        nonlocal sent
+        yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+        for _ in range(320):
+            sent += 65536
+            yield bytes(65536)
+
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    started = time.perf_counter()
+    response = client.post("/v1/inspect", content=body(), headers=headers)
+    seconds = time.perf_counter() - started
+    assert response.status_code == 413 and "too large" in response.json()["error"]
+    read = response.json()["read_bytes"]
+    print(f"\n413 after the app read {read} bytes (limit {limit}); the client had sent {sent} bytes in {seconds:.2f} s")
+    assert limit < read <= limit + 1024 * 1024
+    assert client.get("/v1/health").status_code == 200  # the service goes on
+
+
 def test_zero_shot_inspection_scores_the_batch_against_itself(client):
     defective, _, (cx, cy) = plant_defect(texture(330), 2)
     files = [("files", (f"p{i}.png", png_bytes(texture(340 + i)), "image/png")) for i in range(5)]

@@ -1,25 +1,31 @@
-"""The web chat page in a real headless Chromium: upload a bundled defective weld with normal references,
-wait for the overlay and the verdict, ask a question, read the answer; a screenshot is saved.
+"""The web page in a real headless Chromium, doing what the API does: inspect a bundled defective weld with
+normal references and chat about it (a screenshot is saved), list the models once an API key is entered,
+show why an upload was refused, fit a model from uploaded normal images, and inspect zero-shot.
 
-Needs Debian's `chromium` and the `playwright` package (`.ci/run` installs both). Without them the test
-is skipped, unless ANOMALENS_REQUIRE_BROWSER=1 (as in CI), where their absence fails it."""
+Needs Debian's `chromium` and the `playwright` package (`.ci/run` installs both). Without them the tests
+are skipped, unless ANOMALENS_REQUIRE_BROWSER=1 (as in CI), where their absence fails them."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from anomalens import Inspector
 from anomalens.cli import sample_root
-from conftest import free_port
+from conftest import free_port, plant_defect, save_png, texture
 
 pytestmark = pytest.mark.e2e  # through the CLI, a server or a browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUTPUT = Path(os.environ.get("ANOMALENS_TEST_OUTPUT", Path(__file__).resolve().parent.parent / "test-output"))
+API_KEY = "web-key-1"
+WELD = sample_root() / "battery_weld"
 
 
 def browser_missing() -> str | None:
@@ -32,16 +38,16 @@ def browser_missing() -> str | None:
 
 @pytest.fixture(scope="module")
 def page_server(tmp_path_factory):
-    import threading
-    import time
-
+    """The app with an API key, serving one small fitted model ("textile")."""
     import uvicorn
 
     from anomalens.server import create_app
 
+    models = tmp_path_factory.mktemp("models")
+    Inspector(image_size=64).fit([texture(i, size=64) for i in range(4)]).save(models / "textile.safetensors")
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(tmp_path_factory.mktemp("models")), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(models, api_key=API_KEY), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -53,34 +59,123 @@ def page_server(tmp_path_factory):
     thread.join(timeout=10)
 
 
-def test_page_inspects_and_chats(page_server):
+@pytest.fixture(scope="module")
+def browser():
     missing = browser_missing()
     if missing:
         if os.environ.get("ANOMALENS_REQUIRE_BROWSER") == "1":
             pytest.fail(f"browser test required but {missing}")
         pytest.skip(missing)
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
-    sample = sample_root() / "battery_weld"
-    defective = sorted((sample / "test" / "defective").glob("*.png"))[0]
-    references = sorted((sample / "train" / "good").glob("*.png"))[:8]
-    OUTPUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1366, "height": 800})
-        page.goto(page_server)
-        expect(page.locator("h1")).to_have_text("AnomaLens")
-        page.set_input_files("#query", str(defective))
-        page.check("input[name=mode][value=refs]")
-        page.set_input_files("#refs", [str(p) for p in references])
-        page.fill("#class-name", "battery weld")
-        page.click("#inspect")
-        expect(page.locator("#verdict")).to_contain_text(re.compile(r"anomal(y|ies)"), timeout=60_000)
-        expect(page.locator("#overlay")).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
-        assert page.locator("#overlay").evaluate("img => img.complete && img.naturalWidth") == 400
-        page.fill("#question", "How sure are you?")
-        page.click("#ask")
-        expect(page.locator(".msg.bot").last).to_contain_text("confidence", timeout=30_000)
-        page.screenshot(path=str(OUTPUT / "web_page.png"), full_page=True)
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser, page_server):
+    page = browser.new_page(viewport={"width": 1366, "height": 800})
+    page.goto(page_server)
+    yield page
+    page.close()
+
+
+def enter_key(page) -> None:
+    """Types the key and waits for the model list it unlocks."""
+    from playwright.sync_api import expect
+
+    page.fill("#api-key", API_KEY)
+    expect(page.locator("#model option[value=textile]")).to_have_count(1)
+
+
+def test_page_inspects_and_chats(page):
+    from playwright.sync_api import expect
+
+    defective = sorted((WELD / "test" / "defective").glob("*.png"))[0]
+    references = sorted((WELD / "train" / "good").glob("*.png"))[:8]
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    expect(page.locator("h1")).to_have_text("AnomaLens")
+    enter_key(page)
+    page.set_input_files("#query", str(defective))
+    page.check("input[name=mode][value=refs]")
+    page.set_input_files("#refs", [str(p) for p in references])
+    page.fill("#class-name", "battery weld")
+    page.click("#inspect")
+    expect(page.locator("#verdict")).to_contain_text(re.compile(r"anomal(y|ies)"), timeout=60_000)
+    expect(page.locator("#overlay")).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+    assert page.locator("#overlay").evaluate("img => img.complete && img.naturalWidth") == 400
+    page.fill("#question", "How sure are you?")
+    page.click("#ask")
+    expect(page.locator(".msg.bot").last).to_contain_text("confidence", timeout=30_000)
+    page.screenshot(path=str(OUTPUT / "web_page.png"), full_page=True)
     assert (OUTPUT / "web_page.png").stat().st_size > 10_000
+
+
+def test_entering_the_key_loads_the_model_list(page):
+    from playwright.sync_api import expect
+
+    expect(page.locator("#status")).to_contain_text("Could not list models: missing or wrong API key")
+    expect(page.locator("#model option")).to_have_text(["(no models yet)"])
+    enter_key(page)
+    expect(page.locator("#model option")).to_have_text(["textile (4 normal images)"])
+    expect(page.locator("#status")).to_have_text("")
+
+
+def test_a_refused_upload_shows_why(page, tmp_path):
+    from playwright.sync_api import expect
+
+    enter_key(page)
+    notes = tmp_path / "notes.png"
+    notes.write_bytes(b"this is not a picture")
+    page.set_input_files("#query", str(notes))
+    page.click("#inspect")
+    status = page.locator("#status")
+    expect(status).to_contain_text("no readable image to inspect")
+    expect(status).to_contain_text("notes.png: not a readable image (format not recognised)")
+    expect(status).to_have_class(re.compile("error"))
+    good = save_png(tmp_path / "good.png", texture(7, size=64))
+    page.set_input_files("#query", [str(good), str(notes)])  # one inspected, one refused: both said
+    page.click("#inspect")
+    expect(status).to_contain_text("Inspected with memory_bank.")
+    expect(status).to_contain_text("notes.png: not a readable image")
+    expect(page.locator("#batch li")).to_have_count(2)
+
+
+def test_a_model_fitted_from_uploads_is_listed_and_inspects(page, tmp_path):
+    from playwright.sync_api import expect
+
+    enter_key(page)
+    page.click("#fitting summary")
+    normal = [str(p) for p in sorted((WELD / "train" / "good").glob("*.png"))[:4]]
+    junk = tmp_path / "readme.png"
+    junk.write_bytes(b"not an image")
+    page.set_input_files("#fit-files", [*normal, str(junk)])
+    page.fill("#fit-id", "weld")
+    page.click("#fit")
+    fit_status = page.locator("#fit-status")
+    expect(fit_status).to_contain_text("Model weld is ready (4 images).", timeout=120_000)
+    expect(fit_status).to_contain_text("readme.png: not a readable image")
+    expect(page.locator("#model")).to_have_value("weld")
+    page.set_input_files("#query", str(sorted((WELD / "test" / "defective").glob("*.png"))[0]))
+    page.click("#inspect")
+    expect(page.locator("#verdict")).to_contain_text(re.compile(r"anomal(y|ies)"), timeout=60_000)
+
+
+def test_zero_shot_inspection(page, tmp_path):
+    from playwright.sync_api import expect
+
+    enter_key(page)
+    images = [save_png(tmp_path / f"p{i}.png", texture(340 + i)) for i in range(5)]
+    images.append(save_png(tmp_path / "marked.png", plant_defect(texture(330), 2)[0]))
+    page.check("input[name=mode][value=zero]")
+    page.set_input_files("#query", [str(p) for p in images])
+    page.click("#inspect")
+    expect(page.locator("#status")).to_have_text("Inspected with mutual.", timeout=60_000)
+    lines = page.locator("#batch li")
+    expect(lines).to_have_count(6)
+    expect(lines.last).to_contain_text("marked.png: anomalous")
+    lines.last.click()
+    expect(page.locator("#batch li.shown")).to_contain_text("marked.png")
+    expect(page.locator("#verdict")).to_contain_text(re.compile(r"anomal(y|ies)"))

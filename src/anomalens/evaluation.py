@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .data import ImageError, load_mask, load_split
 from .inspector import Inspector
+from .maps import at_image_size
 from .metrics import calibration_errors, evaluate
 
 
@@ -89,7 +90,12 @@ def evaluate_category(
         verdicts.append(result.anomalous)
         probabilities.append(result.probability)
         calibration = result.calibration  # a zero-shot batch's own comes with its results
-        maps.append(result.anomaly_map if eval_size is None else _resized(result.anomaly_map, eval_size, "bilinear"))
+        native = (
+            result.anomaly_map
+            if result.anomaly_map.shape == mask.shape
+            else at_image_size(result.anomaly_map, mask.shape)
+        )
+        maps.append(native if eval_size is None else _resized(result.anomaly_map, eval_size, "bilinear"))
         masks.append(mask if eval_size is None else _resized(mask, eval_size, "nearest"))
 
     metrics = evaluate(np.array(labels), np.array(scores), masks, maps)  # lists: sizes may differ

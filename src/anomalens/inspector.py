@@ -93,16 +93,16 @@ class Inspector:
         self.calibration = calibrate(evidence.scores.numpy(), maps, evidence.method)
         return self
 
-    def predict(self, images: Images) -> list[InspectionResult]:
-        return list(self.iter_predict(images))
+    def predict(self, images: Images, max_pixels: int | None = None) -> list[InspectionResult]:
+        return list(self.iter_predict(images, max_pixels))
 
-    def iter_predict(self, images: Images) -> Iterator[InspectionResult]:
+    def iter_predict(self, images: Images, max_pixels: int | None = None) -> Iterator[InspectionResult]:
         """Results in input order; an unreadable image gives a result with `error` set, not an exception.
         Images are decoded a little ahead on a worker thread. An expert that scores a batch against itself
         ("batch") reads and embeds the whole batch before the first result."""
         if self.expert is None or (self.calibration is None and "batch" not in self.expert.needs):
             raise RuntimeError("the inspector is not fitted: call fit(normal_images) or Inspector.load(path)")
-        groups = batches(as_images(images), self.config.batch_size)
+        groups = batches(as_images(images), self.config.batch_size, max_pixels)  # larger files: refused unread
         for group in [list(groups)] if "batch" in self.expert.needs else ([item] for item in groups):
             yield from self._inspect(group, self.expert)
 
@@ -120,13 +120,13 @@ class Inspector:
             if isinstance(item, tuple):
                 yield InspectionResult(source=item[0], error=str(item[1]))
                 continue
-            for (source, image), score, small_map, descriptor in (next(scored) for _ in item):
-                yield decide(source, image, float(score), small_map, calibration, expert.name, descriptor)
+            for entry, score, small_map, descriptor in (next(scored) for _ in item):
+                yield decide(entry, float(score), small_map, calibration, expert.name, descriptor)
 
     def _input(self, item: list[Decoded], kind: Expert | type[Expert]) -> ExpertInput:
         """What the expert (or its class, before it is fitted) needs of these images: pixels, features or both."""
         size = kind.input_size or self.config.image_size
-        pixels = Preprocessing(size, kind.resize_mode, kind.standardises_exposure)([array for _, array in item])
+        pixels = Preprocessing(size, kind.resize_mode, kind.standardises_exposure)([entry.image for entry in item])
         features = patch_features(self.backbone, pixels) if "features" in kind.needs else None
         return ExpertInput(pixels if "pixels" in kind.needs or "normal_pixels" in kind.needs else None, features)
 
@@ -143,5 +143,5 @@ class Inspector:
     def load(cls, path: str | Path, weights: str | Path | None = None) -> Inspector:
         model = read_model(path)
         inspector = cls(**model.config, weights=weights)
-        inspector.expert, inspector.calibration = model.matching(inspector.weights_file).expert, model.calibration
+        inspector.expert, inspector.calibration = model.matching(inspector).expert, model.calibration
         return inspector

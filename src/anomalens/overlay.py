@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .calibration import Calibration
+from .data import as_float
 from .regions import Region
 
 # A compact "jet": blue → cyan → green → yellow → red at 0, .25, .5, .75, 1.
@@ -30,18 +31,24 @@ def heat_colours(values: np.ndarray) -> np.ndarray:
 
 
 def render_overlay(
-    image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration, regions: Sequence[Region] = ()
+    image: np.ndarray,
+    anomaly_map: np.ndarray,
+    calibration: Calibration,
+    regions: Sequence[Region] = (),
+    size: tuple[int, int] | None = None,
 ) -> Image.Image:
-    """The image with the heatmap blended in where it is anomalous, and boxes around the regions."""
+    """The image with the heatmap blended in where it is anomalous, and boxes around the regions. `size` is
+    the (width, height) the boxes are measured in, when the image was decoded smaller than that."""
     heat = normalised_map(anomaly_map, calibration)
     alpha = (0.65 * heat)[..., None]  # normal areas keep the photo as it is
-    blended = (1 - alpha) * image + alpha * heat_colours(heat)
+    blended = (1 - alpha) * as_float(image) + alpha * heat_colours(heat)
     picture = Image.fromarray((blended * 255 + 0.5).astype(np.uint8))
     draw = ImageDraw.Draw(picture)
     width = max(1, round(max(picture.size) / 200))
+    sx, sy = (picture.width / size[0], picture.height / size[1]) if size else (1.0, 1.0)
     for region in regions:
         x0, y0, x1, y1 = region.box
-        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=BOX_COLOUR, width=width)
+        draw.rectangle((x0 * sx, y0 * sy, x1 * sx - 1, y1 * sy - 1), outline=BOX_COLOUR, width=width)
     return picture
 
 

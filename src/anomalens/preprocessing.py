@@ -10,16 +10,26 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import ImageError, load_image
+from .data import ImageError, as_float, image_size, read_image, reduced
 
-ImageInput = str | Path | np.ndarray
-Decoded = tuple[str, np.ndarray]  # (source, H×W×3 float32 image in [0, 1])
 Unreadable = tuple[str, ImageError]
+MAX_SIDE = 2048  # images are decoded (and kept) at most this many pixels a side: plenty for 256-px inputs and
+# maps upsampled from a 32 × 32 grid, and a 36-megapixel upload then holds 12 MB as uint8, not 430 MB as float32
+
+
+class Decoded(NamedTuple):
+    source: str
+    image: np.ndarray  # H×W×3, uint8 (8-bit files, uint8 arrays) or float32 in [0, 1]; at most MAX_SIDE a side
+    size: tuple[int, int]  # (width, height) of the image as given, before any reduction
+
+
+ImageInput = str | Path | np.ndarray | Decoded  # a file, an H×W×3 array, or an image decoded already (uploads)
 
 
 @dataclass(frozen=True)
@@ -36,10 +46,11 @@ class Preprocessing:
 
 
 def to_batch(images: Sequence[np.ndarray], size: int, mode: str = "bilinear") -> torch.Tensor:
-    """H×W×3 float images in [0, 1] → (B, 3, size, size), antialiased so small details survive fairly."""
+    """H×W×3 images (uint8, or float in [0, 1]) → (B, 3, size, size) floats in [0, 1], antialiased so small
+    details survive fairly; each image becomes float only here, one at a time."""
     tensors = [
         F.interpolate(
-            torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None],
+            torch.from_numpy(np.ascontiguousarray(as_float(image), dtype=np.float32)).permute(2, 0, 1)[None],
             size=(size, size),
             mode=mode,
             antialias=True,
@@ -62,21 +73,23 @@ def standardise_exposure(batch: torch.Tensor, spread: float = 3.0, min_std: floa
 
 def as_images(images: ImageInput | Iterable[ImageInput]) -> Iterable[ImageInput]:
     """A single path or array is a batch of one (a string is never iterated character by character)."""
-    return [images] if isinstance(images, str | Path | np.ndarray) else images
+    return [images] if isinstance(images, str | Path | np.ndarray | Decoded) else images
 
 
-def batches(images: Iterable[ImageInput], size: int) -> Iterator[list[Decoded] | Unreadable]:
-    """Decoded [(source, array), …] batches of up to `size`, in input order; an unreadable image closes the
-    batch before it and comes on its own as a (source, error) pair."""
+def batches(
+    images: Iterable[ImageInput], size: int, max_pixels: int | None = None
+) -> Iterator[list[Decoded] | Unreadable]:
+    """Decoded batches of up to `size`, in input order; an unreadable image closes the batch before it and
+    comes on its own as a (source, error) pair."""
     batch: list[Decoded] = []
-    for source, loaded in decode_ahead(images, depth=2 * size):
+    for source, loaded in decode_ahead(images, depth=2 * size, max_pixels=max_pixels):
         if isinstance(loaded, ImageError):
             if batch:
                 yield batch
                 batch = []
             yield source, loaded
             continue
-        batch.append((source, loaded))
+        batch.append(loaded)
         if len(batch) == size:
             yield batch
             batch = []
@@ -84,19 +97,27 @@ def batches(images: Iterable[ImageInput], size: int) -> Iterator[list[Decoded] |
         yield batch
 
 
-def decode_ahead(images: Iterable[ImageInput], depth: int) -> Iterator[tuple[str, np.ndarray | ImageError]]:
-    """(source, array or the ImageError) in input order, with at most `depth` images decoded ahead."""
+def decode_ahead(
+    images: Iterable[ImageInput], depth: int, max_pixels: int | None = None
+) -> Iterator[tuple[str, Decoded | ImageError]]:
+    """(source, the decoded image or the ImageError) in input order, with at most `depth` images decoded ahead."""
 
-    def load(item: ImageInput, source: str) -> np.ndarray | ImageError:
+    def load(item: ImageInput, source: str) -> Decoded | ImageError:
         try:
-            return as_array(item, source)
+            return decode(item, source, max_pixels)
         except ImageError as error:
             return error
 
     pending: deque = deque()
     with ThreadPoolExecutor(max_workers=1) as pool:
         for i, item in enumerate(images):
-            source = f"array[{i}]" if isinstance(item, np.ndarray) else str(item)
+            source = (
+                f"array[{i}]"
+                if isinstance(item, np.ndarray)
+                else item.source
+                if isinstance(item, Decoded)
+                else str(item)
+            )
             pending.append((source, pool.submit(load, item, source)))
             if len(pending) > depth:
                 source, future = pending.popleft()
@@ -106,12 +127,14 @@ def decode_ahead(images: Iterable[ImageInput], depth: int) -> Iterator[tuple[str
             yield source, future.result()
 
 
-def as_array(item: ImageInput, source: str) -> np.ndarray:
-    """A path is decoded; an array must already be H×W×3 (uint8, or float in [0, 1])."""
+def decode(item: ImageInput, source: str, max_pixels: int | None = None) -> Decoded:
+    """A path is decoded at most MAX_SIDE a side (refused from its header above `max_pixels`); an array must
+    already be H×W×3 (uint8, or float in [0, 1])."""
+    if isinstance(item, Decoded):
+        return item
     if not isinstance(item, np.ndarray):
-        return load_image(item)
+        return Decoded(source, read_image(item, MAX_SIDE, max_pixels), image_size(item))
     if item.ndim != 3 or item.shape[2] != 3 or min(item.shape[:2]) == 0:
         raise ImageError(source, f"array must be H×W×3, got shape {item.shape}")
-    if item.dtype == np.uint8:
-        return np.ascontiguousarray(item, dtype=np.float32) / 255.0
-    return np.ascontiguousarray(np.clip(item, 0, 1), dtype=np.float32)
+    image = item if item.dtype == np.uint8 else np.clip(item, 0, 1).astype(np.float32, copy=False)
+    return Decoded(source, np.ascontiguousarray(reduced(image, MAX_SIDE)), (item.shape[1], item.shape[0]))

@@ -9,6 +9,7 @@ import numpy as np
 
 from .calibration import Calibration
 from .maps import at_image_size
+from .preprocessing import Decoded
 from .regions import Region, describe_location, find_regions
 
 
@@ -23,13 +24,13 @@ class InspectionResult:
     anomalous: bool | None = None
     probability: float | None = None  # calibrated probability that the image is anomalous
     confidence: float | None = None  # probability of the verdict given: max(p, 1 − p)
-    anomaly_map: np.ndarray | None = field(default=None, repr=False)  # H×W at the image's own size
+    anomaly_map: np.ndarray | None = field(default=None, repr=False)  # H×W at the decoded image's size
     regions: list[Region] = field(default_factory=list)
     location: str = ""  # "bottom left", … ("" when no defect)
-    image_size: tuple[int, int] | None = None  # width, height
+    image_size: tuple[int, int] | None = None  # width, height of the image as given (boxes are in its pixels)
     error: str | None = None
     expert: str = ""  # the expert that scored it
-    image: np.ndarray | None = field(default=None, repr=False)  # the decoded H×W×3 image in [0, 1]
+    image: np.ndarray | None = field(default=None, repr=False)  # the decoded H×W×3 image (uint8 or float in [0, 1])
     calibration: Calibration | None = field(default=None, repr=False)
     descriptor: np.ndarray | None = field(default=None, repr=False)  # where it departs from normal (defect types)
 
@@ -54,16 +55,16 @@ class InspectionResult:
 
 
 def decide(
-    source: str,
-    image: np.ndarray,
+    decoded: Decoded,
     score: float,
     small_map: np.ndarray,
     calibration: Calibration,
     expert: str = "",
     descriptor: np.ndarray | None = None,
 ) -> InspectionResult:
-    """The result for one scored image: `small_map` is its smoothed map at the input size."""
-    shape = image.shape[:2]
+    """The result for one scored image: `small_map` is its smoothed map at the input size. The map comes back
+    at the decoded image's size; region boxes are in the pixels of the image as given."""
+    shape, (width, height) = decoded.image.shape[:2], decoded.size
     anomalous = score >= calibration.image_threshold
     probability = calibration.probability(score)
     regions = []
@@ -74,9 +75,9 @@ def decide(
         peak = float(small_map.max())
         half_max = (calibration.pixel_floor + peak) / 2
         level = max(calibration.pixel_threshold, half_max) if peak > calibration.pixel_threshold else half_max
-        regions = find_regions(small_map, level, seed=calibration.region_threshold, image_size=(shape[1], shape[0]))
+        regions = find_regions(small_map, level, seed=calibration.region_threshold, image_size=(width, height))
     return InspectionResult(
-        source=source,
+        source=decoded.source,
         score=score,
         anomalous=bool(anomalous),
         probability=probability,
@@ -84,8 +85,8 @@ def decide(
         anomaly_map=at_image_size(small_map, shape),
         regions=regions,
         location=describe_location(regions),
-        image_size=(shape[1], shape[0]),
-        image=image,
+        image_size=(width, height),
+        image=decoded.image,
         calibration=calibration,
         expert=expert,
         descriptor=descriptor,

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from ..data import load_image
-from ..data.datasets import image_folder
+from ..data.datasets import scan_folder
 from ..experts.defect_types import DefectTypeExpert
 from ..inspector import Inspector
 from ..language import BackendError, CriteriaError, create_language_model, load_criteria
@@ -26,6 +26,7 @@ from .common import (
     err,
     fail,
     normal_images,
+    report_skipped,
 )
 
 
@@ -120,7 +121,7 @@ def chat(
         )
     )
     if not inspection.ok:
-        fail(str(inspection.result.error))
+        fail(str(inspection.result.error), code=1)
     session = service.chat(inspection, [load_image(p) for p in ref_paths[:2]])
     try:
         if ask:
@@ -146,19 +147,20 @@ def _defect_type_expert(service: InspectionService, inspector: Inspector, folder
     """A defect-type head from labelled examples: FOLDER/<type>/*.png; unreadable examples are skipped."""
     if not folder.is_dir():
         fail(f"{folder}: not a folder of defect examples (expected one subfolder per defect type)")
-    examples = {
-        sub.name: [s.path for s in image_folder(sub)] for sub in sorted(p for p in folder.iterdir() if p.is_dir())
-    }
+    scans = {sub.name: scan_folder(sub) for sub in sorted(p for p in folder.iterdir() if p.is_dir())}
+    report_skipped([problem for _, skipped in scans.values() for problem in skipped])
+    examples = {name: images for name, (images, _) in scans.items()}
     try:
         head, skipped = service.defect_types(inspector, examples)
     except ValueError as error:
         fail(f"{folder}: {error}")
-    for problem in skipped:
-        err.print(f"[yellow]skipped:[/] {escape(problem)}")
+    report_skipped(skipped)
     return head
 
 
 def _answer(session, question: str, quiet: bool) -> None:
+    if not question.strip():  # a question of only spaces asks nothing
+        return
     turn = session.ask(question)
     if quiet:
         return

@@ -3,6 +3,7 @@ and which inspector the options ask for (through the inspection service)."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from contextlib import contextmanager
 from importlib.resources import files
@@ -16,8 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..backbones import BACKBONES
-from ..data import IMAGE_SUFFIXES, load_split
-from ..data.datasets import image_folder, list_categories
+from ..data import load_split
+from ..data.datasets import list_categories, scan_folder
 from ..inspector import Inspector
 from ..model_file import ModelFileError
 from ..service import InspectionService
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole, never folded
+MAX_NOTES = 20  # skipped entries reported one by one; past these, a count
 
 BackboneOpt = Annotated[str, typer.Option(help=f"Feature network: {', '.join(BACKBONES)}.")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="Backbone weights file (.pth state dict or .safetensors).")]
@@ -40,7 +42,16 @@ ExpertOpt = Annotated[
         "anomalies) or both (memory and decoder fused)."
     ),
 ]
-SizeOpt = Annotated[int, typer.Option(help="Images are resized to this square size.")]
+SizeOpt = Annotated[
+    int,
+    typer.Option(
+        min=32,
+        max=2048,
+        help="Images are resized to this square size: at least 32, since features lie on a grid 8 to 16 times "
+        "coarser (32 gives 2×2 to 4×4 patches); at most 2048 (memory grows with its square).",
+    ),
+]
+SeedOpt = Annotated[int, typer.Option(min=0, help="Seed of the random draws.")]
 ZeroShotOpt = Annotated[
     bool,
     typer.Option(
@@ -65,6 +76,14 @@ ClipModelOpt = Annotated[
         "(without --clip-weights: downloaded from the Hugging Face hub)."
     ),
 ]
+MaxPixelsOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Largest image accepted, in pixels (width × height); larger ones are refused from "
+        "their header, before decoding.",
+    ),
+]
 ClassOpt = Annotated[
     Optional[str],
     typer.Option("--class", help="What the product is, e.g. 'metal nut' (zero-shot prompts and answers)."),
@@ -76,9 +95,22 @@ def sample_root() -> Path:
     return Path(str(files("anomalens") / "sample"))
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Says what is wrong and exits: 2 bad usage or input, 1 nothing could be inspected (README: exit codes)."""
     err.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(2)
+    raise typer.Exit(code)
+
+
+def warn(message: str, label: str = "warning") -> None:
+    err.print(f"[yellow]{label}:[/] {escape(message)}")
+
+
+def report_skipped(problems: list[str]) -> None:
+    """One line per skipped input, with why; past MAX_NOTES, only how many more."""
+    for problem in problems[:MAX_NOTES]:
+        warn(problem, "skipped")
+    if len(problems) > MAX_NOTES:
+        warn(f"{len(problems) - MAX_NOTES} more (the first {MAX_NOTES} are listed above)", "skipped")
 
 
 @contextmanager
@@ -100,20 +132,22 @@ def stage_bars(progress: Progress, prefix: str = ""):
 
     def report(stage: str, done: int, total: int) -> None:
         if stage not in bars:
-            bars[stage] = progress.add_task(prefix + stage, total=total)
+            bars[stage] = progress.add_task(escape(prefix + stage), total=total)
         progress.update(bars[stage], completed=done)
 
     return report
 
 
 def image_paths(inputs: list[Path]) -> list[Path]:
-    """Files as given (a bad one is reported later, with the rest), folders expanded to their images."""
+    """Files as given (a bad one is reported later, with the rest), folders expanded to their images and
+    those of their subfolders; what a folder holds besides is reported."""
     paths = []
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found, skipped = scan_folder(item, recursive=True)
+            report_skipped(skipped)
             if not found:
-                err.print(f"[yellow]warning:[/] {escape(str(item))}: no images found in this folder")
+                warn(f"{item}: no images found in this folder")
             paths += found
         else:
             paths.append(item)
@@ -127,23 +161,40 @@ def normal_images(data: Path, category: str | None) -> list[Path]:
     if (data / "train" / "good").is_dir():
         return [s.path for s in load_split(data.parent, data.name, "train")]
     if data.is_dir():
-        paths = [s.path for s in image_folder(data)]
-        if paths:
-            return paths
-        cats = list_categories(data)
+        paths, skipped = scan_folder(data)
+        cats = [] if paths else list_categories(data)
         if cats:
             fail(f"{data} is a dataset root: name one of its categories with --category ({', '.join(cats)})")
+        report_skipped(skipped)
+        if paths:
+            return paths
     fail(f"{data}: no normal images found (give a folder of images or an MVTec-layout category)")
 
 
 def fresh_output_dir(out: Path | None, overwrite: bool, prefix: str) -> Path:
-    """A new folder for results; an existing non-empty one is only reused with --overwrite."""
+    """A folder for results, checked before any work and made when the first result is written; an existing
+    non-empty one is only reused with --overwrite."""
     if out is None:
         out = Path("anomalens-out") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and not out.is_dir():
+        fail(f"{out} is a file; --out names a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         fail(f"{out} already holds files; choose another --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
     return out
+
+
+def check_writable(folder: Path) -> None:
+    """Files can be written in the folder, or in the closest existing one above it, where it will be made.
+    Checked before any work, so a long fit never ends in a write error; nothing is created here."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        fail(f"{folder}: cannot write there ({existing} is a file)")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        fail(f"{folder}: cannot write there ({error.strerror or error})")
 
 
 def fit_with_progress(service: InspectionService, paths: list[Path], **options) -> Inspector:
@@ -153,9 +204,18 @@ def fit_with_progress(service: InspectionService, paths: list[Path], **options) 
         inspector = service.fit(
             paths, progress=lambda n: progress.advance(task, n), train_progress=stage_bars(progress), **options
         )
-    for problem in inspector.skipped:
-        err.print(f"[yellow]skipped:[/] {escape(problem)}")
+    report_skipped(inspector.skipped)
     return inspector
+
+
+def check_route(model: Path | None, refs: Path | None, zero_shot: bool, clip: bool) -> None:
+    """The options name exactly one way to an inspector (checked before any other work)."""
+    if zero_shot and (model or refs):
+        fail("--zero-shot uses no model and no references: drop --model/--refs")
+    if not zero_shot and (model is None) == (refs is None):
+        fail("give exactly one of --model MODEL or --refs DIR, or --zero-shot")
+    if clip and not zero_shot:
+        fail("--clip-weights/--clip-model are for --zero-shot (route A)")
 
 
 def chosen_inspector(
@@ -168,12 +228,7 @@ def chosen_inspector(
     defects: tuple[str, ...] = (),
 ) -> Inspector:
     """The inspector a command asked for: a model file, few-shot references, or a zero-shot route."""
-    if zero_shot and (model or refs):
-        fail("--zero-shot uses no model and no references: drop --model/--refs")
-    if not zero_shot and (model is None) == (refs is None):
-        fail("give exactly one of --model MODEL or --refs DIR, or --zero-shot")
-    if clip and not zero_shot:
-        fail("--clip-weights/--clip-model are for --zero-shot (route A)")
+    check_route(model, refs, zero_shot, clip)
     try:
         if zero_shot:
             return service.zero_shot(class_name, defects)
@@ -200,5 +255,6 @@ def results_table(records: list[dict], truth: dict[str, str] | None = None) -> T
             table.add_row(name, *truth_cell, "[red]unreadable[/]", "", "", escape(r["error"] or ""))
             continue
         verdict = "[bold red]DEFECT[/]" if r["anomalous"] else "[green]ok[/]"
-        table.add_row(name, *truth_cell, verdict, f"{r['confidence']:.0%}", f"{r['score']:.3g}", r["location"])
+        cells = (verdict, f"{r['confidence']:.0%}", f"{r['score']:.3g}", escape(r["location"]))
+        table.add_row(name, *truth_cell, *cells)
     return table

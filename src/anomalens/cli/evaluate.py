@@ -19,6 +19,7 @@ from .common import (
     ClipModelOpt,
     ClipWeightsOpt,
     ExpertOpt,
+    SeedOpt,
     SizeOpt,
     WeightsOpt,
     app,
@@ -35,7 +36,9 @@ from .common import (
 def evaluate_cmd(
     root: Annotated[Path, typer.Argument(help="Dataset root in MVTec-AD or VisA layout.")],
     category: Annotated[Optional[list[str]], typer.Option(help="Category (repeatable); default: all.")] = None,
-    shots: Annotated[Optional[int], typer.Option(help="Fit on the first K normal images only (few-shot).")] = None,
+    shots: Annotated[
+        Optional[int], typer.Option(min=1, help="Fit on the first K normal images only (few-shot).")
+    ] = None,
     backbone: BackboneOpt = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
     expert: ExpertOpt = "auto",
@@ -43,10 +46,11 @@ def evaluate_cmd(
     eval_size: Annotated[
         Optional[int],
         typer.Option(
-            help="Score pixels on maps and masks resized to this square size (anomalib's protocol); default: native."
+            min=1,
+            help="Score pixels on maps and masks resized to this square size (anomalib's protocol); default: native.",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the coreset's random start and projection.")] = 0,
+    seed: SeedOpt = 0,
     out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json and metrics.csv.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
     zero_shot: Annotated[
@@ -83,9 +87,9 @@ def evaluate_cmd(
                 )
             except (FileNotFoundError, ValueError) as error:
                 err.print(f"[red]{escape(name)}: {escape(str(error))}[/]")
-                err.print(f"[red]{name}: {error}[/]")
     if not rows:
         raise typer.Exit(1)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(rows, indent=2))
     columns = [k for k in rows[0] if k != "skipped"]
     with open(out / "metrics.csv", "w", newline="") as handle:
@@ -107,9 +111,9 @@ def evaluate_cmd(
     for key in shown:
         table.add_column(key.replace("_", " "), justify="right")
     for row in rows:
-        table.add_row(row["category"], *(fmt(row.get(key)) for key in shown))
+        table.add_row(escape(row["category"]), *(fmt(row.get(key)) for key in shown))
     console.print(table)
-    console.print(f"metrics written to {out / 'metrics.json'} and {out / 'metrics.csv'}")
+    console.print(f"metrics written to {escape(str(out / 'metrics.json'))} and {escape(str(out / 'metrics.csv'))}")
 
 
 def fmt(value) -> str:

@@ -16,12 +16,13 @@ from .common import (
     ClassOpt,
     ClipModelOpt,
     ClipWeightsOpt,
+    MaxPixelsOpt,
     WeightsOpt,
     ZeroShotOpt,
     app,
+    check_route,
     chosen_inspector,
     console,
-    err,
     fail,
     fit_with_progress,
     fresh_output_dir,
@@ -29,20 +30,24 @@ from .common import (
     progress_bars,
     results_table,
     sample_root,
+    warn,
 )
 
 OutOpt = Annotated[Optional[Path], typer.Option(help="Output folder (default: a new one under anomalens-out/).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")]
 
 
-def write_inspections(service: InspectionService, inspector: Inspector, paths: list[Path], out: Path) -> list[dict]:
+def write_inspections(
+    service: InspectionService, inspector: Inspector, paths: list[Path], out: Path, max_pixels: int | None = None
+) -> list[dict]:
     """Inspect every image; write its JSON and overlay (from the image decoded for the model: no second
     decode); one unreadable image never stops the rest. Returns the JSON records, results.json too."""
     records: list[dict] = []
     used: set[str] = set()
+    out.mkdir(parents=True, exist_ok=True)
     with progress_bars() as progress:
         task = progress.add_task("inspecting", total=len(paths))
-        for path, inspection in zip(paths, service.inspect(inspector, paths)):
+        for path, inspection in zip(paths, service.inspect(inspector, paths, max_pixels=max_pixels)):
             progress.advance(task)
             record = inspection.result.to_dict()
             if inspection.ok:
@@ -51,7 +56,7 @@ def write_inspections(service: InspectionService, inspector: Inspector, paths: l
                 record["overlay"] = str(out / f"{stem}_overlay.png")
                 (out / f"{stem}.json").write_text(json.dumps(record, indent=2))
             else:
-                err.print(f"[yellow]skipped:[/] {escape(str(inspection.result.error))}")
+                warn(str(inspection.result.error), "skipped")
             records.append(record)
     (out / "results.json").write_text(json.dumps(records, indent=2))
     return records
@@ -80,16 +85,18 @@ def detect(
     class_name: ClassOpt = None,
     clip_weights: ClipWeightsOpt = None,
     clip_model: ClipModelOpt = None,
+    max_pixels: MaxPixelsOpt = 40_000_000,
 ):
     """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays."""
-    service = InspectionService(weights=weights, clip_weights=clip_weights, clip_model=clip_model)
-    inspector = chosen_inspector(service, model, refs, zero_shot, bool(clip_weights or clip_model), class_name)
+    check_route(model, refs, zero_shot, bool(clip_weights or clip_model))
     paths = image_paths(images)
     if not paths:
         fail("no images to inspect")
     out = fresh_output_dir(out, overwrite, "detect")
+    service = InspectionService(weights=weights, clip_weights=clip_weights, clip_model=clip_model)
+    inspector = chosen_inspector(service, model, refs, zero_shot, bool(clip_weights or clip_model), class_name)
     try:
-        records = write_inspections(service, inspector, paths, out)
+        records = write_inspections(service, inspector, paths, out, max_pixels)
     except ValueError as error:  # zero-shot with fewer than 2 readable images
         fail(str(error))
     console.print(results_table(records))
@@ -112,15 +119,16 @@ def demo(out: OutOpt = None, overwrite: OverwriteOpt = False):
     test = load_split(root, "battery_weld", "test")
     console.print(
         f"Bundled sample: {len(train)} normal weld images to learn from, {len(test)} test images "
-        f"(source and licence: {root / 'README.md'})"
+        f"(source and licence: {escape(str(root / 'README.md'))})"
     )
+    out = fresh_output_dir(out, overwrite, "demo")
     service = InspectionService()
     inspector = fit_with_progress(service, train)
-    out = fresh_output_dir(out, overwrite, "demo")
     records = write_inspections(service, inspector, [s.path for s in test], out)
     truth = {str(s.path): "defect" if s.label else "good" for s in test}
     console.print(results_table(records, truth))
     correct = sum(1 for r, s in zip(records, test) if r["ok"] and r["anomalous"] == bool(s.label))
     console.print(
-        f"{correct} of {len(test)} verdicts match the ground truth. Heatmap overlays and per-image JSON: {out}"
+        f"{correct} of {len(test)} verdicts match the ground truth. Heatmap overlays and per-image JSON: "
+        + escape(str(out))
     )

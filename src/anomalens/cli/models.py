@@ -11,9 +11,20 @@ import typer
 from rich.markup import escape
 
 from ..backbones import DEFAULT_BACKBONE
-from ..model_file import ModelFileError, read_header
+from ..model_file import ModelFileError, read_model
 from ..service import InspectionService
-from .common import BackboneOpt, ExpertOpt, SizeOpt, WeightsOpt, app, console, fail, fit_with_progress, normal_images
+from .common import (
+    BackboneOpt,
+    ExpertOpt,
+    SizeOpt,
+    WeightsOpt,
+    app,
+    check_writable,
+    console,
+    fail,
+    fit_with_progress,
+    normal_images,
+)
 
 
 @app.command()
@@ -21,7 +32,7 @@ def fit(
     data: Annotated[Path, typer.Argument(help="Folder of normal images, or an MVTec/VisA category folder.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write (.safetensors).")],
     category: Annotated[Optional[str], typer.Option(help="Category, when DATA is a dataset root.")] = None,
-    shots: Annotated[Optional[int], typer.Option(help="Use only the first K normal images.")] = None,
+    shots: Annotated[Optional[int], typer.Option(min=1, help="Use only the first K normal images.")] = None,
     backbone: BackboneOpt = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
     expert: ExpertOpt = "auto",
@@ -29,9 +40,12 @@ def fit(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model file.")] = False,
 ):
     """Fit an inspector on normal images and save it as a model file."""
+    if output.is_dir():
+        fail(f"{output} is a folder; -o names the model file to write")
     if output.exists() and not overwrite:
         fail(f"{output} already exists; choose another name or pass --overwrite")
-    paths = normal_images(data, category)[: shots or None]
+    paths = normal_images(data, category)[:shots]
+    check_writable(output.parent)  # made by the save, after fitting
     started = time.perf_counter()
     try:
         inspector = fit_with_progress(
@@ -39,7 +53,10 @@ def fit(
         )
     except (ValueError, FileNotFoundError) as error:
         fail(str(error))
-    inspector.save(output, overwrite=overwrite)
+    try:
+        inspector.save(output, overwrite=overwrite)
+    except OSError as error:  # the disk filled, or the file appeared meanwhile
+        fail(f"{output}: the model could not be written ({error})")
     cal = inspector.calibration
     assert inspector.expert is not None and cal is not None  # saved, so fitted
     console.print(
@@ -54,8 +71,9 @@ def fit(
 
 @app.command()
 def info(model: Annotated[Path, typer.Argument(help="Model file.")]):
-    """Print a model file's description (configuration, backbone, thresholds, version)."""
+    """Print a model file's description (configuration, backbone, thresholds, version), once it is sure the
+    file is a usable model (header, tensors and expert checked)."""
     try:
-        console.print_json(json.dumps(read_header(model)))
+        console.print_json(json.dumps(read_model(model).header))
     except ModelFileError as error:
         fail(str(error))

@@ -6,14 +6,17 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
-from .common import ClipModelOpt, ClipWeightsOpt, app, err, fail
+from .common import ClipModelOpt, ClipWeightsOpt, MaxPixelsOpt, app, check_writable, err, fail
+
+SERVE_MODULES = {"fastapi", "uvicorn", "starlette", "multipart", "python_multipart"}  # what the serve extra installs
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     models: Annotated[Path, typer.Option(help="Folder of model files the service serves and fits into.")] = Path(
         "anomalens-models"
     ),
@@ -29,16 +32,24 @@ def serve(
     llm_name: Annotated[Optional[str], typer.Option(help="Model name for the openai backend.")] = None,
     vision: Annotated[bool, typer.Option(help="The openai model reads images.")] = False,
     guard: Annotated[str, typer.Option(help="correct, judge or off.")] = "correct",
-    max_request_mb: Annotated[float, typer.Option(help="Largest request body accepted, in MB.")] = 64,
-    max_pixels: Annotated[int, typer.Option(help="Largest image accepted, in pixels (width × height).")] = 40_000_000,
+    max_request_mb: Annotated[
+        float,
+        typer.Option(min=0.01, help="Largest request body accepted, in MB (at least 0.01: 10 KB)."),
+    ] = 64,
+    max_pixels: MaxPixelsOpt = 40_000_000,
     clip_weights: ClipWeightsOpt = None,
     clip_model: ClipModelOpt = None,
 ):
     """Start the inspection service: REST API under /v1 (docs at /docs) and the web chat page at /."""
-    import uvicorn
+    try:
+        import uvicorn
 
+        from ..server import Limits, create_app
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in SERVE_MODULES:
+            raise
+        fail("the service needs the serve extra: pip install 'anomalens[serve]'")
     from ..language import BackendError, create_language_model
-    from ..server import Limits, create_app
 
     try:
         language_model = create_language_model(
@@ -46,6 +57,7 @@ def serve(
         )
     except BackendError as error:
         fail(str(error))
+    check_writable(models)
     request_bytes = int(max_request_mb * 1024 * 1024)
     limits = Limits(
         max_request_bytes=request_bytes, max_file_bytes=min(request_bytes, Limits.max_file_bytes), max_pixels=max_pixels
@@ -59,5 +71,7 @@ def serve(
         clip_weights=clip_weights,
         clip_model=clip_model,
     )
-    err.print(f"AnomaLens at http://{host}:{port}/ (API docs: /docs); models in {models.resolve()}")
+    err.print(
+        f"AnomaLens at http://{escape(host)}:{port}/ (API docs: /docs); models in {escape(str(models.resolve()))}"
+    )
     uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -13,17 +13,17 @@ from rich.markup import escape
 from ..data import ImageError, load_image
 from ..preprocessing import to_batch
 from ..synth import synthesize
-from .common import SizeOpt, app, console, err, fail, fresh_output_dir, normal_images
+from .common import SeedOpt, SizeOpt, app, console, fail, fresh_output_dir, normal_images, warn
 
 
 @app.command()
 def synth(
     data: Annotated[Path, typer.Argument(help="Folder of normal images, or an MVTec/VisA category folder.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the preview images.")],
-    n: Annotated[int, typer.Option("-n", help="How many synthetic anomalies to make.")] = 16,
+    n: Annotated[int, typer.Option("-n", min=1, help="How many synthetic anomalies to make.")] = 16,
     category: Annotated[Optional[str], typer.Option(help="Category, when DATA is a dataset root.")] = None,
     image_size: SizeOpt = 256,
-    seed: Annotated[int, typer.Option(help="Seed of the random draws.")] = 0,
+    seed: SeedOpt = 0,
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
 ):
     """Preview the synthetic anomalies the decoder expert learns from: normal | synthetic | its mask in red."""
@@ -41,12 +41,13 @@ def synth(
                 try:
                     images[path] = to_batch([load_image(path)], image_size)[0].permute(1, 2, 0).numpy()
                 except ImageError as error:
-                    err.print(f"[yellow]skipped:[/] {escape(str(error))}")
+                    warn(str(error), "skipped")
                     paths.remove(path)
                     continue
             return images[path]
         fail(f"{data}: no readable normal image")
 
+    out.mkdir(parents=True, exist_ok=True)
     for k in range(n):
         target = image()
         result = synthesize(target, image(), rng)
@@ -54,4 +55,4 @@ def synth(
         marked[result.mask] = 0.5 * marked[result.mask] + 0.5 * np.array([1.0, 0.0, 0.0])
         preview = np.concatenate([target, result.image, marked], axis=1)
         Image.fromarray((preview * 255 + 0.5).astype(np.uint8)).save(out / f"{k:03d}_{result.mode}.png")
-    console.print(f"{n} synthetic anomalies (normal | synthetic | mask) in {out}")
+    console.print(f"{n} synthetic anomalies (normal | synthetic | mask) in {escape(str(out))}")

@@ -8,7 +8,7 @@ from .datasets import (
     mvtec_split,
     visa_split,
 )
-from .images import IMAGE_SUFFIXES, ImageError, load_image, load_mask
+from .images import IMAGE_SUFFIXES, ImageError, as_float, image_size, load_image, load_mask, read_image, reduced
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -17,6 +17,10 @@ __all__ = [
     "image_folder",
     "list_categories",
     "load_image",
+    "read_image",
+    "image_size",
+    "as_float",
+    "reduced",
     "load_mask",
     "load_split",
     "mvtec_split",

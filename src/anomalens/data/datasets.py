@@ -43,7 +43,9 @@ def mvtec_split(root: str | Path, category: str, split: str) -> list[Sample]:
         defect_dirs = [d for d in split_dir.iterdir() if d.is_dir() and not _hidden(d)]
     truth = Path(root) / category / "ground_truth"
     return _in_order(
-        _mvtec_sample(image, defect_dir.name, truth) for defect_dir in defect_dirs for image in _images_in(defect_dir)
+        _mvtec_sample(image, defect_dir.name, truth)
+        for defect_dir in defect_dirs
+        for image in scan_folder(defect_dir)[0]
     )
 
 
@@ -70,7 +72,33 @@ def image_folder(path: str | Path) -> list[Sample]:
     if path.is_file():
         return [Sample(path)]  # named explicitly, so trust it whatever its suffix
     _require_dir(path, "no such image file or folder")
-    return [Sample(image) for image in _images_in(path)]
+    return [Sample(image) for image in scan_folder(path)[0]]
+
+
+def scan_folder(folder: str | Path, recursive: bool = False) -> tuple[list[Path], list[str]]:
+    """The images in a folder, sorted (with `recursive`, those in its subfolders too), and why each other
+    entry was left out: a subfolder not searched, a link to a folder (never followed), an image name that is
+    not a file, a type AnomaLens does not read (.gif, .txt, …). Hidden entries (a leading dot) are left out
+    without a word, by convention."""
+    try:
+        entries = sorted(Path(folder).iterdir())
+    except OSError as error:
+        return [], [f"{folder}: cannot be listed ({error.strerror or error})"]
+    images: list[Path] = []
+    skipped: list[str] = []
+    for entry in (e for e in entries if not _hidden(e)):
+        if entry.is_dir() and recursive and not entry.is_symlink():
+            found, left = scan_folder(entry, recursive)
+            images, skipped = images + found, skipped + left
+        elif entry.is_dir():
+            skipped.append(f"{entry}: a {'link to a ' if entry.is_symlink() else 'sub'}folder, not searched")
+        elif entry.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped.append(f"{entry}: not an image type AnomaLens reads ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        elif not entry.is_file():
+            skipped.append(f"{entry}: not a regular file (a broken link, a pipe or a device)")
+        else:
+            images.append(entry)
+    return images, skipped
 
 
 def list_categories(root: str | Path) -> list[str]:
@@ -103,10 +131,6 @@ def _require_dir(path: Path, problem: str) -> None:
 
 def _hidden(path: Path) -> bool:
     return path.name.startswith(".")
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not _hidden(p) and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _in_order(samples: Iterable[Sample]) -> list[Sample]:

@@ -46,14 +46,53 @@ def load_image(path: str | Path) -> np.ndarray:
     Grey is replicated to three channels and transparency is composited over
     black, so every caller sees the same layout whatever the file held.
     """
+    return as_float(read_image(path))
+
+
+def read_image(path: str | Path, max_side: int | None = None, max_pixels: int | None = None) -> np.ndarray:
+    """Return the image as a C-contiguous H×W×3 array: uint8 for 8-bit grey and colour files (a quarter of
+    float32's memory, and the same values once divided by 255), float32 in [0, 1] for anything else.
+
+    With `max_side`, a larger image comes back reduced (box-averaged by a whole factor) to at most that
+    many pixels a side, decoded at the reduced size where the format allows (JPEG). With `max_pixels`,
+    an image with more pixels is refused from its header, before anything is decoded."""
     path = _readable_file(path)
+    if max_pixels is not None:
+        width, height = image_size(path)
+        if width * height > max_pixels:
+            raise ImageError(path, f"image too large ({width} × {height} pixels; the limit is {max_pixels} pixels)")
     tiff = _read_tiff(path)
     if tiff is not None:
-        rgb = _tiff_rgb(tiff)
-    else:
-        # Cameras store pixels as shot plus an orientation tag; show them upright.
-        rgb = _read_with_pil(path, lambda img: _pil_rgb(ImageOps.exif_transpose(img)))
-    return _non_empty(path, rgb)
+        return _non_empty(path, reduced(_tiff_rgb(tiff), max_side))
+    # Cameras store pixels as shot plus an orientation tag; show them upright.
+    return _non_empty(path, _read_with_pil(path, _pil_rgb, max_side, upright=True))
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of the upright image from the file's header alone, for every format read here (TIFF
+    through tifffile, which reads headers Pillow cannot, such as float32 samples)."""
+    path = _readable_file(path)
+    if _is_tiff(path):
+        try:
+            with tifffile.TiffFile(path) as tif:
+                page = cast(tifffile.TiffPage, tif.pages[0])
+                return int(page.imagewidth), int(page.imagelength)
+        except Exception:  # noqa: BLE001 - tifffile raises many error types; Pillow may still read it
+            pass
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            transposed = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that turn it a quarter
+    except _PIL_ERRORS as error:
+        raise ImageError(path, _describe(error)) from error
+    return (height, width) if transposed else (width, height)
+
+
+def as_float(image: np.ndarray) -> np.ndarray:
+    """A decoded image as float32 in [0, 1] (uint8 ones divided by 255)."""
+    if image.dtype == np.uint8:
+        return np.ascontiguousarray(image, dtype=np.float32) / 255.0
+    return image
 
 
 def load_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -146,13 +185,35 @@ def _unit_range(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32)  # floats and bools; _rgb clips floats
 
 
-def _read_with_pil(path: Path, to_array: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+def _read_with_pil(
+    path: Path, to_array: Callable[[Image.Image], np.ndarray], max_side: int | None = None, upright: bool = False
+) -> np.ndarray:
+    """Decoded by Pillow; `upright` applies the EXIF orientation; with `max_side`, reduced while decoding
+    where the format allows (JPEG), else right after, by a whole factor."""
     try:
         with Image.open(path) as img:
+            if max_side and max(img.size) > max_side:
+                img.draft(img.mode, (max_side, max_side))  # JPEG decodes at 1/2, 1/4 or 1/8 scale
             img.load()  # decoding is lazy; truncation only surfaces here
-            return to_array(img)
+            picture: Image.Image = ImageOps.exif_transpose(img) if upright else img
+            factor = -(-max(picture.size) // max_side) if max_side else 1
+            if factor > 1 and picture.mode.startswith("I;16"):
+                picture = picture.convert("I")  # 16-bit grey: Pillow reduces it as 32-bit integers
+            if factor > 1 and picture.mode in ("1", "L", "RGB", "RGBA", "LA", "I", "F"):
+                picture = picture.reduce(factor)
+            return reduced(to_array(picture), max_side)
     except _PIL_ERRORS as error:
         raise ImageError(path, _describe(error)) from error
+
+
+def reduced(array: np.ndarray, max_side: int | None) -> np.ndarray:
+    """H×W×3 box-averaged by a whole factor so neither side exceeds `max_side` (no-op when it already fits)."""
+    factor = -(-max(array.shape[:2]) // max_side) if max_side else 1
+    if factor <= 1:
+        return array
+    h, w = array.shape[0] // factor * factor, array.shape[1] // factor * factor
+    blocks = array[:h, :w].reshape(h // factor, factor, w // factor, factor, 3).astype(np.float32).mean((1, 3))
+    return np.ascontiguousarray(blocks.round() if array.dtype == np.uint8 else blocks, dtype=array.dtype)
 
 
 def _describe(error: Exception) -> str:
@@ -173,8 +234,8 @@ def _pil_rgb(img: Image.Image) -> np.ndarray:
     if "A" in img.getbands() or "transparency" in img.info:
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255
         return _rgb(rgba[..., :3], rgba[..., 3])
-    # Covers grey, bilevel, palette, CMYK, YCbCr and LAB alike.
-    return _rgb(np.asarray(img.convert("RGB"), dtype=np.float32) / 255)
+    # Covers grey, bilevel, palette, CMYK, YCbCr and LAB alike; 8 bits stay uint8 (exactly the same values).
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
 
 
 def _rgb(colour: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:

@@ -29,7 +29,7 @@ IMAGE_SIDE = 512  # images sent to a vision model are downscaled to at most this
 class ChatImages:
     """Pictures a vision model is shown with the first question: the query, its expert overlay, references."""
 
-    query: np.ndarray  # H×W×3 float in [0, 1]
+    query: np.ndarray | Image.Image  # H×W×3 (uint8, or float in [0, 1]) or a picture
     overlay: Image.Image | None = None
     references: list[np.ndarray] = field(default_factory=list)
 
@@ -110,7 +110,7 @@ class ChatSession:
 
     def _messages(self, question: str) -> list[dict]:
         """System prompt with the findings, the conversation so far, the new question; a vision model gets
-        the pictures with the first question."""
+        the pictures with the first question. The backend trims it to its context (models.fit_context)."""
         messages: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT.format(facts=self.findings.as_text())}]
         for i, turn in enumerate(self.turns + [None]):
             text = turn.question if turn else question
@@ -151,7 +151,7 @@ def _image_part(image: np.ndarray | Image.Image) -> dict:
     picture = (
         image
         if isinstance(image, Image.Image)
-        else Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8))
+        else Image.fromarray(image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8))
     )
     picture = picture.convert("RGB")
     picture.thumbnail((IMAGE_SIDE, IMAGE_SIDE))

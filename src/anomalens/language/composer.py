@@ -1,9 +1,10 @@
 """The grounded answer composer: the default language "backend", with no language model at all.
 
-It recognises what a question asks (is there a defect, where, how many, how large, how sure, how it
-differs from the references, which defect, what normal looks like) and answers from the findings alone,
-in AnomalyGPT's words ("Yes, there is an anomaly in the image, at the bottom left of the image."), so an
-answer can never contradict the anomaly map. Deterministic and instant.
+It recognises what a question asks (is there a defect, is it good, where, how many, how large, how sure,
+how it differs from the references, which defect, what normal looks like) and answers from the findings
+alone, in AnomalyGPT's words ("Yes, there is an anomaly in the image, at the bottom left of the image."), so
+an answer can never contradict the anomaly map. A yes/no follows the question's polarity: "is there a
+defect?" and "is it good?" get opposite answers about the same verdict. Deterministic and instant.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from dataclasses import dataclass, field
 from ..regions import Region, location_names
 from .findings import Findings
 
-# Intent patterns, matched on the lower-cased question; several may match one question, and they are
-# answered in this order.
+# Intent patterns, matched on the lower-cased question; several may match one, answered in this order.
 INTENTS: dict[str, re.Pattern] = {
     name: re.compile(pattern)
     for name, pattern in {
@@ -26,13 +26,24 @@ INTENTS: dict[str, re.Pattern] = {
         "size": r"\bhow (big|large|small|wide|long)\b|\bsize\b|\barea\b|\bextent\b|\bdimension",
         "type": r"\b(what|which) (kind|type|sort|class)\b|\bwhich defect\b|"
         r"\bwhat (is|'s) (it|that|this|the (defect|anomaly|problem|flaw))\b|\bclassif|\bcaused?\b",
-        "reference": r"\breference|\bcompar|\bdiffer|\bversus\b|\bvs\.?\s|\bgood (one|sample|part)s?\b",
+        "reference": r"\breference|\bcompar|\bdiffer|\bversus\b|\bvs\.?\s|\bgood (one|sample|part)s\b",
         "confidence": r"\bhow (sure|confident|certain)\b|\bconfiden|\bcertain|\bsure\b|\bprobab|\breliab",
         "criteria": r"\bshould\b.*\blook|\bcriteria\b|\bwhat (does|do) an? (good|normal)\b|\bwhat is normal\b",
         "summary": r"\bdescribe|\bsummar|\bexplain|\breport|\bdetails?\b|\btell me\b",
         "help": r"\bhelp\b|\bwhat can (i|you)\b",
     }.items()
 }
+# Yes/no polarity: the first verdict word a question uses says whether "yes" means good ("is it OK?", "can it
+# ship?", "is it free of defects?") or defective ("is there a defect?", "should it be rejected?").
+_POLARITY = re.compile(
+    r"(?P<good>\b(good|ok|okay|accept(able|ed)?|fine|normal|flawless|perfect|intact|usable|alright|all right|"
+    r"in spec|within spec|conform\w*|defect[- ]?free|free (of|from)|without (any )?(defect|anomal|flaw)|ship\w*|"
+    r"pass(es|ed)?|approv\w*|releas\w*|use (it|this|that|them)|be used)\b)|"
+    r"(?P<bad>\b(defect|anomal|flaw|damage|broken|crack|scratch|dent|fail|reject|scrap|discard|problem|wrong|"
+    r"issue|faulty|bad)\w*)"
+)
+# A yes/no question about the part ("can you tell me …" is a request, not one)
+YES_NO = re.compile(r"^((is|are|does|do|did|any|has|have|was|were)|(can|could|should|would|will|may|must)(?! you\b))\b")
 # Regions are listed strongest first (highest peak): the strongest region is the true defect more often than
 # the largest one, which is often a broad, faint false area (QA benchmark, location: 0.504 → 0.537; fused
 # expert 0.512 → 0.560). Ordinals count in that order; size words pick by area.
@@ -57,8 +68,14 @@ def classify(question: str) -> list[str]:
     """The intents a question asks about, in answering order (empty when none is recognised)."""
     text = question.lower().strip()
     found = [name for name, pattern in INTENTS.items() if pattern.search(text)]
-    if "defect" in found and len(found) > 1 and not re.search(r"^(is|are|does|do|any|has|have)\b", text):
+    first = _POLARITY.search(text)
+    asks_good = bool(first and first.group("good"))  # a yes means the part is good
+    if "defect" not in found and YES_NO.search(text) and asks_good:
+        found.insert(0, "defect")  # "can it ship?", "should we use it?": a verdict asked in other words
+    if "defect" in found and len(found) > 1 and not YES_NO.search(text):
         found.remove("defect")  # "how large is the defect?" asks for the size, not the verdict
+    if "defect" in found and asks_good:
+        found[found.index("defect")] = "good"  # "is it OK?": yes means no defect
     if "type" in found and "where" in found:
         found.remove("type")  # "what is the location …" style phrasings
     return found
@@ -119,13 +136,23 @@ def _hedge(findings: Findings) -> str:
     return ""
 
 
-def answer_defect(f: Findings, focus: int | None) -> str:
+def _verdict(f: Findings) -> str:
+    """ "there is an anomaly in the image, at the bottom left of the image", or "there is no anomaly …"."""
     where = f" in the {f.class_name}" if f.class_name else " in the image"
     if not f.anomalous:
-        return f"No, there is no anomaly{where}." + _hedge(f)
-    if len(f.regions) > 1:
-        return f"Yes, there are anomalies{where}, at {_places(f.regions)} of the image." + _hedge(f)
-    return f"Yes, there is an anomaly{where}, at {_places(f.regions)} of the image." + _hedge(f)
+        return f"there is no anomaly{where}"
+    some = "are anomalies" if len(f.regions) > 1 else "is an anomaly"
+    return f"there {some}{where}, at {_places(f.regions)} of the image"
+
+
+def answer_defect(f: Findings, focus: int | None) -> str:
+    return ("Yes, " if f.anomalous else "No, ") + _verdict(f) + "." + _hedge(f)
+
+
+def answer_good(f: Findings, focus: int | None) -> str:
+    """The same verdict for a question whose yes means good ("is it OK?", "can it ship?")."""
+    reply = f"No, the {f.subject} is defective: " if f.anomalous else f"Yes, the {f.subject} looks normal: "
+    return reply + _verdict(f) + "." + _hedge(f)
 
 
 def answer_where(f: Findings, focus: int | None) -> str:
@@ -249,6 +276,7 @@ def answer_help(f: Findings, focus: int | None) -> str:
 ANSWERERS = {
     "help": answer_help,
     "defect": answer_defect,
+    "good": answer_good,
     "where": answer_where,
     "count": answer_count,
     "size": answer_size,

@@ -118,6 +118,7 @@ def findings_from(
     assert result.probability is not None and result.confidence is not None
     width, height = result.image_size
     peak = np.unravel_index(int(np.argmax(result.anomaly_map)), result.anomaly_map.shape)
+    map_height, map_width = result.anomaly_map.shape
     return Findings(
         source=result.source,
         anomalous=bool(result.anomalous),
@@ -127,7 +128,7 @@ def findings_from(
         threshold=float(calibration.image_threshold) if calibration else float("nan"),
         scale=float(calibration.image_scale) if calibration else float("nan"),
         regions=tuple(result.regions),
-        peak_location=grid_location(int(peak[1]), int(peak[0]), width, height),
+        peak_location=grid_location(int(peak[1]), int(peak[0]), map_width, map_height),  # the map's own grid
         image_size=(width, height),
         expert=expert or result.expert,
         n_normal=calibration.n_normal if calibration else 0,

@@ -23,14 +23,20 @@ _CELLS = [
     ("left", r"left"),
     ("right", r"right"),
 ]
+# A leading yes or no ("No defects." is a statement, not a reply); what it means depends on the question.
+_REPLY = re.compile(r"^\W*(yes|no)\b(?! (visible |obvious |apparent )?(anomal|defect|damage|flaw|problem|issue))")
+_GOOD = r"(normal|fine|ok|okay|flawless|perfect|good|acceptable|defect[- ]free|usable)"
 _NEGATIVE = re.compile(
-    r"^\s*no\b|\bno (visible |obvious |apparent )?(anomal|defect|damage|flaw|problem|issue)|"
+    r"\bno (visible |obvious |apparent )?(anomal|defect|damage|flaw|problem|issue)|"
     r"\bnot (defective|damaged|anomalous|broken|faulty)|\bwithout (any )?(defect|anomal|flaw|damage)|"
-    r"\bfree (of|from) (any )?(defect|anomal|flaw|damage)|\b(is|looks|appears|seems) (to be )?(normal|fine|ok|okay|flawless|perfect|good)\b"
+    rf"\bfree (of|from) (any )?(defect|anomal|flaw|damage)|\b(is|looks|appears|seems) (to be )?{_GOOD}\b|"
+    r"\b(can|may|should) (be )?(ship|pass|use|accept|approve|release)|\bpasses\b"
 )
 _POSITIVE = re.compile(
-    r"^\s*yes\b|\bthere (is|are) ((?!no\b|not\b|nothing\b)\w+ ){0,3}(anomal|defect|damage|flaw|crack|scratch|dent|hole)|"
-    r"\b(is|looks|appears|seems) (to be )?(defective|damaged|anomalous|broken|faulty)|\b(has|shows|contains) (an? |some )?(anomal|defect|flaw|damage)"
+    r"\bthere (is|are) ((?!no\b|not\b|nothing\b)\w+ ){0,3}(anomal|defect|damage|flaw|crack|scratch|dent|hole)|"
+    r"\b(is|looks|appears|seems) (to be )?(defective|damaged|anomalous|broken|faulty)|\b(has|shows|contains) (an? |some )?(anomal|defect|flaw|damage)|"
+    rf"\bnot (be |look |seem )?{_GOOD}\b|\b(cannot|can't|can not|should not|shouldn't|must not|does not|doesn't) "
+    r"(be )?(ship|pass|use|accept|approve|release)|\bfails\b|\b(should|must) be (rejected|scrapped|discarded)"
 )
 
 
@@ -56,10 +62,14 @@ class GuardReport:
         }
 
 
-def read_claims(text: str) -> Claims:
-    """What a free-text answer says: defect or not, and which grid cells it names."""
+def read_claims(text: str, asks_good: bool = False) -> Claims:
+    """What a free-text answer says: defect or not, and which grid cells it names. A leading yes means a
+    defect, or, with `asks_good` (the question was "is it good?", "can it ship?"), that there is none."""
     lowered = text.lower()
-    negative, positive = bool(_NEGATIVE.search(lowered)), bool(_POSITIVE.search(lowered))
+    reply = _REPLY.search(lowered)
+    says_defect = reply is not None and (reply.group(1) == "yes") != asks_good
+    negative = bool(_NEGATIVE.search(lowered)) or (reply is not None and not says_defect)
+    positive = bool(_POSITIVE.search(lowered)) or says_defect
     anomalous = None if negative == positive else positive
     found, rest = [], lowered
     for name, pattern in _CELLS:
@@ -74,9 +84,9 @@ def read_claims(text: str) -> Claims:
 def check(model_text: str, grounded: Answer) -> list[str]:
     """Contradictions between a model's answer and the grounded one (empty: consistent), and non-answers to
     what was asked. Only the verdict and the location are checked: they are what the anomaly map decides."""
-    claims = read_claims(model_text)
+    claims = read_claims(model_text, asks_good="good" in grounded.intents)
     problems = []
-    asks_verdict = bool({"defect", "where", "summary"} & set(grounded.intents))
+    asks_verdict = bool({"defect", "good", "where", "summary"} & set(grounded.intents))
     if asks_verdict and claims.anomalous is not None and claims.anomalous != grounded.anomalous:
         problems.append(
             "the model says "
@@ -84,7 +94,7 @@ def check(model_text: str, grounded: Answer) -> list[str]:
             + "; the vision expert found "
             + ("one" if grounded.anomalous else "none")
         )
-    if "defect" in grounded.intents and claims.anomalous is None:  # asked yes or no, and answered neither
+    if {"defect", "good"} & set(grounded.intents) and claims.anomalous is None:  # asked yes or no, answered neither
         problems.append("the model's answer does not say whether there is a defect")
     if "where" in grounded.intents and grounded.anomalous and not claims.locations and claims.anomalous is not False:
         problems.append("the model's answer does not say where the defect is")

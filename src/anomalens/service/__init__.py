@@ -16,16 +16,20 @@ import numpy as np
 from PIL import Image
 
 from ..backbones import DEFAULT_BACKBONE
+from ..data import reduced
 from ..experts.defect_types import DefectGuess, DefectTypeExpert
 from ..inspector import Inspector
 from ..language import ChatImages, ChatSession, Criteria, Findings, LanguageModel, compose, findings_from
+from ..maps import at_image_size
 from ..overlay import render_overlay
 from ..preprocessing import ImageInput
 from ..result import InspectionResult
+from .conversations import Conversations
 from .store import FitJob, ModelStore, StoreError
 
-__all__ = ["FitJob", "Inspection", "InspectionService", "ModelStore", "StoreError"]
+__all__ = ["Conversations", "FitJob", "Inspection", "InspectionService", "ModelStore", "StoreError"]
 FIRST_QUESTION = "Is there any anomaly in the image?"
+DISPLAY_SIDE = 768  # a conversation keeps its pictures at most this size: under 2 MB each, whatever was uploaded
 CLIP_INSPECTORS = 4  # zero-shot route A inspectors kept (prompts embedded once per class name)
 
 
@@ -40,11 +44,16 @@ class Inspection:
     def ok(self) -> bool:
         return self.result.ok
 
-    def overlay(self) -> Image.Image:
-        """The heatmap over the image the result was decoded from, with boxes around its regions."""
+    def overlay(self, max_side: int | None = None) -> Image.Image:
+        """The heatmap over the image the result was decoded from, with boxes around its regions; with
+        `max_side`, drawn at most that size (the image and map are reduced first, which keeps it cheap)."""
         r = self.result
         assert r.image is not None and r.anomaly_map is not None and r.calibration is not None  # a successful one
-        return render_overlay(r.image, r.anomaly_map, r.calibration, r.regions)
+        image, anomaly_map = r.image, r.anomaly_map
+        if max_side and max(image.shape[:2]) > max_side:
+            image = reduced(image, max_side)
+            anomaly_map = at_image_size(anomaly_map, image.shape[:2])
+        return render_overlay(image, anomaly_map, r.calibration, r.regions, r.image_size)
 
     def answer(self) -> str:
         """The grounded answer to the first question a person asks."""
@@ -121,9 +130,10 @@ class InspectionService:
         criteria: Criteria | None = None,
         references: Sequence[str] = (),
         defect_types: DefectTypeExpert | None = None,
+        max_pixels: int | None = None,
     ) -> Iterator[Inspection]:
         """Inspections in input order; an unreadable image is an Inspection whose result has `error` set."""
-        for result in inspector.iter_predict(images):
+        for result in inspector.iter_predict(images, max_pixels):
             if not result.ok:
                 yield Inspection(result, None)
                 continue
@@ -138,7 +148,8 @@ class InspectionService:
     def chat(self, inspection: Inspection, references: Sequence = ()) -> ChatSession:
         """A conversation about one inspection (`references`: normal images a vision model is shown)."""
         assert inspection.result.image is not None and inspection.findings is not None  # a successful inspection
-        images = ChatImages(inspection.result.image, inspection.overlay(), list(references[:2]))
+        picture = Image.fromarray(to_uint8(reduced(inspection.result.image, DISPLAY_SIDE)))
+        images = ChatImages(display(picture), display(inspection.overlay(DISPLAY_SIDE)), list(references[:2]))
         return ChatSession(inspection.findings, self.language_model, guard=self.guard, images=images)
 
     @staticmethod
@@ -160,3 +171,14 @@ class InspectionService:
     @staticmethod
     def _defect_type(result: InspectionResult, head: DefectTypeExpert | None) -> DefectGuess | None:
         return head.classify(result.descriptor) if head is not None and result.descriptor is not None else None
+
+
+def display(picture: Image.Image) -> Image.Image:
+    """A copy at most DISPLAY_SIDE pixels a side, for what is kept beyond the inspection itself."""
+    picture = picture.copy()
+    picture.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
+    return picture
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)

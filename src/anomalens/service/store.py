@@ -1,25 +1,34 @@
 """Fitted models on disk (one model file per id in the models folder), a small cache of loaded ones, and
-fit jobs that run one at a time in the background with their progress."""
+fit jobs that run one at a time in the background with their progress.
+
+A fit job outlives the process that accepted it: `.jobs/<job id>.json` in the models folder records it, and
+`.jobs/<job id>/` holds its normal images (.npz, exactly as decoded) until the fit ends. A new store on the
+folder resumes the jobs left queued or running, or reports them failed when their images are gone."""
 
 from __future__ import annotations
 
 import builtins
+import json
 import re
+import shutil
 import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..inspector import Inspector
 from ..model_file import ModelFileError, read_header
+from ..preprocessing import Decoded
 
-MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # matched whole (fullmatch)
 SUFFIX = ".safetensors"
+JOBS = ".jobs"
 
 
 class StoreError(Exception):
@@ -60,15 +69,20 @@ class ModelStore:
         self._lock = threading.Lock()
         self._jobs: dict[str, FitJob] = {}
         self._fitting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anomalens-fit")
+        self._jobs_folder = self.folder / JOBS
+        self._jobs_folder.mkdir(exist_ok=True)
+        self._recover_jobs()
 
     def path(self, model_id: str) -> Path:
-        if not MODEL_ID.match(model_id or ""):
+        if not MODEL_ID.fullmatch(model_id or ""):
             raise StoreError(400, f"invalid model id {model_id!r}: use letters, digits, '.', '_' or '-' (at most 64)")
         return self.folder / f"{model_id}{SUFFIX}"
 
     def ids(self) -> list[str]:
         """The stored models' ids (file names only: no model file is read)."""
-        return [i for i in sorted(p.name[: -len(SUFFIX)] for p in self.folder.glob(f"*{SUFFIX}")) if MODEL_ID.match(i)]
+        return [
+            i for i in sorted(p.name[: -len(SUFFIX)] for p in self.folder.glob(f"*{SUFFIX}")) if MODEL_ID.fullmatch(i)
+        ]
 
     def list(self) -> list[dict]:
         return [self.describe(model_id) for model_id in self.ids()]
@@ -118,7 +132,10 @@ class ModelStore:
         path.unlink()
 
     # ---- fit jobs ------------------------------------------------------------------------------
-    def start_fit(self, model_id: str | None, images: builtins.list[np.ndarray], skipped: builtins.list[str]) -> FitJob:
+    def start_fit(
+        self, model_id: str | None, images: Sequence[np.ndarray | Decoded], skipped: builtins.list[str]
+    ) -> FitJob:
+        """Accepts a fit: its images and record are on disk before this returns, so a restart loses nothing."""
         model_id = model_id or f"model-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         path = self.path(model_id)
         with self._lock:
@@ -127,7 +144,17 @@ class ModelStore:
                 raise StoreError(409, f"model {model_id!r} already exists; delete it first or choose another id")
             job = FitJob(uuid.uuid4().hex[:12], model_id, total=len(images), skipped=skipped)
             self._jobs[job.id] = job
-        self._fitting.submit(self._fit, job, images, path)
+        try:
+            self._images(job).mkdir()
+            for i, image in enumerate(images):
+                _keep(self._images(job) / f"{i:05d}.npz", image)
+            self._record(job)
+        except OSError as error:
+            with self._lock:
+                del self._jobs[job.id]
+            shutil.rmtree(self._images(job), ignore_errors=True)
+            raise StoreError(507, f"cannot keep the fit's images in {self._jobs_folder}: {error}") from None
+        self._fitting.submit(self._fit, job)
         return job
 
     def job(self, job_id: str) -> FitJob:
@@ -136,15 +163,68 @@ class ModelStore:
         except KeyError:
             raise StoreError(404, f"unknown job {job_id!r}") from None
 
-    def _fit(self, job: FitJob, images: builtins.list[np.ndarray], path: Path) -> None:
+    def _fit(self, job: FitJob) -> None:
         job.status = "running"
+        self._record(job)
 
         def advance(n: int) -> None:
             job.done += n
 
         try:
+            images = [_restore(p) for p in sorted(self._images(job).glob("*.npz"))]
             inspector = Inspector().fit(images, progress=advance)
-            inspector.save(path)
+            inspector.save(self.path(job.model_id))
             job.status = "done"
         except Exception as error:  # noqa: BLE001 - a failed job reports why; the server goes on
             job.status, job.error = "failed", f"{type(error).__name__}: {error}"
+        self._record(job)
+        shutil.rmtree(self._images(job), ignore_errors=True)
+
+    def _images(self, job: FitJob) -> Path:
+        return self._jobs_folder / job.id
+
+    def _record(self, job: FitJob) -> None:
+        """Writes the job's record whole (a reader never sees half of it)."""
+        file = self._jobs_folder / f"{job.id}.json"
+        file.with_suffix(".partial").write_text(json.dumps(asdict(job)))
+        file.with_suffix(".partial").replace(file)
+
+    def _recover_jobs(self) -> None:
+        """Jobs a previous process accepted: finished ones are answered again, unfinished ones resumed."""
+        for file in sorted(self._jobs_folder.glob("*.json")):
+            try:
+                job = FitJob(**json.loads(file.read_text()))
+            except (OSError, ValueError, TypeError) as error:
+                job = FitJob(file.stem, "", 0, status="failed", error=f"the job's record is unreadable: {error}")
+            self._jobs[job.id] = job
+            if job.status not in ("queued", "running"):
+                continue
+            if self.path(job.model_id).is_file():  # saved just before the restart
+                job.status, job.done = "done", job.total
+            elif len(builtins.list(self._images(job).glob("*.npz"))) == job.total:
+                job.status, job.done = "queued", 0
+                self._fitting.submit(self._fit, job)
+                continue
+            else:
+                job.status, job.error = "failed", "the service restarted during the fit and its images are gone"
+            self._record(job)
+            shutil.rmtree(self._images(job), ignore_errors=True)
+        for folder in self._jobs_folder.iterdir():  # images whose job was never accepted (no record)
+            if folder.is_dir() and not folder.with_suffix(".json").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _keep(file: Path, image: np.ndarray | Decoded) -> None:
+    """One normal image on disk, exactly as it was decoded (and, for an upload, its name and size)."""
+    if isinstance(image, Decoded):
+        np.savez(file, image=image.image, size=np.asarray(image.size), source=np.asarray(image.source))
+    else:
+        np.savez(file, image=image)
+
+
+def _restore(file: Path) -> np.ndarray | Decoded:
+    with np.load(file, allow_pickle=False) as kept:
+        if "source" not in kept:
+            return kept["image"]
+        width, height = kept["size"].tolist()
+        return Decoded(str(kept["source"]), kept["image"], (width, height))

@@ -1,25 +1,37 @@
-// The AnomaLens page: inspect one image through /v1/inspect, then chat about it through /v1/chat.
+// The AnomaLens page: what the API does, from a browser. Inspect images through /v1/inspect (a fitted
+// model, normal references or zero-shot), chat about a result through /v1/chat, and fit a model from
+// normal images through /v1/models and /v1/jobs.
 const $ = (id) => document.getElementById(id);
 let inspectionId = null;
+let batch = { files: [], results: [] };  // the last inspection's images and results, in the same order
+const LIST_FAILED = "Could not list models";
 
 function headers() {
   const key = $("api-key").value.trim();
   return key ? { "X-API-Key": key } : {};
 }
 
-function setStatus(text, isError = false) {
-  $("status").textContent = text;
-  $("status").classList.toggle("error", isError);
+function show(element, text, isError = false) {
+  element.textContent = text;
+  element.classList.toggle("error", isError);
+}
+const setStatus = (text, isError) => show($("status"), text, isError);
+const setFitStatus = (text, isError) => show($("fit-status"), text, isError);
+
+// Why files were refused: the per-file reasons a refusal or a partial result carries.
+function fileErrors(body) {
+  const refused = (body.results || []).filter((r) => !r.ok).map((r) => `${r.file}: ${r.error}`);
+  return [...refused, ...(body.skipped || []), ...(body.references || [])];
 }
 
 async function call(path, options = {}) {
   const response = await fetch(path, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
   const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  if (!response.ok) throw new Error([body.error || `HTTP ${response.status}`, ...fileErrors(body)].join("\n"));
   return body;
 }
 
-async function loadModels() {
+async function loadModels(selected) {
   try {
     const { models } = await call("/v1/models");
     const select = $("model");
@@ -30,19 +42,25 @@ async function loadModels() {
       option.textContent = `${m.id} (${m.n_normal} normal images)`;
       select.appendChild(option);
     }
+    if (selected) select.value = selected;
     if (!select.options.length) {
       select.innerHTML = '<option value="">(no models yet)</option>';
-      document.querySelector('input[name=mode][value=refs]').checked = true;
+      const modelMode = document.querySelector("input[name=mode][value=model]");
+      if (modelMode.checked) document.querySelector("input[name=mode][value=refs]").checked = true;
     }
+    if ($("status").textContent.startsWith(LIST_FAILED)) setStatus("");
   } catch (error) {
-    setStatus(`Could not list models: ${error.message}`, true);
+    setStatus(`${LIST_FAILED}: ${error.message}`, true);
   }
 }
 
-function showResult(file, result) {
+function showResult(index) {
+  const result = batch.results[index];
+  inspectionId = result.inspection_id;
   $("result").hidden = false;
   $("chat").hidden = false;
-  $("original").src = URL.createObjectURL(file);
+  [...$("batch").children].forEach((item, i) => item.classList.toggle("shown", i === index));
+  $("original").src = URL.createObjectURL(batch.files[index]);
   $("overlay").src = `data:image/png;base64,${result.overlay_png}`;
   const verdict = $("verdict");
   verdict.textContent = result.answer + ` (confidence ${Math.round(result.confidence * 100)}%)`;
@@ -57,6 +75,20 @@ function showResult(file, result) {
   });
   $("messages").innerHTML = "";
   addMessage("bot", result.answer);
+}
+
+// With several images, one line each; a click shows that image's result and chats about it.
+function showBatch() {
+  const list = $("batch");
+  list.innerHTML = "";
+  list.hidden = batch.results.length < 2;
+  batch.results.forEach((r, i) => {
+    const item = document.createElement("li");
+    item.textContent = r.ok ? `${r.file}: ${r.anomalous ? "anomalous" : "normal"} (score ${r.score.toFixed(3)})`
+      : `${r.file}: ${r.error}`;
+    if (r.ok) item.addEventListener("click", () => showResult(i));
+    list.appendChild(item);
+  });
 }
 
 function addMessage(who, text, note) {
@@ -74,10 +106,10 @@ function addMessage(who, text, note) {
 }
 
 $("inspect").addEventListener("click", async () => {
-  const file = $("query").files[0];
-  if (!file) return setStatus("Choose a product image first.", true);
+  const files = [...$("query").files];
+  if (!files.length) return setStatus("Choose a product image first.", true);
   const form = new FormData();
-  form.append("files", file);
+  for (const file of files) form.append("files", file);
   form.append("overlay", "true");
   const className = $("class-name").value.trim();
   if (className) form.append("class_name", className);
@@ -85,24 +117,52 @@ $("inspect").addEventListener("click", async () => {
   if (mode === "model") {
     if (!$("model").value) return setStatus("No fitted model: choose reference images instead.", true);
     form.append("model_id", $("model").value);
-  } else {
+  } else if (mode === "refs") {
     const refs = $("refs").files;
     if (!refs.length) return setStatus("Choose one or more normal reference images.", true);
     for (const ref of refs) form.append("references", ref);
+  } else {
+    form.append("zero_shot", "true");
   }
   $("inspect").disabled = true;
   setStatus("Inspecting…");
   try {
     const body = await call("/v1/inspect", { method: "POST", body: form });
-    const result = body.results[0];
-    if (!result.ok) throw new Error(`${result.file}: ${result.error}`);
-    inspectionId = result.inspection_id;
-    showResult(file, result);
-    setStatus(`Inspected with ${body.expert}.`);
+    batch = { files, results: body.results };
+    showBatch();
+    const first = body.results.findIndex((r) => r.ok);
+    if (first >= 0) showResult(first);
+    setStatus([`Inspected with ${body.expert}.`, ...fileErrors(body)].join("\n"));
   } catch (error) {
     setStatus(error.message, true);
   } finally {
     $("inspect").disabled = false;
+  }
+});
+
+$("fit").addEventListener("click", async () => {
+  const files = $("fit-files").files;
+  if (!files.length) return setFitStatus("Choose normal images of the product first.", true);
+  const form = new FormData();
+  for (const file of files) form.append("files", file);
+  const modelId = $("fit-id").value.trim();
+  if (modelId) form.append("model_id", modelId);
+  $("fit").disabled = true;
+  try {
+    let job = await call("/v1/models", { method: "POST", body: form });
+    while (job.status === "queued" || job.status === "running") {
+      setFitStatus(`Fitting ${job.model_id}: ${job.done} of ${job.total} images…`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      job = await call(`/v1/jobs/${encodeURIComponent(job.job_id)}`);
+    }
+    if (job.status !== "done") throw new Error(`Fitting ${job.model_id} failed: ${job.error}`);
+    await loadModels(job.model_id);
+    document.querySelector("input[name=mode][value=model]").checked = true;
+    setFitStatus([`Model ${job.model_id} is ready (${job.total} images).`, ...fileErrors(job)].join("\n"));
+  } catch (error) {
+    setFitStatus(error.message, true);
+  } finally {
+    $("fit").disabled = false;
   }
 });
 
@@ -125,6 +185,12 @@ $("ask-form").addEventListener("submit", async (event) => {
   } finally {
     $("ask").disabled = false;
   }
+});
+
+let keyTyped = null;  // the model list is reloaded once the key has stopped changing
+$("api-key").addEventListener("input", () => {
+  clearTimeout(keyTyped);
+  keyTyped = setTimeout(loadModels, 300);
 });
 
 loadModels();
