@@ -77,3 +77,23 @@ def info(model: Annotated[Path, typer.Argument(help="Model file.")]):
         console.print_json(json.dumps(read_model(model).header))
     except ModelFileError as error:
         fail(str(error))
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Argument(help="Fitted model file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write (.onnx).")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+    weights: WeightsOpt = None,
+):
+    """Export a model's tensor part to ONNX: pixels → smoothed anomaly map and image score; the calibration
+    and configuration travel in its metadata (needs the onnx extra)."""
+    try:
+        from ..export import export_onnx
+
+        path = export_onnx(InspectionService(weights=weights).load(model), output, overwrite)
+    except ModuleNotFoundError:
+        fail("export needs the onnx extra: pip install 'anomalens[onnx]'")
+    except (ModelFileError, ValueError, FileExistsError, NotImplementedError) as error:
+        fail(str(error))
+    console.print(f"exported {escape(str(model))} → {escape(str(path))}")
