@@ -102,3 +102,12 @@ def test_an_upload_keeps_the_size_it_came_at(tmp_path):
     )
     assert big.image is not None and big.image.size == (4100, 100) and max(big.image.image.shape) <= MAX_SIDE
     assert refused.image is None and "too large" in (refused.error or "")
+
+
+def test_a_large_16_bit_tiff_is_reduced_in_its_own_samples(tmp_path):
+    path = tmp_path / "deep.tif"
+    ramp = np.tile(np.arange(4100, dtype=np.uint16)[None] * 15, (60, 1))  # 0 … 61485 along x
+    tifffile.imwrite(path, ramp)
+    image = read_image(path, max_side=2048)
+    assert image.dtype == np.float32 and image.shape == (20, 1366, 3)  # factor 3
+    assert image[0, 1, 0] == pytest.approx((3 + 4 + 5) / 3 * 15 / 65535, abs=1e-6)  # the mean of one 3 × 3 block

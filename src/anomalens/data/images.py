@@ -7,7 +7,7 @@ and says what is wrong, so a bad file in a folder of thousands is easy to find.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
 
@@ -62,8 +62,8 @@ def read_image(path: str | Path, max_side: int | None = None, max_pixels: int | 
         if width * height > max_pixels:
             raise ImageError(path, f"image too large ({width} × {height} pixels; the limit is {max_pixels} pixels)")
     tiff = _read_tiff(path)
-    if tiff is not None:
-        return _non_empty(path, reduced(_tiff_rgb(tiff), max_side))
+    if tiff is not None:  # reduced in its own samples first: no full-size float copy
+        return _non_empty(path, _tiff_rgb(replace(tiff, samples=reduced(tiff.samples, max_side))))
     # Cameras store pixels as shot plus an orientation tag; show them upright.
     return _non_empty(path, _read_with_pil(path, _pil_rgb, max_side, upright=True))
 
@@ -207,13 +207,14 @@ def _read_with_pil(
 
 
 def reduced(array: np.ndarray, max_side: int | None) -> np.ndarray:
-    """H×W×3 box-averaged by a whole factor so neither side exceeds `max_side` (no-op when it already fits)."""
+    """H×W×C box-averaged by a whole factor so neither side exceeds `max_side` (no-op when it already fits),
+    in its own dtype; the average accumulates in float32 chunk by chunk, never as a full-size float copy."""
     factor = -(-max(array.shape[:2]) // max_side) if max_side else 1
     if factor <= 1:
         return array
     h, w = array.shape[0] // factor * factor, array.shape[1] // factor * factor
-    blocks = array[:h, :w].reshape(h // factor, factor, w // factor, factor, 3).astype(np.float32).mean((1, 3))
-    return np.ascontiguousarray(blocks.round() if array.dtype == np.uint8 else blocks, dtype=array.dtype)
+    blocks = array[:h, :w].reshape(h // factor, factor, w // factor, factor, -1).mean((1, 3), dtype=np.float32)
+    return np.ascontiguousarray(blocks.round() if array.dtype.kind in "uib" else blocks, dtype=array.dtype)
 
 
 def _describe(error: Exception) -> str:
