@@ -15,6 +15,16 @@ from PIL import Image
 SIZE = 128
 
 
+def tiny_clip_config(image_resolution: int, vision_layers: int, context_length: int = 16):
+    """A CLIP small enough to build and run in a test (no real weights exist offline)."""
+    from anomalens.clip.model import ClipConfig
+
+    small = dict(embed_dim=32, vision_width=64, patch_size=8, vocab_size=49408, text_width=64, text_layers=2)
+    return ClipConfig(
+        image_resolution=image_resolution, vision_layers=vision_layers, context_length=context_length, **small
+    )
+
+
 def texture(seed: int, size: int = SIZE) -> np.ndarray:
     """A woven-looking RGB texture: a few oriented sinusoids plus fine noise, different per seed only in
     phase and noise (like photos of one product)."""

@@ -11,18 +11,9 @@ from safetensors.torch import save_file
 from anomalens.clip import CLIP_MEAN, CLIP_MODELS, CLIP_STD, ClipWeightsError, create_clip, detect_layout, preprocess
 from anomalens.clip.model import CLIP, Attention, ClipConfig
 from anomalens.clip.tokenizer import Tokenizer
+from conftest import tiny_clip_config
 
-TINY = ClipConfig(
-    embed_dim=32,
-    image_resolution=32,
-    vision_layers=2,
-    vision_width=64,
-    patch_size=8,
-    context_length=16,
-    vocab_size=49408,
-    text_width=64,
-    text_layers=2,
-)
+TINY = tiny_clip_config(32, 2)
 
 # Token ids of OpenAI/OpenCLIP's tokenizer as published: the example, the SimpleTokenizer parity table
 # of a MobileCLIP port and Apple's ml-stable-diffusion tokenizer tests.

@@ -13,23 +13,13 @@ from safetensors.torch import save_file
 from anomalens import Inspector
 from anomalens.backbones import create_backbone
 from anomalens.clip import ClipWeightsError
-from anomalens.clip.model import CLIP, ClipConfig
+from anomalens.clip.model import CLIP
 from anomalens.experts.decoder import DecoderHead
 from anomalens.features import patch_features
 from anomalens.preprocessing import to_batch
-from conftest import plant_defect, texture
+from conftest import plant_defect, texture, tiny_clip_config
 
-TINY = ClipConfig(
-    embed_dim=32,
-    image_resolution=64,
-    vision_layers=4,
-    vision_width=64,
-    patch_size=8,
-    context_length=16,
-    vocab_size=49408,
-    text_width=64,
-    text_layers=2,
-)
+TINY = tiny_clip_config(64, 4)
 
 
 @pytest.fixture(scope="module")

@@ -9,25 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from anomalens.clip import Tokenizer, preprocess
-from anomalens.clip.model import CLIP, ClipConfig
+from anomalens.clip.model import CLIP
 from anomalens.clip.prompts import DEFECT_LIBRARY, Prompts, generate_prompts
 from anomalens.experts import ExpertInput
 from anomalens.experts.clip_zero_shot import ClipZeroShotExpert
 from anomalens.metrics import image_auroc, pixel_auroc
 from anomalens.preprocessing import to_batch
-from conftest import SIZE, plant_defect, texture
+from conftest import SIZE, plant_defect, texture, tiny_clip_config
 
-TINY = ClipConfig(
-    embed_dim=32,
-    image_resolution=48,
-    vision_layers=3,
-    vision_width=64,
-    patch_size=8,
-    context_length=24,
-    vocab_size=49408,
-    text_width=64,
-    text_layers=2,
-)
+TINY = tiny_clip_config(48, 3, context_length=24)
 
 
 def score_images(expert: ClipZeroShotExpert, images) -> tuple[torch.Tensor, torch.Tensor]:
