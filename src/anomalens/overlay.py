@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .calibration import Calibration
-from .data import as_float
+from .data import as_float, to_uint8
 from .regions import Region
 
 # A compact "jet": blue → cyan → green → yellow → red at 0, .25, .5, .75, 1.
@@ -42,7 +42,7 @@ def render_overlay(
     heat = normalised_map(anomaly_map, calibration)
     alpha = (0.65 * heat)[..., None]  # normal areas keep the photo as it is
     blended = (1 - alpha) * as_float(image) + alpha * heat_colours(heat)
-    picture = Image.fromarray((blended * 255 + 0.5).astype(np.uint8))
+    picture = Image.fromarray(to_uint8(blended))
     draw = ImageDraw.Draw(picture)
     width = max(1, round(max(picture.size) / 200))
     sx, sy = (picture.width / size[0], picture.height / size[1]) if size else (1.0, 1.0)

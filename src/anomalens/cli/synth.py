@@ -10,7 +10,7 @@ import typer
 from PIL import Image
 from rich.markup import escape
 
-from ..data import ImageError, load_image
+from ..data import ImageError, load_image, to_uint8
 from ..preprocessing import to_batch
 from ..synth import synthesize
 from .common import SeedOpt, SizeOpt, app, console, fail, fresh_output_dir, normal_images, warn
@@ -54,5 +54,5 @@ def synth(
         marked = result.image.copy()
         marked[result.mask] = 0.5 * marked[result.mask] + 0.5 * np.array([1.0, 0.0, 0.0])
         preview = np.concatenate([target, result.image, marked], axis=1)
-        Image.fromarray((preview * 255 + 0.5).astype(np.uint8)).save(out / f"{k:03d}_{result.mode}.png")
+        Image.fromarray(to_uint8(preview)).save(out / f"{k:03d}_{result.mode}.png")
     console.print(f"{n} synthetic anomalies (normal | synthetic | mask) in {escape(str(out))}")

@@ -8,7 +8,17 @@ from .datasets import (
     mvtec_split,
     visa_split,
 )
-from .images import IMAGE_SUFFIXES, ImageError, as_float, image_size, load_image, load_mask, read_image, reduced
+from .images import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    as_float,
+    image_size,
+    load_image,
+    load_mask,
+    read_image,
+    reduced,
+    to_uint8,
+)
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -21,6 +31,7 @@ __all__ = [
     "image_size",
     "as_float",
     "reduced",
+    "to_uint8",
     "load_mask",
     "load_split",
     "mvtec_split",

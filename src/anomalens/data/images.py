@@ -95,6 +95,11 @@ def as_float(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """An image as uint8 (floats in [0, 1] rounded to 0 … 255), for pictures people see."""
+    return image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 def load_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Return a bool H×W mask, True wherever any colour channel is non-zero.
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from ..data import to_uint8
 from .composer import compose
 from .findings import Findings
 from .guard import GUARD_MODES, JUDGE_PROMPT, GuardReport, check, parse_judgement
@@ -148,11 +149,7 @@ class ChatSession:
 
 
 def _image_part(image: np.ndarray | Image.Image) -> dict:
-    picture = (
-        image
-        if isinstance(image, Image.Image)
-        else Image.fromarray(image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8))
-    )
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(to_uint8(image))
     picture = picture.convert("RGB")
     picture.thumbnail((IMAGE_SIDE, IMAGE_SIDE))
     buffer = io.BytesIO()

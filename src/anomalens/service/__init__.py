@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..backbones import DEFAULT_BACKBONE
-from ..data import reduced
+from ..data import reduced, to_uint8
 from ..experts.defect_types import DefectGuess, DefectTypeExpert
 from ..inspector import Inspector
 from ..language import ChatImages, ChatSession, Criteria, Findings, LanguageModel, compose, findings_from
@@ -178,7 +178,3 @@ def display(picture: Image.Image) -> Image.Image:
     picture = picture.copy()
     picture.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
     return picture
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    return image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
