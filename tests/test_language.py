@@ -202,7 +202,7 @@ def test_guard_judge_mode_records_both_opinions():
     assert turn.answer == "Yes, there is a crack at the center."
     assert turn.guard.judge["decision"] == "model" and not turn.guard.corrected
     assert turn.grounded_answer.startswith("No, there is no anomaly")
-    assert check("Yes, a crack.", compose("Any defect?", f))
+    assert check("Yes, a crack.", compose("Any defect?", f), f)
 
 
 def load_criteria_text(text):
@@ -300,12 +300,14 @@ def test_claims_are_read_in_the_question_polarity(reply, good_question, defect_q
 @pytest.mark.parametrize("question", ["Is the part good?", "Can it ship?", "Is it acceptable?"])
 def test_guard_judges_a_models_yes_no_against_the_question_polarity(question):
     defective, normal = findings([(50, 250, 20)]), findings([], score=0.5)
-    assert check("Yes, it is good.", compose(question, defective))  # says good; the expert found a defect
-    assert check("Yes.", compose(question, defective))
-    assert not check("No, it is not good: there is a defect at the bottom left.", compose(question, defective))
-    assert not check("Yes, it looks fine.", compose(question, normal))
-    assert check("No, it is defective.", compose(question, normal))
-    assert "does not say whether" in check("It is a metal part.", compose(question, normal))[0]
+    assert check("Yes, it is good.", compose(question, defective), defective)  # says good; the expert found a defect
+    assert check("Yes.", compose(question, defective), defective)
+    assert not check(
+        "No, it is not good: there is a defect at the bottom left.", compose(question, defective), defective
+    )
+    assert not check("Yes, it looks fine.", compose(question, normal), normal)
+    assert check("No, it is defective.", compose(question, normal), normal)
+    assert "does not say whether" in check("It is a metal part.", compose(question, normal), normal)[0].text
     session = ChatSession(defective, ScriptedModel("Yes, it is good.", "No, it is not good."))
     turn = session.ask(question)
     assert turn.guard.corrected and turn.answer.startswith("No, the object is defective")

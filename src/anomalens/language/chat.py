@@ -14,7 +14,7 @@ from PIL import Image
 from ..data import to_uint8
 from .composer import compose
 from .findings import Findings
-from .guard import GUARD_MODES, JUDGE_PROMPT, GuardReport, check, parse_judgement
+from .guard import GUARD_MODES, JUDGE_PROMPT, GuardReport, check, correct, parse_judgement
 from .models import LanguageModel
 
 SYSTEM_PROMPT = (
@@ -98,13 +98,14 @@ class ChatSession:
             turn = Turn(question, grounded.text, "grounded", grounded.text)
         else:
             model_text = self.model.complete(self._messages(question))
-            problems = check(model_text, grounded) if self.guard_mode != "off" else []
-            report = GuardReport(consistent=not problems, problems=problems)
+            problems = check(model_text, grounded, self.findings) if self.guard_mode != "off" else []
+            report = GuardReport(consistent=not problems, problems=[p.text for p in problems])
             answer = model_text
             if problems and self.guard_mode == "correct":
-                answer, report.corrected = grounded.text, True
+                answer = correct(model_text, problems, grounded, self.findings, report)
             elif problems and self.guard_mode == "judge":
-                answer = self._judge(grounded.text, model_text, problems, report)
+                corrected = correct(model_text, problems, grounded, self.findings, report)
+                answer = self._judge(corrected, model_text, report)
             turn = Turn(question, answer, self.backend, grounded.text, model_text, report)
         self.turns.append(turn)
         return turn
@@ -126,17 +127,18 @@ class ChatSession:
             return text
         return self.images.message_parts() + [{"type": "text", "text": text}]
 
-    def _judge(self, expert: str, model: str, problems: list[str], report: GuardReport) -> str:
-        """A vision model decides between the expert and its own first answer; both are recorded."""
-        prompt = JUDGE_PROMPT.format(expert=expert, model=model, problems="; ".join(problems))
+    def _judge(self, expert: str, model: str, report: GuardReport) -> str:
+        """A vision model decides between the expert's (corrected) answer and its own first one; both are
+        recorded."""
+        prompt = JUDGE_PROMPT.format(expert=expert, model=model, problems="; ".join(report.problems))
         assert self.model is not None  # only a model's answer is judged
         reply = self.model.complete([{"role": "user", "content": self._with_images(prompt)}])
         decision = parse_judgement(reply)
         report.judge = {"decision": decision or "unclear", "reason": reply}
         if decision == "model":
+            report.corrected = False
             return model
-        report.corrected = True  # the expert's answer stands when the judge sides with it or is unclear
-        return expert
+        return expert  # the expert's answer stands when the judge sides with it or is unclear
 
     def to_dict(self) -> dict:
         return {

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..regions import Region, location_names
+from .claims import false_premise, read_claims
 from .findings import Findings
 
 # Intent patterns, matched on the lower-cased question; several may match one, answered in this order.
@@ -29,6 +30,9 @@ INTENTS: dict[str, re.Pattern] = {
         "reference": r"\breference|\bcompar|\bdiffer|\bversus\b|\bvs\.?\s|\bgood (one|sample|part)s\b",
         "confidence": r"\bhow (sure|confident|certain)\b|\bconfiden|\bcertain|\bsure\b|\bprobab|\breliab",
         "criteria": r"\bshould\b.*\blook|\bcriteria\b|\bwhat (does|do) an? (good|normal)\b|\bwhat is normal\b",
+        "why": r"\bwhy\b|\bevidence\b|\bwhat makes you\b|\bhow do you know\b|\breason|\bbased on\b|\bjustify",
+        "next": r"\bwhat (should|do|can|must|shall) (i|we) do\b|\bnext step|\bwhat now\b|\brecommend|\bwhat to do\b|"
+        r"\bdo next\b|\baction\b",
         "summary": r"\bdescribe|\bsummar|\bexplain|\breport|\bdetails?\b|\btell me\b",
         "help": r"\bhelp\b|\bwhat can (i|you)\b",
     }.items()
@@ -62,6 +66,9 @@ class Answer:
     anomalous: bool  # the verdict the answer states
     locations: list[str] = field(default_factory=list)  # grid cells it names as defective
     focus: int | None = None  # index of the region the answer is about (for follow-ups like "how big is it?")
+    premise: list[str] = field(
+        default_factory=list
+    )  # what the question wrongly took for granted (claims.false_premise)
 
 
 def classify(question: str) -> list[str]:
@@ -78,6 +85,8 @@ def classify(question: str) -> list[str]:
         found[found.index("defect")] = "good"  # "is it OK?": yes means no defect
     if "type" in found and "where" in found:
         found.remove("type")  # "what is the location …" style phrasings
+    if {"why", "next"} & set(found) and "summary" in found:
+        found.remove("summary")  # "explain why", "tell me what to do"
     return found
 
 
@@ -91,10 +100,35 @@ def compose(question: str, findings: Findings, focus: int | None = None, previou
         intents = list(previous) if previous and follow_up else ["summary"]
     focus = _focus(question, findings.regions, focus)
     parts = [ANSWERERS[intent](findings, focus) for intent in intents]
+    premise = false_premise(question, findings)
     text = " ".join(dict.fromkeys(p for p in parts if p))  # keep order, drop repeats
+    if premise and not rejects_premise(text, premise, findings):
+        text = correct_premise(premise, findings) + " " + text
     return Answer(
-        text=text, intents=intents, anomalous=findings.anomalous, locations=_named_locations(findings), focus=focus
+        text=text,
+        intents=intents,
+        anomalous=findings.anomalous,
+        locations=_named_locations(findings),
+        focus=focus,
+        premise=premise,
     )
+
+
+def rejects_premise(text: str, premise: list[str], f: Findings) -> bool:
+    """Whether an answer already denies a false premise: no defect at all, or none at each place assumed."""
+    claims = read_claims(text, reply_is_verdict=False)
+    if not f.anomalous:
+        return any(c.kind == "verdict" and c.value is False for c in claims.items)
+    absent = {str(c.value) for c in claims.items if c.kind == "absent"}
+    return set(premise) <= absent
+
+
+def correct_premise(premise: list[str], f: Findings) -> str:
+    """The sentence that denies a false premise ("There is no anomaly at the left of the image.")."""
+    if not f.anomalous:
+        return "There is no such defect: " + _verdict(f) + "."
+    places = " or ".join(f"the {cell}" for cell in premise)
+    return f"There is no anomaly at {places} of the image; the anomaly is at {_places(f.regions)}."
 
 
 def _focus(question: str, regions: tuple[Region, ...], focus: int | None) -> int | None:
@@ -266,10 +300,54 @@ def answer_summary(f: Findings, focus: int | None) -> str:
     return " ".join(parts)
 
 
+def answer_why(f: Findings, focus: int | None) -> str:
+    """The evidence behind the verdict: the score against the threshold, the region, the references."""
+    side = "above" if f.anomalous else "below"
+    text = f"{'It is flagged' if f.anomalous else 'It passes'} because its anomaly score {f.score:.3g} is {side} the threshold {f.threshold:.3g}"
+    if f.n_normal and f.scale == f.scale:
+        sigmas = abs(f.score - f.threshold) / f.scale
+        text += (
+            f", which {f.n_normal} normal image{'s' * (f.n_normal != 1)} set ({sigmas:.1f} normal spreads {side} it)"
+        )
+    text += "."
+    if f.anomalous:
+        assert focus is not None  # an anomalous finding has regions, so a focus
+        region = f.regions[focus]
+        text += (
+            f" The strongest departure from normal is at the {region.location}: it covers about "
+            f"{_percent(region.area_fraction)} of the image and its local score reaches {region.peak:.3g}"
+        )
+        text += f", where normal images stay below {f.normal_peak:.3g}." if f.normal_peak is not None else "."
+    else:
+        text += f" Even the most unusual spot, at the {f.peak_location}, stays within what normal images show."
+    if f.nearest_reference:
+        text += f" The closest normal reference is {f.nearest_reference}" + (
+            ", and it has nothing like that area." if f.anomalous else "."
+        )
+    return text + _hedge(f)
+
+
+def answer_next(f: Findings, focus: int | None) -> str:
+    """What a quality engineer would do with the verdict."""
+    if f.confidence < LOW_CONFIDENCE:
+        return (
+            f"Have a person check the {f.subject}: the verdict ({'defective' if f.anomalous else 'normal'}, "
+            f"{f.confidence:.0%} confidence) is close to the decision threshold."
+            + (f" Look at the {_places(f.regions)} first." if f.anomalous else "")
+        )
+    if f.anomalous:
+        return (
+            f"The {f.subject} should be set aside for rework or scrap; look at {_places(f.regions)} of the image "
+            "first, and if that area is an acceptable feature, add images like it to the normal references."
+        )
+    return f"The {f.subject} can be released: nothing in it departs from the normal images."
+
+
 def answer_help(f: Findings, focus: int | None) -> str:
     return (
         "You can ask: is there a defect? where is it? how many are there? how large is it? how sure are you? "
-        "how does it differ from the references? which defect is it? what should a normal part look like?"
+        "how does it differ from the references? which defect is it? why? what should I do next? "
+        "what should a normal part look like?"
     )
 
 
@@ -284,6 +362,8 @@ ANSWERERS = {
     "reference": answer_reference,
     "type": answer_type,
     "criteria": answer_criteria,
+    "why": answer_why,
+    "next": answer_next,
     "summary": answer_summary,
 }
 

@@ -29,6 +29,7 @@ class Findings:
     expert: str = ""
     n_normal: int = 0  # normal images the decision was calibrated on (0: zero-shot)
     references: tuple[str, ...] = ()  # names of the reference images, when few-shot
+    nearest_reference: str = ""  # the reference image most like this one, when known
     normal_peak: float | None = None  # the highest map peak normal images reach (calibration)
     class_name: str = ""
     criteria: Criteria | None = None
@@ -52,6 +53,7 @@ class Findings:
             "expert": self.expert,
             "n_normal": self.n_normal,
             "references": list(self.references),
+            "nearest_reference": self.nearest_reference,
             "class_name": self.class_name,
             "criteria": self.criteria.to_dict() if self.criteria else None,
             "defect_type": None

@@ -1,49 +1,62 @@
-"""Consistency guard: a language model's yes/no and location are checked against the vision expert's
-findings. A contradiction is corrected to the grounded answer by default (and reported); with
-``mode="judge"`` a capable vision-language model looks again and decides, and both opinions are kept."""
+"""Consistency guard: every claim of a language model's answer (claims.py) is checked against the vision
+expert's findings, and what was asked but not answered is noticed. By default (`correct`) only a wrong sentence
+is replaced, by the grounded statement of the same facts, a missing answer is added, and a question's false
+premise is denied; the turn's report says what changed. The grounded answer replaces the model's text wholesale
+only when none of it holds (a fallback). With `judge` a capable vision-language model looks again and decides,
+and both opinions are kept."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-from .composer import Answer
+from .claims import Claims, contradiction, read_claims, split_sentences
+from .composer import ANSWERERS, Answer, correct_premise, rejects_premise
+from .findings import Findings
 
 GUARD_MODES = ("correct", "judge", "off")
 
-# Grid names as a model may write them, two-word cells first so "top left" is not read as "top" + "left".
-_CELLS = [
-    ("top left", r"(top|upper)[ -]left"),
-    ("top right", r"(top|upper)[ -]right"),
-    ("bottom left", r"(bottom|lower)[ -]left"),
-    ("bottom right", r"(bottom|lower)[ -]right"),
-    ("center", r"cent(er|re)|middle"),
-    ("top", r"top|upper"),
-    ("bottom", r"bottom|lower"),
-    ("left", r"left"),
-    ("right", r"right"),
-]
-# A leading yes or no ("No defects." is a statement, not a reply); what it means depends on the question.
-_REPLY = re.compile(r"^\W*(yes|no)\b(?! (visible |obvious |apparent )?(anomal|defect|damage|flaw|problem|issue))")
-_GOOD = r"(normal|fine|ok|okay|flawless|perfect|good|acceptable|defect[- ]free|usable)"
-_NEGATIVE = re.compile(
-    r"\bno (visible |obvious |apparent )?(anomal|defect|damage|flaw|problem|issue)|"
-    r"\bnot (defective|damaged|anomalous|broken|faulty)|\bwithout (any )?(defect|anomal|flaw|damage)|"
-    rf"\bfree (of|from) (any )?(defect|anomal|flaw|damage)|\b(is|looks|appears|seems) (to be )?{_GOOD}\b|"
-    r"\b(can|may|should) (be )?(ship|pass|use|accept|approve|release)|\bpasses\b"
-)
-_POSITIVE = re.compile(
-    r"\bthere (is|are) ((?!no\b|not\b|nothing\b)\w+ ){0,3}(anomal|defect|damage|flaw|crack|scratch|dent|hole)|"
-    r"\b(is|looks|appears|seems) (to be )?(defective|damaged|anomalous|broken|faulty)|\b(has|shows|contains) (an? |some )?(anomal|defect|flaw|damage)|"
-    rf"\bnot (be |look |seem )?{_GOOD}\b|\b(cannot|can't|can not|should not|shouldn't|must not|does not|doesn't) "
-    r"(be )?(ship|pass|use|accept|approve|release)|\bfails\b|\b(should|must) be (rejected|scrapped|discarded)"
-)
+# The claims that answer each intent (an anomalous finding, a normal one); an intent not listed needs none.
+_ANSWERED_BY: dict[str, tuple[set[str], set[str]]] = {
+    "defect": ({"verdict", "reply"}, {"verdict", "reply"}),
+    "good": ({"verdict", "reply"}, {"verdict", "reply"}),
+    "summary": ({"verdict", "reply"}, {"verdict", "reply"}),
+    "where": ({"location"}, {"verdict", "peak"}),
+    "count": ({"count"}, {"count", "verdict"}),
+    "size": ({"area", "box"}, {"verdict"}),
+    "confidence": ({"confidence"}, {"confidence"}),
+    "why": ({"threshold"}, {"threshold"}),
+}
+_UNANSWERED = {
+    "defect": "whether there is a defect",
+    "good": "whether there is a defect",
+    "summary": "whether there is a defect",
+    "where": "where the defect is",
+    "count": "how many regions there are",
+    "size": "how large it is",
+    "confidence": "how sure it is",
+    "why": "what the verdict rests on (the score against the threshold)",
+}
+# The grounded statement that replaces a wrong claim of each kind (an intent of the composer).
+_STATEMENT = {
+    "location": "where",
+    "absent": "where",
+    "peak": "where",
+    "area": "size",
+    "box": "size",
+    "physical": "size",
+    "count": "count",
+    "confidence": "confidence",
+    "type": "type",
+    "reference": "reference",
+    "threshold": "why",
+}
 
 
-@dataclass
-class Claims:
-    anomalous: bool | None  # None: the text takes no clear side
-    locations: list[str]
+@dataclass(frozen=True)
+class Problem:
+    text: str  # what is wrong, in words
+    kind: str  # the claim kind, the intent left unanswered, or "premise"
+    sentence: int | None = None  # the model's sentence that makes the claim (None: something is missing)
 
 
 @dataclass
@@ -51,6 +64,9 @@ class GuardReport:
     consistent: bool
     problems: list[str] = field(default_factory=list)
     corrected: bool = False
+    replaced: list[dict] = field(default_factory=list)  # {"sentence", "by", "problems"} for each wrong sentence
+    added: list[str] = field(default_factory=list)  # grounded statements added: a missing answer, a premise denied
+    fallback: bool = False  # none of the model's sentences held: the grounded answer was shown instead
     judge: dict | None = None  # with mode "judge": {"decision": "expert"|"model", "reason": …}
 
     def to_dict(self) -> dict:
@@ -58,59 +74,77 @@ class GuardReport:
             "consistent": self.consistent,
             "problems": self.problems,
             "corrected": self.corrected,
+            "replaced": self.replaced,
+            "added": self.added,
+            "fallback": self.fallback,
             "judge": self.judge,
         }
 
 
-def read_claims(text: str, asks_good: bool = False) -> Claims:
-    """What a free-text answer says: defect or not, and which grid cells it names. A leading yes means a
-    defect, or, with `asks_good` (the question was "is it good?", "can it ship?"), that there is none."""
-    lowered = text.lower()
-    reply = _REPLY.search(lowered)
-    says_defect = reply is not None and (reply.group(1) == "yes") != asks_good
-    negative = bool(_NEGATIVE.search(lowered)) or (reply is not None and not says_defect)
-    positive = bool(_POSITIVE.search(lowered)) or says_defect
-    anomalous = None if negative == positive else positive
-    found, rest = [], lowered
-    for name, pattern in _CELLS:
-        regex = re.compile(rf"\b({pattern})\b")
-        match = regex.search(rest)
-        if match:
-            found.append((match.start(), name))
-            rest = regex.sub(lambda m: " " * len(m.group()), rest)  # same length: later positions stay true
-    return Claims(anomalous, [name for _, name in sorted(found)])  # in the order the text names them
+def claims_of(text: str, grounded: Answer, f: Findings) -> Claims:
+    """A model's answer read in the question's terms: a yes/no in its polarity, the product's defect types."""
+    intents = set(grounded.intents)
+    names = [d.name for d in f.criteria.defects] if f.criteria else []
+    names += [n for n in (f.defect_type.name, f.defect_type.runner_up) if n] if f.defect_type else []
+    return read_claims(
+        text, asks_good="good" in intents, reply_is_verdict=bool({"defect", "good"} & intents), type_names=names
+    )
 
 
-def check(model_text: str, grounded: Answer) -> list[str]:
-    """Contradictions between a model's answer and the grounded one (empty: consistent), and non-answers to
-    what was asked. Only the verdict and the location are checked: they are what the anomaly map decides."""
-    claims = read_claims(model_text, asks_good="good" in grounded.intents)
-    problems = []
-    asks_verdict = bool({"defect", "good", "where", "summary"} & set(grounded.intents))
-    if asks_verdict and claims.anomalous is not None and claims.anomalous != grounded.anomalous:
-        problems.append(
-            "the model says "
-            + ("there is a defect" if claims.anomalous else "there is no defect")
-            + "; the vision expert found "
-            + ("one" if grounded.anomalous else "none")
+def check(model_text: str, grounded: Answer, f: Findings) -> list[Problem]:
+    """Every claim that contradicts the findings, every asked part left unanswered, and a false premise the
+    answer goes along with (empty: the answer holds)."""
+    claims = claims_of(model_text, grounded, f)
+    problems = [
+        Problem("the model " + why, claim.kind, claim.sentence)
+        for claim in claims.items
+        if (why := contradiction(claim, f))
+    ]
+    kinds = claims.kinds()
+    for intent in grounded.intents:
+        needed = _ANSWERED_BY.get(intent, (set(), set()))[0 if f.anomalous else 1]
+        if needed and not needed & kinds:
+            problems.append(Problem(f"the model's answer does not say {_UNANSWERED[intent]}", intent))
+    if grounded.premise and not rejects_premise(model_text, grounded.premise, f):
+        assumed = (
+            "a defect" if grounded.premise == ["anything"] else "a defect at the " + " and ".join(grounded.premise)
         )
-    if {"defect", "good"} & set(grounded.intents) and claims.anomalous is None:  # asked yes or no, answered neither
-        problems.append("the model's answer does not say whether there is a defect")
-    if "where" in grounded.intents and grounded.anomalous and not claims.locations and claims.anomalous is not False:
-        problems.append("the model's answer does not say where the defect is")
-    if grounded.anomalous and claims.locations and claims.anomalous is not False:
-        wrong = [cell for cell in claims.locations if not _compatible(cell, grounded.locations)]
-        if wrong:
-            problems.append(
-                f"the model places it at the {', '.join(wrong)}; the vision expert's regions are at the "
-                + " and the ".join(grounded.locations)
-            )
+        problems.append(Problem(f"the model goes along with the question's assumption of {assumed}", "premise"))
     return problems
 
 
-def _compatible(cell: str, expert_cells: list[str]) -> bool:
-    """ "left" agrees with "top left" and "bottom left" (a coarser name for the same place)."""
-    return any(cell == expert or cell in expert.split() for expert in expert_cells)
+def correct(model_text: str, problems: list[Problem], grounded: Answer, f: Findings, report: GuardReport) -> str:
+    """The model's answer with each wrong sentence replaced by the grounded statement of the same facts, what
+    was not answered added, and a false premise denied first; the grounded answer itself when nothing holds."""
+    sentences = split_sentences(model_text)
+    claims = claims_of(model_text, grounded, f)
+    verdict = "good" if "good" in grounded.intents else "defect"
+    wrong: dict[int, list[Problem]] = {}
+    for problem in problems:
+        if problem.sentence is not None:
+            wrong.setdefault(problem.sentence, []).append(problem)
+    pieces: list[str] = []
+    for index, sentence in enumerate(sentences):
+        if index not in wrong:
+            pieces.append(sentence)
+            continue
+        kinds = dict.fromkeys(c.kind for c in claims.items if c.sentence == index)  # restate all it spoke of
+        statements = [ANSWERERS[_STATEMENT.get(kind, verdict)](f, grounded.focus) for kind in kinds]
+        replacement = " ".join(dict.fromkeys(statements))
+        report.replaced.append({"sentence": sentence, "by": replacement, "problems": [p.text for p in wrong[index]]})
+        pieces.append(replacement)
+    for problem in problems:
+        if problem.sentence is None and problem.kind in ANSWERERS:
+            report.added.append(ANSWERERS[problem.kind](f, grounded.focus))
+    if any(p.kind == "premise" for p in problems):
+        report.added.insert(0, correct_premise(grounded.premise, f))
+    report.corrected = True
+    if len(wrong) == len(sentences):  # nothing of the model's answer holds
+        report.fallback = True
+        return grounded.text
+    premise = [report.added[0]] if any(p.kind == "premise" for p in problems) else []
+    rest = report.added[len(premise) :]
+    return " ".join(dict.fromkeys(premise + pieces + rest))  # repeated sentences are said once
 
 
 JUDGE_PROMPT = (
