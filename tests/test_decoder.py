@@ -15,7 +15,7 @@ from anomalens.features import patch_features
 from anomalens.maps import smooth as smooth_maps
 from anomalens.metrics import image_auroc, pixel_auroc
 from anomalens.model_file import ModelFileError, read_header
-from anomalens.preprocessing import to_batch
+from anomalens.pixels import to_batch
 from conftest import plant_defect, texture
 
 OPTIONS = dict(image_size=128, synthetic_images=96)

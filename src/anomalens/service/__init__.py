@@ -20,9 +20,9 @@ from ..data import reduced, to_uint8
 from ..experts.defect_types import DefectGuess, DefectTypeExpert
 from ..inspector import Inspector
 from ..language import ChatImages, ChatSession, Criteria, Findings, LanguageModel, compose, findings_from
-from ..maps import at_image_size
 from ..overlay import render_overlay
 from ..preprocessing import ImageInput
+from ..resampling import at_image_size
 from ..result import InspectionResult
 from .conversations import Conversations
 from .store import FitJob, ModelStore, StoreError
