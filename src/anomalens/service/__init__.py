@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..backbones import DEFAULT_BACKBONE
 from ..data import reduced, to_uint8
+from ..deploy import OnnxInspector
 from ..experts.defect_types import DefectGuess, DefectTypeExpert
 from ..inspector import Inspector
 from ..language import ChatImages, ChatSession, Criteria, Findings, LanguageModel, compose, findings_from
@@ -123,7 +124,7 @@ class InspectionService:
     # ---- results → findings → overlay → chat ---------------------------------------------------
     def inspect(
         self,
-        inspector: Inspector,
+        inspector: Inspector | OnnxInspector,
         images: Iterable[ImageInput],
         *,
         class_name: str = "",
