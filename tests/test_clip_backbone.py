@@ -16,7 +16,7 @@ from anomalens.clip import ClipWeightsError
 from anomalens.clip.model import CLIP
 from anomalens.experts.decoder import DecoderHead
 from anomalens.features import patch_features
-from anomalens.preprocessing import to_batch
+from anomalens.pixels import to_batch
 from conftest import plant_defect, texture, tiny_clip_config
 
 TINY = tiny_clip_config(64, 4)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from anomalens import Inspector
 from anomalens.cli import app
-from anomalens.preprocessing import to_batch
+from anomalens.pixels import to_batch
 from conftest import plant_defect, texture
 
 pytestmark = pytest.mark.e2e  # through the CLI

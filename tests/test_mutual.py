@@ -11,7 +11,7 @@ from anomalens import Inspector
 from anomalens.calibration import normal_mode
 from anomalens.cli import app
 from anomalens.experts.mutual import rescore
-from anomalens.preprocessing import standardise_exposure
+from anomalens.pixels import standardise_exposure
 from conftest import SIZE, plant_defect, save_png, texture
 
 N_CLEAN, N_DEFECTIVE = 12, 4

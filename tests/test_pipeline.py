@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from anomalens import Expert, ExpertInput, Inspector, NormalEvidence, NormalImages, register_expert
-from anomalens.preprocessing import to_batch
+from anomalens.pixels import to_batch
 from conftest import plant_defect, texture
 
 

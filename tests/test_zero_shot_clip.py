@@ -14,7 +14,7 @@ from anomalens.clip.prompts import DEFECT_LIBRARY, Prompts, generate_prompts
 from anomalens.experts import ExpertInput
 from anomalens.experts.clip_zero_shot import ClipZeroShotExpert
 from anomalens.metrics import image_auroc, pixel_auroc
-from anomalens.preprocessing import to_batch
+from anomalens.pixels import to_batch
 from conftest import SIZE, plant_defect, texture, tiny_clip_config
 
 TINY = tiny_clip_config(48, 3, context_length=24)

@@ -1,11 +1,32 @@
 """AnomaLens: industrial visual anomaly inspection — vision experts, calibrated decisions and
-plain-language answers, offline on a CPU."""
+plain-language answers, offline on a CPU.
 
-from .experts import Expert, ExpertInput, NormalEvidence, NormalImages
-from .experts import register as register_expert
-from .inspector import InspectionResult, Inspector
-from .regions import Region
+The names below are imported when first used, so that `anomalens.deploy` (the ONNX runtime) loads without
+torch, which the experts and the inspector need."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .experts import Expert, ExpertInput, NormalEvidence, NormalImages
+    from .experts import register as register_expert
+    from .inspector import InspectionResult, Inspector
+    from .regions import Region
+
+_WHERE = {  # public name → (module, its name there)
+    "Expert": (".experts", "Expert"),
+    "ExpertInput": (".experts", "ExpertInput"),
+    "NormalEvidence": (".experts", "NormalEvidence"),
+    "NormalImages": (".experts", "NormalImages"),
+    "register_expert": (".experts", "register"),
+    "InspectionResult": (".inspector", "InspectionResult"),
+    "Inspector": (".inspector", "Inspector"),
+    "Region": (".regions", "Region"),
+}
 
 __all__ = [
     "Expert",
@@ -18,3 +39,10 @@ __all__ = [
     "__version__",
     "register_expert",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'anomalens' has no attribute {name!r}")
+    module, attribute = _WHERE[name]
+    return getattr(import_module(module, __name__), attribute)

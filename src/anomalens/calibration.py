@@ -19,8 +19,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
-from sklearn.mixture import GaussianMixture
 
 from .robust import MIN_SCALE, median_and_spread
 
@@ -68,6 +66,8 @@ def upper_threshold(values: np.ndarray) -> tuple[float, float]:
 
 def prediction_factor(n: int) -> float:
     """Student-t one-sided prediction bound for one new draw, in σ units, from n normal samples."""
+    from scipy import stats  # here, not above: deciding (the torch-free ONNX runtime) needs no scipy
+
     return float(stats.t.ppf(PREDICTION_LEVEL, max(n - 1, 1)) * math.sqrt(1 + 1 / n))
 
 
@@ -115,6 +115,8 @@ def batch_calibration(scores: np.ndarray, maps: np.ndarray) -> Calibration:
 
 def normal_mode(scores: np.ndarray) -> np.ndarray:
     """Boolean mask of the scores in the lowest mode of a 1- or 2-component Gaussian mixture (BIC)."""
+    from sklearn.mixture import GaussianMixture  # here, not above: as scipy in `prediction_factor`
+
     x = np.log(np.maximum(scores, 1e-12))[:, None]
     if len(x) < MIXTURE_MIN:
         return np.ones(len(x), bool)

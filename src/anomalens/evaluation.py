@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from .data import ImageError, load_mask, load_split
 from .inspector import Inspector
-from .maps import at_image_size
 from .metrics import calibration_errors, evaluate
+from .resampling import at_image_size
 
 
 def evaluate_category(

@@ -51,6 +51,7 @@ def export_onnx(inspector: Inspector, path: str | Path, overwrite: bool = False)
             "expert": inspector.expert.name,
             "calibration": inspector.calibration.to_dict(),
             "input_size": size,
+            "resize_mode": inspector.expert.resize_mode,
         }
         model.metadata_props.add(key="anomalens", value=json.dumps(header))
         onnx.save(model, str(path))

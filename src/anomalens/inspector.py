@@ -24,7 +24,8 @@ from .features import patch_features
 from .graph import InferenceGraph
 from .maps import smooth
 from .model_file import read_model, save_model
-from .preprocessing import Decoded, ImageInput, Preprocessing, Unreadable, as_images, batches
+from .pixels import Preprocessing
+from .preprocessing import Decoded, ImageInput, Unreadable, as_images, batches
 from .result import InspectionResult, decide
 
 __all__ = ["ImageInput", "InspectionResult", "Inspector", "InspectorConfig"]

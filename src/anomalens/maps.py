@@ -1,9 +1,9 @@
 """Expert patch maps → anomaly maps a person reads: upsampled to the input size and smoothed (PatchCore's
-Gaussian, σ = 4 px at 256 px), then brought to each image's own size. Tile stitching will live here."""
+Gaussian, σ = 4 px at 256 px); `resampling.at_image_size` then brings them to each image's own size. Tile
+stitching will live here."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,10 +45,3 @@ def smooth(patch_maps: torch.Tensor, size: int, chunk: int = 8) -> torch.Tensor:
     (gigabytes for the hundreds of leave-one-out maps of a large training set)."""
     smoothing = Smoothing(size)
     return torch.cat([smoothing(patch_maps[start : start + chunk]) for start in range(0, len(patch_maps), chunk)])
-
-
-def at_image_size(small_map: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """An (S, S) map → the image's own (H, W), bilinear."""
-    return F.interpolate(torch.from_numpy(small_map)[None, None], size=shape, mode="bilinear", align_corners=False)[
-        0, 0
-    ].numpy()

@@ -1,5 +1,6 @@
 """Images as the experts see them: decoding (a little ahead, on a worker thread), batching in input order,
-and the pixel batch itself (resize, exposure). Resolution choices (aspect, tiles) belong here.
+and the pixel batch itself (resized to the input size, in numpy: the torch-free ONNX runtime shares it; the
+torch tensors are made in `pixels`). Resolution choices (aspect, tiles) belong here.
 
 An unreadable image never stops a stream: it comes through as a (source, ImageError) pair in its place."""
 
@@ -8,15 +9,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .data import ImageError, as_float, image_size, read_image, reduced
+from .resampling import resized
 
 Unreadable = tuple[str, ImageError]
 MAX_SIDE = 2048  # images are decoded (and kept) at most this many pixels a side: plenty for 256-px inputs and
@@ -32,43 +31,10 @@ class Decoded(NamedTuple):
 ImageInput = str | Path | np.ndarray | Decoded  # a file, an H×W×3 array, or an image decoded already (uploads)
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """Decoded images → one (B, 3, size, size) pixel batch in [0, 1]."""
-
-    size: int
-    mode: str = "bilinear"  # resampling ("bicubic" for CLIP's own image tower)
-    standardise_exposure: bool = False  # zero-shot: no normal image says which exposure is normal
-
-    def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        batch = to_batch(images, self.size, self.mode)
-        return standardise_exposure(batch) if self.standardise_exposure else batch
-
-
-def to_batch(images: Sequence[np.ndarray], size: int, mode: str = "bilinear") -> torch.Tensor:
-    """H×W×3 images (uint8, or float in [0, 1]) → (B, 3, size, size) floats in [0, 1], antialiased so small
-    details survive fairly; each image becomes float only here, one at a time."""
-    tensors = [
-        F.interpolate(
-            torch.from_numpy(np.ascontiguousarray(as_float(image), dtype=np.float32)).permute(2, 0, 1)[None],
-            size=(size, size),
-            mode=mode,
-            antialias=True,
-            align_corners=False,
-        )
-        for image in images
-    ]
-    return torch.cat(tensors).clamp_(0, 1)
-
-
-def standardise_exposure(batch: torch.Tensor, spread: float = 3.0, min_std: float = 0.01) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] → each image shifted and scaled so its mean sits at 0.5 and ±`spread` standard
-    deviations span [0, 1]. For zero-shot scoring, where no normal image says which exposure is normal:
-    without it, images that are merely brighter or darker than most of the batch score as anomalous
-    (battery_weld's depth maps, route B: image AUROC 0.473 → 0.869)."""
-    mean = batch.mean((1, 2, 3), keepdim=True)
-    std = batch.std((1, 2, 3), keepdim=True).clamp(min=min_std)  # a flat image is not blown up into noise
-    return ((batch - mean) / (2 * spread * std) + 0.5).clamp_(0, 1)
+def pixel_batch(images: Sequence[np.ndarray], size: int, mode: str = "bilinear") -> np.ndarray:
+    """H×W×3 images (uint8, or float in [0, 1]) → (B, 3, size, size) float32 in [0, 1] (`resampling.resized`);
+    each image becomes float only here, one at a time."""
+    return np.stack([resized(as_float(image), size, mode) for image in images])
 
 
 def as_images(images: ImageInput | Iterable[ImageInput]) -> Iterable[ImageInput]:

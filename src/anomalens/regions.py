@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import ndimage
 
 MIN_AREA_FRACTION = 0.0005  # components smaller than this share of the image are noise (unless the peak)
 ROWS, COLS = ("top", "", "bottom"), ("left", "", "right")
@@ -38,8 +37,8 @@ def find_regions(
     components whose peak reaches it are kept (hysteresis), except the highest one, which always is.
     With `image_size` (width, height), boxes and centroids are given in that image's pixels: the map
     may be a smaller rendering of it, which is much cheaper to analyse."""
-    mask = anomaly_map >= threshold
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    labels, slices = components(anomaly_map >= threshold)
+    count = len(slices)
     if count == 0:
         return []
     height, width = anomaly_map.shape
@@ -52,7 +51,6 @@ def find_regions(
     ys, xs = np.indices(labels.shape)
     cy = np.bincount(flat, ys.ravel(), count + 1)[1:] / areas
     cx = np.bincount(flat, xs.ravel(), count + 1)[1:] / areas
-    slices = ndimage.find_objects(labels)
     inside = flat > 0
     peaks = np.full(count + 1, -np.inf)
     np.maximum.at(peaks, flat[inside], anomaly_map.ravel()[inside])
@@ -72,6 +70,47 @@ def find_regions(
             )
         )
     return sorted(regions, key=lambda r: -r.peak)
+
+
+def components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
+    """8-connected components of a boolean mask: labels 1… numbered in raster order of each component's first
+    pixel, and each one's (rows, columns) bounding slices, as scipy.ndimage's `label` (3×3 structure) and
+    `find_objects` give them. In numpy, for the torch- and scipy-free ONNX runtime: each row's runs are
+    joined to the runs they touch on the row below."""
+    height, width = mask.shape
+    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    rows, starts = np.nonzero(edges == 1)  # runs in raster order: [start, end) on their row
+    ends = np.nonzero(edges == -1)[1]
+    span = width + 2  # row * span + column orders runs by row, then column
+    touching_from = np.searchsorted(rows * span + ends, (rows + 1) * span + starts, "left")
+    touching_to = np.searchsorted(rows * span + starts, (rows + 1) * span + ends, "right")
+    parent = list(range(len(rows)))  # union-find over runs; a set's root is its first run
+
+    def root(run: int) -> int:
+        while parent[run] != run:
+            parent[run] = parent[parent[run]]  # path halving
+            run = parent[run]
+        return run
+
+    for run in range(len(rows)):
+        for below in range(touching_from[run], touching_to[run]):
+            a, b = root(run), root(below)
+            parent[max(a, b)] = min(a, b)
+    first_runs, run_labels = np.unique([root(run) for run in range(len(rows))], return_inverse=True)
+    run_labels = run_labels.reshape(-1) + 1
+    lengths = ends - starts
+    first_pixels = rows * width + starts - (np.cumsum(lengths) - lengths)  # less the run's place in the list
+    pixels = np.repeat(first_pixels, lengths) + np.arange(lengths.sum())
+    labels = np.zeros(height * width, np.int32)
+    labels[pixels] = np.repeat(run_labels, lengths)
+    count = len(first_runs)
+    top, left, bottom, right = (np.full(count, fill) for fill in (height, width, 0, 0))
+    np.minimum.at(top, run_labels - 1, rows)
+    np.minimum.at(left, run_labels - 1, starts)
+    np.maximum.at(bottom, run_labels - 1, rows + 1)
+    np.maximum.at(right, run_labels - 1, ends)
+    slices = [(slice(int(t), int(b)), slice(int(x0), int(x1))) for t, b, x0, x1 in zip(top, bottom, left, right)]
+    return labels.reshape(height, width), slices
 
 
 def location_names(regions: Sequence[Region]) -> list[str]:

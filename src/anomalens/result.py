@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibration import Calibration
-from .maps import at_image_size
 from .preprocessing import Decoded
 from .regions import Region, describe_location, find_regions
+from .resampling import at_image_size
 
 
 @dataclass

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from ..data import load_split
+from ..deploy import OnnxInspector, OnnxModelError
 from ..inspector import Inspector
 from ..service import InspectionService
 from .common import (
@@ -35,10 +36,15 @@ from .common import (
 
 OutOpt = Annotated[Optional[Path], typer.Option(help="Output folder (default: a new one under anomalens-out/).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")]
+ENGINES = ("torch", "onnx")
 
 
 def write_inspections(
-    service: InspectionService, inspector: Inspector, paths: list[Path], out: Path, max_pixels: int | None = None
+    service: InspectionService,
+    inspector: Inspector | OnnxInspector,
+    paths: list[Path],
+    out: Path,
+    max_pixels: int | None = None,
 ) -> list[dict]:
     """Inspect every image; write its JSON and overlay (from the image decoded for the model: no second
     decode); one unreadable image never stops the rest. Returns the JSON records, results.json too."""
@@ -86,15 +92,25 @@ def detect(
     clip_weights: ClipWeightsOpt = None,
     clip_model: ClipModelOpt = None,
     max_pixels: MaxPixelsOpt = 40_000_000,
+    engine: Annotated[
+        str,
+        typer.Option(help="torch, or onnx: run an exported --model MODEL.onnx (anomalens export) with onnxruntime."),
+    ] = "torch",
 ):
     """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays."""
     check_route(model, refs, zero_shot, bool(clip_weights or clip_model))
+    check_engine(engine, model)
     paths = image_paths(images)
     if not paths:
         fail("no images to inspect")
     out = fresh_output_dir(out, overwrite, "detect")
     service = InspectionService(weights=weights, clip_weights=clip_weights, clip_model=clip_model)
-    inspector = chosen_inspector(service, model, refs, zero_shot, bool(clip_weights or clip_model), class_name)
+    inspector: Inspector | OnnxInspector
+    if engine == "onnx":
+        assert model is not None  # check_engine
+        inspector = onnx_inspector(model)
+    else:
+        inspector = chosen_inspector(service, model, refs, zero_shot, bool(clip_weights or clip_model), class_name)
     try:
         records = write_inspections(service, inspector, paths, out, max_pixels)
     except ValueError as error:  # zero-shot with fewer than 2 readable images
@@ -109,6 +125,27 @@ def detect(
     )
     if n_err == len(records):
         raise typer.Exit(1)
+
+
+def check_engine(engine: str, model: Path | None) -> None:
+    """--engine onnx runs an exported model and nothing else; an exported model runs only there (checked
+    before any other work)."""
+    if engine not in ENGINES:
+        fail(f"--engine is one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "onnx" and model is None:
+        fail("--engine onnx runs an exported model: give --model MODEL.onnx (written by anomalens export)")
+    suffix = model.suffix.lower() if model else ""
+    if engine == "onnx" and suffix == ".safetensors":
+        fail(f"{model}: a model file for the torch engine; export it (anomalens export) or drop --engine onnx")
+    if engine == "torch" and suffix == ".onnx":
+        fail(f"{model}: an ONNX model; run it with --engine onnx")
+
+
+def onnx_inspector(model: Path) -> OnnxInspector:
+    try:
+        return OnnxInspector(model)
+    except OnnxModelError as error:
+        fail(str(error))
 
 
 @app.command()

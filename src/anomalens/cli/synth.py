@@ -11,7 +11,7 @@ from PIL import Image
 from rich.markup import escape
 
 from ..data import ImageError, load_image, to_uint8
-from ..preprocessing import to_batch
+from ..resampling import resized
 from ..synth import synthesize
 from .common import SeedOpt, SizeOpt, app, console, fail, fresh_output_dir, normal_images, warn
 
@@ -39,7 +39,7 @@ def synth(
             path = paths[int(rng.integers(len(paths)))]
             if path not in images:
                 try:
-                    images[path] = to_batch([load_image(path)], image_size)[0].permute(1, 2, 0).numpy()
+                    images[path] = resized(load_image(path), image_size).transpose(1, 2, 0)
                 except ImageError as error:
                     warn(str(error), "skipped")
                     paths.remove(path)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..preprocessing import to_batch
+from ..pixels import to_batch
 from ..weights import load_state_dict
 from .model import CLIP, CLIP_MEAN, CLIP_STD, ClipConfig
 from .tokenizer import Tokenizer

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
-import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
@@ -73,6 +72,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
     through tifffile, which reads headers Pillow cannot, such as float32 samples)."""
     path = _readable_file(path)
     if _is_tiff(path):
+        import tifffile  # here, not above: only TIFFs need it (the ONNX runtime reads the rest with Pillow)
+
         try:
             with tifffile.TiffFile(path) as tif:
                 page = cast(tifffile.TiffPage, tif.pages[0])
@@ -156,6 +157,8 @@ def _read_tiff(path: Path) -> _TiffPixels | None:
     """
     if not _is_tiff(path):
         return None
+    import tifffile  # as in `image_size`
+
     photometric = tifffile.PHOTOMETRIC
     try:
         with tifffile.TiffFile(path) as tif:

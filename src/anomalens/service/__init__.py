@@ -17,12 +17,13 @@ from PIL import Image
 
 from ..backbones import DEFAULT_BACKBONE
 from ..data import reduced, to_uint8
+from ..deploy import OnnxInspector
 from ..experts.defect_types import DefectGuess, DefectTypeExpert
 from ..inspector import Inspector
 from ..language import ChatImages, ChatSession, Criteria, Findings, LanguageModel, compose, findings_from
-from ..maps import at_image_size
 from ..overlay import render_overlay
 from ..preprocessing import ImageInput
+from ..resampling import at_image_size
 from ..result import InspectionResult
 from .conversations import Conversations
 from .store import FitJob, ModelStore, StoreError
@@ -123,7 +124,7 @@ class InspectionService:
     # ---- results → findings → overlay → chat ---------------------------------------------------
     def inspect(
         self,
-        inspector: Inspector,
+        inspector: Inspector | OnnxInspector,
         images: Iterable[ImageInput],
         *,
         class_name: str = "",

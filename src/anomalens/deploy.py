@@ -1,0 +1,72 @@
+"""Inspection with an exported model (`anomalens export`) and no torch: numpy, Pillow and onnxruntime only.
+Images are decoded and resized exactly as on the torch route (`preprocessing`), the ONNX graph gives each
+one's smoothed map and score, and the calibration in the model's metadata turns them into the same
+`InspectionResult`s as `Inspector.predict`: verdict, probability, the map at the image's own size, regions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .calibration import Calibration
+from .data import ImageError
+from .preprocessing import ImageInput, as_images, decode_ahead, pixel_batch
+from .result import InspectionResult, decide
+
+METADATA_KEY = "anomalens"  # what `export_onnx` writes: version, config, expert, calibration, input size
+DECODE_AHEAD = 2  # images decoded on the worker thread while the graph runs
+
+
+class OnnxModelError(ValueError):
+    """An ONNX file that cannot be run as an AnomaLens model, and why."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+
+
+class OnnxInspector:
+    """An exported model that predicts as a fitted `Inspector` does (`predict`, `iter_predict`; its results
+    carry no defect descriptor, which would need the backbone's features)."""
+
+    def __init__(self, path: str | Path):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise OnnxModelError(path, "running an ONNX model needs onnxruntime: pip install onnxruntime") from None
+        if not Path(path).is_file():
+            raise OnnxModelError(path, "no such file")
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - onnxruntime's errors share no type but Exception
+            raise OnnxModelError(path, f"not a readable ONNX model ({error})") from None
+        header = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if header is None:
+            raise OnnxModelError(path, f"an ONNX model, but not an AnomaLens one (no {METADATA_KEY!r} metadata)")
+        try:
+            header = json.loads(header)
+            self.calibration = Calibration(**header["calibration"])
+            self.expert_name: str = header["expert"]
+            self.input_size = int(header["input_size"])
+            self.resize_mode: str = header.get("resize_mode", "bilinear")  # files exported before it was recorded
+            self.config: dict = header["config"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise OnnxModelError(path, f"its {METADATA_KEY!r} metadata is unusable ({error!r})") from None
+
+    def predict(
+        self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None = None
+    ) -> list[InspectionResult]:
+        return list(self.iter_predict(images, max_pixels))
+
+    def iter_predict(
+        self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None = None
+    ) -> Iterator[InspectionResult]:
+        """Results in input order, one image at a time through the graph (exported for a batch of one); an
+        unreadable image gives a result with `error` set, not an exception."""
+        for source, decoded in decode_ahead(as_images(images), DECODE_AHEAD, max_pixels):
+            if isinstance(decoded, ImageError):
+                yield InspectionResult(source=source, error=str(decoded))
+                continue
+            pixels = pixel_batch([decoded.image], self.input_size, self.resize_mode)
+            anomaly_map, score = self.session.run(None, {"pixels": pixels})
+            yield decide(decoded, float(score[0]), anomaly_map[0], self.calibration, self.expert_name)
