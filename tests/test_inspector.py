@@ -98,3 +98,26 @@ def test_predict_takes_a_single_path_or_array(fitted, tmp_path):
         results = fitted.predict(one)  # a string is one path, never its characters
         assert len(results) == 1 and results[0].ok
     assert fitted.predict(str(path))[0].source == str(path)
+
+
+def test_results_name_the_nearest_normal_reference(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    paths = [save_png(tmp_path / f"ref_{i}.png", texture(i)) for i in range(3)]
+    inspector = Inspector(image_size=128).fit(paths)
+    names = [p.name for p in paths]
+    assert [r.nearest_reference for r in inspector.predict(paths)] == names  # each is its own nearest
+    assert inspector.predict(texture(60))[0].nearest_reference in names
+    path = inspector.save(tmp_path / "model.safetensors")
+    assert [r.nearest_reference for r in Inspector.load(path).predict(paths)] == names
+    # a file written before references were kept loads without them; one with half of them is refused
+    header = read_header(path)
+    tensors = load_file(path)
+    tensors.pop("references.descriptors")
+    header["tensors"].pop("references.descriptors")
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, old, metadata={"anomalens": json.dumps(header | {"references": None})})
+    assert Inspector.load(old).predict(paths[0])[0].nearest_reference == ""
+    save_file(tensors, old, metadata={"anomalens": json.dumps(header)})
+    with pytest.raises(ModelFileError, match="references"):
+        Inspector.load(old)

@@ -26,6 +26,7 @@ from .maps import smooth
 from .model_file import read_model, save_model
 from .pixels import Preprocessing
 from .preprocessing import Decoded, ImageInput, Unreadable, as_images, batches
+from .references import References
 from .result import InspectionResult, decide
 
 __all__ = ["ImageInput", "InspectionResult", "Inspector", "InspectorConfig"]
@@ -57,6 +58,7 @@ class Inspector:
         self.expert = expert if isinstance(expert, Expert) else None if fitted else kind.create(self.config)
         self.calibration = probability_calibration() if kind.probability_scores else None
         self.skipped: list[str] = []  # training images that could not be read
+        self.references: References | None = None  # which normal image a result is most like
 
     @classmethod
     def zero_shot_clip(cls, clip_weights=None, clip_model=None, *, class_name=None, defects=(), writer=None, **options):
@@ -71,7 +73,7 @@ class Inspector:
         kind = expert_class(self.config.expert)
         if "normal" not in kind.needs:
             raise ValueError("a zero-shot inspector is not fitted: call predict(images) on the batch directly")
-        self.skipped, parts = [], []
+        self.skipped, parts, sources = [], [], []
         for item in batches(as_images(images), self.config.batch_size):
             if isinstance(item, tuple):  # (source, error): unreadable
                 self.skipped.append(str(item[1]))
@@ -80,11 +82,13 @@ class Inspector:
             if batch.pixels is not None:  # kept small, as uint8; never the decoded images
                 batch.pixels = batch.pixels.mul(255).round_().to(torch.uint8)
             parts.append(batch)
+            sources += [entry.source for entry in item]
             if progress:
                 progress(len(item))
         if not parts:
             raise ValueError("no readable normal image to fit on" + (f": {self.skipped[0]}" if self.skipped else ""))
         joined = ExpertInput.joined(parts)
+        self.references = References.of(sources, joined.features) if joined.features is not None else None
         embed = partial(patch_features, self.backbone) if self.backbone else None
         text_start = getattr(getattr(self.backbone, "network", None), "decoder_start", None)  # CLIP backbones
         normal = NormalImages(joined.features, joined.pixels, embed, text_start, train_progress)
@@ -116,13 +120,15 @@ class Inspector:
             maps, scores = smooth(patch_maps, self.config.image_size).numpy(), image_scores.numpy()
             calibration = self.calibration or batch_calibration(scores, maps)
             descriptors = defect_descriptors(batch.features, patch_maps) if batch.features else [None] * len(scores)
-            scored = iter(zip(decoded, scores, maps, descriptors))
+            known = self.references is not None and batch.features is not None
+            nearest = self.references.nearest(batch.features) if known else [""] * len(scores)  # type: ignore[union-attr, arg-type]
+            scored = iter(zip(decoded, scores, maps, descriptors, nearest))
         for item in group:
             if isinstance(item, tuple):
                 yield InspectionResult(source=item[0], error=str(item[1]))
                 continue
-            for entry, score, small_map, descriptor in (next(scored) for _ in item):
-                yield decide(entry, float(score), small_map, calibration, expert.name, descriptor)
+            for entry, score, small_map, descriptor, reference in (next(scored) for _ in item):
+                yield decide(entry, float(score), small_map, calibration, expert.name, descriptor, reference)
 
     def _input(self, item: list[Decoded], kind: Expert | type[Expert]) -> ExpertInput:
         """What the expert (or its class, before it is fitted) needs of these images: pixels, features or both."""
@@ -145,4 +151,5 @@ class Inspector:
         model = read_model(path)
         inspector = cls(**model.config, weights=weights)
         inspector.expert, inspector.calibration = model.matching(inspector).expert, model.calibration
+        inspector.references = model.references
         return inspector

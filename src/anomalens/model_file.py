@@ -28,6 +28,8 @@ from .calibration import Calibration
 from .config import InspectorConfig
 from .experts import EXPERTS, Expert, ExpertInput, expert_class
 from .features import patch_features
+from .references import TENSOR as REFERENCES
+from .references import References
 from .version import __version__
 
 FORMAT = "anomalens-model"
@@ -128,6 +130,7 @@ class Header(BaseModel):
     expert: ExpertState
     calibration: StoredCalibration
     tensors: dict[str, TensorSpec] | None = None  # None: written before the list was kept
+    references: list[str] | None = None  # names of the normal images fitted on (None: not kept)
 
     @field_validator("format_version")
     @classmethod
@@ -147,6 +150,7 @@ class StoredModel:
     header: dict  # as the file holds it
     expert: Expert
     calibration: Calibration
+    references: References | None = None
 
     @property
     def config(self) -> dict:  # the inspector's configuration
@@ -183,7 +187,8 @@ def save_model(path: str | Path, inspector, overwrite: bool = False) -> Path:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another name or allow overwriting")
     expert_config, tensors = inspector.expert.state()
-    tensors = {name: tensor.contiguous() for name, tensor in tensors.items()}
+    names, reference_tensors = inspector.references.state() if inspector.references else (None, {})
+    tensors = {name: tensor.contiguous() for name, tensor in (tensors | reference_tensors).items()}
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -192,6 +197,7 @@ def save_model(path: str | Path, inspector, overwrite: bool = False) -> Path:
         "backbone_weights_sha256": weights_sha256(inspector.weights_file),
         "expert": expert_config,
         "calibration": inspector.calibration.to_dict(),
+        "references": names,
         "tensors": {
             name: {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)} for name, t in tensors.items()
         },
@@ -231,13 +237,21 @@ def read_header(path: str | Path) -> dict:
 def read_model(path: str | Path) -> StoredModel:
     header = read_header(path)
     kind = header["expert"]["kind"]
+    tensors = load_file(path)
+    names, descriptors = header.get("references"), tensors.pop(REFERENCES, None)
+    if (names is None) != (descriptors is None):
+        raise unusable(path, f"references: the names and the {REFERENCES} tensor come together or not at all")
     try:
-        expert = EXPERTS[kind].from_state(header["expert"], load_file(path))
+        references = None if names is None or descriptors is None else References(names, descriptors)
+    except ValueError as error:
+        raise unusable(path, f"references: {error}") from None
+    try:
+        expert = EXPERTS[kind].from_state(header["expert"], tensors)
     except KeyError as error:
         raise unusable(path, f"expert {kind}: {error.args[0]!r} missing") from None
     except (ValueError, TypeError, RuntimeError, IndexError, SafetensorError) as error:
         raise unusable(path, f"expert {kind}: {_clipped(str(error))}") from None
-    return StoredModel(Path(path), header, expert, Calibration(**header["calibration"]))
+    return StoredModel(Path(path), header, expert, Calibration(**header["calibration"]), references)
 
 
 def _check_tensors(path: Path, listed: dict[str, tuple], found: dict[str, tuple]) -> None:

@@ -33,6 +33,7 @@ class InspectionResult:
     image: np.ndarray | None = field(default=None, repr=False)  # the decoded H×W×3 image (uint8 or float in [0, 1])
     calibration: Calibration | None = field(default=None, repr=False)
     descriptor: np.ndarray | None = field(default=None, repr=False)  # where it departs from normal (defect types)
+    nearest_reference: str = ""  # the normal reference image it is most like ("": not known)
 
     @property
     def ok(self) -> bool:
@@ -61,6 +62,7 @@ def decide(
     calibration: Calibration,
     expert: str = "",
     descriptor: np.ndarray | None = None,
+    nearest_reference: str = "",
 ) -> InspectionResult:
     """The result for one scored image: `small_map` is its smoothed map at the input size. The map comes back
     at the decoded image's size; region boxes are in the pixels of the image as given."""
@@ -90,4 +92,5 @@ def decide(
         calibration=calibration,
         expert=expert,
         descriptor=descriptor,
+        nearest_reference=nearest_reference,
     )

@@ -82,8 +82,16 @@ _ABSENT = re.compile(
     rf"\b(no|not any|nothing)\b(?:(?!\b(?:but|and)\b)[^.;:,]){{0,40}}?\b(at|on|in|near) the (?P<cell>{_CELL_WORDS})\b|"
     rf"\bnot (at|on|in|near) the (?P<other>{_CELL_WORDS})\b"
 )
+_DESCRIBED = re.compile(
+    rf"(^|[,;:] )(the|this|that|its) ((?!no\b)\w+ )?({DEFECT_NOUNS}) (is|are|was|measures?|covers?|spans?|runs?|has|reaches)\b"
+)
 _PEAK = re.compile(r"\bmost unusual\b|\bwithin what normal\b")  # the normal image's most unusual spot
 _PERCENT = re.compile(r"(less than |under |below |about |around |roughly |approximately )?(\d+(?:\.\d+)?) ?%")
+# "the probability … is 0.04", "confidence of 99.9": a chance given as a bare number (a fraction, or percent above 1)
+_BARE_CHANCE = re.compile(
+    r"\b(probability|chance|likelihood|confidence)\b[^.%]{0,60}?\b(is|of|at)\s*:?\s*(\d+(?:\.\d+)?)\b(?!\s?%)"
+    r"(?!\s*(normal|spread|times|images?|regions?|pixels?))"
+)
 _CONFIDENCE_CONTEXT = re.compile(r"\bsure\b|confiden|certain|probab|likel|chance")
 _DEFECT_CHANCE = re.compile(r"\b(chance|probability|likelihood)\b[^.]*\b(defect|anomal|faulty|bad)")
 _AREA_CONTEXT = re.compile(
@@ -195,8 +203,13 @@ def _sentence_claims(sentence: str, index: int, reply_polarity: bool | None, typ
     if negative:
         add(negative.start(), "verdict", False)
     peak = bool(_PEAK.search(rest))
-    for position, cell in _cells(rest):
+    cells = _cells(rest)
+    for position, cell in cells:
         add(position, "peak" if peak else "location", cell)
+    placed = cells and re.search(rf"\b({DEFECT_NOUNS})\b", rest)
+    described = _DESCRIBED.search(rest)  # "the crack is 1.5 long": its subject is a defect, so there is one
+    if (placed or described) and not (peak or positive or negative):
+        add(cells[0][0] if placed else described.start(), "verdict", True)  # type: ignore[union-attr]
     _quantities(sentence, add)
     for match in _COUNT.finditer(rest):
         word = match.group(1)
@@ -242,6 +255,14 @@ def _quantities(sentence: str, add) -> None:
         elif _AREA_CONTEXT.search(sentence):
             bound = "less than" if (match.group(1) or "").strip() in ("less than", "under", "below") else "about"
             add(match.start(), "area", (value, bound))
+    for match in _BARE_CHANCE.finditer(sentence):
+        value = float(match.group(3))
+        if value <= 100:
+            add(
+                match.start(3),
+                "confidence",
+                (value if value <= 1 else value / 100, None, bool(_DEFECT_CHANCE.search(sentence))),
+            )
     for match in _BOX.finditer(sentence):
         add(match.start(), "box", (int(match.group(1)), int(match.group(2))))
     for match in _PHYSICAL.finditer(sentence):

@@ -340,7 +340,7 @@ def answer_next(f: Findings, focus: int | None) -> str:
             f"The {f.subject} should be set aside for rework or scrap; look at {_places(f.regions)} of the image "
             "first, and if that area is an acceptable feature, add images like it to the normal references."
         )
-    return f"The {f.subject} can be released: nothing in it departs from the normal images."
+    return f"The {f.subject} can be released: there is no anomaly in it."
 
 
 def answer_help(f: Findings, focus: int | None) -> str:

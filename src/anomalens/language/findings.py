@@ -135,6 +135,7 @@ def findings_from(
         expert=expert or result.expert,
         n_normal=calibration.n_normal if calibration else 0,
         references=tuple(references),
+        nearest_reference=result.nearest_reference,
         normal_peak=calibration.region_threshold if calibration else None,
         class_name=class_name or (criteria.name if criteria else ""),
         criteria=criteria,

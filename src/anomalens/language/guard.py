@@ -100,6 +100,8 @@ def check(model_text: str, grounded: Answer, f: Findings) -> list[Problem]:
         for claim in claims.items
         if (why := contradiction(claim, f))
     ]
+    if claims.sentences and not claims.sentences[-1].endswith((".", "!", "?", ")", '"')):
+        problems.append(Problem("the model's answer breaks off mid-sentence", "unfinished", len(claims.sentences) - 1))
     kinds = claims.kinds()
     for intent in grounded.intents:
         needed = _ANSWERED_BY.get(intent, (set(), set()))[0 if f.anomalous else 1]
@@ -129,10 +131,13 @@ def correct(model_text: str, problems: list[Problem], grounded: Answer, f: Findi
             pieces.append(sentence)
             continue
         kinds = dict.fromkeys(c.kind for c in claims.items if c.sentence == index)  # restate all it spoke of
+        if [p.kind for p in wrong[index]] == ["unfinished"]:
+            kinds = {}  # an unfinished sentence that claims nothing wrong is dropped
         statements = [ANSWERERS[_STATEMENT.get(kind, verdict)](f, grounded.focus) for kind in kinds]
         replacement = " ".join(dict.fromkeys(statements))
         report.replaced.append({"sentence": sentence, "by": replacement, "problems": [p.text for p in wrong[index]]})
-        pieces.append(replacement)
+        if replacement:
+            pieces.append(replacement)
     for problem in problems:
         if problem.sentence is None and problem.kind in ANSWERERS:
             report.added.append(ANSWERERS[problem.kind](f, grounded.focus))
