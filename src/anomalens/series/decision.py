@@ -21,7 +21,8 @@ from ..robust import median_and_spread
 
 BLOCK_WINDOWS = 4
 MIN_BLOCKS = 4
-RETURN_BLOCKS = 200
+RETURN_BLOCKS = 1000
+GUMBEL_IQR = math.log(math.log(4.0)) - math.log(math.log(4.0 / 3.0))  # interquartile range of a unit Gumbel
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,15 @@ def calibrate_series(normal_map: np.ndarray, window: int, max_false_alarms: int 
     n_blocks = max(1, normal_map.size // block)
     maxima = normal_map[: n_blocks * block].reshape(n_blocks, block).max(1)
     median, spread = median_and_spread(maxima)
-    if maxima.size >= MIN_BLOCKS and np.ptp(maxima) > 0:
-        loc, gumbel_scale = stats.gumbel_r.fit(maxima)
-        threshold = float(stats.gumbel_r.ppf(1.0 - 1.0 / RETURN_BLOCKS, loc, gumbel_scale))
+    q1, q3 = np.percentile(maxima, [25, 75])
+    if maxima.size >= MIN_BLOCKS and q3 > q1:
+        # Gumbel fitted from quartiles, not maximum likelihood: an anomaly left in the reference moves it little
+        scale = (q3 - q1) / GUMBEL_IQR
+        loc = float(np.median(maxima)) + scale * math.log(math.log(2.0))
+        threshold = float(stats.gumbel_r.ppf(1.0 - 1.0 / RETURN_BLOCKS, loc, scale))
     else:  # too few blocks for a tail: a wide margin over what there is
         threshold = median + 5.0 * spread
-    threshold, scale = max(threshold, float(maxima.max())), spread
+    scale = spread
     if max_false_alarms is not None:
         ordered = np.sort(maxima)[::-1]
         if max_false_alarms < ordered.size:

@@ -70,13 +70,18 @@ class SeriesDetector:
         self.channels = reference.channels
         self.experts = [ReferenceExpert(reference.values[:, k]) for k in range(len(self.channels))]
         self.normals = [NormalRange.of(reference.values[:, k]) for k in range(len(self.channels))]
+        self.reference_points = len(reference)
         normal_map = np.max([e.normal_map for e in self.experts], axis=0)
         self.calibration = calibrate_series(normal_map, max(max(e.lengths) for e in self.experts), max_false_alarms)
 
-    def inspect(self, series: Series) -> SeriesResult:
+    def inspect(self, series: Series, starts_with_reference: bool = False) -> SeriesResult:
+        """Score a series; if it starts with the reference itself, those steps get their leave-one-out
+        scores (scored against themselves they would all be 0)."""
         if series.channels != self.channels:
             raise ValueError(f"channels {series.channels} differ from the reference's {self.channels}")
         per_channel = np.stack([e.score(series.values[:, k])[0] for k, e in enumerate(self.experts)], axis=1)
+        if starts_with_reference:
+            per_channel[: self.reference_points] = np.stack([e.normal_map for e in self.experts], axis=1)
         scores = per_channel.max(1)
         windows = find_windows(
             scores, per_channel, series.values, series.channels, self.normals, self.calibration.threshold
