@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-LENGTHS = (8, 32)  # short windows catch spikes and steps quickly; longer ones catch changed shapes
+LENGTHS = (6, 32)  # short windows catch spikes and steps quickly; longer ones catch changed shapes
 MIN_HISTORY = 50  # distances needed before a tail score means anything
 
 
