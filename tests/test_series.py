@@ -240,3 +240,22 @@ def test_cli_detect_series_writes_json_and_plot(tmp_path):
     assert "line 3" in result.output  # the bad file is reported and skipped
     only_bad = CliRunner().invoke(app, ["detect", str(bad), "--series", "--out", str(tmp_path / "o2")])
     assert only_bad.exit_code == 1
+
+
+def test_cli_eval_series_on_a_tiny_nab_layout(tmp_path):
+    v = periodic(3000, seed=4)
+    v[2400:2460] += 9
+    times = [f"2024-01-{1 + i // 288:02d} {(i % 288) * 5 // 60:02d}:{(i % 288) * 5 % 60:02d}:00" for i in range(3000)]
+    (tmp_path / "data" / "g").mkdir(parents=True)
+    (tmp_path / "data" / "g" / "line.csv").write_text(
+        "timestamp,value\n" + "\n".join(f"{t},{x:.4f}" for t, x in zip(times, v))
+    )
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "combined_windows.json").write_text(json.dumps({"g/line.csv": [[times[2350], times[2500]]]}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["eval", str(tmp_path), "--series", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["total"]["windows"] == 1 and metrics["total"]["found"] == 1
+    missing = CliRunner().invoke(app, ["eval", str(tmp_path / "data"), "--series", "--out", str(tmp_path / "o2")])
+    assert missing.exit_code == 2 and "combined_windows.json" in missing.output

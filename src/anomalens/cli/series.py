@@ -11,6 +11,7 @@ from rich.table import Table
 from ..language.criteria import Criteria
 from ..series import SeriesDetector, SeriesFormatError, load_series, split_reference
 from ..series.answers import answer_series, series_findings
+from ..series.evaluation import evaluate_nab_layout
 from ..series.plot import plot_series
 from .common import console, fail, warn
 
@@ -79,3 +80,31 @@ def _record(result, reference_points: int, own_reference: bool, criteria: Criter
         else f"{reference_points} points of --reference",
         "answers": {q: answer_series(q, findings) for q in QUESTIONS},
     }
+
+
+def evaluate_series(root: Path, out: Path) -> None:
+    """`anomalens eval --series ROOT`: per-file and total windows found and false alarms; metrics.json."""
+    try:
+        rows = evaluate_nab_layout(root)
+    except (FileNotFoundError, SeriesFormatError, ValueError) as error:
+        fail(str(error))
+    if not rows:
+        fail(f"{root}: labels/combined_windows.json lists no file")
+    out.mkdir(parents=True, exist_ok=True)
+    points, seconds = sum(r["points"] for r in rows), sum(r["seconds"] for r in rows)
+    total = {
+        "files": len(rows),
+        "windows": sum(r["windows"] for r in rows),
+        "found": sum(r["found"] for r in rows),
+        "false_alarms": sum(r["false_alarms"] for r in rows),
+        "seconds_per_10k_points": round(10_000 * seconds / max(points, 1), 3),
+    }
+    (out / "metrics.json").write_text(json.dumps({"total": total, "files": rows}, indent=2))
+    table = Table("file", "points", "windows", "found", "false alarms", title="AnomaLens eval --series (streaming)")
+    for r in rows:
+        table.add_row(escape(r["file"]), str(r["points"]), str(r["windows"]), str(r["found"]), str(r["false_alarms"]))
+    console.print(table)
+    console.print(
+        f"{total['found']} of {total['windows']} windows found, {total['false_alarms']} false alarms, "
+        f"{total['seconds_per_10k_points']} s per 10,000 points; metrics in {escape(str(out / 'metrics.json'))}"
+    )

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 LENGTHS = (6, 32)  # short windows catch spikes and steps quickly; longer ones catch changed shapes
 MIN_HISTORY = 50  # distances needed before a tail score means anything
+ALARM = 0.99  # a score this high raises an alarm (and starts the rest period)
 
 
 class _TailScores:
@@ -108,7 +109,7 @@ class StreamingDetector:
         bank: int = 4000,
         history: int = 5000,
         smooth: int = 4,
-        alarm: float = 0.99,
+        alarm: float = ALARM,
         spatial_tolerance: float = 0.05,
         chunk: int = 512,
     ):
