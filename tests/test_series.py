@@ -3,6 +3,7 @@ streaming detector (past only, bounded), several channels, the decision, answers
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -259,3 +260,25 @@ def test_cli_eval_series_on_a_tiny_nab_layout(tmp_path):
     assert metrics["total"]["windows"] == 1 and metrics["total"]["found"] == 1
     missing = CliRunner().invoke(app, ["eval", str(tmp_path / "data"), "--series", "--out", str(tmp_path / "o2")])
     assert missing.exit_code == 2 and "combined_windows.json" in missing.output
+
+
+def test_service_series_inspect_and_chat(tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from anomalens.server.app import create_app
+
+    client = TestClient(create_app(tmp_path / "models"))
+    v = planted("drop")
+    csv_bytes = ("t,pressure\n" + "\n".join(f"{i},{x:.4f}" for i, x in enumerate(v)) + "\n").encode()
+    response = client.post("/v1/series/inspect", files={"file": ("line.csv", csv_bytes, "text/csv")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["anomalous"] and body["windows"][0]["kind"] == "drop" and body["answer"].startswith("Yes")
+    assert base64.b64decode(body["plot_png"])[:4] == b"\x89PNG"
+    chat = client.post("/v1/series/chat", json={"series_id": body["series_id"], "question": "Which sensor?"})
+    assert chat.status_code == 200 and "pressure" in chat.json()["answer"]
+    bad = client.post("/v1/series/inspect", files={"file": ("bad.csv", b"t,v\n0,1\n1,x\n", "text/csv")})
+    assert bad.status_code == 400 and "bad.csv, line 3" in bad.json()["error"]
+    assert client.post("/v1/series/chat", json={"series_id": "nope", "question": "when?"}).status_code == 404
+    assert client.post("/v1/series/chat", json={"series_id": body["series_id"], "question": "   "}).status_code == 422
