@@ -282,3 +282,32 @@ def test_service_series_inspect_and_chat(tmp_path):
     assert bad.status_code == 400 and "bad.csv, line 3" in bad.json()["error"]
     assert client.post("/v1/series/chat", json={"series_id": "nope", "question": "when?"}).status_code == 404
     assert client.post("/v1/series/chat", json={"series_id": body["series_id"], "question": "   "}).status_code == 422
+
+
+class ScriptedModel:
+    """A language-model backend that says what it is told to."""
+
+    name, vision = "scripted", False
+
+    def __init__(self, reply: str):
+        self.reply, self.seen = reply, []
+
+    def complete(self, messages: list[dict]) -> str:
+        self.seen.append(messages)
+        return self.reply
+
+
+def test_a_language_model_answers_from_the_findings_and_the_guard_corrects_it():
+    from anomalens.series.answers import SeriesChat
+
+    s = Series(np.arange(N, dtype=float) * 300 + 1.7e9, planted("drop")[:, None], ["pressure"])
+    findings = series_findings(SeriesDetector(s.rows(0, REF)).inspect(s), REF)
+    start = findings.windows[0].start
+    honest = SeriesChat(findings, ScriptedModel(f"Yes, the pressure dropped from {start}."))
+    turn = honest.ask("When?")
+    assert turn.answer.endswith(f"{start}.") and not turn.corrected and turn.backend == "scripted"
+    assert "Window 1" in honest.model.seen[0][0]["content"]  # the findings are in the system prompt
+    denial = SeriesChat(findings, ScriptedModel("No, everything is normal.")).ask("Is anything wrong?")
+    assert denial.corrected and denial.answer.startswith("Yes")
+    invented = SeriesChat(findings, ScriptedModel("It happened on 1999-01-01 12:00.")).ask("When?")
+    assert invented.corrected and "1999-01-01 12:00" in invented.problems[0]

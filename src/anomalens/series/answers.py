@@ -4,13 +4,20 @@ only from them — is anything wrong, when, which sensor, how sure, what normal 
 A criteria file (`language.criteria`: name, description, known defects) works as for images: the name
 is what the series is called, the description is what normal looks like in a person's words, and a
 window whose kind (spike, drop, drift, …) a known defect names is reported as that defect.
+
+`SeriesChat` puts a language-model backend in front, as `language.ChatSession` does for images: the model
+answers from the findings as text, and a guard replaces its answer with the grounded one when it takes the
+other side on whether anything is wrong, or names a time the findings do not hold.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from ..language.criteria import Criteria
+from ..language.guard import read_claims
+from ..language.models import LanguageModel
 from .detector import SeriesResult
 
 
@@ -41,6 +48,24 @@ class SeriesFindings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def as_text(self) -> str:
+        """The findings as plain lines, for a language model's prompt."""
+        lines = [
+            f"Series: {self.name}; {self.points} points; channels: {', '.join(self.channels)}.",
+            f"Verdict: {'anomalous' if self.anomalous else 'normal'}; anomaly probability {self.probability:.0%} "
+            f"(highest score {self.peak_score:.3g}, threshold {self.threshold:.3g} from {self.reference_points} normal points).",
+            "Normal ranges: "
+            + "; ".join(f"{c} {lo:.4g} to {hi:.4g}" for c, (lo, hi) in self.normal_ranges.items())
+            + ".",
+        ]
+        if self.normal_description:
+            lines.append(f"Normal behaviour: {self.normal_description}")
+        lines += [
+            f"Window {i + 1} (strongest first): {_window_text(w)}; channels {', '.join(w.channels)}."
+            for i, w in enumerate(self.windows[:10])
+        ]
+        return "\n".join(lines)
 
 
 def series_findings(result: SeriesResult, reference_points: int, criteria: Criteria | None = None) -> SeriesFindings:
@@ -154,3 +179,60 @@ def _what(f: SeriesFindings) -> str:
     if not f.anomalous:
         return f"Nothing unusual happened in {f.name}."
     return " ".join(f"{i + 1}) {w.known_defect or w.kind}: {w.description}." for i, w in enumerate(f.windows[:5]))
+
+
+SERIES_PROMPT = (
+    "You are AnomaLens, an assistant for industrial monitoring. A detector has inspected a time series; its "
+    "findings below are facts. Answer the user's question in one or two sentences, using only these facts, "
+    "and write times exactly as they are written there.\n\nFindings:\n{facts}"
+)
+TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}(?::\d{2})?)?")
+
+
+@dataclass
+class SeriesTurn:
+    question: str
+    answer: str
+    backend: str
+    grounded_answer: str
+    model_answer: str | None = None
+    problems: list[str] = field(default_factory=list)
+    corrected: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SeriesChat:
+    """Questions about one series: the grounded composer alone, or a language model checked against it."""
+
+    def __init__(self, findings: SeriesFindings, model: LanguageModel | None = None, guard: bool = True):
+        self.findings, self.model, self.guard = findings, model, guard
+        self.turns: list[SeriesTurn] = []
+
+    def ask(self, question: str) -> SeriesTurn:
+        grounded = answer_series(question, self.findings)
+        if self.model is None:
+            turn = SeriesTurn(question, grounded, "grounded", grounded)
+        else:
+            messages = [{"role": "system", "content": SERIES_PROMPT.format(facts=self.findings.as_text())}]
+            for t in self.turns:
+                messages += [{"role": "user", "content": t.question}, {"role": "assistant", "content": t.answer}]
+            reply = self.model.complete(messages + [{"role": "user", "content": question}])
+            problems = self.check(reply) if self.guard else []
+            answer = grounded if problems else reply
+            turn = SeriesTurn(question, answer, self.model.name, grounded, reply, problems, bool(problems))
+        self.turns.append(turn)
+        return turn
+
+    def check(self, text: str) -> list[str]:
+        """What in a model's answer contradicts the findings."""
+        problems = []
+        claims = read_claims(text)
+        if claims.anomalous is not None and claims.anomalous != self.findings.anomalous:
+            problems.append(
+                f"says {'an anomaly' if claims.anomalous else 'no anomaly'}; the detector found the opposite"
+            )
+        facts = self.findings.as_text()
+        problems += [f"names {t}, which no finding holds" for t in TIME.findall(text) if t not in facts]
+        return problems

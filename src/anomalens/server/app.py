@@ -78,7 +78,7 @@ def create_app(
         language_model=language_model, guard=guard, clip_weights=clip_weights, clip_model=clip_model
     )
     sessions = Conversations()  # inspections kept for chat, bounded in count and in picture bytes
-    series_chats = SeriesChats()  # series findings kept for chat
+    series_chats = SeriesChats(language_model)  # series findings kept for chat
     model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
 
     # ---- errors and limits ---------------------------------------------------------------------
@@ -261,11 +261,11 @@ def create_app(
         except ValueError as error:
             raise ApiError(400, str(error)) from None
         series_id = uuid.uuid4().hex
-        findings = series_chats.add(series_id, result, reference_points)
+        chat = series_chats.add(series_id, result, reference_points)
         record = result.to_dict() | {
             "series_id": series_id,
             "file": name,
-            "answer": answer_series("Is anything wrong?", findings),
+            "answer": answer_series("Is anything wrong?", chat.findings),
         }
         record.pop("source")
         if plot:
@@ -274,14 +274,15 @@ def create_app(
 
     @app.post("/v1/series/chat")
     def series_chat(request: SeriesChatRequest) -> dict:
-        findings = series_chats.get(request.series_id)
-        if findings is None:
+        chat = series_chats.get(request.series_id)
+        if chat is None:
             raise ApiError(404, f"unknown or expired series {request.series_id!r}; inspect it again")
-        return {
-            "series_id": request.series_id,
-            "question": request.question,
-            "answer": answer_series(request.question, findings),
-        }
+        try:
+            with model_lock:
+                turn = chat.ask(request.question)
+        except BackendError as error:
+            raise ApiError(502, f"language backend failed: {error}") from None
+        return {"series_id": request.series_id, **turn.to_dict(), "turn": len(chat.turns)}
 
     # ---- web page ------------------------------------------------------------------------------
     static = Path(str(package_files("anomalens") / "server" / "static"))

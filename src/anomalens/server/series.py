@@ -9,8 +9,9 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from ..language.models import LanguageModel
 from ..series import SeriesDetector, SeriesResult, load_series, split_reference
-from ..series.answers import SeriesFindings, series_findings
+from ..series.answers import SeriesChat, series_findings
 from ..series.plot import plot_series
 
 MAX_KEPT = 256  # series findings kept for chat (oldest dropped)
@@ -47,19 +48,22 @@ def plot_png(result: SeriesResult, reference_points: int, own_reference: bool) -
 
 
 class SeriesChats:
-    def __init__(self, max_kept: int = MAX_KEPT):
-        self.max_kept = max_kept
-        self._kept: OrderedDict[str, SeriesFindings] = OrderedDict()
+    """Chats about inspected series, the oldest dropped beyond `max_kept`; answered by the service's language
+    model (guarded) when it has one, else by the grounded composer."""
+
+    def __init__(self, model: LanguageModel | None = None, max_kept: int = MAX_KEPT):
+        self.model, self.max_kept = model, max_kept
+        self._kept: OrderedDict[str, SeriesChat] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, key: str, result: SeriesResult, reference_points: int) -> SeriesFindings:
-        findings = series_findings(result, reference_points)
+    def add(self, key: str, result: SeriesResult, reference_points: int) -> SeriesChat:
+        chat = SeriesChat(series_findings(result, reference_points), self.model)
         with self._lock:
-            self._kept[key] = findings
+            self._kept[key] = chat
             while len(self._kept) > self.max_kept:
                 self._kept.popitem(last=False)
-        return findings
+        return chat
 
-    def get(self, key: str) -> SeriesFindings | None:
+    def get(self, key: str) -> SeriesChat | None:
         with self._lock:
             return self._kept.get(key)
