@@ -10,7 +10,9 @@ noise. Lengths are combined by their maximum; a value beyond everything seen so 
 report 0: one alarm per event, as an operator wants (and NAB rewards).
 
 Work is batched, a chunk of points at a time (matrix products against the bank, ranks by sorting), but
-a point's score never depends on a later point: `update` gives the same scores however the stream is cut\n(after its first chunk, which fixes the centring that keeps distances well-conditioned).
+a point's score never depends on a later point: `update` gives the same scores however the stream is cut
+(after its first chunk, which fixes the centring that keeps distances well-conditioned; up to float32
+rounding in the distances, which can move a tail score by one rank).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class _TailScores:
         self.carry = raw[-(self.smooth - 1) :] if self.smooth > 1 else np.empty(0)
         h, n = self.history, x.size
         # before new value i: the history is h[dropped_i:] + x[:i], dropped_i = max(0, len(h) + i - size)
+        # (exact while a chunk is no longer than the history, which StreamingDetector ensures)
         i = np.arange(n)
         dropped = np.maximum(0, h.size + i - self.size)
         below = np.searchsorted(np.sort(h), x, side="left").astype(float)
@@ -56,11 +59,6 @@ class _TailScores:
             gone = (old[None, :] < x[:, None]) & (np.arange(old.size)[None, :] < dropped[:, None])
             below -= gone.sum(1)
         count = h.size + i - dropped
-        # before the window is full, new values can also push older *new* values out
-        over = np.maximum(0, i - self.size)
-        if over.any():  # a chunk longer than the history: count only the last `size` (rare; exact but slow path)
-            below = np.array([np.sum(np.concatenate([h, x[:k]])[-self.size :] < x[k]) for k in range(n)], float)
-            count = np.minimum(h.size + i, self.size)
         scores = np.where(count >= MIN_HISTORY, below / np.maximum(count, 1), 0.0)
         out[valid] = scores
         self.history = np.concatenate([h, x])[-self.size :]
