@@ -79,7 +79,7 @@ class SeriesDetector:
         scores (scored against themselves they would all be 0)."""
         if series.channels != self.channels:
             raise ValueError(f"channels {series.channels} differ from the reference's {self.channels}")
-        per_channel = np.stack([e.score(series.values[:, k])[0] for k, e in enumerate(self.experts)], axis=1)
+        per_channel = np.stack([e.score(series.values[:, k]) for k, e in enumerate(self.experts)], axis=1)
         if starts_with_reference:
             per_channel[: self.reference_points] = np.stack([e.normal_map for e in self.experts], axis=1)
         scores = per_channel.max(1)

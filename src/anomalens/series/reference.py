@@ -70,18 +70,12 @@ class ReferenceExpert:
             loo.append(step_map(d / self.units[key], key[0], reference.size))
         self.normal_map = np.max(loo, axis=0)  # the reference's own leave-one-out map: what normal scores
 
-    def score(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(per-step score, per-step share of it from z-normalised experts: 1 = shape, 0 = level)."""
+    def score(self, values: np.ndarray) -> np.ndarray:
+        """Per-step score: the maximum over window lengths and raw / z-normalised experts."""
         values = np.asarray(values, dtype=np.float64)
-        maps, shape = [], []
-        for (w, z), bank in self.banks.items():
-            if values.size < w:
-                continue
-            d = nearest_distance(windows(values, w, z), bank) / self.units[(w, z)]
-            maps.append(step_map(d, w, values.size))
-            shape.append(z)
-        if not maps:
-            return np.zeros(values.size), np.zeros(values.size)
-        stack = np.array(maps)
-        best = stack.argmax(0)
-        return stack.max(0), np.asarray(shape, dtype=float)[best]
+        maps = [
+            step_map(nearest_distance(windows(values, w, z), bank) / self.units[(w, z)], w, values.size)
+            for (w, z), bank in self.banks.items()
+            if values.size >= w
+        ]
+        return np.max(maps, axis=0) if maps else np.zeros(values.size)
