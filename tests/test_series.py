@@ -307,7 +307,8 @@ def test_a_language_model_answers_from_the_findings_and_the_guard_corrects_it():
     turn = honest.ask("When?")
     assert turn.answer.endswith(f"{start}.") and not turn.corrected and turn.backend == "scripted"
     assert "Window 1" in honest.model.seen[0][0]["content"]  # the findings are in the system prompt
-    denial = SeriesChat(findings, ScriptedModel("No, everything is normal.")).ask("Is anything wrong?")
-    assert denial.corrected and denial.answer.startswith("Yes")
+    for reply in ("No, everything is normal.", "I'm not able to find anomalies in this series."):
+        denial = SeriesChat(findings, ScriptedModel(reply)).ask("Is anything wrong?")
+        assert denial.corrected and denial.answer.startswith("Yes")
     invented = SeriesChat(findings, ScriptedModel("It happened on 1999-01-01 12:00.")).ask("When?")
     assert invented.corrected and "1999-01-01 12:00" in invented.problems[0]

@@ -186,6 +186,11 @@ SERIES_PROMPT = (
     "findings below are facts. Answer the user's question in one or two sentences, using only these facts, "
     "and write times exactly as they are written there.\n\nFindings:\n{facts}"
 )
+# denials in words a series answer uses, beyond the image guard's ("no defect", "looks normal", …)
+DENIAL = re.compile(
+    r"\bnothing (is |was |looks )?(wrong|unusual|anomalous|abnormal)|\beverything (is|was|looks) (normal|fine|ok)|"
+    r"\b(not|unable to|cannot|can't|did not|didn't|does not|doesn't) (be )?(able to )?(find|detect|see|show) (any )?anomal"
+)
 TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}(?::\d{2})?)?")
 
 
@@ -229,7 +234,8 @@ class SeriesChat:
         """What in a model's answer contradicts the findings."""
         problems = []
         claims = read_claims(text)
-        if claims.anomalous is not None and claims.anomalous != self.findings.anomalous:
+        says = False if DENIAL.search(text.lower()) else claims.anomalous
+        if says is not None and says != self.findings.anomalous:
             problems.append(
                 f"says {'an anomaly' if claims.anomalous else 'no anomaly'}; the detector found the opposite"
             )
