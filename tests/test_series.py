@@ -312,3 +312,20 @@ def test_a_language_model_answers_from_the_findings_and_the_guard_corrects_it():
         assert denial.corrected and denial.answer.startswith("Yes")
     invented = SeriesChat(findings, ScriptedModel("It happened on 1999-01-01 12:00.")).ask("When?")
     assert invented.corrected and "1999-01-01 12:00" in invented.problems[0]
+
+
+def test_criteria_name_the_series_describe_normal_and_name_known_kinds():
+    from anomalens.language.criteria import parse_criteria
+
+    criteria = parse_criteria(
+        {
+            "name": "boiler pressure",
+            "description": "It swings between 7 and 13 bar every 50 readings.",
+            "defects": [{"name": "valve leak", "description": "a slow drop of the pressure"}],
+        }
+    )
+    s = as_series(planted("drop"), names=["pressure"])
+    f = series_findings(SeriesDetector(s.rows(0, REF)).inspect(s), REF, criteria)
+    assert f.windows[0].known_defect == "valve leak"
+    assert "boiler pressure" in answer_series("Is anything wrong?", f) and "valve leak" in answer_series("When?", f)
+    assert "every 50 readings" in answer_series("What does normal look like?", f)
