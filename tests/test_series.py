@@ -241,6 +241,8 @@ def test_cli_detect_series_writes_json_and_plot(tmp_path):
     assert "line 3" in result.output  # the bad file is reported and skipped
     only_bad = CliRunner().invoke(app, ["detect", str(bad), "--series", "--out", str(tmp_path / "o2")])
     assert only_bad.exit_code == 1
+    mixed = CliRunner().invoke(app, ["detect", str(data), "--series", "--zero-shot", "--out", str(tmp_path / "o3")])
+    assert mixed.exit_code == 2 and "--reference" in mixed.output
 
 
 def test_cli_eval_series_on_a_tiny_nab_layout(tmp_path):

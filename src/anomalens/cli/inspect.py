@@ -113,6 +113,10 @@ def detect(
     """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays.
     With --series, time series: anomalous time windows, described, and a plot."""
     if series:
+        if model or refs or zero_shot:
+            fail(
+                "--series takes its normal data from --reference (or the series' first part), not --model, --refs or --zero-shot"
+            )
         try:
             rules = load_criteria(criteria) if criteria else None
         except CriteriaError as error:
