@@ -1,6 +1,7 @@
 """The web page in a real headless Chromium, doing what the API does: inspect a bundled defective weld with
 normal references and chat about it (a screenshot is saved), list the models once an API key is entered,
-show why an upload was refused, fit a model from uploaded normal images, and inspect zero-shot.
+show why an upload was refused, fit a model from uploaded normal images, inspect zero-shot, and inspect a
+time series and chat about it.
 
 Needs Debian's `chromium` and the `playwright` package (`.ci/run` installs both). Without them the tests
 are skipped, unless ANOMALENS_REQUIRE_BROWSER=1 (as in CI), where their absence fails them."""
@@ -14,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from anomalens import Inspector
@@ -179,3 +181,23 @@ def test_zero_shot_inspection(page, tmp_path):
     lines.last.click()
     expect(page.locator("#batch li.shown")).to_contain_text("marked.png")
     expect(page.locator("#verdict")).to_contain_text(re.compile(r"anomal(y|ies)"))
+
+
+def test_page_inspects_a_series_and_chats_about_it(page, tmp_path):
+    from playwright.sync_api import expect
+
+    rng = np.random.default_rng(0)
+    values = 10 + 3 * np.sin(np.arange(3000) * 2 * np.pi / 50) + 0.2 * rng.standard_normal(3000)
+    values[2000:2200] -= 5
+    data = tmp_path / "line.csv"
+    data.write_text("t,pressure\n" + "\n".join(f"{i},{v:.4f}" for i, v in enumerate(values)) + "\n")
+    enter_key(page)
+    page.click("#series-box summary")
+    page.set_input_files("#series-file", str(data))
+    page.click("#series-inspect")
+    expect(page.locator("#verdict")).to_contain_text("Yes", timeout=60_000)
+    expect(page.locator("#regions li").first).to_contain_text("a drop of")
+    assert page.locator("#series-plot").evaluate("img => img.complete && img.naturalWidth") > 500
+    page.fill("#question", "Which sensor?")
+    page.click("#ask")
+    expect(page.locator(".msg.bot").last).to_contain_text("pressure", timeout=30_000)

@@ -30,6 +30,7 @@ from .common import (
     progress_bars,
     stage_bars,
 )
+from .series import evaluate_series
 
 
 @app.command("eval")
@@ -64,8 +65,15 @@ def evaluate_cmd(
     ] = False,
     clip_weights: ClipWeightsOpt = None,
     clip_model: ClipModelOpt = None,
+    series: Annotated[
+        bool, typer.Option("--series", help="ROOT holds time series in NAB layout: evaluate the streaming detector.")
+    ] = False,
 ):
-    """Benchmark on labelled data: image/pixel AUROC, AUPRO, F1-max, verdict quality, speed."""
+    """Benchmark on labelled data: image/pixel AUROC, AUPRO, F1-max, verdict quality, speed.
+    With --series: labelled time series (NAB layout), windows found and false alarms."""
+    if series:
+        evaluate_series(root, fresh_output_dir(out, overwrite, "eval"))
+        return
     categories = category or list_categories(root)
     if not categories:
         fail(f"{root}: no categories found (expected MVTec-AD or VisA layout)")

@@ -12,6 +12,7 @@ from rich.markup import escape
 from ..data import load_split
 from ..deploy import OnnxInspector, OnnxModelError
 from ..inspector import Inspector
+from ..language import CriteriaError, load_criteria
 from ..service import InspectionService
 from .common import (
     ClassOpt,
@@ -33,6 +34,7 @@ from .common import (
     sample_root,
     warn,
 )
+from .series import detect_series
 
 OutOpt = Annotated[Optional[Path], typer.Option(help="Output folder (default: a new one under anomalens-out/).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")]
@@ -79,7 +81,7 @@ def _unique_stem(path: Path, used: set[str]) -> str:
 
 @app.command()
 def detect(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders (with --series: CSV or Parquet files).")],
     model: Annotated[Optional[Path], typer.Option(help="Fitted model file.")] = None,
     refs: Annotated[
         Optional[Path], typer.Option(help="Folder of normal reference images (few-shot, no model).")
@@ -96,8 +98,44 @@ def detect(
         str,
         typer.Option(help="torch, or onnx: run an exported --model MODEL.onnx (anomalens export) with onnxruntime."),
     ] = "torch",
+    series: Annotated[
+        bool, typer.Option("--series", help="Inspect time series (CSV/Parquet) instead of images: JSON and a plot PNG.")
+    ] = False,
+    reference: Annotated[
+        Optional[Path], typer.Option(help="--series: a file of normal data (default: the first part of each series).")
+    ] = None,
+    reference_fraction: Annotated[
+        float, typer.Option(min=0.01, max=0.9, help="--series without --reference: the share taken as normal.")
+    ] = 0.2,
+    column: Annotated[
+        Optional[list[str]], typer.Option(help="--series: value column (repeatable; default: all but the time).")
+    ] = None,
+    time_column: Annotated[
+        Optional[str], typer.Option(help="--series: the time column (default: found by name).")
+    ] = None,
+    max_false_alarms: Annotated[
+        Optional[int], typer.Option(min=0, help="--series: at most this many alarms on the normal reference itself.")
+    ] = None,
+    criteria: Annotated[
+        Optional[Path], typer.Option(help="--series: normality criteria YAML (name, description, known defects).")
+    ] = None,
 ):
-    """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays."""
+    """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays.
+    With --series, time series: anomalous time windows, described, and a plot."""
+    if series:
+        if model or refs or zero_shot:
+            fail(
+                "--series takes its normal data from --reference (or the series' first part), not --model, --refs or --zero-shot"
+            )
+        try:
+            rules = load_criteria(criteria) if criteria else None
+        except CriteriaError as error:
+            fail(str(error))
+        out = fresh_output_dir(out, overwrite, "detect")
+        failed = detect_series(images, out, reference, reference_fraction, column, time_column, max_false_alarms, rules)
+        if failed == len(images):
+            raise typer.Exit(1)
+        return
     check_route(model, refs, zero_shot, bool(clip_weights or clip_model))
     check_engine(engine, model)
     paths = image_paths(images)

@@ -21,9 +21,11 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..language import BackendError, LanguageModel
+from ..series.answers import answer_series
 from ..service import Conversations, Inspection, InspectionService, ModelStore, StoreError
 from ..version import __version__
 from .limits import BodyLimit
+from .series import SeriesChats, inspect_upload, plot_png
 from .uploads import Limits, read_uploads, return_freed_memory
 
 
@@ -37,6 +39,16 @@ class ChatRequest(BaseModel):
         if not question.strip():
             raise ValueError("the question is empty (it holds only spaces)")
         return question.strip()
+
+
+class SeriesChatRequest(BaseModel):
+    series_id: str = Field(description="From a /v1/series/inspect result.")
+    question: str = Field(min_length=1, max_length=2000, json_schema_extra={"pattern": r"\S"})
+
+    @field_validator("question")
+    @classmethod
+    def question_has_words(cls, question: str) -> str:
+        return ChatRequest.question_has_words(question)
 
 
 class ApiError(Exception):
@@ -66,6 +78,7 @@ def create_app(
         language_model=language_model, guard=guard, clip_weights=clip_weights, clip_model=clip_model
     )
     sessions = Conversations()  # inspections kept for chat, bounded in count and in picture bytes
+    series_chats = SeriesChats(language_model)  # series findings kept for chat
     model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
 
     # ---- errors and limits ---------------------------------------------------------------------
@@ -229,6 +242,47 @@ def create_app(
         except BackendError as error:
             raise ApiError(502, f"language backend failed: {error}") from None
         return {"inspection_id": request.inspection_id, **turn.to_dict(), "turn": len(session.turns)}
+
+    @app.post("/v1/series/inspect")
+    def series_inspect(
+        file: UploadFile = File(description="A time series: CSV or Parquet, a time column and value columns."),
+        reference: UploadFile | None = File(None, description="Normal data (default: the series' first part)."),
+        reference_fraction: float = Form(0.2, gt=0, lt=1, description="Share of the series taken as normal."),
+        columns: list[str] | None = Form(None, description="Value columns (default: all but the time)."),
+        plot: bool = Form(True, description="Include the plot PNG (base64)."),
+    ) -> dict:
+        (name, data), *_ = uploads([file])
+        ref = uploads([reference])[0] if reference is not None else None
+        for upload_name, content in [(name, data)] + ([ref] if ref else []):
+            if len(content) > limits.max_file_bytes:
+                raise ApiError(413, f"{upload_name or 'upload'} is larger than {limits.max_file_bytes} bytes")
+        try:
+            result, reference_points = inspect_upload(name, data, ref, reference_fraction, columns)
+        except ValueError as error:
+            raise ApiError(400, str(error)) from None
+        series_id = uuid.uuid4().hex
+        chat = series_chats.add(series_id, result, reference_points)
+        record = result.to_dict() | {
+            "series_id": series_id,
+            "file": name,
+            "answer": answer_series("Is anything wrong?", chat.findings),
+        }
+        record.pop("source")
+        if plot:
+            record["plot_png"] = plot_png(result, reference_points, ref is None)
+        return record
+
+    @app.post("/v1/series/chat")
+    def series_chat(request: SeriesChatRequest) -> dict:
+        chat = series_chats.get(request.series_id)
+        if chat is None:
+            raise ApiError(404, f"unknown or expired series {request.series_id!r}; inspect it again")
+        try:
+            with model_lock:
+                turn = chat.ask(request.question)
+        except BackendError as error:
+            raise ApiError(502, f"language backend failed: {error}") from None
+        return {"series_id": request.series_id, **turn.to_dict(), "turn": len(chat.turns)}
 
     # ---- web page ------------------------------------------------------------------------------
     static = Path(str(package_files("anomalens") / "server" / "static"))

@@ -1,8 +1,10 @@
 // The AnomaLens page: what the API does, from a browser. Inspect images through /v1/inspect (a fitted
 // model, normal references or zero-shot), chat about a result through /v1/chat, and fit a model from
-// normal images through /v1/models and /v1/jobs.
+// normal images through /v1/models and /v1/jobs; inspect a time series through /v1/series/inspect and chat
+// about it through /v1/series/chat.
 const $ = (id) => document.getElementById(id);
 let inspectionId = null;
+let seriesId = null;  // set while the chat is about a series (then inspectionId is null), and the reverse
 let batch = { files: [], results: [] };  // the last inspection's images and results, in the same order
 const LIST_FAILED = "Could not list models";
 
@@ -57,6 +59,9 @@ async function loadModels(selected) {
 function showResult(index) {
   const result = batch.results[index];
   inspectionId = result.inspection_id;
+  seriesId = null;
+  $("series-figure").hidden = true;
+  $("pictures").hidden = false;
   $("result").hidden = false;
   $("chat").hidden = false;
   [...$("batch").children].forEach((item, i) => item.classList.toggle("shown", i === index));
@@ -140,6 +145,48 @@ $("inspect").addEventListener("click", async () => {
   }
 });
 
+function showSeries(result) {
+  seriesId = result.series_id;
+  inspectionId = null;
+  $("result").hidden = false;
+  $("chat").hidden = false;
+  $("batch").hidden = true;
+  $("pictures").hidden = true;
+  $("series-figure").hidden = false;
+  $("series-plot").src = `data:image/png;base64,${result.plot_png}`;
+  const verdict = $("verdict");
+  verdict.textContent = result.answer + ` (probability ${Math.round(result.probability * 100)}%)`;
+  verdict.className = result.anomalous ? "defect" : "ok";
+  const list = $("regions");
+  list.innerHTML = "";
+  result.windows.forEach((w, i) => {
+    const item = document.createElement("li");
+    item.textContent = `Window ${i + 1}: ${w.start_time} to ${w.end_time} (peak ${w.peak_time}), ${w.channels.join(", ")}: ${w.description}`;
+    list.appendChild(item);
+  });
+  $("messages").innerHTML = "";
+  addMessage("bot", result.answer);
+}
+
+$("series-inspect").addEventListener("click", async () => {
+  const file = $("series-file").files[0];
+  const status = (text, isError) => show($("series-status"), text, isError);
+  if (!file) return status("Choose a series file (CSV or Parquet) first.", true);
+  const form = new FormData();
+  form.append("file", file);
+  if ($("series-ref").files[0]) form.append("reference", $("series-ref").files[0]);
+  $("series-inspect").disabled = true;
+  status("Inspecting the series…");
+  try {
+    showSeries(await call("/v1/series/inspect", { method: "POST", body: form }));
+    status("");
+  } catch (error) {
+    status(error.message, true);
+  } finally {
+    $("series-inspect").disabled = false;
+  }
+});
+
 $("fit").addEventListener("click", async () => {
   const files = $("fit-files").files;
   if (!files.length) return setFitStatus("Choose normal images of the product first.", true);
@@ -169,11 +216,18 @@ $("fit").addEventListener("click", async () => {
 $("ask-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const question = $("question").value.trim();
-  if (!question || !inspectionId) return;
+  if (!question || !(inspectionId || seriesId)) return;
   addMessage("user", question);
   $("question").value = "";
   $("ask").disabled = true;
   try {
+    if (seriesId) {
+      const reply = await call("/v1/series/chat", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ series_id: seriesId, question }),
+      });
+      return addMessage("bot", reply.answer);
+    }
     const turn = await call("/v1/chat", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ inspection_id: inspectionId, question }),

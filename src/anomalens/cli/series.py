@@ -1,0 +1,110 @@
+"""Series commands behind `anomalens detect --series` and `anomalens eval --series`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from ..language.criteria import Criteria
+from ..series import SeriesDetector, SeriesFormatError, load_series, split_reference
+from ..series.answers import answer_series, series_findings
+from ..series.evaluation import evaluate_nab_layout
+from ..series.plot import plot_series
+from .common import console, fail, warn
+
+QUESTIONS = ("Is anything wrong?", "When?", "Which sensor?", "How sure are you?", "What does normal look like?")
+
+
+def detect_series(
+    files: list[Path],
+    out: Path,
+    reference: Path | None,
+    reference_fraction: float,
+    columns: list[str] | None,
+    time_column: str | None,
+    max_false_alarms: int | None,
+    criteria: Criteria | None,
+) -> int:
+    """Inspect each series file: JSON (result, findings, answers) and a PNG plot per file; returns how many failed."""
+    fixed: SeriesDetector | None = None
+    if reference is not None:
+        try:
+            fixed = SeriesDetector(load_series(reference, time_column, columns), max_false_alarms)
+        except (SeriesFormatError, ValueError) as error:
+            fail(f"reference: {error}")
+    out.mkdir(parents=True, exist_ok=True)
+    records, failed = [], 0
+    table = Table("series", "verdict", "probability", "windows", "first window")
+    for path in files:
+        try:
+            series = load_series(path, time_column, columns)
+            detector, own_reference = fixed, False
+            if detector is None:
+                ref, _ = split_reference(series, reference_fraction)
+                detector, own_reference = SeriesDetector(ref, max_false_alarms), True
+            result = detector.inspect(series, starts_with_reference=own_reference)
+        except (SeriesFormatError, ValueError) as error:
+            warn(str(error), "skipped")
+            records.append({"source": str(path), "ok": False, "error": str(error)})
+            failed += 1
+            continue
+        record = _record(result, detector.reference_points, own_reference, criteria)
+        plot = plot_series(result, out / f"{path.stem}.png", detector.reference_points if own_reference else 0)
+        record["plot"] = str(plot)
+        (out / f"{path.stem}.json").write_text(json.dumps(record, indent=2))
+        records.append(record)
+        first = result.windows[0] if result.windows else None
+        table.add_row(
+            escape(path.name),
+            "anomalous" if result.anomalous else "normal",
+            f"{result.probability:.0%}",
+            str(len(result.windows)),
+            escape(f"{series.time_text(first.start)}: {first.description}") if first else "",
+        )
+    (out / "results.json").write_text(json.dumps(records, indent=2))
+    console.print(table)
+    console.print(f"results and plots in {escape(str(out))}")
+    return failed
+
+
+def _record(result, reference_points: int, own_reference: bool, criteria: Criteria | None) -> dict:
+    findings = series_findings(result, reference_points, criteria)
+    return {
+        "ok": True,
+        **result.to_dict(),
+        "reference": f"first {reference_points} points"
+        if own_reference
+        else f"{reference_points} points of --reference",
+        "answers": {q: answer_series(q, findings) for q in QUESTIONS},
+    }
+
+
+def evaluate_series(root: Path, out: Path) -> None:
+    """`anomalens eval --series ROOT`: per-file and total windows found and false alarms; metrics.json."""
+    try:
+        rows = evaluate_nab_layout(root)
+    except (FileNotFoundError, SeriesFormatError, ValueError) as error:
+        fail(str(error))
+    if not rows:
+        fail(f"{root}: labels/combined_windows.json lists no file")
+    out.mkdir(parents=True, exist_ok=True)
+    points, seconds = sum(r["points"] for r in rows), sum(r["seconds"] for r in rows)
+    total = {
+        "files": len(rows),
+        "windows": sum(r["windows"] for r in rows),
+        "found": sum(r["found"] for r in rows),
+        "false_alarms": sum(r["false_alarms"] for r in rows),
+        "seconds_per_10k_points": round(10_000 * seconds / max(points, 1), 3),
+    }
+    (out / "metrics.json").write_text(json.dumps({"total": total, "files": rows}, indent=2))
+    table = Table("file", "points", "windows", "found", "false alarms", title="AnomaLens eval --series (streaming)")
+    for r in rows:
+        table.add_row(escape(r["file"]), str(r["points"]), str(r["windows"]), str(r["found"]), str(r["false_alarms"]))
+    console.print(table)
+    console.print(
+        f"{total['found']} of {total['windows']} windows found, {total['false_alarms']} false alarms, "
+        f"{total['seconds_per_10k_points']} s per 10,000 points; metrics in {escape(str(out / 'metrics.json'))}"
+    )
