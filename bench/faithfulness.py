@@ -113,7 +113,7 @@ def run_category(root: Path, category: str, backends: dict, args) -> list[dict]:
                         "backend": name,
                         "category": category,
                         "image": str(test[i].path),
-                        "anomalous": facts["anomalous"],
+                        "findings": facts,
                         "kind": kind,
                         "question": question,
                         "answer": turn.answer,

@@ -139,14 +139,15 @@ class Vocab:
         self.context = re.compile(rf"\b{self.noun}\b|\b(?:regions?|areas?|spots?|counterparts?|anomalous|defective)\b")
         # "no anomaly", "not a defect", "free of defects"; only generic nouns ("no scratch" says nothing of others)
         self.neg_exist = re.compile(
-            rf"\b(?:no|zero|without(?: any)?|free (?:of|from)|not (?:a|an|any|a single))\s+(?:[\w-]+\s+){{0,2}}?"
+            rf"\b(?:no|zero|without(?: any)?|free (?:of|from)|not (?:a|an|any|a single))\s+"
+            rf"(?!(?:other|further|additional|second|another)\b)(?:[\w-]+\s+){{0,2}}?"
             rf"{self.generic}{NOT_A_DEFECT_NOUN}"
-        )
+        )  # "no other defects" leaves the one found
         self.pos_exist = re.compile(
             r"\b(?:there\s+(?:is|are|was|were|seems to be|appears to be)|has|have|had|shows?|showing|contains?"
             r"|containing|detected|found|see|seen|with|reveals?)\s+"
-            rf"(?P<mid>(?:[\w%.-]+\s+){{0,3}}?){self.noun}{NOT_A_DEFECT_NOUN}"
-        )
+            rf"(?P<mid>(?:(?!(?:for|of)\b)[\w%.-]+\s+){{0,3}}?){self.noun}{NOT_A_DEFECT_NOUN}"
+        )  # "has been tested for defects" says none is there
         # where a place is said to hold no defect: "no anomaly at the left", "not at the left"
         self.neg_place = re.compile(
             rf"\bno\s+(?:[\w-]+\s+){{0,2}}?{self.noun}\b|\bnothing\b|\bnone\b|\bwithout\b|\bfree (?:of|from)\b"
@@ -182,7 +183,7 @@ NOT_PREDICATE = (  # "normal images", "0.6 normal spreads", "the good ones": an 
 )
 LINK = r"(?:is|are|was|were|be|been|being|looks?|seems?|appears?|remains?|stays?)"
 STATE = re.compile(
-    rf"(?P<pre>\b(?:not|never|cannot|no longer)\s+(?:\w+\s+)?)?\b{LINK}\b(?P<mid>(?:\s+[\w%.'-]+){{0,3}}?)\s+"
+    rf"(?P<pre>\b(?:not|never|cannot|no longer)\s+(?:\w+\s+){{0,2}})?\b{LINK}\b(?P<mid>(?:\s+[\w%.'-]+){{0,3}}?)\s+"
     rf"(?:(?P<bad>{BAD_STATE})|(?P<good>{GOOD_STATE})){NOT_PREDICATE}"
 )
 PASS_FAIL = re.compile(
@@ -362,7 +363,7 @@ ONLY_ONE = re.compile(r"\bthe only (?:(?:anomalous|defective)\s+)?(?:anomaly|def
 
 def is_size_percent(body: str, m: re.Match) -> bool:
     after, before = body[m.end() :], body[: m.start()]
-    if re.match(r"\s*of\b(?!\s+(?:confidence|certainty|probability|chance))", after):
+    if re.match(r"\s*of\b(?!\s+(?:(?:my|its|the|our|this)\s+)?(?:confidence|certainty|probability|chance))", after):
         return True  # "1.4% of the image"
     return bool(COVER_BEFORE.search(before))  # "covers about 1.4%"
 

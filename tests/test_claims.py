@@ -85,7 +85,7 @@ def test_claims_within_tolerance_hold(text):
 def test_normal_image_claims():
     assert wrong("No, the part looks normal. The most unusual spot is at the top left.", NORMAL) == []
     assert wrong("The most unusual spot is at the bottom right, within what normal images show.", NORMAL) == ["peak"]
-    assert wrong("The scratch on the top is 1.0 mm long.", NORMAL) == ["verdict", "physical"]  # a defect placed
+    assert sorted(wrong("The scratch on the top is 1.0 mm long.", NORMAL)) == ["location", "physical", "verdict"]
     assert wrong("The crack is 1.5 units long.", NORMAL) == ["verdict"]  # its subject is a defect
     assert wrong("The anomaly score 26.7 is 2.9 normal spreads below the threshold.", NORMAL) == []
     assert wrong("Yes, it is good.", NORMAL, asks_good=True) == []
@@ -184,3 +184,19 @@ def test_guard_falls_back_only_when_nothing_holds_and_drops_an_unfinished_end():
 def test_guard_off_shows_the_model_unchanged():
     turn = ChatSession(DEFECTIVE, Scripted("It is fine."), guard="off").ask("Is there a defect?")
     assert turn.answer == "It is fine." and turn.guard.consistent
+
+
+@pytest.mark.parametrize(
+    ("text", "kinds"),
+    [  # contractions, and place words that name no place
+        ("There's no anomaly, but it's defective.", ["count", "verdict"]),
+        ("It doesn't fail inspection.", ["verdict"]),
+        ("There was an anomaly in its making.", []),
+        ("The score is lower than the threshold, that's right.", ["threshold"]),
+        ("There's only one region.", []),
+        ("It was verified with high confidence.", ["confidence"]),
+        ("It was compared with 9 normal images.", ["references"]),
+    ],
+)
+def test_spellings_a_model_uses_are_read(text, kinds):
+    assert sorted(wrong(text, DEFECTIVE)) == sorted(kinds)

@@ -64,16 +64,20 @@ TYPE_WORDS = (
 _REPLY = re.compile(r"^\W*(yes|no)\b(?! (visible |obvious |apparent )?(anomal|defect|damage|flaw|problem|issue))")
 _GOOD = r"(normal|fine|ok|okay|flawless|perfect|good|acceptable|defect[- ]free|usable)"
 _NEGATIVE = re.compile(
-    r"\bno (visible |obvious |apparent |real )?(anomal|defect|damage|flaw|problem|issue)|"
+    r"\bno (visible |obvious |apparent |real )?(anomal|defect|damage|flaw|problem|issue|distortion|irregularit)|"
+    r"\b(does|do) not (have|show|contain) (any |a )?(visible )?(anomal|defect|damage|flaw|distortion|irregularit)|"
+    rf"\b(is|looks like) an? {_GOOD} (part|product|object|one|sample|piece|item|image)\b|"
     r"\bnot (defective|damaged|anomalous|broken|faulty)|\bwithout (any )?(defect|anomal|flaw|damage)|"
     rf"\bfree (of|from) (any )?(defect|anomal|flaw|damage)|\b(is|looks|appears|seems) (to be )?(\d+ ?% )?{_GOOD}\b|"
     r"\b(is|are) not (a |an )?(real |actual )?(defect|anomal|flaw|problem)|"
-    r"\b(can|may|should) (be )?(ship|pass|use|accept|approve|release)|\bpasses\b"
+    r"\b(can|may|should) (be )?(ship|pass|use|accept|approve|release)|\bpasses\b|"
+    r"\b(does|did|will|would) not fail\b"
 )
 _POSITIVE = re.compile(
-    r"\bthere (is|are) ((?!no\b|not\b|nothing\b)\w+ ){0,3}(anomal|defect|damage|flaw|crack|scratch|dent|hole)|"
+    r"\bthere (is|are|was|were) ((?!no\b|not\b|nothing\b)\w+ ){0,3}(anomal|defect|damage|flaw|crack|scratch|dent|hole)|"
     r"\b(is|looks|appears|seems) (to be )?(defective|damaged|anomalous|broken|faulty)|"
-    r"\b(has|shows|contains) (an? |some )?(anomal|defect|flaw|damage)|"
+    r"\b(has|have|shows?|contains?|with) (an? |some |several |multiple |many |one or more |two |three )?"
+    r"(visible |small |large )?(anomal|defect|flaw|damage)(?!\w*[ -](score|map|detect|type))|"
     rf"\bnot (be |look |seem )?{_GOOD}\b|\b(cannot|can't|can not|should not|shouldn't|must not|does not|doesn't) "
     r"(be )?(ship|pass|use|accept|approve|release)|\bfails\b|\b(should|must) be (rejected|scrapped|discarded|set aside)"
 )
@@ -100,7 +104,8 @@ _AREA_CONTEXT = re.compile(
 )
 _CERTAIN = re.compile(
     r"(?<!not )(?<!n't )\b(certain(ly)?|definitely|without (a |any )?doubt|no doubt|absolutely sure|"
-    r"completely sure|fully confident)\b|(?<!not )\b100 ?% (sure|certain|confident)"
+    r"completely sure|fully confident|very (sure|certain|confident)|high(ly)? confiden\w*)\b|"
+    r"(?<!not )\b100 ?% (sure|certain|confident)"
 )
 _UNSURE = re.compile(
     r"\bnot (very |entirely |completely |fully |totally |quite )?(sure|certain|confident)\b|\buncertain\b|\bunsure\b|"
@@ -111,11 +116,16 @@ _THRESHOLD = re.compile(
     r"\b(above|over|exceeds?|higher than|beyond|below|under|lower than|within)\s+(the\s+)?(decision\s+|calibrated\s+)?"
     r"threshold"
 )
+_REFERENCE_COUNT = re.compile(
+    r"\b(\d+) (?:normal |reference |good |known-good )+(?:reference )?(?:images?|references?|parts?|samples?)\b"
+)
 _BOX = re.compile(r"(\d+) ?[×x] ?(\d+) ?(px|pixels?)")
 _PHYSICAL = re.compile(r"\d+(?:\.\d+)? ?(mm|cm|µm|um|millimet\w*|centimet\w*|inch\w*|microns?)\b")
 _NUMBERS = {"no": 0, "zero": 0, "one": 1, "a single": 1, "single": 1, "two": 2, "three": 3, "four": 4, "five": 5}
-_COUNT = re.compile(
-    r"(?<!also )\b(?:there (?:is|are)|found|detected|see|shows?|contains?|has|have|all|i count)\s+"
+_COUNT = re.compile(  # "also one region", "another two spots", "one of the regions" count no total
+    r"(?<!also )(?<!another )(?<!other )(?<!each )(?<!every )(?<!per )(?<!of )(?<![\w.,])"
+    r"(?:(?:there (?:is|are|was|were)|found|detected|see|shows?|contains?|has|have|all|i count)\s+)?"
+    r"(?:only |just |exactly )?"
     r"(no|zero|one|a single|single|two|three|four|five|\d+)\s+"
     r"((?:separate|distinct|anomalous|defective|different|small|large|suspicious)\s+)*"
     r"(regions?|defects?|anomal(?:y|ies)|areas?|spots?|flaws?)\b"
@@ -180,8 +190,25 @@ def read_claims(
     claims = Claims(split_sentences(text))
     for index, sentence in enumerate(claims.sentences):
         polarity = asks_good if index == 0 and reply_is_verdict else None
-        claims.items += _sentence_claims(sentence.lower(), index, polarity, types)
+        claims.items += _sentence_claims(_expanded(sentence.lower()), index, polarity, types)
     return claims
+
+
+_CONTRACTIONS = [
+    (r"[’‘]", "'"),
+    (r"\b(it|there|that|what|this|here)'s\b", r"\1 is"),
+    (r"\bcan't\b", "cannot"),
+    (r"\bwon't\b", "will not"),
+    (r"\b(\w+)n't\b", r"\1 not"),
+    (r"\b(\w+)'re\b", r"\1 are"),
+]
+
+
+def _expanded(sentence: str) -> str:
+    """ "it's", "doesn't", "there's" written out, so one pattern reads every spelling."""
+    for pattern, replacement in _CONTRACTIONS:
+        sentence = re.sub(pattern, replacement, sentence)
+    return sentence
 
 
 def _sentence_claims(sentence: str, index: int, reply_polarity: bool | None, types: re.Pattern) -> list[Claim]:
@@ -228,12 +255,20 @@ def _sentence_claims(sentence: str, index: int, reply_polarity: bool | None, typ
     return [claim for _, claim in sorted(found, key=lambda item: item[0])]
 
 
+# a place word names a place after a preposition or in a list of places ("at the top and the left"), or before
+# a place noun ("the left side"); "that is right", "lower than the threshold", "nothing left" name none
+_BEFORE_PLACE = re.compile(r"\b(at|on|in|near|to|towards?|along|across|from|and|or)\s+((the|its|this)\s+)?(very\s+)?$")
+_PLACE_NOUN = re.compile(r"\s*(corner|side|edge|part|area|region|half|quadrant|portion|section|of the)\b")
+
+
 def _cells(text: str) -> list[tuple[int, str]]:
     found = []
     for name, pattern in CELLS:
         regex = re.compile(rf"\b({pattern})\b")
         for match in regex.finditer(text):
-            found.append((match.start(), name))
+            before, after = text[max(0, match.start() - 24) : match.start()], text[match.end() :]
+            if _BEFORE_PLACE.search(before) or _PLACE_NOUN.match(after) or len(text.split()) <= 3:
+                found.append((match.start(), name))
         text = regex.sub(lambda m: " " * len(m.group()), text)  # same length: later positions stay true
     return sorted(found)
 
@@ -263,6 +298,8 @@ def _quantities(sentence: str, add) -> None:
                 "confidence",
                 (value if value <= 1 else value / 100, None, bool(_DEFECT_CHANCE.search(sentence))),
             )
+    for match in _REFERENCE_COUNT.finditer(sentence):
+        add(match.start(), "references", int(match.group(1)))
     for match in _BOX.finditer(sentence):
         add(match.start(), "box", (int(match.group(1)), int(match.group(2))))
     for match in _PHYSICAL.finditer(sentence):
@@ -300,8 +337,12 @@ def contradiction(claim: Claim, f: Findings) -> str | None:
     if kind in ("verdict", "reply") and value != f.anomalous:
         said = "there is a defect" if value else "there is no defect"
         return f"says {said}; the vision expert found {'one' if f.anomalous else 'none'}"
-    if kind == "location" and f.anomalous and not compatible(str(value), cells):
+    if kind == "location" and not f.anomalous:
+        return f"places a defect at the {value}; the vision expert found none"
+    if kind == "location" and not compatible(str(value), cells):
         return f"places the defect at the {value}; the vision expert's regions are at the " + " and the ".join(cells)
+    if kind == "references" and value != f.n_normal:
+        return f"speaks of {value} normal images; the decision had {f.n_normal}"
     if kind == "absent" and compatible(str(value), cells):
         return f"says there is no defect at the {value}; the vision expert found one there"
     if kind == "peak" and not f.anomalous and not compatible(str(value), [f.peak_location]):

@@ -19,7 +19,6 @@ BACKENDS = ("grounded", "llama-cpp", "openai")
 MAX_TOKENS = 160
 MESSAGE_TOKENS = 8  # a chat template's tokens around one message (role, separators), at most; also the reply's header
 IMAGE_TOKENS = 1024  # the allowance for one image part sent to a server whose tokenizer is unknown
-REPEAT_PENALTY = 1.2  # small models loop on one sentence until max_tokens without it (llama.cpp's own default is 1.1)
 TRIM_STEP = 8  # the oldest messages are dropped this many at a time (4 turns of a chat)
 
 
@@ -85,10 +84,7 @@ class LlamaCppModel:
             reply = cast(
                 dict,
                 self._llama.create_chat_completion(
-                    messages=cast(list, fitted),
-                    temperature=0.0,
-                    max_tokens=self.max_tokens,
-                    repeat_penalty=REPEAT_PENALTY,
+                    messages=cast(list, fitted), temperature=0.0, max_tokens=self.max_tokens
                 ),
             )
         except (ValueError, RuntimeError) as error:  # llama.cpp's words for a prompt or a decode it cannot do
