@@ -192,6 +192,14 @@ def test_streaming_scores_only_from_the_past_and_flags_a_level_shift_and_a_spike
     assert ((alarms > 700) & (alarms < 1990)).sum() <= 2  # few false alarms on the normal stretch
 
 
+@pytest.mark.parametrize("kind", ["spike", "drop", "drift", "rhythm", "flat line"])
+def test_streaming_flags_each_planted_anomaly_from_the_past_alone(kind):
+    scores = StreamingDetector(learning=600).update(planted(kind))
+    alarms = np.flatnonzero(scores >= 0.99)
+    assert any(START <= a <= START + 300 for a in alarms), kind  # raised within the anomaly
+    assert ((alarms > 700) & (alarms < START)).sum() <= 2  # few false alarms on the normal stretch before it
+
+
 def test_streaming_memory_is_bounded():
     d = StreamingDetector(bank=500, history=600, chunk=128)
     for k in range(10):
