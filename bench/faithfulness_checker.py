@@ -363,7 +363,7 @@ ONLY_ONE = re.compile(r"\bthe only (?:(?:anomalous|defective)\s+)?(?:anomaly|def
 
 def is_size_percent(body: str, m: re.Match) -> bool:
     after, before = body[m.end() :], body[: m.start()]
-    if re.match(r"\s*of\b(?!\s+(?:(?:my|its|the|our|this)\s+)?(?:confidence|certainty|probability|chance))", after):
+    if re.match(r"\s*of\b(?!\s+(?:(?:my|its|the|our|this)\s+)?(?:confidence|certainty|probability|chance|\d))", after):
         return True  # "1.4% of the image"
     return bool(COVER_BEFORE.search(before))  # "covers about 1.4%"
 

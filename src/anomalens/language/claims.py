@@ -76,6 +76,7 @@ _NEGATIVE = re.compile(
 _POSITIVE = re.compile(
     r"\bthere (is|are|was|were) ((?!no\b|not\b|nothing\b)\w+ ){0,3}(anomal|defect|damage|flaw|crack|scratch|dent|hole)|"
     r"\b(is|looks|appears|seems) (to be )?(defective|damaged|anomalous|broken|faulty)|"
+    r"\b(is|are) (a |an )?(small |large |clear |real |visible |tiny )?(defect|anomaly|flaw)s?\b(?![ -](type|score|map))|"
     r"\b(has|have|shows?|contains?|with) (an? |some |several |multiple |many |one or more |two |three )?"
     r"(visible |small |large )?(anomal|defect|flaw|damage)(?!\w*[ -](score|map|detect|type))|"
     rf"\bnot (be |look |seem )?{_GOOD}\b|\b(cannot|can't|can not|should not|shouldn't|must not|does not|doesn't) "
@@ -95,6 +96,9 @@ _PERCENT = re.compile(r"(less than |under |below |about |around |roughly |approx
 _BARE_CHANCE = re.compile(
     r"\b(probability|chance|likelihood|confidence)\b[^.%]{0,60}?\b(is|of|at)\s*:?\s*(\d+(?:\.\d+)?)\b(?!\s?%)"
     r"(?!\s*(normal|spread|times|images?|regions?|pixels?))"
+)
+_OF_THE_PART = (
+    r" ?of (the|its|this) (\w+ )?(image|picture|photo|frame|surface|area|part|product|object|weld|tile|plate)\b"
 )
 _CONFIDENCE_CONTEXT = re.compile(r"\bsure\b|confiden|certain|probab|likel|chance")
 _DEFECT_CHANCE = re.compile(r"\b(chance|probability|likelihood)\b[^.]*\b(defect|anomal|faulty|bad)")
@@ -281,9 +285,12 @@ def _quantities(sentence: str, add) -> None:
     """Percentages (an area or a confidence, by their sentence), boxes in pixels, physical sizes."""
     about_confidence = bool(_CONFIDENCE_CONTEXT.search(sentence))
     for match in _PERCENT.finditer(sentence):
-        after = sentence[match.end() : match.end() + 14]
+        after = sentence[match.end() : match.end() + 40]
         value = float(match.group(2)) / 100
-        if about_confidence or re.match(r" ?(sure|certain|confident|good|defective|normal|ok|fine)\b", after):
+        if re.match(_OF_THE_PART, after):  # "100 % of the image is defective" is an area, even beside a chance
+            bound = "less than" if (match.group(1) or "").strip() in ("less than", "under", "below") else "about"
+            add(match.start(), "area", (value, bound))
+        elif about_confidence or re.match(r" ?(sure|certain|confident|good|defective|normal|ok|fine)\b", after):
             if "not " + match.group(0).strip() in sentence:  # "not 100 % sure" claims nothing
                 continue
             add(match.start(), "confidence", (value, None, bool(_DEFECT_CHANCE.search(sentence))))
