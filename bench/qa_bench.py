@@ -77,7 +77,8 @@ def picked_option(question: str, text: str, types: list[str]) -> str | None:
     claims = read_claims(text, asks_good=question == "good")
     if question in ("defect", "good"):  # "yes" means a defect, or for "good" none
         return None if claims.anomalous is None else "yes" if claims.anomalous != (question == "good") else "no"
-    return claims.locations[0] if claims.locations else None
+    cells = [str(c.value) for c in claims.items if c.kind in ("location", "peak")]  # "the most unusual spot is at …"
+    return cells[0] if cells else None
 
 
 def run_category(

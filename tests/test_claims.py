@@ -200,3 +200,11 @@ def test_guard_off_shows_the_model_unchanged():
 )
 def test_spellings_a_model_uses_are_read(text, kinds):
     assert sorted(wrong(text, DEFECTIVE)) == sorted(kinds)
+
+
+def test_guard_adds_the_type_expert_answer_when_the_model_names_none():
+    f = Findings(**{**DEFECTIVE.__dict__, "defect_type": DefectGuess("crack", 0.8, "fray")})
+    turn = ChatSession(f, Scripted("The defect is at the center.")).ask("Which defect is it?")
+    assert turn.answer.startswith("The defect is at the center. It most likely is a crack")
+    turn = ChatSession(DEFECTIVE, Scripted("The defect is at the center.")).ask("Which defect is it?")
+    assert turn.answer == "The defect is at the center." and turn.guard.consistent  # no type expert: nothing to add

@@ -25,6 +25,7 @@ _ANSWERED_BY: dict[str, tuple[set[str], set[str]]] = {
     "size": ({"area", "box"}, {"verdict"}),
     "confidence": ({"confidence"}, {"confidence"}),
     "why": ({"threshold"}, {"threshold"}),
+    "type": ({"type"}, set()),  # only when a defect-type expert has named it (see check)
 }
 _UNANSWERED = {
     "defect": "whether there is a defect",
@@ -35,6 +36,7 @@ _UNANSWERED = {
     "size": "how large it is",
     "confidence": "how sure it is",
     "why": "what the verdict rests on (the score against the threshold)",
+    "type": "which defect type it is",
 }
 # The grounded statement that replaces a wrong claim of each kind (an intent of the composer).
 _STATEMENT = {
@@ -105,6 +107,8 @@ def check(model_text: str, grounded: Answer, f: Findings) -> list[Problem]:
     kinds = claims.kinds()
     for intent in grounded.intents:
         needed = _ANSWERED_BY.get(intent, (set(), set()))[0 if f.anomalous else 1]
+        if intent == "type" and f.defect_type is None:
+            continue  # nobody knows the type: a model that names none says nothing wrong
         if needed and not needed & kinds:
             problems.append(Problem(f"the model's answer does not say {_UNANSWERED[intent]}", intent))
     if grounded.premise and not rejects_premise(model_text, grounded.premise, f):
