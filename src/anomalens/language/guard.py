@@ -50,6 +50,7 @@ _STATEMENT = {
     "confidence": "confidence",
     "type": "type",
     "reference": "reference",
+    "references": "reference",
     "threshold": "why",
 }
 
