@@ -79,7 +79,7 @@ _POSITIVE = re.compile(
     r"\b(is|are) (a |an )?(small |large |clear |real |visible |tiny )?(defect|anomaly|flaw)s?\b(?![ -](type|score|map))|"
     r"\b(has|have|shows?|contains?|with) (an? |some |several |multiple |many |one or more |two |three )?"
     r"(visible |small |large )?(anomal|defect|flaw|damage)(?!\w*[ -](score|map|detect|type))|"
-    rf"\bnot (be |look |seem )?{_GOOD}\b|\b(cannot|can't|can not|should not|shouldn't|must not|does not|doesn't) "
+    rf"\bnot (be |look |seem )?{_GOOD}\b|\b(cannot|can not|should not|must not|does not) "
     r"(be )?(ship|pass|use|accept|approve|release)|\bfails\b|\b(should|must) be (rejected|scrapped|discarded|set aside)"
 )
 # "no anomaly at the left", "nothing on the right", "not at the top": a place named as free of defects
@@ -107,7 +107,7 @@ _AREA_CONTEXT = re.compile(
     r"\blarge\b|\bbig\b|\boccup|\btakes up\b|\bspans?\b"
 )
 _CERTAIN = re.compile(
-    r"(?<!not )(?<!n't )\b(certain(ly)?|definitely|without (a |any )?doubt|no doubt|absolutely sure|"
+    r"(?<!not )\b(certain(ly)?|definitely|without (a |any )?doubt|no doubt|absolutely sure|"
     r"completely sure|fully confident|very (sure|certain|confident)|high(ly)? confiden\w*)\b|"
     r"(?<!not )\b100 ?% (sure|certain|confident)"
 )
@@ -135,7 +135,7 @@ _COUNT = re.compile(  # "also one region", "another two spots", "one of the regi
     r"(regions?|defects?|anomal(?:y|ies)|areas?|spots?|flaws?)\b"
 )
 _CANNOT_NAME = re.compile(
-    r"\b(cannot|can't|can not|unable to|not able to) (name|tell|say|determine|identify)|\bno defect type"
+    r"\b(cannot|can not|unable to|not able to) (name|tell|say|determine|identify)|\bno defect type"
 )
 _TYPE_ASSERTED = (
     r"\b(is|looks like|seems to be|appears to be|resembles|likely|probably|type is|a kind of)\s+(an? |the |some )?"
@@ -287,14 +287,13 @@ def _quantities(sentence: str, add) -> None:
     for match in _PERCENT.finditer(sentence):
         after = sentence[match.end() : match.end() + 40]
         value = float(match.group(2)) / 100
-        if re.match(_OF_THE_PART, after):  # "100 % of the image is defective" is an area, even beside a chance
-            bound = "less than" if (match.group(1) or "").strip() in ("less than", "under", "below") else "about"
-            add(match.start(), "area", (value, bound))
-        elif about_confidence or re.match(r" ?(sure|certain|confident|good|defective|normal|ok|fine)\b", after):
-            if "not " + match.group(0).strip() in sentence:  # "not 100 % sure" claims nothing
-                continue
-            add(match.start(), "confidence", (value, None, bool(_DEFECT_CHANCE.search(sentence))))
-        elif _AREA_CONTEXT.search(sentence):
+        of_the_part = re.match(_OF_THE_PART, after)  # "100 % of the image is defective": an area, beside a chance
+        if not of_the_part and (
+            about_confidence or re.match(r" ?(sure|certain|confident|good|defective|normal|ok|fine)\b", after)
+        ):
+            if "not " + match.group(0).strip() not in sentence:  # "not 100 % sure" claims nothing
+                add(match.start(), "confidence", (value, None, bool(_DEFECT_CHANCE.search(sentence))))
+        elif of_the_part or _AREA_CONTEXT.search(sentence):
             bound = "less than" if (match.group(1) or "").strip() in ("less than", "under", "below") else "about"
             add(match.start(), "area", (value, bound))
     for match in _BARE_CHANCE.finditer(sentence):

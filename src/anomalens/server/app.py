@@ -231,16 +231,20 @@ def create_app(
             record["overlay_png"] = base64.b64encode(buffer.getvalue()).decode()
         return record
 
+    def answered(session, question: str):
+        """A chat turn, one language-model call at a time; a backend that fails is a 502 with its reason."""
+        try:
+            with model_lock:
+                return session.ask(question)
+        except BackendError as error:
+            raise ApiError(502, f"language backend failed: {error}") from None
+
     @app.post("/v1/chat")
     def chat(request: ChatRequest) -> dict:
         session = sessions.get(request.inspection_id)
         if session is None:
             raise ApiError(404, f"unknown or expired inspection {request.inspection_id!r}; inspect the image again")
-        try:
-            with model_lock:
-                turn = session.ask(request.question)
-        except BackendError as error:
-            raise ApiError(502, f"language backend failed: {error}") from None
+        turn = answered(session, request.question)
         return {"inspection_id": request.inspection_id, **turn.to_dict(), "turn": len(session.turns)}
 
     @app.post("/v1/series/inspect")
@@ -277,11 +281,7 @@ def create_app(
         chat = series_chats.get(request.series_id)
         if chat is None:
             raise ApiError(404, f"unknown or expired series {request.series_id!r}; inspect it again")
-        try:
-            with model_lock:
-                turn = chat.ask(request.question)
-        except BackendError as error:
-            raise ApiError(502, f"language backend failed: {error}") from None
+        turn = answered(chat, request.question)
         return {"series_id": request.series_id, **turn.to_dict(), "turn": len(chat.turns)}
 
     # ---- web page ------------------------------------------------------------------------------
