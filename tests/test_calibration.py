@@ -37,3 +37,44 @@ def test_calibration_fields_and_probability():
     assert cal.probability(cal.image_threshold - 3 * cal.image_scale) < 0.05
     with pytest.raises(ValueError):
         calibrate(np.array([]), maps[:0], "leave-one-out")
+
+
+def test_synthetic_quartile_flat_exact_case():
+    """Synthetic anomaly scores 1, 2, …, 9: the lower quartile, hence the threshold, is exactly 3; normal scores
+    all 2 (σ at its floor, 5 % of the median): probability ½ at 3, and the t-bound would have said 2 + 0.1·factor."""
+    maps = np.zeros((4, 8, 8), np.float32)
+    normal = np.full(4, 2.0)
+    cal = calibrate(normal, maps, "leave-one-out", anomaly_scores=np.arange(1.0, 10.0))
+    assert cal.rule == "synthetic-quartile" and cal.n_synthetic == 9
+    assert cal.image_threshold == 3.0 and cal.image_scale == pytest.approx(0.1)
+    assert cal.decide(3.0) and not cal.decide(2.999) and cal.probability(3.0) == 0.5
+    fallback = calibrate(normal, maps, "leave-one-out", anomaly_scores=np.arange(1.0, 4.0))  # too few: t-bound
+    assert fallback.rule == "t-bound" and fallback.image_threshold == pytest.approx(2 + prediction_factor(4) * 0.1)
+    assert calibrate(normal, maps, "leave-one-out").to_dict() == fallback.to_dict()
+
+
+def test_a_stated_false_alarm_rate_sets_the_threshold_from_normal_evidence_alone():
+    rng = np.random.default_rng(0)
+    normal = rng.normal(10, 1, 4000)
+    maps = np.zeros((len(normal), 4, 4), np.float32)
+    for share in (0.01, 0.1):
+        cal = calibrate(normal, maps, "leave-one-out", anomaly_scores=np.arange(20.0), max_false_alarms=share)
+        assert cal.rule == "false-alarms" and cal.n_synthetic == 0
+        new_normal = rng.normal(10, 1, 20000)
+        assert np.mean(new_normal >= cal.image_threshold) == pytest.approx(share, abs=0.25 * share)
+    with pytest.raises(ValueError, match="share"):
+        calibrate(normal, maps, "leave-one-out", max_false_alarms=1.0)
+
+
+def test_synthetic_anomalies_are_scored_with_their_reference_left_out():
+    """The memory bank scores its own references, given as owners, exactly as their leave-one-out evidence."""
+    from anomalens.experts import NormalImages
+    from anomalens.experts.memory_bank import MemoryBankExpert
+
+    torch = pytest.importorskip("torch")
+    features = [torch.randn(3, 8, 6, 6, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
+    expert = MemoryBankExpert()
+    evidence = expert.fit(NormalImages(features))
+    assert torch.equal(expert.left_out_scores(features, [0, 1, 2]), evidence.scores)
+    swapped = [f[[1, 0]] for f in features]  # image 1 scored with image 0 left out: not its own evidence
+    assert not torch.equal(expert.left_out_scores(swapped, [0, 1]), evidence.scores[[1, 0]])

@@ -121,3 +121,29 @@ def test_results_name_the_nearest_normal_reference(tmp_path):
     save_file(tensors, old, metadata={"anomalens": json.dumps(header)})
     with pytest.raises(ModelFileError, match="references"):
         Inspector.load(old)
+
+
+def test_the_decision_is_fitted_with_synthetic_anomalies_and_saved(tmp_path):
+    """A fitted inspector's threshold comes from synthetic anomalies; the model file keeps the rule; a file
+    written before the rule was kept is decided by the old rule (its stored threshold); an unknown rule is
+    refused rather than decided wrongly."""
+    from safetensors.torch import load_file, save_file
+
+    paths = [save_png(tmp_path / f"ref_{i}.png", texture(i)) for i in range(3)]
+    inspector = Inspector(image_size=128).fit(paths)
+    assert inspector.calibration.rule == "synthetic-quartile" and inspector.calibration.n_synthetic == 24
+    path = inspector.save(tmp_path / "model.safetensors")
+    assert Inspector.load(path).calibration == inspector.calibration
+    header, tensors = read_header(path), load_file(path)
+    old = tmp_path / "old.safetensors"
+    for field in ("rule", "n_synthetic"):
+        header["calibration"].pop(field)
+    save_file(tensors, old, metadata={"anomalens": json.dumps(header)})
+    loaded = Inspector.load(old).calibration
+    assert loaded.rule == "t-bound" and loaded.image_threshold == inspector.calibration.image_threshold
+    header["calibration"]["rule"] = "from-the-future"
+    save_file(tensors, old, metadata={"anomalens": json.dumps(header)})
+    with pytest.raises(ModelFileError, match="unknown decision rule"):
+        Inspector.load(old)
+    stated = Inspector(image_size=128, max_false_alarms=0.01).fit(paths).calibration
+    assert stated.rule == "false-alarms" and stated.image_scale == inspector.calibration.image_scale

@@ -18,3 +18,4 @@ class InspectorConfig:
     batch_size: int = 8  # small batches keep activations in cache: faster on CPU than large ones
     synthetic_images: int = 256  # "decoder", "fused": synthetic anomalies to train on
     seed: int = 0
+    max_false_alarms: float | None = None  # a stated share of normal images the decision may flag (None: default)

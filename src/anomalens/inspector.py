@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .backbones import DEFAULT_BACKBONE, create_backbone, resolve_weights
-from .calibration import batch_calibration, calibrate, probability_calibration
+from .calibration import SYNTHETIC_SOURCES, anomalous_evidence, batch_calibration, calibrate, probability_calibration
 from .config import InspectorConfig
 from .experts import ClipZeroShotExpert, Expert, ExpertInput, NormalImages, expert_class
 from .experts.base import Progress
@@ -73,14 +73,19 @@ class Inspector:
         kind = expert_class(self.config.expert)
         if "normal" not in kind.needs:
             raise ValueError("a zero-shot inspector is not fitted: call predict(images) on the batch directly")
-        self.skipped, parts, sources = [], [], []
+        self.skipped, parts = [], []
+        sources: list[str] = []
+        anomaly_sources: list[torch.Tensor] = []  # the first references, as pixels
         for item in batches(as_images(images), self.config.batch_size):
             if isinstance(item, tuple):  # (source, error): unreadable
                 self.skipped.append(str(item[1]))
                 continue
-            batch = self._input(item, kind)
-            if batch.pixels is not None:  # kept small, as uint8; never the decoded images
-                batch.pixels = batch.pixels.mul(255).round_().to(torch.uint8)
+            batch = self._input(item, kind, keep_pixels=True)
+            assert batch.pixels is not None
+            batch.pixels = batch.pixels.mul(255).round_().to(torch.uint8)  # kept small; never the decoded images
+            anomaly_sources.append(batch.pixels[: max(SYNTHETIC_SOURCES - len(sources), 0)])  # to make anomalies of
+            if not {"pixels", "normal_pixels"} & kind.needs:
+                batch.pixels = None
             parts.append(batch)
             sources += [entry.source for entry in item]
             if progress:
@@ -95,7 +100,11 @@ class Inspector:
         self.expert = expert_class(self.config.expert, len(normal)).create(self.config, len(normal))
         evidence = self.expert.fit(normal)
         maps = smooth(evidence.maps, self.config.image_size).numpy()
-        self.calibration = calibrate(evidence.scores.numpy(), maps, evidence.method)
+        anomalies = (
+            anomalous_evidence(self.expert, torch.cat(anomaly_sources), embed, self.config.seed) if embed else None
+        )
+        scores, method = evidence.scores.numpy(), evidence.method
+        self.calibration = calibrate(scores, maps, method, anomalies, self.config.max_false_alarms)
         return self
 
     def predict(self, images: Images, max_pixels: int | None = None) -> list[InspectionResult]:
@@ -130,12 +139,13 @@ class Inspector:
             for entry, score, small_map, descriptor, reference in (next(scored) for _ in item):
                 yield decide(entry, float(score), small_map, calibration, expert.name, descriptor, reference)
 
-    def _input(self, item: list[Decoded], kind: Expert | type[Expert]) -> ExpertInput:
-        """What the expert (or its class, before it is fitted) needs of these images: pixels, features or both."""
+    def _input(self, item: list[Decoded], kind: Expert | type[Expert], keep_pixels: bool = False) -> ExpertInput:
+        """What the expert (or its class, before it is fitted) needs of these images: pixels, features or both
+        (pixels always with `keep_pixels`)."""
         size = kind.input_size or self.config.image_size
         pixels = Preprocessing(size, kind.resize_mode, kind.standardises_exposure)([entry.image for entry in item])
         features = patch_features(self.backbone, pixels) if "features" in kind.needs else None
-        return ExpertInput(pixels if "pixels" in kind.needs or "normal_pixels" in kind.needs else None, features)
+        return ExpertInput(pixels if keep_pixels or {"pixels", "normal_pixels"} & kind.needs else None, features)
 
     def graph(self) -> InferenceGraph:
         """The fitted model's tensor part as one torch module (pixels → smoothed maps, scores), for export."""

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .backbones import BACKBONES, weights_sha256
-from .calibration import Calibration
+from .calibration import RULES, Calibration
 from .config import InspectorConfig
 from .experts import EXPERTS, Expert, ExpertInput, expert_class
 from .features import patch_features
@@ -95,6 +95,13 @@ class StoredCalibration(Calibration):
         if scale <= 0:  # probabilities divide by it
             raise ValueError(f"must be above 0, not {scale}")
         return scale
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, rule: str) -> str:
+        if rule not in RULES:  # a rule of a later AnomaLens would be decided wrongly by this one
+            raise ValueError(f"unknown decision rule {rule!r} (known: {', '.join(RULES)}): upgrade, or fit it again")
+        return rule
 
 
 class TensorSpec(BaseModel):

@@ -52,6 +52,30 @@ SizeOpt = Annotated[
     ),
 ]
 SeedOpt = Annotated[int, typer.Option(min=0, help="Seed of the random draws.")]
+
+
+def false_alarm_share(text: str | None) -> float | None:
+    """ "1%" or "0.01" → 0.01: a share of normal images, above 0 and below 1."""
+    if text is None:
+        return None
+    try:
+        share = float(text.removesuffix("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a share such as 1% or 0.01") from None
+    if not 0 < share < 1:
+        raise typer.BadParameter(f"{text!r} must lie above 0 and below 100%")
+    return share
+
+
+FalseAlarmsOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        parser=false_alarm_share,
+        metavar="SHARE",
+        help="Operating point: at most this share of normal images flagged (e.g. 1%), the threshold placed "
+        "from the normal references alone. Default: the threshold between normal and synthetic anomalies.",
+    ),
+]
 ZeroShotOpt = Annotated[
     bool,
     typer.Option(

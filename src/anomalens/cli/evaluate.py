@@ -19,6 +19,7 @@ from .common import (
     ClipModelOpt,
     ClipWeightsOpt,
     ExpertOpt,
+    FalseAlarmsOpt,
     SeedOpt,
     SizeOpt,
     WeightsOpt,
@@ -52,6 +53,7 @@ def evaluate_cmd(
         ),
     ] = None,
     seed: SeedOpt = 0,
+    max_false_alarms: FalseAlarmsOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json and metrics.csv.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
     zero_shot: Annotated[
@@ -79,7 +81,9 @@ def evaluate_cmd(
         fail(f"{root}: no categories found (expected MVTec-AD or VisA layout)")
     out = fresh_output_dir(out, overwrite, "eval")
     rows = []
-    options = dict(backbone=backbone, weights=weights, expert=expert, image_size=image_size, seed=seed)
+    options: dict = dict(backbone=backbone, weights=weights, expert=expert, image_size=image_size, seed=seed)
+    if max_false_alarms is not None:
+        options["max_false_alarms"] = max_false_alarms
     route = None
     if zero_shot:
         route = "clip" if clip_weights or clip_model else "mutual"

@@ -16,6 +16,7 @@ from ..service import InspectionService
 from .common import (
     BackboneOpt,
     ExpertOpt,
+    FalseAlarmsOpt,
     SizeOpt,
     WeightsOpt,
     app,
@@ -37,6 +38,7 @@ def fit(
     weights: WeightsOpt = None,
     expert: ExpertOpt = "auto",
     image_size: SizeOpt = 256,
+    max_false_alarms: FalseAlarmsOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model file.")] = False,
 ):
     """Fit an inspector on normal images and save it as a model file."""
@@ -49,7 +51,12 @@ def fit(
     started = time.perf_counter()
     try:
         inspector = fit_with_progress(
-            InspectionService(weights=weights), paths, backbone=backbone, expert=expert, image_size=image_size
+            InspectionService(weights=weights),
+            paths,
+            backbone=backbone,
+            expert=expert,
+            image_size=image_size,
+            max_false_alarms=max_false_alarms,
         )
     except (ValueError, FileNotFoundError) as error:
         fail(str(error))
@@ -64,7 +71,7 @@ def fit(
         f"in {time.perf_counter() - started:.1f}s → {escape(str(output))}"
     )
     console.print(
-        f"image threshold {cal.image_threshold:.4g} ({cal.method}, {cal.n_normal} images), "
+        f"image threshold {cal.image_threshold:.4g} ({cal.rule}; {cal.method}, {cal.n_normal} images), "
         f"pixel threshold {cal.pixel_threshold:.4g}"
     )
 

@@ -96,6 +96,12 @@ class Expert:
         """Patch anomaly maps (B, h, w) and image scores (B,)."""
         raise NotImplementedError
 
+    def left_out_scores(self, features: list[torch.Tensor], owners: list[int]) -> torch.Tensor | None:
+        """Image scores (B,) of images made from fitted reference `owners[j]` (synthetic anomalies), each scored
+        as that reference's own normal evidence was: with the reference left out. None: this expert cannot,
+        and its decision is calibrated on normal evidence alone."""
+        return None
+
     def module(self) -> nn.Module:
         """The scoring step as one torch module, features (or pixels) → (patch maps, image scores), for export."""
         raise NotImplementedError(f"the {self.name} expert cannot be exported yet")

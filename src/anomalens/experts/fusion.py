@@ -76,6 +76,13 @@ class FusedExpert(Expert):
     def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
         return fuse(self.memory.score(batch), self.decoder.score(batch)[0], self.statistics)
 
+    def left_out_scores(self, features: list[torch.Tensor], owners: list[int]) -> torch.Tensor | None:
+        scores = self.memory.left_out_scores(features, owners)
+        if scores is None:
+            return None
+        median, scale = self.statistics["memory_score"]  # the image score is the memory expert's, normalised
+        return (scores - median) / scale
+
     def module(self) -> FusedScorer:
         return FusedScorer(self.memory.module(), self.decoder.module(), self.statistics)
 

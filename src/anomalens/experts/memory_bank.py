@@ -60,18 +60,22 @@ class MemoryBankExpert(Expert):
         return MemoryBankScorer(self.banks)
 
     @torch.inference_mode()
-    def leave_one_out(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores of the fitted references as if each were new: its own patches are left out of the bank.
-        With a single reference, a patch is matched against the rest of its own image instead."""
-        assert self.banks is not None
-        n = len(features[0])
+    def leave_one_out(
+        self, features: list[torch.Tensor], owners: list[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores of images as if new: image j is scored with reference `owners[j]` (default: j, the fitted
+        references themselves) left out of the bank. With a single reference, a patch is matched against the
+        rest of its image instead (cells within SELF_EXCLUSION are forbidden)."""
+        assert self.banks is not None and self.image_ids is not None
+        single = int(self.image_ids.max()) == 0
         results = []
-        for i in range(n):
-            if n > 1:
-                keep = self.image_ids != i
-                results.append(patch_scores([f[i : i + 1] for f in features], [b[keep] for b in self.banks]))
+        for j, owner in enumerate(range(len(features[0])) if owners is None else owners):
+            image = [f[j : j + 1] for f in features]
+            if single:
+                results.append(patch_scores(image, self.banks, forbid=self._near_cells()))
             else:
-                results.append(patch_scores(features, self.banks, forbid=self._near_cells()))
+                keep = self.image_ids != owner
+                results.append(patch_scores(image, [b[keep] for b in self.banks]))
         return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
 
     def _near_cells(self) -> torch.Tensor:
@@ -80,6 +84,9 @@ class MemoryBankExpert(Expert):
         yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
         yy, xx = yy.flatten(), xx.flatten()
         return ((yy[:, None] - yy[None]).abs() <= SELF_EXCLUSION) & ((xx[:, None] - xx[None]).abs() <= SELF_EXCLUSION)
+
+    def left_out_scores(self, features: list[torch.Tensor], owners: list[int]) -> torch.Tensor:
+        return self.leave_one_out(features, owners)[1]
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         assert self.banks is not None and self.image_ids is not None and self.grid is not None  # fitted or loaded

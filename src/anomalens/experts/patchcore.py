@@ -128,10 +128,17 @@ class PatchCoreExpert(Expert):
         weight = 1 - torch.softmax(support_dist, dim=1)[:, 0]
         return weight * score
 
-    def leave_one_out(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores of training images with their own patches excluded from the bank (new-image proxies)."""
-        results = [self.search([f[i : i + 1] for f in features], exclude_image=i) for i in range(len(features[0]))]
+    def leave_one_out(
+        self, features: list[torch.Tensor], owners: list[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores of images as if new: image j with the patches of training image `owners[j]` (default: j,
+        the training images themselves) excluded from the bank."""
+        owners = list(range(len(features[0]))) if owners is None else owners
+        results = [self.search([f[j : j + 1] for f in features], exclude_image=i) for j, i in enumerate(owners)]
         return torch.cat([m for m, _ in results]), torch.cat([s for _, s in results])
+
+    def left_out_scores(self, features: list[torch.Tensor], owners: list[int]) -> torch.Tensor:
+        return self.leave_one_out(features, owners)[1]
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         assert self.bank is not None and self.image_ids is not None  # fitted or loaded
