@@ -40,17 +40,20 @@ def test_calibration_fields_and_probability():
 
 
 def test_synthetic_quartile_flat_exact_case():
-    """Synthetic anomaly scores 1, 2, …, 9: the lower quartile, hence the threshold, is exactly 3; normal scores
-    all 2 (σ at its floor, 5 % of the median): probability ½ at 3, and the t-bound would have said 2 + 0.1·factor."""
+    """Normal scores all 2 (σ at its floor, 5 % of the median): the t-bound is 2 + 0.1·factor(4) = 2.183.
+    Synthetic anomaly scores 2, 2.0625, …, 2.5 (exact in binary): their lower quartile, 2.125, lies below it
+    and is the threshold; scores 1, 2, …, 9 (quartile 3) lie above it, and the t-bound stays."""
     maps = np.zeros((4, 8, 8), np.float32)
     normal = np.full(4, 2.0)
-    cal = calibrate(normal, maps, "leave-one-out", anomaly_scores=np.arange(1.0, 10.0))
+    t_bound = 2 + prediction_factor(4) * 0.1
+    cal = calibrate(normal, maps, "leave-one-out", anomaly_scores=2 + np.arange(9) * 0.0625)
     assert cal.rule == "synthetic-quartile" and cal.n_synthetic == 9
-    assert cal.image_threshold == 3.0 and cal.image_scale == pytest.approx(0.1)
-    assert cal.decide(3.0) and not cal.decide(2.999) and cal.probability(3.0) == 0.5
-    fallback = calibrate(normal, maps, "leave-one-out", anomaly_scores=np.arange(1.0, 4.0))  # too few: t-bound
-    assert fallback.rule == "t-bound" and fallback.image_threshold == pytest.approx(2 + prediction_factor(4) * 0.1)
-    assert calibrate(normal, maps, "leave-one-out").to_dict() == fallback.to_dict()
+    assert cal.image_threshold == 2.125 and cal.image_scale == pytest.approx(0.1)
+    assert cal.decide(2.125) and not cal.decide(2.1249) and cal.probability(2.125) == 0.5
+    high = calibrate(normal, maps, "leave-one-out", anomaly_scores=np.arange(1.0, 10.0))
+    assert high.rule == "t-bound" and high.image_threshold == pytest.approx(t_bound) and high.n_synthetic == 0
+    few = calibrate(normal, maps, "leave-one-out", anomaly_scores=np.full(3, 2.0))  # too few to count
+    assert few.to_dict() == high.to_dict() == calibrate(normal, maps, "leave-one-out").to_dict()
 
 
 def test_a_stated_false_alarm_rate_sets_the_threshold_from_normal_evidence_alone():

@@ -6,13 +6,15 @@ its state in model files (a plain JSON dict, read back by `Calibration(**state)`
 
 The expert scores every normal reference as if it were new (leave-one-out: its own patches are taken out of
 the memory bank), and, where it can (`Expert.left_out_scores`), synthetic anomalies made from the references
-(`anomalous_evidence`), scored the same way. The image threshold ("synthetic-quartile") is the lower quartile
-of the synthetic anomalies' scores: leave-one-out scores of normal images sit well above a new normal image's
-at k ≤ 8 (a reference is matched against k − 1 others, a new image against all k), so a bound on them alone
-put the threshold above most defects (`bench/verdicts.md`, battery_weld k = 2: every defect passed), while the
-synthetic anomalies are scored against the same k − 1 references and carry the same bias. With no synthetic
-evidence (an expert that cannot score it), the threshold is the one-sided 90 % prediction bound for a new
-normal image's score ("t-bound", the rule of model files written before): median + t(0.90, n−1)·√(1 + 1/n)·σ.
+(`anomalous_evidence`), scored the same way. Two bounds place the image threshold, and the lower one is taken:
+- "t-bound" (the rule of model files written before): the one-sided 90 % prediction bound for a new normal
+  image's score, median + t(0.90, n−1)·√(1 + 1/n)·σ. Right with many references, too high with few:
+  leave-one-out scores sit well above a new normal image's at k ≤ 8 (a reference is matched against k − 1
+  others, a new image against all k), so it put the threshold above most defects (`bench/verdicts.md`,
+  battery_weld k = 2: every defect passed).
+- "synthetic-quartile": the lower quartile of the synthetic anomalies' scores, which are matched against the
+  same k − 1 references and carry the same bias. With many references it can sit above real defects
+  (battery_weld full-shot), which the t-bound then catches.
 A stated operating point (`max_false_alarms`, e.g. 0.01) replaces either: the prediction bound at that level.
 The pixel threshold, which outlines regions, is a high quantile of the normal pixels' scores. Test labels
 are never seen.
@@ -125,10 +127,10 @@ def calibrate(
                 f"max_false_alarms is a share of normal images above 0 and below 1, not {max_false_alarms}"
             )
         rule, threshold = "false-alarms", median + prediction_factor(scores.size, 1 - max_false_alarms) * scale
-    elif anomalies.size >= MIN_ANOMALIES:
-        rule, threshold = "synthetic-quartile", float(np.quantile(anomalies, ANOMALY_QUANTILE))
     else:
         rule, threshold = "t-bound", median + prediction_factor(scores.size) * scale
+        if anomalies.size >= MIN_ANOMALIES and np.quantile(anomalies, ANOMALY_QUANTILE) < threshold:
+            rule, threshold = "synthetic-quartile", float(np.quantile(anomalies, ANOMALY_QUANTILE))
     return Calibration(
         image_threshold=threshold,
         image_scale=scale,
