@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -117,14 +117,14 @@ def fitted_rows(expert: Expert, references: list[torch.Tensor], pixels: torch.Te
     }
 
 
-def category_rows(root: Path, category: str, shots: list[str], zero_shot: bool) -> list[dict]:
+def category_rows(root: Path, category: str, shots: list[str], zero_shot: bool) -> Iterator[list[dict]]:
+    """The rows of each fit in turn (today's rule and ours), then route B's."""
     train, _ = features(root, category, "train")
     test, labels = features(root, category, "test")
     train, test = [f.float() for f in train], [f.float() for f in test]
     pixels = train_pixels(root, category)
     backbone = Inspector().backbone
     embed = partial(patch_features, backbone)
-    rows = []
     for shot in shots:
         n = len(train[0]) if shot == "all" else int(shot)
         draws = 1 if shot == "all" else DRAWS  # all references: one draw (the coreset is seeded)
@@ -135,16 +135,14 @@ def category_rows(root: Path, category: str, shots: list[str], zero_shot: bool) 
             expert = expert_class("auto", n).create(Inspector().config, n)
             kept = pick[:SYNTHETIC_SOURCES]
             result = fitted_rows(expert, [f[pick] for f in train], pixels[kept], test, labels, embed)
-            for rule, q in result.items():
-                rows.append({"category": category, "shots": shot, "draw": draw, "rule": rule, **q})
+            yield [{"category": category, "shots": shot, "draw": draw, "rule": rule, **q} for rule, q in result.items()]
             print(category, shot, draw, {r: round(q["gap"], 3) for r, q in result.items()}, flush=True)
     if zero_shot:
         maps, scores = MutualScorer().score(ExpertInput(features=test))
         calibration = batch_calibration(scores.numpy(), smooth(maps, 256).numpy())
         q = quality(labels, scores.numpy(), calibration)
-        rows.append({"category": category, "shots": "zero", "draw": 0, "rule": "today", **q})
+        yield [{"category": category, "shots": "zero", "draw": 0, "rule": "today", **q}]
         print(category, "zero", round(q["gap"], 3), flush=True)
-    return rows
 
 
 COLUMNS = ("accuracy", "balanced", "recall", "false_alarms", "ece", "gap")
@@ -183,14 +181,23 @@ def main() -> None:
     parser.add_argument("--categories", nargs="+", default=list(CATEGORIES))
     parser.add_argument("--shots", nargs="+", default=["1", "2", "4", "8", "all"])
     parser.add_argument("--no-zero-shot", action="store_true", help="leave out route B's rows")
+    parser.add_argument("--table-only", action="store_true", help="only write the table from the rows measured")
     parser.add_argument("--out", type=Path, default=HERE / "verdicts.md")
     args = parser.parse_args()
     torch.manual_seed(0)
-    rows = []
-    for category in args.categories:
-        rows += category_rows(args.root, category, args.shots, not args.no_zero_shot)
-    (args.out.with_suffix(".json")).write_text(json.dumps(rows, indent=1))
-    write_markdown(args.out, rows, "python bench/verdicts.py " + " ".join(sys.argv[1:]))
+    for category in [] if args.table_only else args.categories:  # rows kept per category, as they come
+        measured: list[dict] = []
+        for rows in category_rows(args.root, category, args.shots, not args.no_zero_shot):
+            measured += rows
+            (HERE / f"verdicts-{category}.json").write_text(json.dumps(measured, indent=1))
+    rows = [row for c in CATEGORIES if (HERE / f"verdicts-{c}.json").exists() for row in rows_of(c)]
+    write_markdown(
+        args.out, rows, "python bench/verdicts.py --categories C  (one process per category), then --table-only"
+    )
+
+
+def rows_of(category: str) -> list[dict]:
+    return json.loads((HERE / f"verdicts-{category}.json").read_text())
 
 
 if __name__ == "__main__":

@@ -155,3 +155,15 @@ def test_detect_refuses_images_over_the_pixel_limit_from_their_header(model, tmp
         and "too large (3000 × 2000 pixels; the limit is 1000000" in records["big.png"]["error"]
     )
     assert records["small.png"]["ok"]
+
+
+def test_a_false_alarm_share_is_read_as_a_percentage_or_a_fraction():
+    import typer
+
+    from anomalens.cli.common import false_alarm_share
+
+    assert false_alarm_share("1%") == pytest.approx(0.01) and false_alarm_share("0.05") == pytest.approx(0.05)
+    assert false_alarm_share(None) is None
+    for bad in ("0", "100%", "1.5", "often"):
+        with pytest.raises(typer.BadParameter):
+            false_alarm_share(bad)

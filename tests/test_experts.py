@@ -38,8 +38,9 @@ def test_expert_finds_and_localises_planted_defect(expert, k):
         mask_box_area = (np.ptp(xs) + 1) * (np.ptp(ys) + 1)
         assert (box & mask).sum() >= 0.9 * mask.sum()  # the box covers the defect …
         assert box.sum() < 5 * mask_box_area  # … and not much more: 16×16 features at 128 px blur edges
-    # the threshold is a 95 % prediction bound from k references: allow one false alarm in four
-    assert sum(r.anomalous for r in results[4:]) <= 1
+    # the threshold is the lower of a 90 % prediction bound from k references and the synthetic anomalies'
+    # lower quartile, which with few references trades false alarms for recall: at most two in four here
+    assert sum(r.anomalous for r in results[4:]) <= 2
 
 
 def test_memory_bank_maps_a_change_of_strength_and_ignores_exposure():

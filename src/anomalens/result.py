@@ -67,7 +67,7 @@ def decide(
     """The result for one scored image: `small_map` is its smoothed map at the input size. The map comes back
     at the decoded image's size; region boxes are in the pixels of the image as given."""
     shape, (width, height) = decoded.image.shape[:2], decoded.size
-    anomalous = score >= calibration.image_threshold
+    anomalous = calibration.decide(score)
     probability = calibration.probability(score)
     regions = []
     if anomalous:
