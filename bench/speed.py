@@ -1,0 +1,162 @@
+"""Speed side by side with the peer (anomalib PatchCore, same EfficientNet-Lite0 weights, 256 px), in one run.
+
+For each category and shot count, in turn:
+- AnomaLens: `anomalens eval --eval-size 256` in its own process (fit, then the test pass: every test image
+  decoded and inspected, masks read, metrics computed, as the peer's test pass does); its detect img/s counts
+  the results alone (decoding included).
+- AnomaLens ONNX engine: the same model fitted, exported (`anomalens export`) and run by `anomalens.deploy`
+  in a process of its own, over the test images (decoding included).
+- The peer: `../shared/tools/peer_anomalib.py` with its own venv's python (`--peer-python`), its default
+  coreset 0.1; its fit s includes anomalib's validation pass, its test img/s decoding and metrics.
+Peak MB is each process's maximum resident memory (the operating system's own accounting, `wait4`).
+Results: bench/speed.md and bench/speed.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from run_bench import DEFAULT_ROOT, HERE, PEER_TOOL, fmt, machine, run_ours
+
+
+def measured(cmd: list[str]) -> tuple[str, float, float]:
+    """Runs `cmd`; its standard output, wall seconds and peak resident memory (MB), from the kernel's rusage."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {process.returncode}")
+    return text, time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
+def run_peer(python: str, root: Path, category: str, shots: str) -> dict:
+    cmd = [python, str(PEER_TOOL), str(root), category, "--coreset", "0.1"]
+    cmd += [] if shots == "all" else ["--shots", shots]
+    text, _, peak = measured(cmd)
+    return json.loads(text.strip().splitlines()[-1]) | {"peak_memory_mb": peak, "command": " ".join(cmd)}
+
+
+def run_onnx(root: Path, category: str, shots: str) -> dict:
+    """Fit, export, then time the ONNX engine over the test images in a process of its own."""
+    with tempfile.TemporaryDirectory() as folder:
+        model, graph = Path(folder) / "model.safetensors", Path(folder) / "model.onnx"
+        fit = [sys.executable, "-m", "anomalens.cli", "fit", str(root), "--category", category, "-o", str(model)]
+        subprocess.run(fit + ([] if shots == "all" else ["--shots", shots]), check=True, capture_output=True)
+        export = [sys.executable, "-m", "anomalens.cli", "export", str(model), "-o", str(graph)]
+        subprocess.run(export, check=True, capture_output=True)
+        child = [sys.executable, __file__, "--time-onnx", str(graph), "--root", str(root), "--categories", category]
+        text, _, peak = measured(child)
+        return json.loads(text) | {"peak_memory_mb": peak}
+
+
+def time_onnx(graph: Path, root: Path, category: str) -> None:
+    """The child's part: the ONNX engine's images/s over the category's test images, decoding included."""
+    from anomalens.data import load_split
+    from anomalens.deploy import OnnxInspector
+
+    paths = [sample.path for sample in load_split(root, category, "test")]
+    engine = OnnxInspector(graph)
+    engine.predict(paths[:2])  # first-run allocations are not the steady state
+    started = time.perf_counter()
+    results = engine.predict(paths)
+    seconds = time.perf_counter() - started
+    failed = sum(not result.ok for result in results)
+    print(json.dumps({"images_per_second": len(paths) / seconds, "failed": failed}))
+
+
+def write_markdown(path: Path, rows: list[dict], command: str) -> None:
+    lines = [
+        "# Speed side by side with the peer",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on: {machine()}, all processes of one run in turn on this machine.",
+        f"Command: `{command}`. {(__doc__ or '').split(chr(10), 1)[1].strip()}",
+        "",
+        "Ratios: test img/s ours ÷ peer's; fit: peer's seconds ÷ ours.",
+        "",
+        "| category | shots | test img/s | peer test img/s | ratio | detect img/s | ONNX img/s | fit s | peer fit s "
+        "| fit ratio | peak MB | peer peak MB | ONNX peak MB | image AUROC | peer image AUROC |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ours, peer, onnx = row["ours"], row.get("peer") or {}, row.get("onnx") or {}
+        ratio = ours["test_images_per_second"] / peer["test_img_per_s"] if peer else None
+        fit_ratio = peer["fit_s"] / ours["fit_seconds"] if peer else None
+        cells = [
+            row["category"],
+            row["shots"],
+            fmt(ours["test_images_per_second"], 1),
+            fmt(peer.get("test_img_per_s"), 1),
+            fmt(ratio, 2),
+            fmt(ours["detect_images_per_second"], 1),
+            fmt(onnx.get("images_per_second"), 1),
+            fmt(ours["fit_seconds"], 2),
+            fmt(peer.get("fit_s"), 2),
+            fmt(fit_ratio, 1),
+            fmt(ours["peak_memory_mb"], 0),
+            fmt(peer.get("peak_memory_mb"), 0),
+            fmt(onnx.get("peak_memory_mb"), 0),
+            fmt(ours["image_auroc"]),
+            fmt(peer.get("image_auroc")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+        if row.get("peer_skipped"):
+            lines.append(f"|  | ↳ peer not run: {row['peer_skipped']} |" + " |" * 13)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--categories", nargs="*")
+    parser.add_argument("--shots", nargs="*", default=["all", "4"])
+    parser.add_argument("--peer-python", help="python of the peer's venv (anomalib); without it no peer row")
+    parser.add_argument(
+        "--peer-max-train",
+        type=int,
+        default=100,
+        help="skip the peer's full-shot fit above this many training images (its greedy coreset allocates the "
+        "whole feature matrix on every step: hours for magnetic_tile's 714)",
+    )
+    parser.add_argument("--out", type=Path, default=HERE / "speed.md")
+    parser.add_argument("--time-onnx", type=Path, help=argparse.SUPPRESS)  # the ONNX child's part
+    args = parser.parse_args()
+    if not args.root.is_dir():
+        sys.exit(f"{args.root}: dataset root not found (the benchmark needs ../shared/datasets or --root)")
+    if args.time_onnx:
+        time_onnx(args.time_onnx, args.root, args.categories[0])
+        return
+
+    from anomalens.data import list_categories, load_split
+
+    command = "python bench/speed.py " + " ".join(sys.argv[1:])
+    rows = []
+    for category in args.categories or list_categories(args.root):
+        n_train = len(load_split(args.root, category, "train"))
+        for shots in args.shots:
+            row: dict = {"category": category, "shots": shots, "ours": run_ours(args.root, category, shots)}
+            row["onnx"] = run_onnx(args.root, category, shots)
+            if not args.peer_python:
+                row["peer_skipped"] = "no --peer-python"
+            elif shots == "all" and n_train > args.peer_max_train:
+                row["peer_skipped"] = f"{n_train} training images > --peer-max-train {args.peer_max_train}"
+            else:
+                row["peer"] = run_peer(args.peer_python, args.root, category, shots)
+            rows.append(row)
+            print(json.dumps({k: row[k] for k in ("category", "shots")} | {"done": True}), flush=True)
+            write_markdown(args.out, rows, command)
+            args.out.with_suffix(".json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()
