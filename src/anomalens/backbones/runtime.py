@@ -55,7 +55,7 @@ class OnnxRuntimeNetwork:
 
     def __call__(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         session = self._session(tuple(pixels.shape[1:]))
-        outputs = session.run(None, {"pixels": pixels.detach().contiguous().numpy()})  # type: ignore[attr-defined]
+        outputs = session.run(None, {"pixels": pixels.detach().contiguous().numpy()})
         return [torch.from_numpy(output) for output in outputs]
 
     def _session(self, shape: tuple[int, ...]):
