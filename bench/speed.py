@@ -8,6 +8,9 @@ For each category and shot count, in turn:
   in a process of its own, over the test images (decoding included).
 - The peer: `../shared/tools/peer_anomalib.py` with its own venv's python (`--peer-python`), its default
   coreset 0.1; its fit s includes anomalib's validation pass, its test img/s decoding and metrics.
+- Bound: the same fitted model's backbone (as it runs, onnxruntime) and exact expert scoring alone, over the
+  test images already decoded and resized in memory, batches of 8: what any engine giving these answers
+  with this network and search costs before decoding, smoothing and regions.
 Peak MB is each process's maximum resident memory (the operating system's own accounting, `wait4`).
 Results: bench/speed.md and bench/speed.json."""
 
@@ -74,6 +77,33 @@ def time_onnx(graph: Path, root: Path, category: str) -> None:
     print(json.dumps({"images_per_second": len(paths) / seconds, "failed": failed}))
 
 
+def time_bound(root: Path, category: str, shots: str) -> None:
+    """The child's part: backbone + expert scoring alone, on pixels prepared beforehand (img/s)."""
+    from anomalens import Inspector
+    from anomalens.data import load_split
+    from anomalens.experts import ExpertInput
+    from anomalens.features import patch_features
+    from anomalens.pixels import Preprocessing
+    from anomalens.preprocessing import decode
+
+    train = [sample.path for sample in load_split(root, category, "train")]
+    inspector = Inspector().fit(train if shots == "all" else train[: int(shots)])
+    assert inspector.expert is not None
+    prepare = Preprocessing(inspector.config.image_size, inspector.expert.resize_mode, False)
+    paths = [sample.path for sample in load_split(root, category, "test")]
+    batches = [prepare([decode(p, str(p)).image for p in paths[i : i + 8]]) for i in range(0, len(paths), 8)]
+    expert = inspector.expert
+
+    def run() -> None:
+        for pixels in batches:
+            expert.score(ExpertInput(None, patch_features(inspector.backbone, pixels)))
+
+    run()  # graphs exported or loaded, first-run allocations made
+    started = time.perf_counter()
+    run()
+    print(json.dumps({"images_per_second": len(paths) / (time.perf_counter() - started)}))
+
+
 def write_markdown(path: Path, rows: list[dict], command: str) -> None:
     lines = [
         "# Speed side by side with the peer",
@@ -83,9 +113,9 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
         "",
         "Ratios: test img/s ours ÷ peer's; fit: peer's seconds ÷ ours.",
         "",
-        "| category | shots | test img/s | peer test img/s | ratio | detect img/s | ONNX img/s | fit s | peer fit s "
-        "| fit ratio | peak MB | peer peak MB | ONNX peak MB | image AUROC | peer image AUROC |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| category | shots | test img/s | peer test img/s | ratio | detect img/s | ONNX img/s | bound img/s | fit s "
+        "| peer fit s | fit ratio | peak MB | peer peak MB | ONNX peak MB | image AUROC | peer image AUROC |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         ours, peer, onnx = row["ours"], row.get("peer") or {}, row.get("onnx") or {}
@@ -99,6 +129,7 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
             fmt(ratio, 2),
             fmt(ours["detect_images_per_second"], 1),
             fmt(onnx.get("images_per_second"), 1),
+            fmt((row.get("bound") or {}).get("images_per_second"), 1),
             fmt(ours["fit_seconds"], 2),
             fmt(peer.get("fit_s"), 2),
             fmt(fit_ratio, 1),
@@ -110,7 +141,7 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
         ]
         lines.append("| " + " | ".join(cells) + " |")
         if row.get("peer_skipped"):
-            lines.append(f"|  | ↳ peer not run: {row['peer_skipped']} |" + " |" * 13)
+            lines.append(f"|  | ↳ peer not run: {row['peer_skipped']} |" + " |" * 14)
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -129,11 +160,15 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=HERE / "speed.md")
     parser.add_argument("--time-onnx", type=Path, help=argparse.SUPPRESS)  # the ONNX child's part
+    parser.add_argument("--time-bound", help=argparse.SUPPRESS)  # the bound child's part: its shots
     args = parser.parse_args()
     if not args.root.is_dir():
         sys.exit(f"{args.root}: dataset root not found (the benchmark needs ../shared/datasets or --root)")
     if args.time_onnx:
         time_onnx(args.time_onnx, args.root, args.categories[0])
+        return
+    if args.time_bound:
+        time_bound(args.root, args.categories[0], args.time_bound)
         return
 
     from anomalens.data import list_categories, load_split
@@ -145,6 +180,17 @@ def main() -> None:
         for shots in args.shots:
             row: dict = {"category": category, "shots": shots, "ours": run_ours(args.root, category, shots)}
             row["onnx"] = run_onnx(args.root, category, shots)
+            bound = [
+                sys.executable,
+                __file__,
+                "--time-bound",
+                shots,
+                "--root",
+                str(args.root),
+                "--categories",
+                category,
+            ]
+            row["bound"] = json.loads(measured(bound)[0])
             if not args.peer_python:
                 row["peer_skipped"] = "no --peer-python"
             elif shots == "all" and n_train > args.peer_max_train:
