@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -104,45 +105,76 @@ def time_bound(root: Path, category: str, shots: str) -> None:
     print(json.dumps({"images_per_second": len(paths) / (time.perf_counter() - started)}))
 
 
+def middle(runs: list[dict], part: str, key: str) -> float | None:
+    """The median of one figure over a row's repeats (None where that part was not run)."""
+    values = [run[part][key] for run in runs if run.get(part)]
+    return statistics.median(values) if values else None
+
+
+def spread(values: list[float]) -> str:
+    """Median, and min–max where there were repeats."""
+    if not values:
+        return "–"
+    low, high = min(values), max(values)
+    return f"{statistics.median(values):.2f}" + (f" ({low:.2f}–{high:.2f})" if len(values) > 1 else "")
+
+
 def write_markdown(path: Path, rows: list[dict], command: str) -> None:
+    repeats = max(len(row["runs"]) for row in rows)
     lines = [
         "# Speed side by side with the peer",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on: {machine()}, all processes of one run in turn on this machine.",
         f"Command: `{command}`. {(__doc__ or '').split(chr(10), 1)[1].strip()}",
         "",
-        "Ratios: test img/s ours ÷ peer's; fit: peer's seconds ÷ ours.",
+        f"Each figure is the median of {repeats} repeat(s), the processes taking turns (ours, ONNX, bound, peer); "
+        "ratios are the median of each repeat's own ratio (min–max in brackets): test img/s ours ÷ peer's, "
+        "fit: peer's seconds ÷ ours.",
         "",
         "| category | shots | test img/s | peer test img/s | ratio | detect img/s | ONNX img/s | bound img/s | fit s "
         "| peer fit s | fit ratio | peak MB | peer peak MB | ONNX peak MB | image AUROC | peer image AUROC |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        ours, peer, onnx = row["ours"], row.get("peer") or {}, row.get("onnx") or {}
-        ratio = ours["test_images_per_second"] / peer["test_img_per_s"] if peer else None
-        fit_ratio = peer["fit_s"] / ours["fit_seconds"] if peer else None
+        runs = row["runs"]
+        paired = [run for run in runs if run.get("peer")]
+        ratios = [run["ours"]["test_images_per_second"] / run["peer"]["test_img_per_s"] for run in paired]
+        fit_ratios = [run["peer"]["fit_s"] / run["ours"]["fit_seconds"] for run in paired]
         cells = [
             row["category"],
             row["shots"],
-            fmt(ours["test_images_per_second"], 1),
-            fmt(peer.get("test_img_per_s"), 1),
-            fmt(ratio, 2),
-            fmt(ours["detect_images_per_second"], 1),
-            fmt(onnx.get("images_per_second"), 1),
-            fmt((row.get("bound") or {}).get("images_per_second"), 1),
-            fmt(ours["fit_seconds"], 2),
-            fmt(peer.get("fit_s"), 2),
-            fmt(fit_ratio, 1),
-            fmt(ours["peak_memory_mb"], 0),
-            fmt(peer.get("peak_memory_mb"), 0),
-            fmt(onnx.get("peak_memory_mb"), 0),
-            fmt(ours["image_auroc"]),
-            fmt(peer.get("image_auroc")),
+            fmt(middle(runs, "ours", "test_images_per_second"), 1),
+            fmt(middle(runs, "peer", "test_img_per_s"), 1),
+            spread(ratios),
+            fmt(middle(runs, "ours", "detect_images_per_second"), 1),
+            fmt(middle(runs, "onnx", "images_per_second"), 1),
+            fmt(middle(runs, "bound", "images_per_second"), 1),
+            fmt(middle(runs, "ours", "fit_seconds"), 2),
+            fmt(middle(runs, "peer", "fit_s"), 2),
+            spread(fit_ratios),
+            fmt(middle(runs, "ours", "peak_memory_mb"), 0),
+            fmt(middle(runs, "peer", "peak_memory_mb"), 0),
+            fmt(middle(runs, "onnx", "peak_memory_mb"), 0),
+            fmt(middle(runs, "ours", "image_auroc")),
+            fmt(middle(runs, "peer", "image_auroc")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
         if row.get("peer_skipped"):
             lines.append(f"|  | ↳ peer not run: {row['peer_skipped']} |" + " |" * 14)
     path.write_text("\n".join(lines) + "\n")
+
+
+def measure(root: Path, category: str, shots: str, peer_python: str | None) -> dict:
+    """One repeat: ours, the ONNX engine, the bound and (given its python) the peer, in turn."""
+    bound = [sys.executable, __file__, "--time-bound", shots, "--root", str(root), "--categories", category]
+    run = {
+        "ours": run_ours(root, category, shots),
+        "onnx": run_onnx(root, category, shots),
+        "bound": json.loads(measured(bound)[0]),
+    }
+    if peer_python:
+        run["peer"] = run_peer(peer_python, root, category, shots)
+    return run
 
 
 def main() -> None:
@@ -158,6 +190,7 @@ def main() -> None:
         help="skip the peer's full-shot fit above this many training images (its greedy coreset allocates the "
         "whole feature matrix on every step: hours for magnetic_tile's 714)",
     )
+    parser.add_argument("--repeats", type=int, default=1, help="measure each row this many times, in turn")
     parser.add_argument("--out", type=Path, default=HERE / "speed.md")
     parser.add_argument("--time-onnx", type=Path, help=argparse.SUPPRESS)  # the ONNX child's part
     parser.add_argument("--time-bound", help=argparse.SUPPRESS)  # the bound child's part: its shots
@@ -178,25 +211,13 @@ def main() -> None:
     for category in args.categories or list_categories(args.root):
         n_train = len(load_split(args.root, category, "train"))
         for shots in args.shots:
-            row: dict = {"category": category, "shots": shots, "ours": run_ours(args.root, category, shots)}
-            row["onnx"] = run_onnx(args.root, category, shots)
-            bound = [
-                sys.executable,
-                __file__,
-                "--time-bound",
-                shots,
-                "--root",
-                str(args.root),
-                "--categories",
-                category,
-            ]
-            row["bound"] = json.loads(measured(bound)[0])
+            row: dict = {"category": category, "shots": shots}
+            peer = args.peer_python
             if not args.peer_python:
                 row["peer_skipped"] = "no --peer-python"
             elif shots == "all" and n_train > args.peer_max_train:
-                row["peer_skipped"] = f"{n_train} training images > --peer-max-train {args.peer_max_train}"
-            else:
-                row["peer"] = run_peer(args.peer_python, args.root, category, shots)
+                row["peer_skipped"], peer = f"{n_train} training images > --peer-max-train {args.peer_max_train}", None
+            row["runs"] = [measure(args.root, category, shots, peer) for _ in range(args.repeats)]
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("category", "shots")} | {"done": True}), flush=True)
             write_markdown(args.out, rows, command)
