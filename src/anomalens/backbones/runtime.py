@@ -4,7 +4,9 @@ and between operators (bench/speed.md).
 
 The network is exported once per input shape (batch size free) into a cache folder (`ANOMALENS_CACHE`, else
 ~/.cache/anomalens), named by a fingerprint of the weights, the stages and the versions that shape the
-graph, so later runs start at once. Where onnxruntime or the exporter is missing, or
+graph, so later runs start at once. A shape gets its graph when it comes a second time (images of one
+camera share a shape; aspect-kept images of many sizes need not cost an export each), and at most
+MAX_GRAPHS shapes do; the others run in eager torch. Where onnxruntime or the exporter is missing, or
 `ANOMALENS_BACKBONE_RUNTIME=torch`, the network runs in eager torch as before."""
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..version import __version__
 
 OPSET = 17
 RUNTIME_ENV = "ANOMALENS_BACKBONE_RUNTIME"  # "torch": never use onnxruntime
+MAX_GRAPHS = 16  # input shapes given a graph (and a session) per network
 
 
 def cache_folder() -> Path:
@@ -36,6 +39,7 @@ class OnnxRuntimeNetwork:
 
         self.network, self.fingerprint, self.onnxruntime = network, fingerprint, onnxruntime
         self.sessions: dict[tuple[int, ...], object] = {}
+        self.seen: set[tuple[int, ...]] = set()  # shapes run once, in torch
         self.lock = threading.Lock()  # one export per shape when threads share an inspector
 
     @classmethod
@@ -55,12 +59,20 @@ class OnnxRuntimeNetwork:
 
     def __call__(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         session = self._session(tuple(pixels.shape[1:]))
+        if session is None:
+            return self.network(pixels)
         outputs = session.run(None, {"pixels": pixels.detach().contiguous().numpy()})
         return [torch.from_numpy(output) for output in outputs]
 
     def _session(self, shape: tuple[int, ...]):
+        """The shape's session; None while the shape is new, or when MAX_GRAPHS shapes have one already."""
         with self.lock:
             if shape not in self.sessions:
+                new = shape not in self.seen and not self._path(shape).is_file()  # a cached graph costs no export
+                if new or len(self.sessions) >= MAX_GRAPHS:
+                    self.seen = self.seen if len(self.seen) < 4 * MAX_GRAPHS**2 else set()  # bounded
+                    self.seen.add(shape)
+                    return None
                 options = self.onnxruntime.SessionOptions()
                 # no busy-waiting between runs: the threads would take the cores from the search after it
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -69,8 +81,11 @@ class OnnxRuntimeNetwork:
                 )
             return self.sessions[shape]
 
+    def _path(self, shape: tuple[int, ...]) -> Path:
+        return cache_folder() / f"{self.fingerprint}-{'x'.join(map(str, shape))}.onnx"
+
     def _graph(self, shape: tuple[int, ...]) -> Path:
-        path = cache_folder() / f"{self.fingerprint}-{'x'.join(map(str, shape))}.onnx"
+        path = self._path(shape)
         if path.is_file():
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
