@@ -16,6 +16,7 @@ them, so verdicts and regions work exactly as with references.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -71,19 +72,21 @@ def prediction_factor(n: int) -> float:
     return float(stats.t.ppf(PREDICTION_LEVEL, max(n - 1, 1)) * math.sqrt(1 + 1 / n))
 
 
-def calibrate(normal_scores: np.ndarray, normal_maps: np.ndarray, method: str) -> Calibration:
-    """normal_scores (n,) image scores and normal_maps (n, H, W) anomaly maps of normal images."""
+def calibrate(normal_scores: np.ndarray, normal_maps: np.ndarray | Sequence[np.ndarray], method: str) -> Calibration:
+    """normal_scores (n,) image scores and normal_maps, the n normal images' anomaly maps: an (n, H, W) array,
+    or n maps of their own sizes (images laid out at their aspect ratio)."""
     scores = np.asarray(normal_scores, dtype=np.float64)
     if scores.size == 0:
         raise ValueError("calibration needs at least one normal image")
-    maps = np.asarray(normal_maps, dtype=np.float32)
+    pixels = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in normal_maps])
+    peaks = np.array([np.max(m) for m in normal_maps])
     threshold, scale = upper_threshold(scores)
     return Calibration(
         image_threshold=threshold,
         image_scale=scale,
-        pixel_threshold=float(np.quantile(maps, PIXEL_QUANTILE)),
-        region_threshold=upper_threshold(maps.reshape(len(maps), -1).max(1))[0],
-        pixel_floor=float(np.median(maps)),
+        pixel_threshold=float(np.quantile(pixels, PIXEL_QUANTILE)),
+        region_threshold=upper_threshold(peaks)[0],
+        pixel_floor=float(np.median(pixels)),
         n_normal=int(scores.size),
         method=method,
     )
@@ -104,13 +107,13 @@ def probability_calibration() -> Calibration:
     )
 
 
-def batch_calibration(scores: np.ndarray, maps: np.ndarray) -> Calibration:
+def batch_calibration(scores: np.ndarray, maps: np.ndarray | Sequence[np.ndarray]) -> Calibration:
     """Calibration from an unlabeled batch: the images that a two-component mixture of log scores puts
     in the low (normal) component — or all, when BIC prefers a single component — calibrate as normal
     images. Robust to a majority of defective images as long as the normal ones form their own mode."""
     scores = np.asarray(scores, dtype=np.float64)
     normal = normal_mode(scores)
-    return calibrate(scores[normal], np.asarray(maps)[normal], "batch-mixture")
+    return calibrate(scores[normal], [m for m, keep in zip(maps, normal) if keep], "batch-mixture")
 
 
 def normal_mode(scores: np.ndarray) -> np.ndarray:

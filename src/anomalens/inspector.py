@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
+from itertools import islice
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .backbones import DEFAULT_BACKBONE, create_backbone, resolve_weights
@@ -24,8 +26,8 @@ from .features import patch_features
 from .graph import InferenceGraph
 from .maps import smooth
 from .model_file import read_model, save_model
-from .pixels import Preprocessing
-from .preprocessing import Decoded, ImageInput, Unreadable, as_images, batches
+from .pixels import standardise_exposure
+from .preprocessing import SQUASH, Decoded, ImageInput, Layout, Stitching, TilePlan, Unreadable, as_images, batches
 from .references import References
 from .result import InspectionResult, decide
 
@@ -73,16 +75,22 @@ class Inspector:
         kind = expert_class(self.config.expert)
         if "normal" not in kind.needs:
             raise ValueError("a zero-shot inspector is not fitted: call predict(images) on the batch directly")
+        layout = self.layout(kind)
         self.skipped, parts, sources = [], [], []
-        for item in batches(as_images(images), self.config.batch_size):
+        plans: list[TilePlan] = []
+        tiles: list[tuple[int, int]] = []  # (image, tile index in its plan) of every input
+        for item in batches(as_images(images), self._group_size(layout), max_side=layout.max_side):
             if isinstance(item, tuple):  # (source, error): unreadable
                 self.skipped.append(str(item[1]))
                 continue
-            batch = self._input(item, kind)
-            if batch.pixels is not None:  # kept small, as uint8; never the decoded images
-                batch.pixels = batch.pixels.mul(255).round_().to(torch.uint8)
-            parts.append(batch)
-            sources += [entry.source for entry in item]
+            group_plans = [layout.plan(entry) for entry in item]
+            for owners, indices, batch in self._tile_batches(item, group_plans, kind):
+                if batch.pixels is not None:  # kept small, as uint8; never the decoded images
+                    batch.pixels = batch.pixels.mul(255).round_().to(torch.uint8)
+                parts.append(batch)
+                tiles += [(len(plans) + o, t) for o, t in zip(owners, indices)]
+                sources += [item[o].source for o in owners]
+            plans += group_plans
             if progress:
                 progress(len(item))
         if not parts:
@@ -91,12 +99,52 @@ class Inspector:
         self.references = References.of(sources, joined.features) if joined.features is not None else None
         embed = partial(patch_features, self.backbone) if self.backbone else None
         text_start = getattr(getattr(self.backbone, "network", None), "decoder_start", None)  # CLIP backbones
-        normal = NormalImages(joined.features, joined.pixels, embed, text_start, train_progress)
-        self.expert = expert_class(self.config.expert, len(normal)).create(self.config, len(normal))
+        tiled = len(tiles) > len(plans)
+        places = [(image, *plans[image].origins[index]) for image, index in tiles]
+        normal = NormalImages(
+            joined.features, joined.pixels, embed, text_start, train_progress,
+            torch.tensor(places) if tiled else None, layout.size if tiled else None,
+        )  # fmt: skip
+        # the few-shot bank holds every patch of its references: "auto" counts tiles, unless there is one image
+        self.expert = expert_class(self.config.expert, len(normal) if len(plans) > 1 else 1).create(
+            self.config, len(normal)
+        )
         evidence = self.expert.fit(normal)
-        maps = smooth(evidence.maps, self.config.image_size).numpy()
-        self.calibration = calibrate(evidence.scores.numpy(), maps, evidence.method)
+        tile_maps = smooth(evidence.maps, layout.size).numpy()
+        if not tiled:  # one input per image: maps and scores as the expert gives them
+            self.calibration = calibrate(evidence.scores.numpy(), tile_maps, evidence.method)
+            return self
+        stitchings = [Stitching(plan) for plan in plans]
+        scores = np.full(len(plans), -np.inf)
+        for (image, index), tile_map, score in zip(tiles, tile_maps, evidence.scores.tolist()):
+            stitchings[image].add(index, tile_map)
+            scores[image] = max(scores[image], score)
+        self.calibration = calibrate(scores, [s.result() for s in stitchings], evidence.method)
         return self
+
+    def layout(self, kind: Expert | type[Expert]) -> Layout:
+        """How images are laid out as this expert's inputs (experts that read whole images squash them)."""
+        size = kind.input_size or self.config.image_size
+        return Layout(size, self.config.scale if kind.reads_tiles else SQUASH)
+
+    def _group_size(self, layout: Layout) -> int:
+        """Images decoded and scored together: one at a time when tiled at a stated scale (a 20-megapixel image
+        holds hundreds of tiles), else a batch."""
+        return 1 if layout.max_side is None else self.config.batch_size
+
+    def _tile_batches(
+        self, images: list[Decoded], plans: list[TilePlan], kind: Expert | type[Expert]
+    ) -> Iterator[tuple[list[int], list[int], ExpertInput]]:
+        """The images' tiles in batches of `batch_size`, streamed: (each tile's image index in `images`, its
+        index in that image's plan, the batch as the expert needs it)."""
+        tiles = (
+            (owner, index, pixels)
+            for owner, (image, plan) in enumerate(zip(images, plans))
+            for index, pixels in enumerate(plan.tiles(image.image, kind.resize_mode))
+        )
+        while chunk := list(islice(tiles, self.config.batch_size)):
+            owners, indices, pixels = zip(*chunk)
+            yield list(owners), list(indices), self._input(np.stack(pixels), kind)
 
     def predict(self, images: Images, max_pixels: int | None = None) -> list[InspectionResult]:
         return list(self.iter_predict(images, max_pixels))
@@ -107,38 +155,68 @@ class Inspector:
         ("batch") reads and embeds the whole batch before the first result."""
         if self.expert is None or (self.calibration is None and "batch" not in self.expert.needs):
             raise RuntimeError("the inspector is not fitted: call fit(normal_images) or Inspector.load(path)")
-        groups = batches(as_images(images), self.config.batch_size, max_pixels)  # larger files: refused unread
+        layout = self.layout(self.expert)
+        groups = batches(as_images(images), self._group_size(layout), max_pixels, layout.max_side)  # larger: refused
         for group in [list(groups)] if "batch" in self.expert.needs else ([item] for item in groups):
-            yield from self._inspect(group, self.expert)
+            yield from self._inspect(group, self.expert, layout)
 
-    def _inspect(self, group: list[list[Decoded] | Unreadable], expert: Expert) -> Iterator[InspectionResult]:
-        """Scores the readable images of `group` together, then gives every item's result in order."""
+    def _inspect(
+        self, group: list[list[Decoded] | Unreadable], expert: Expert, layout: Layout
+    ) -> Iterator[InspectionResult]:
+        """Scores the readable images of `group` tile batch by tile batch (an expert that scores a batch
+        against itself: all at once), stitches each image's map, then gives every item's result in order. An
+        image's score is its highest tile's; its descriptor and nearest reference are that tile's."""
         decoded = [entry for item in group if isinstance(item, list) for entry in item]
         if decoded:
-            batch = ExpertInput.joined([self._input(item, expert) for item in group if isinstance(item, list)])
-            patch_maps, image_scores = expert.score(batch)
-            maps, scores = smooth(patch_maps, self.config.image_size).numpy(), image_scores.numpy()
+            plans = [layout.plan(entry) for entry in decoded]
+            stitchings = [Stitching(plan) for plan in plans]
+            scores = np.full(len(decoded), -np.inf)
+            descriptors: list[np.ndarray | None] = [None] * len(decoded)
+            nearest = [""] * len(decoded)
+            tile_batches = self._tile_batches(decoded, plans, expert)
+            if "batch" in expert.needs:
+                chunks = list(tile_batches)
+                whole = [c[0] for c in chunks], [c[1] for c in chunks], ExpertInput.joined([c[2] for c in chunks])
+                tile_batches = iter([(sum(whole[0], []), sum(whole[1], []), whole[2])])
+            for owners, indices, batch in tile_batches:
+                patch_maps, tile_scores = expert.score(batch)
+                tile_maps = smooth(patch_maps, layout.size).numpy()
+                features = batch.features
+                tile_descriptors = defect_descriptors(features, patch_maps) if features else [None] * len(owners)
+                known = self.references is not None and features is not None
+                tile_nearest = self.references.nearest(features) if known else [""] * len(owners)  # type: ignore[union-attr, arg-type]
+                for j, (owner, index) in enumerate(zip(owners, indices)):
+                    stitchings[owner].add(index, tile_maps[j])
+                    if tile_scores[j] > scores[owner]:
+                        scores[owner], descriptors[owner], nearest[owner] = (
+                            float(tile_scores[j]), tile_descriptors[j], tile_nearest[j]
+                        )  # fmt: skip
+            maps = [stitching.result() for stitching in stitchings]
             calibration = self.calibration or batch_calibration(scores, maps)
-            descriptors = defect_descriptors(batch.features, patch_maps) if batch.features else [None] * len(scores)
-            known = self.references is not None and batch.features is not None
-            nearest = self.references.nearest(batch.features) if known else [""] * len(scores)  # type: ignore[union-attr, arg-type]
             scored = iter(zip(decoded, scores, maps, descriptors, nearest))
         for item in group:
             if isinstance(item, tuple):
                 yield InspectionResult(source=item[0], error=str(item[1]))
                 continue
-            for entry, score, small_map, descriptor, reference in (next(scored) for _ in item):
-                yield decide(entry, float(score), small_map, calibration, expert.name, descriptor, reference)
+            for entry, score, image_map, descriptor, reference in (next(scored) for _ in item):
+                yield decide(entry, float(score), image_map, calibration, expert.name, descriptor, reference)
 
-    def _input(self, item: list[Decoded], kind: Expert | type[Expert]) -> ExpertInput:
-        """What the expert (or its class, before it is fitted) needs of these images: pixels, features or both."""
-        size = kind.input_size or self.config.image_size
-        pixels = Preprocessing(size, kind.resize_mode, kind.standardises_exposure)([entry.image for entry in item])
+    def _input(self, tiles: np.ndarray, kind: Expert | type[Expert]) -> ExpertInput:
+        """What the expert (or its class, before it is fitted) needs of these (B, 3, S, S) tiles: pixels,
+        features or both."""
+        pixels = torch.from_numpy(tiles)
+        if kind.standardises_exposure:
+            pixels = standardise_exposure(pixels)
         features = patch_features(self.backbone, pixels) if "features" in kind.needs else None
         return ExpertInput(pixels if "pixels" in kind.needs or "normal_pixels" in kind.needs else None, features)
 
     def graph(self) -> InferenceGraph:
         """The fitted model's tensor part as one torch module (pixels → smoothed maps, scores), for export."""
+        if self.expert is not None and self.layout(self.expert).scale != SQUASH:
+            raise NotImplementedError(
+                f"a model that lays images out in tiles (scale {self.config.scale}) cannot be exported yet: the ONNX "
+                "runtime squashes each image into one input"
+            )
         return InferenceGraph.of(self)
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:

@@ -10,11 +10,13 @@ from PIL import Image
 FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
-def resized(image: np.ndarray, size: int, mode: str = "bilinear") -> np.ndarray:
-    """An H×W×3 float image in [0, 1] → (3, size, size) float32 in [0, 1], antialiased so small details survive
-    fairly: Pillow's filters, in float (torch's antialiased interpolate gives the same within 2e-5)."""
+def resized(image: np.ndarray, size: int | tuple[int, int], mode: str = "bilinear") -> np.ndarray:
+    """An H×W×3 float image in [0, 1] → (3, size, size) (or (3, height, width) for a `size` of (height, width))
+    float32 in [0, 1], antialiased so small details survive fairly: Pillow's filters, in float (torch's
+    antialiased interpolate gives the same within 2e-5)."""
+    height, width = (size, size) if isinstance(size, int) else size
     channels = [
-        Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32)).resize((size, size), FILTERS[mode])
+        Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32)).resize((width, height), FILTERS[mode])
         for c in range(3)
     ]
     return np.clip(np.stack([np.asarray(channel) for channel in channels]), 0, 1)  # bicubic overshoots

@@ -19,8 +19,10 @@ from .common import (
     ClipModelOpt,
     ClipWeightsOpt,
     ExpertOpt,
+    ScaleOpt,
     SeedOpt,
     SizeOpt,
+    TileOpt,
     WeightsOpt,
     app,
     console,
@@ -28,6 +30,7 @@ from .common import (
     fail,
     fresh_output_dir,
     progress_bars,
+    resolution,
     stage_bars,
 )
 from .series import evaluate_series
@@ -44,6 +47,8 @@ def evaluate_cmd(
     weights: WeightsOpt = None,
     expert: ExpertOpt = "auto",
     image_size: SizeOpt = 256,
+    scale: ScaleOpt = "squash",
+    tile: TileOpt = None,
     eval_size: Annotated[
         Optional[int],
         typer.Option(
@@ -79,7 +84,7 @@ def evaluate_cmd(
         fail(f"{root}: no categories found (expected MVTec-AD or VisA layout)")
     out = fresh_output_dir(out, overwrite, "eval")
     rows = []
-    options = dict(backbone=backbone, weights=weights, expert=expert, image_size=image_size, seed=seed)
+    options = dict(backbone=backbone, weights=weights, expert=expert, seed=seed, **resolution(image_size, scale, tile))
     route = None
     if zero_shot:
         route = "clip" if clip_weights or clip_model else "mutual"

@@ -16,7 +16,9 @@ from ..service import InspectionService
 from .common import (
     BackboneOpt,
     ExpertOpt,
+    ScaleOpt,
     SizeOpt,
+    TileOpt,
     WeightsOpt,
     app,
     check_writable,
@@ -24,6 +26,7 @@ from .common import (
     fail,
     fit_with_progress,
     normal_images,
+    resolution,
 )
 
 
@@ -37,6 +40,8 @@ def fit(
     weights: WeightsOpt = None,
     expert: ExpertOpt = "auto",
     image_size: SizeOpt = 256,
+    scale: ScaleOpt = "squash",
+    tile: TileOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model file.")] = False,
 ):
     """Fit an inspector on normal images and save it as a model file."""
@@ -49,7 +54,11 @@ def fit(
     started = time.perf_counter()
     try:
         inspector = fit_with_progress(
-            InspectionService(weights=weights), paths, backbone=backbone, expert=expert, image_size=image_size
+            InspectionService(weights=weights),
+            paths,
+            backbone=backbone,
+            expert=expert,
+            **resolution(image_size, scale, tile),
         )
     except (ValueError, FileNotFoundError) as error:
         fail(str(error))
@@ -64,6 +73,7 @@ def fit(
         f"in {time.perf_counter() - started:.1f}s → {escape(str(output))}"
     )
     console.print(
+        f"scale {inspector.config.scale} at {inspector.config.image_size} px; "
         f"image threshold {cal.image_threshold:.4g} ({cal.method}, {cal.n_normal} images), "
         f"pixel threshold {cal.pixel_threshold:.4g}"
     )

@@ -32,6 +32,7 @@ def image_scaled(fmap: torch.Tensor) -> torch.Tensor:
 @register
 class MemoryBankExpert(Expert):
     name = "memory_bank"
+    reads_tiles = True
 
     def __init__(
         self,
@@ -44,12 +45,13 @@ class MemoryBankExpert(Expert):
     def fit(self, normal: NormalImages) -> NormalEvidence:
         features = normal.features
         assert features is not None  # a "features" expert is always given them
-        n, _, h, w = features[0].shape
+        _, _, h, w = features[0].shape
         self.grid = (h, w)
         self.banks = [flatten_patches(image_scaled(f)) for f in features]
-        self.image_ids = torch.arange(n).repeat_interleave(h * w)
-        maps, scores = self.leave_one_out(features)
-        return NormalEvidence(maps, scores, "leave-one-out" if n > 1 else "self-similarity")
+        owners = normal.owners()
+        self.image_ids = owners.repeat_interleave(h * w)
+        maps, scores = self.leave_one_out(features, normal)
+        return NormalEvidence(maps, scores, "leave-one-out" if int(owners.max()) > 0 else "self-similarity")
 
     def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch anomaly maps (B, h, w) and image scores (B,)."""
@@ -60,26 +62,39 @@ class MemoryBankExpert(Expert):
         return MemoryBankScorer(self.banks)
 
     @torch.inference_mode()
-    def leave_one_out(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores of the fitted references as if each were new: its own patches are left out of the bank.
-        With a single reference, a patch is matched against the rest of its own image instead."""
-        assert self.banks is not None
-        n = len(features[0])
-        results = []
-        for i in range(n):
-            if n > 1:
-                keep = self.image_ids != i
-                results.append(patch_scores([f[i : i + 1] for f in features], [b[keep] for b in self.banks]))
-            else:
-                results.append(patch_scores(features, self.banks, forbid=self._near_cells()))
+    def leave_one_out(self, features: list[torch.Tensor], normal: NormalImages) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores of the fitted references as if each were new: its own patches (all its tiles') are left out
+        of the bank. With a single reference, a patch is matched against the rest of its own image instead."""
+        assert self.banks is not None and self.image_ids is not None
+        owners = normal.owners()
+        results: list = [None] * len(owners)
+        for image in owners.unique().tolist():
+            entries = (owners == image).nonzero()[:, 0].tolist()
+            keep = self.image_ids != image
+            others = [b[keep] for b in self.banks] if len(owners.unique()) > 1 else None
+            for i in entries:
+                query = [f[i : i + 1] for f in features]
+                if others is not None:
+                    results[i] = patch_scores(query, others)
+                else:
+                    results[i] = patch_scores(query, self.banks, forbid=self._near_cells(normal, i))
         return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
 
-    def _near_cells(self) -> torch.Tensor:
+    def _near_cells(self, normal: NormalImages, entry: int) -> torch.Tensor:
+        """(cells of `entry` × bank) the bank patches within SELF_EXCLUSION cells of each of its cells, on the
+        image's canvas (tiles overlap: a neighbouring tile holds the same place)."""
         assert self.grid is not None
         h, w = self.grid
         yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-        yy, xx = yy.flatten(), xx.flatten()
-        return ((yy[:, None] - yy[None]).abs() <= SELF_EXCLUSION) & ((xx[:, None] - xx[None]).abs() <= SELF_EXCLUSION)
+        cells = torch.stack([yy.flatten(), xx.flatten()], 1).float()  # (h·w, 2)
+        if normal.places is None:
+            origins = torch.zeros(len(normal), 2)
+        else:
+            assert normal.tile_size is not None  # given with the places
+            origins = normal.places[:, 1:].float() * (w / normal.tile_size)  # in cells
+        bank_cells = (origins[:, None] + cells[None]).reshape(-1, 2)
+        offset = (origins[entry] + cells)[:, None] - bank_cells[None]
+        return (offset.abs() <= SELF_EXCLUSION + 0.5).all(2)
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         assert self.banks is not None and self.image_ids is not None and self.grid is not None  # fitted or loaded

@@ -27,6 +27,7 @@ PROBE_FRACTION = 1 / 16  # … and a query visits this share of the cells
 @register
 class PatchCoreExpert(Expert):
     name = "patchcore"
+    reads_tiles = True
 
     def __init__(
         self,
@@ -50,17 +51,19 @@ class PatchCoreExpert(Expert):
 
     def fit(self, normal: NormalImages) -> NormalEvidence:
         assert normal.features is not None  # a "features" expert is always given them
-        self.fit_bank(normal.features)
-        maps, scores = self.leave_one_out(normal.features)
-        return NormalEvidence(maps, scores, "leave-one-out" if len(normal) > 1 else "self-similarity")
+        owners = normal.owners()
+        self.fit_bank(normal.features, owners)
+        maps, scores = self.leave_one_out(normal.features, owners)
+        return NormalEvidence(maps, scores, "leave-one-out" if int(owners.max()) > 0 else "self-similarity")
 
-    def fit_bank(self, features: list[torch.Tensor]) -> PatchCoreExpert:
+    def fit_bank(self, features: list[torch.Tensor], owners: torch.Tensor | None = None) -> PatchCoreExpert:
+        """`owners`: the image each entry (tile) belongs to (None: each entry is an image)."""
         n, _, h, w = features[0].shape
         patches = flatten_patches(torch.cat(features, dim=1))
         size = min(self.max_bank, max(1, math.ceil(self.coreset_ratio * len(patches))))
         keep = greedy_coreset(patches, size, self.seed)
         self.bank = patches[keep].contiguous()
-        self.image_ids = torch.arange(n).repeat_interleave(h * w)[keep]
+        self.image_ids = (torch.arange(n) if owners is None else owners).repeat_interleave(h * w)[keep]
         self._build_index()
         return self
 
@@ -128,9 +131,15 @@ class PatchCoreExpert(Expert):
         weight = 1 - torch.softmax(support_dist, dim=1)[:, 0]
         return weight * score
 
-    def leave_one_out(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores of training images with their own patches excluded from the bank (new-image proxies)."""
-        results = [self.search([f[i : i + 1] for f in features], exclude_image=i) for i in range(len(features[0]))]
+    def leave_one_out(
+        self, features: list[torch.Tensor], owners: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores of training images with their own patches (all their tiles') excluded from the bank
+        (new-image proxies)."""
+        owners = torch.arange(len(features[0])) if owners is None else owners
+        results = [
+            self.search([f[i : i + 1] for f in features], exclude_image=int(owner)) for i, owner in enumerate(owners)
+        ]
         return torch.cat([m for m, _ in results]), torch.cat([s for _, s in results])
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
