@@ -11,7 +11,7 @@ images, pixel AUROC and AUPRO (maps and masks at EVAL_SIDE on the long side), im
 Then peak memory: a subprocess fits a native-scale model (tile 256) on small images and inspects one
 20-megapixel image; its peak resident memory comes from the kernel (ru_maxrss).
 
-    python bench/resolution.py           # ~10 minutes on 2 shared cores
+    python bench/resolution.py           # ~15 minutes on 2 shared cores
     python bench/resolution.py --quick   # fewer images, for a try
 """
 
@@ -111,7 +111,8 @@ def images(group: Group, seed_base: int, count: int) -> list[np.ndarray]:
 
 
 def evaluated(maps: list[np.ndarray], masks: list[np.ndarray]) -> tuple[float, float]:
-    """Pixel AUROC and AUPRO with maps and masks brought to EVAL_SIDE on the long side."""
+    """Pixel AUROC and AUPRO with maps and masks brought to EVAL_SIDE on the long side (maps come at the
+    decoded image's size, which decoding may have reduced: each is resized from its own)."""
     h, w = masks[0].shape
     f = EVAL_SIDE / max(h, w)
     shape = (round(h * f), round(w * f))
@@ -144,7 +145,7 @@ def run_group(group: Group, settings: list[Setting]) -> list[dict]:
         false_alarms = np.mean([bool(r.anomalous) for r in normal_results])
         normal_maps = [r.anomaly_map for r in normal_results]
         for area, results in by_area.items():
-            masks = [np.zeros(m.shape, bool) for m in normal_maps] + [mask for _, mask in defective[area]]
+            masks = [np.zeros((group.height, group.width), bool)] * len(normal_maps) + [m for _, m in defective[area]]
             p_auroc, pro = evaluated(normal_maps + [r.anomaly_map for r in results], masks)  # type: ignore[operator]
             rows.append(
                 dict(
@@ -211,8 +212,8 @@ def main() -> None:
     args = parser.parse_args()
     n = 4 if args.quick else 1
     groups = [
-        Group("texture", 2048, 2048, train=8, normal=20 // n, per_size=8 // n),
-        Group("product", 1024, 2560, train=8, normal=12 // n, per_size=6 // n),
+        Group("texture", 2048, 2048, train=6, normal=20 // n, per_size=5 // n),
+        Group("product", 1024, 2560, train=6, normal=8 // n, per_size=3 // n),
     ]
     settings = [
         Setting("squash 256", dict(image_size=256, scale="squash")),

@@ -24,7 +24,10 @@ def resized(image: np.ndarray, size: int | tuple[int, int], mode: str = "bilinea
 
 def at_image_size(small_map: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """An (S, S) map → the image's own (H, W), bilinear with pixel centres aligned (as torch's interpolate,
-    align_corners=False, without antialiasing)."""
+    align_corners=False, without antialiasing); a map already of that size is returned as it is (a tiled
+    20-megapixel image's map is not copied four times over)."""
+    if small_map.shape == tuple(shape):
+        return small_map
     top, bottom, row_weight = _taps(small_map.shape[0], shape[0])
     left, right, col_weight = _taps(small_map.shape[1], shape[1])
     rows = small_map[top] * (1 - row_weight)[:, None] + small_map[bottom] * row_weight[:, None]
