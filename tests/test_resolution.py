@@ -102,3 +102,43 @@ def test_detect_tiles_from_the_command_line(tmp_path):
     assert record["anomalous"] and record["image_size"] == [437, 150]
     bad = CliRunner().invoke(app, ["detect", str(query), "--refs", str(refs), "--scale", "huge"])
     assert bad.exit_code == 2 and "--scale" in bad.output
+
+
+def test_one_tiled_reference_is_not_matched_against_its_own_overlapping_tiles():
+    # with one reference, leave-one-out matches its patches against the rest of the same image: the
+    # neighbouring tiles that hold the same place must be excluded too, else normal scores come out near 0
+    # and every new image is a false alarm
+    inspector = Inspector(image_size=64, scale=1.0).fit(_strip(0))
+    assert inspector.calibration is not None and inspector.calibration.method == "self-similarity"
+    defective, _ = _planted(80)
+    bad, good = inspector.predict([defective, _strip(81)])
+    assert bad.anomalous and not good.anomalous
+
+
+def test_the_service_inspects_and_draws_a_tiled_image():
+    from anomalens.service import InspectionService
+
+    service = InspectionService()
+    inspector = service.fit([_strip(s) for s in range(3)], image_size=64, scale=1.0)
+    inspection = next(service.inspect(inspector, [_planted(90)[0]]))
+    anomaly_map = inspection.result.anomaly_map
+    assert anomaly_map is not None and anomaly_map.shape == (150, 437)
+    y, x = np.unravel_index(anomaly_map.argmax(), anomaly_map.shape)
+    assert abs(y - 101) <= 10 and abs(x - 386) <= 10
+    assert inspection.overlay().size == (437, 150)
+
+
+@pytest.mark.e2e
+def test_fit_keeps_the_scale_in_the_model_file(tmp_path):
+    refs = tmp_path / "refs"
+    for i in range(3):
+        save_png(refs / f"{i}.png", _strip(i))
+    model = tmp_path / "m.safetensors"
+    runner = CliRunner()
+    result = runner.invoke(app, ["fit", str(refs), "-o", str(model), "--scale", "aspect", "--image-size", "64"])
+    assert result.exit_code == 0 and "scale aspect at 64 px" in result.output, result.output
+    info = runner.invoke(app, ["info", str(model)])
+    assert '"scale": "aspect"' in info.output
+    query = save_png(tmp_path / "q.png", _planted(70)[0])
+    detected = runner.invoke(app, ["detect", str(query), "--model", str(model), "--out", str(tmp_path / "o")])
+    assert detected.exit_code == 0 and json.loads((tmp_path / "o" / "q.json").read_text())["anomalous"]

@@ -19,7 +19,7 @@ from rich.table import Table
 from ..backbones import BACKBONES
 from ..data import load_split
 from ..data.datasets import list_categories, scan_folder
-from ..inspector import Inspector
+from ..inspector import Inspector, InspectorConfig
 from ..model_file import ModelFileError
 from ..preprocessing import checked_scale
 from ..service import InspectionService
@@ -215,13 +215,14 @@ def check_writable(folder: Path) -> None:
 
 
 def resolution(image_size: int, scale: str, tile: int | None) -> dict:
-    """The inspector options that --image-size, --scale and --tile (which wins) ask for."""
-    if tile is not None:
-        return dict(image_size=tile, scale=1.0)
+    """The inspector options that --image-size, --scale and --tile (which wins) ask for; the defaults are left
+    out, so the service shares its default inspector's backbone."""
     try:
-        return dict(image_size=image_size, scale=checked_scale(scale))
+        options = dict(image_size=tile, scale=1.0) if tile else dict(image_size=image_size, scale=checked_scale(scale))
     except ValueError as error:
         fail(f"--scale: {error}")
+    defaults = InspectorConfig()
+    return {name: value for name, value in options.items() if value != getattr(defaults, name)}
 
 
 def fit_with_progress(service: InspectionService, paths: list[Path], **options) -> Inspector:
