@@ -142,3 +142,14 @@ def test_fit_keeps_the_scale_in_the_model_file(tmp_path):
     query = save_png(tmp_path / "q.png", _planted(70)[0])
     detected = runner.invoke(app, ["detect", str(query), "--model", str(model), "--out", str(tmp_path / "o")])
     assert detected.exit_code == 0 and json.loads((tmp_path / "o" / "q.json").read_text())["anomalous"]
+
+
+def test_auto_scale_chooses_the_coarsest_layout_that_finds_small_synthetic_defects(tmp_path):
+    inspector = Inspector(image_size=32, scale="auto").fit([texture(i, 96) for i in range(7)])
+    tried = [scale for scale, _, _ in inspector.scale_probes]
+    assert tried[0] == "aspect" and all(isinstance(s, float) for s in tried[1:]) and tried[1:] == sorted(tried[1:])
+    passing = [scale for scale, separated, _ in inspector.scale_probes if separated >= 0.9]
+    best = max(inspector.scale_probes, key=lambda probe: probe[1])[0]
+    assert inspector.config.scale == (passing[0] if passing else best)
+    path = inspector.save(tmp_path / "auto.safetensors")  # the model holds the scale chosen, never "auto"
+    assert Inspector.load(path).config.scale == inspector.config.scale

@@ -110,17 +110,19 @@ def decode(item: ImageInput, source: str, max_pixels: int | None = None, max_sid
 
 
 SQUASH, ASPECT = "squash", "aspect"  # the layouts that read the whole image at the input size
+AUTO = "auto"  # fitting chooses the scale (`Inspector.fit`); a fitted model always holds a concrete one
 OVERLAP = 0.25  # share of a tile that its neighbour covers too: defects at a tile's border are seen whole
 
 
-def checked_scale(scale: str | float) -> str | float:
+def checked_scale(scale: str | float, auto: bool = False) -> str | float:
     """A layout's scale, once it is one: "squash", "aspect" or a factor above 0 and at most 64 (also written
-    as text, as on the command line)."""
-    if isinstance(scale, str) and scale not in (SQUASH, ASPECT):
+    as text, as on the command line); with `auto`, also "auto" (a scale fitting will choose)."""
+    names = (SQUASH, ASPECT, AUTO) if auto else (SQUASH, ASPECT)
+    if isinstance(scale, str) and scale not in names:
         try:
             scale = float(scale)
         except ValueError:
-            raise ValueError(f"must be {SQUASH!r}, {ASPECT!r} or a number (1: native pixels), not {scale!r}") from None
+            raise ValueError(f"must be {', '.join(names)} or a number (1: native pixels), not {scale!r}") from None
     if isinstance(scale, str):
         return scale
     if not 0 < scale <= 64:
@@ -176,6 +178,17 @@ class TilePlan:
         canvas = resized(as_float(image), self.canvas, mode)
         for y, x in self.origins:
             yield np.ascontiguousarray(canvas[:, y : y + self.size, x : x + self.size])
+
+
+def candidate_scales(short_side: int, size: int) -> list[str | float]:
+    """The layouts `--scale auto` tries, coarsest (cheapest) first: the aspect-kept whole image, then factors
+    doubling from it up to native pixels (1.0); an image whose short side is the input size has only one."""
+    candidates: list[str | float] = [ASPECT]
+    factor = size / short_side
+    while factor < 1.0:
+        factor = min(1.0, 2 * factor)
+        candidates.append(round(factor, 4))
+    return candidates
 
 
 def tile_starts(length: int, tile: int, overlap: float = OVERLAP) -> list[int]:

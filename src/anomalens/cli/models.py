@@ -68,6 +68,8 @@ def fit(
         fail(f"{output}: the model could not be written ({error})")
     cal = inspector.calibration
     assert inspector.expert is not None and cal is not None  # saved, so fitted
+    for tried, separated, seconds in inspector.scale_probes:
+        console.print(f"scale auto: {tried} found {separated:.0%} of the synthetic defects ({seconds:.0f}s)")
     console.print(
         f"fitted [bold]{inspector.expert.name}[/] on {len(paths) - len(inspector.skipped)} normal images "
         f"in {time.perf_counter() - started:.1f}s → {escape(str(output))}"
