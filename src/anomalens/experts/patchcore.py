@@ -135,12 +135,13 @@ class PatchCoreExpert(Expert):
         self, features: list[torch.Tensor], owners: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores of training images with their own patches (all their tiles') excluded from the bank
-        (new-image proxies)."""
+        (new-image proxies); an image's tiles are searched together."""
         owners = torch.arange(len(features[0])) if owners is None else owners
-        results = [
-            self.search([f[i : i + 1] for f in features], exclude_image=int(owner)) for i, owner in enumerate(owners)
-        ]
-        return torch.cat([m for m, _ in results]), torch.cat([s for _, s in results])
+        maps, scores = torch.empty(len(owners), *features[0].shape[2:]), torch.empty(len(owners))
+        for image in owners.unique().tolist():
+            entries = (owners == image).nonzero()[:, 0]
+            maps[entries], scores[entries] = self.search([f[entries] for f in features], exclude_image=image)
+        return maps, scores
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         assert self.bank is not None and self.image_ids is not None  # fitted or loaded
