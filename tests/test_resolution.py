@@ -144,10 +144,11 @@ def test_fit_keeps_the_scale_in_the_model_file(tmp_path):
     assert detected.exit_code == 0 and json.loads((tmp_path / "o" / "q.json").read_text())["anomalous"]
 
 
-def test_auto_scale_chooses_the_coarsest_layout_that_finds_small_synthetic_defects(tmp_path):
-    inspector = Inspector(image_size=32, scale="auto").fit([texture(i, 96) for i in range(7)])
+def test_auto_scale_chooses_the_cheapest_layout_that_finds_small_synthetic_defects(tmp_path):
+    inspector = Inspector(image_size=32, scale="auto").fit([texture(i, 96, 120) for i in range(7)])
     tried = [scale for scale, _, _ in inspector.scale_probes]
-    assert tried[0] == "aspect" and all(isinstance(s, float) for s in tried[1:]) and tried[1:] == sorted(tried[1:])
+    assert tried[:2] == ["squash", "aspect"] and all(isinstance(s, float) for s in tried[2:])
+    assert tried[2:] == sorted(tried[2:])
     passing = [scale for scale, separated, _ in inspector.scale_probes if separated >= 0.9]
     best = max(inspector.scale_probes, key=lambda probe: probe[1])[0]
     assert inspector.config.scale == (passing[0] if passing else best)

@@ -33,7 +33,6 @@ from .maps import smooth
 from .model_file import read_model, save_model
 from .pixels import standardise_exposure
 from .preprocessing import (
-    ASPECT,
     AUTO,
     SQUASH,
     Decoded,
@@ -154,15 +153,15 @@ class Inspector:
         return self
 
     def _auto_scale(self, images: list[ImageInput]) -> tuple[str | float, list[tuple[str | float, float, float]]]:
-        """The coarsest layout that still sees small defects, from normal images alone: probes fit on a few
+        """The cheapest layout that still sees small defects, from normal images alone: probes fit on a few
         of them, and must rank AUTO_SEPARATED of the held-out ones with synthetic defects of AUTO_DEFECT_AREA
-        (`synth`, smooth noise; AUTO_PLANTS per image) above every held-out normal one; candidates from the aspect-kept whole image
-        to native pixels (`candidate_scales`), a finer one only while its expected time (4× the last: twice
+        (`synth`, smooth noise; AUTO_PLANTS per image) above every held-out normal one; candidates from the
+        squashed whole image to native pixels (`candidate_scales`), a finer one only while its expected time (4× the last: twice
         the resolution) fits AUTO_BUDGET_S. None passing: the one that separated most (the coarser on ties).
         Returns the scale and each probe's (scale, share separated, seconds)."""
         sample = [d for _, d in decode_ahead(images[: sum(AUTO_IMAGES)], 2, max_side=None) if isinstance(d, Decoded)]
         if len(sample) < 3:  # too few to hold any out
-            return ASPECT, []
+            return SQUASH, []
         fit = sample[: min(AUTO_IMAGES[0], len(sample) - 2)]
         held = sample[len(fit) :]
         rng = np.random.default_rng(self.config.seed)
@@ -175,9 +174,10 @@ class Inspector:
                                     side=(side, side))  # fmt: skip
                 planted.append(Decoded(f"planted[{i}.{k}]", defect.image, entry.size))
         short_side = int(np.median([min(entry.image.shape[:2]) for entry in sample]))
+        long_side = int(np.median([max(entry.image.shape[:2]) for entry in sample]))
         probes: list[tuple[str | float, float, float]] = []
         started = time.perf_counter()
-        for scale in candidate_scales(short_side, self.config.image_size):
+        for scale in candidate_scales(short_side, long_side, self.config.image_size):
             if probes and time.perf_counter() - started + 4 * probes[-1][2] > AUTO_BUDGET_S:
                 break
             probe_started = time.perf_counter()

@@ -180,10 +180,10 @@ class TilePlan:
             yield np.ascontiguousarray(canvas[:, y : y + self.size, x : x + self.size])
 
 
-def candidate_scales(short_side: int, size: int) -> list[str | float]:
-    """The layouts `--scale auto` tries, coarsest (cheapest) first: the aspect-kept whole image, then factors
-    doubling from it up to native pixels (1.0); an image whose short side is the input size has only one."""
-    candidates: list[str | float] = [ASPECT]
+def candidate_scales(short_side: int, long_side: int, size: int) -> list[str | float]:
+    """The layouts `--scale auto` tries, cheapest first: the squashed image, the aspect-kept one (when the
+    image is not square), then factors doubling from the aspect-kept one's up to native pixels (1.0)."""
+    candidates: list[str | float] = [SQUASH, ASPECT] if long_side > short_side else [SQUASH]
     factor = size / short_side
     while factor < 1.0:
         factor = min(1.0, 2 * factor)
