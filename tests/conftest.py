@@ -15,6 +15,15 @@ from PIL import Image
 SIZE = 128
 
 
+@pytest.fixture(scope="session", autouse=True)
+def backbone_cache(tmp_path_factory):
+    """Exported backbone graphs (`backbones.runtime`) go to a folder of the test session, never the user's."""
+    folder = tmp_path_factory.mktemp("anomalens-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ANOMALENS_CACHE", str(folder))
+        yield folder
+
+
 def tiny_clip_config(image_resolution: int, vision_layers: int, context_length: int = 16):
     """A CLIP small enough to build and run in a test (no real weights exist offline)."""
     from anomalens.clip.model import ClipConfig

@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,36 @@ def test_default_backbone_features_at_strides_8_and_16():
     assert [tuple(f.shape) for f in features] == [(2, 40, 32, 32), (2, 112, 16, 16)]
     assert backbone.strides == [8, 16] and backbone.channels == [40, 112]
     assert not any(p.requires_grad for p in backbone.parameters())
+
+
+def test_onnxruntime_network_gives_torch_features_and_caches_its_graph(backbone_cache, monkeypatch):
+    backbone = create_backbone()
+    assert backbone.runtime is not None  # onnxruntime is installed with the package
+    pixels = torch.rand(3, 3, 96, 160)  # batch size and an odd shape: one graph per input shape, batch free
+    scaled = (pixels - backbone.mean) / backbone.std
+    backbone(pixels[:1])  # a shape's first batch runs in torch: only a shape that comes again is exported
+    assert not list((backbone_cache / "backbones").glob("*-3x96x160.onnx"))
+    fast, eager = backbone(pixels), backbone.network(scaled)
+    assert [f.shape for f in fast] == [e.shape for e in eager]
+    assert all(torch.allclose(f, e, atol=1e-4, rtol=1e-4) for f, e in zip(fast, eager))
+    graphs = sorted((backbone_cache / "backbones").glob(f"{backbone.runtime.fingerprint}-3x96x160.onnx"))
+    assert len(graphs) == 1
+    # a new backbone (another process, say) loads that graph instead of exporting it again
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: pytest.fail("exported twice"))
+    again = create_backbone()
+    assert again.runtime is not None and again.runtime.fingerprint == backbone.runtime.fingerprint
+    assert all(torch.equal(a, f) for a, f in zip(again(pixels[:1]), backbone(pixels[:1])))  # at first sight
+    assert list(again.runtime.sessions) == [(3, 96, 160)]
+
+
+def test_backbone_runs_in_torch_when_asked_or_without_onnxruntime(monkeypatch):
+    monkeypatch.setenv("ANOMALENS_BACKBONE_RUNTIME", "torch")
+    assert create_backbone().runtime is None
+    monkeypatch.delenv("ANOMALENS_BACKBONE_RUNTIME")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    backbone = create_backbone()
+    assert backbone.runtime is None
+    assert [f.shape[1] for f in backbone(torch.rand(1, 3, 64, 64))] == [40, 112]
 
 
 def _wrn_state() -> dict[str, torch.Tensor]:

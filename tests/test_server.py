@@ -29,10 +29,14 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def models(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def server(models):
     """The real service in its own process, with an API key and a 2 MB request limit."""
     port = free_port()
-    models = tmp_path_factory.mktemp("models")
     command = [
         sys.executable,
         "-m",
@@ -109,6 +113,26 @@ def test_inspect_with_a_model_finds_and_locates_the_defect(client, model_id):
     assert Image.open(io.BytesIO(base64.b64decode(bad["overlay_png"]))).size == (128, 128)
     assert not clean["anomalous"] and "overlay_png" in clean
     assert empty == {"file": "empty.png", "ok": False, "error": "empty file (0 bytes)"}
+
+
+def test_an_exported_model_in_the_folder_is_served_with_the_torch_models_answers(client, model_id, models):
+    from anomalens import Inspector
+    from anomalens.export import export_onnx
+
+    export_onnx(Inspector.load(models / f"{model_id}.safetensors"), models / "textile-onnx.onnx")
+    assert client.get("/v1/models/textile-onnx").json()["engine"] == "onnx"
+    images = [plant_defect(texture(320), 2)[0], texture(321)]
+    files = [("files", (f"{i}.png", png_bytes(image), "image/png")) for i, image in enumerate(images)]
+    by_engine = {
+        m: client.post("/v1/inspect", files=files, data={"model_id": m}).json() for m in (model_id, "textile-onnx")
+    }
+    torch_results, onnx_results = by_engine[model_id]["results"], by_engine["textile-onnx"]["results"]
+    assert by_engine["textile-onnx"]["expert"] == by_engine[model_id]["expert"] == "memory_bank"
+    for fast, reference in zip(onnx_results, torch_results):
+        assert fast["anomalous"] == reference["anomalous"] and fast["location"] == reference["location"]
+        assert fast["score"] == pytest.approx(reference["score"], rel=1e-4)
+        assert fast["answer"] == reference["answer"]
+    assert client.delete("/v1/models/textile-onnx").json() == {"deleted": "textile-onnx"}
 
 
 def test_few_shot_inspection_and_chat(client):

@@ -62,3 +62,35 @@ def test_fit_jobs_accepted_before_a_restart_are_resumed_or_failed_never_unknown(
     again = ModelStore(tmp_path)  # finished jobs are still answered after another restart
     assert again.job(resumable.id).status == "done" and again.job(lost.id).status == "failed"
     assert again.ids() == ["resumed"]
+
+
+def test_exported_models_are_served_beside_fitted_ones(tmp_path):
+    from anomalens.export import export_onnx
+
+    normal = [texture(i, size=64) for i in range(3)]
+    inspector = Inspector().fit(normal)
+    inspector.save(tmp_path / "weld.safetensors")
+    export_onnx(inspector, tmp_path / "weld-fast.onnx")
+    store = ModelStore(tmp_path)
+    assert store.ids() == ["weld", "weld-fast"]
+    described = store.describe("weld-fast")
+    assert described["ok"] and described["engine"] == "onnx" and described["expert"] == "memory_bank"
+    assert described["n_normal"] == 3 and store.describe("weld")["engine"] == "torch"
+    probe = [texture(9, size=64)]
+    fast, torch_result = store.get("weld-fast").predict(probe)[0], store.get("weld").predict(probe)[0]
+    assert fast.anomalous == torch_result.anomalous and fast.score == pytest.approx(torch_result.score, rel=1e-4)
+    with pytest.raises(StoreError, match="already exists"):  # a fit may not take an exported model's id
+        store.start_fit("weld-fast", normal, skipped=[])
+
+    shutil.copy(tmp_path / "weld-fast.onnx", tmp_path / "weld.onnx")  # one id, two files: which one is meant?
+    fresh = ModelStore(tmp_path)
+    with pytest.raises(StoreError, match="names two files") as refused:
+        fresh.get("weld")
+    assert refused.value.status == 409 and not fresh.describe("weld")["ok"]
+    fresh.delete("weld")
+    assert fresh.ids() == ["weld-fast"]
+    (tmp_path / "broken.onnx").write_bytes(b"not onnx")
+    assert "not a readable ONNX model" in fresh.describe("broken")["error"]
+    with pytest.raises(StoreError, match="cannot be loaded") as unreadable:
+        fresh.get("broken")
+    assert unreadable.value.status == 422

@@ -279,6 +279,10 @@ class Inspector:
         features = patch_features(self.backbone, pixels) if "features" in kind.needs else None
         return ExpertInput(pixels if "pixels" in kind.needs or "normal_pixels" in kind.needs else None, features)
 
+    @property
+    def expert_name(self) -> str:  # as an exported model (`deploy.OnnxInspector`) names it
+        return self.expert.name if self.expert else expert_class(self.config.expert).name
+
     def graph(self) -> InferenceGraph:
         """The fitted model's tensor part as one torch module (pixels → smoothed maps, scores), for export."""
         if self.expert is not None and self.layout(self.expert).scale != SQUASH:

@@ -99,13 +99,13 @@ def export(
     weights: WeightsOpt = None,
 ):
     """Export a model's tensor part to ONNX: pixels → smoothed anomaly map and image score; the calibration
-    and configuration travel in its metadata (needs the onnx extra)."""
+    and configuration travel in its metadata."""
     try:
         from ..export import export_onnx
 
         path = export_onnx(InspectionService(weights=weights).load(model), output, overwrite)
     except ModuleNotFoundError:
-        fail("export needs the onnx extra: pip install 'anomalens[onnx]'")
+        fail("export needs the onnx package (a dependency of anomalens): pip install onnx")
     except (ModelFileError, ValueError, FileExistsError, NotImplementedError) as error:
         fail(str(error))
     console.print(f"exported {escape(str(model))} → {escape(str(path))}")

@@ -14,7 +14,6 @@ Each patch is matched two ways, each used where it does better (1–4 references
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..features import flatten_patches
@@ -67,17 +66,14 @@ class MemoryBankExpert(Expert):
         of the bank. With a single reference, a patch is matched against the rest of its own image instead."""
         assert self.banks is not None and self.image_ids is not None
         owners = normal.owners()
+        single = len(owners.unique()) == 1
         results: list = [None] * len(owners)
         for image in owners.unique().tolist():
-            entries = (owners == image).nonzero()[:, 0].tolist()
             keep = self.image_ids != image
-            others = [b[keep] for b in self.banks] if len(owners.unique()) > 1 else None
-            for i in entries:
+            banks = [split_bank(b if single else b[keep]) for b in self.banks]
+            for i in (owners == image).nonzero()[:, 0].tolist():
                 query = [f[i : i + 1] for f in features]
-                if others is not None:
-                    results[i] = patch_scores(query, others)
-                else:
-                    results[i] = patch_scores(query, self.banks, forbid=self._near_cells(normal, i))
+                results[i] = patch_scores(query, banks, forbid=self._near_cells(normal, i) if single else None)
         return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
 
     def _near_cells(self, normal: NormalImages, entry: int) -> torch.Tensor:
@@ -111,36 +107,47 @@ class MemoryBankExpert(Expert):
 
 
 class MemoryBankScorer(nn.Module):
-    """The banks as a torch module: per-stage features (B, C_i, h, w) → (maps (B, h, w), scores (B,))."""
+    """The banks as a torch module: per-stage features (B, C_i, h, w) → (maps (B, h, w), scores (B,)). Each bank
+    is kept as unit rows and their lengths (`split_bank`), so one product per stage serves both matches."""
 
     def __init__(self, banks: list[torch.Tensor]):
         super().__init__()
         self.stages = len(banks)
         for i, bank in enumerate(banks):
-            self.register_buffer(f"bank{i}", bank)
+            unit, lengths = split_bank(bank)
+            self.register_buffer(f"unit{i}", unit)
+            self.register_buffer(f"lengths{i}", lengths)
 
     @torch.inference_mode()
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        banks = [getattr(self, f"bank{i}") for i in range(self.stages)]
+        banks = [(getattr(self, f"unit{i}"), getattr(self, f"lengths{i}")) for i in range(self.stages)]
         results = [patch_scores([f[i : i + 1] for f in features], banks) for i in range(len(features[0]))]
         return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
 
 
+def split_bank(bank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C) bank patches → their unit vectors (N, C) and lengths (N,)."""
+    lengths = bank.norm(dim=1)
+    return bank / lengths.clamp(min=1e-12)[:, None], lengths
+
+
 def patch_scores(
-    features: list[torch.Tensor], banks: list[torch.Tensor], forbid: torch.Tensor | None = None
+    features: list[torch.Tensor], banks: list[tuple[torch.Tensor, torch.Tensor]], forbid: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One image → its map (h, w) of distances and its score, the highest (1 − cosine) over patches.
-    `forbid` (patches × bank) marks bank patches a query patch may not match (a single reference's own)."""
+    """One image → its map (h, w) of distances and its score, the highest (1 − cosine) over patches. `banks`:
+    per stage, the bank's unit rows and lengths (`split_bank`). `forbid` (patches × bank) marks bank patches a
+    query patch may not match (a single reference's own)."""
     _, _, h, w = features[0].shape
     distance, dissimilarity = torch.zeros(h * w), torch.zeros(h * w)
-    for fmap, bank in zip(features, banks):
+    for fmap, (unit, lengths) in zip(features, banks):
         query = flatten_patches(image_scaled(fmap))
-        # cosine for the score, squared distance for the map; each (patches × bank) matrix is reduced at once
-        cosine = F.normalize(query, dim=1) @ F.normalize(bank, dim=1).T
-        squared = torch.addmm(bank.pow(2).sum(1)[None], query, bank.T, alpha=-2)  # ‖b‖² − 2 q·b
+        query_lengths = query.norm(dim=1)
+        # one product q·b̂ per stage: cosine = q·b̂ / ‖q‖, and ‖q − b‖² = ‖q‖² + ‖b‖² − 2‖b‖ (q·b̂)
+        projected = query @ unit.T
+        squared = torch.addcmul(lengths.square()[None], projected, lengths[None], value=-2)
         if forbid is not None:
-            cosine.masked_fill_(forbid, -1.0)
+            projected.masked_fill_(forbid, -float("inf"))
             squared.masked_fill_(forbid, float("inf"))
-        distance += (squared.amin(1) + query.pow(2).sum(1)).clamp_(min=0).sqrt()
-        dissimilarity += 1.0 - cosine.amax(1)
+        distance += (squared.amin(1) + query_lengths.square()).clamp_(min=0).sqrt()
+        dissimilarity += 1.0 - projected.amax(1) / query_lengths.clamp(min=1e-12)
     return distance.view(h, w), dissimilarity.max()

@@ -20,6 +20,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..deploy import OnnxInspector
+from ..inspector import Inspector
 from ..language import BackendError, LanguageModel
 from ..series.answers import answer_series
 from ..service import Conversations, Inspection, InspectionService, ModelStore, StoreError
@@ -177,6 +179,7 @@ def create_app(
                 400, "give exactly one of model_id (a fitted model), references (normal images) or zero_shot"
             )
         queries = read_uploads(uploads(files), limits)
+        inspector: Inspector | OnnxInspector
         if zero_shot:
             try:
                 inspector = service.zero_shot(class_name)
@@ -211,8 +214,7 @@ def create_app(
             ]
         except ValueError as error:  # route B with fewer than 2 readable images
             raise ApiError(400, str(error)) from None
-        assert inspector.expert is not None  # it has just inspected
-        return {"model_id": model_id, "expert": inspector.expert.name, "results": results}
+        return {"model_id": model_id, "expert": inspector.expert_name, "results": results}
 
     def _record(upload, inspection: Inspection, want_overlay: bool) -> dict:
         session = service.chat(inspection)

@@ -1,5 +1,6 @@
-"""Fitted models on disk (one model file per id in the models folder), a small cache of loaded ones, and
-fit jobs that run one at a time in the background with their progress.
+"""Fitted models on disk (one model file per id in the models folder: `ID.safetensors`, or `ID.onnx` written
+by `anomalens export` and run by onnxruntime), a small cache of loaded ones, and fit jobs that run one at a
+time in the background with their progress.
 
 A fit job outlives the process that accepted it: `.jobs/<job id>.json` in the models folder records it, and
 `.jobs/<job id>/` holds its normal images (.npz, exactly as decoded) until the fit ends. A new store on the
@@ -22,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..deploy import OnnxInspector, OnnxModelError
 from ..inspector import Inspector
 from ..model_file import ModelFileError, read_header
 from ..preprocessing import Decoded
 
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # matched whole (fullmatch)
-SUFFIX = ".safetensors"
+SUFFIX = ".safetensors"  # what fits write
+SUFFIXES = (SUFFIX, ".onnx")  # what the store serves
 JOBS = ".jobs"
 
 
@@ -64,7 +67,7 @@ class ModelStore:
     def __init__(self, folder: str | Path, cache_size: int = 4):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._cache: OrderedDict[str, Inspector] = OrderedDict()
+        self._cache: OrderedDict[str, Inspector | OnnxInspector] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._jobs: dict[str, FitJob] = {}
@@ -74,48 +77,71 @@ class ModelStore:
         self._recover_jobs()
 
     def path(self, model_id: str) -> Path:
+        """Where a fit writes the model (the id checked first)."""
         if not MODEL_ID.fullmatch(model_id or ""):
             raise StoreError(400, f"invalid model id {model_id!r}: use letters, digits, '.', '_' or '-' (at most 64)")
         return self.folder / f"{model_id}{SUFFIX}"
 
+    def _files(self, model_id: str) -> builtins.list[Path]:
+        """The model's files on disk, of either suffix."""
+        fitted = self.path(model_id)
+        return [file for suffix in SUFFIXES if (file := fitted.with_suffix(suffix)).is_file()]
+
+    def _file(self, model_id: str) -> Path:
+        """The one file of a stored model; an unknown id is a 404, an id with two files a 409."""
+        files = self._files(model_id)
+        if not files:
+            raise StoreError(404, f"unknown model {model_id!r}")
+        if len(files) > 1:
+            names = " and ".join(file.name for file in files)
+            raise StoreError(409, f"model id {model_id!r} names two files, {names}: keep one")
+        return files[0]
+
     def ids(self) -> list[str]:
         """The stored models' ids (file names only: no model file is read)."""
-        return [
-            i for i in sorted(p.name[: -len(SUFFIX)] for p in self.folder.glob(f"*{SUFFIX}")) if MODEL_ID.fullmatch(i)
-        ]
+        stems = {p.name[: -len(suffix)] for suffix in SUFFIXES for p in self.folder.glob(f"*{suffix}")}
+        return sorted(i for i in stems if MODEL_ID.fullmatch(i))
 
     def list(self) -> list[dict]:
         return [self.describe(model_id) for model_id in self.ids()]
 
     def describe(self, model_id: str) -> dict:
-        path = self.path(model_id)
-        if not path.is_file():
-            raise StoreError(404, f"unknown model {model_id!r}")
         try:
-            header = read_header(path)
-        except ModelFileError as error:
+            path = self._file(model_id)
+        except StoreError as error:
+            if error.status != 409:
+                raise
+            return {"id": model_id, "ok": False, "error": str(error)}
+        try:
+            if path.suffix == ".onnx":
+                model = OnnxInspector(path)
+                expert, n_normal, backbone = model.expert_name, model.calibration.n_normal, model.config["backbone"]
+            else:
+                header = read_header(path)
+                expert, n_normal = header["expert"]["kind"], header["calibration"]["n_normal"]
+                backbone = header["config"]["backbone"]
+        except (ModelFileError, OnnxModelError, KeyError) as error:
             return {"id": model_id, "ok": False, "error": str(error)}
         return {
             "id": model_id,
             "ok": True,
-            "expert": header["expert"]["kind"],
-            "n_normal": header["calibration"]["n_normal"],
-            "backbone": header["config"]["backbone"],
+            "engine": "onnx" if path.suffix == ".onnx" else "torch",
+            "expert": expert,
+            "n_normal": n_normal,
+            "backbone": backbone,
             "bytes": path.stat().st_size,
             "created": path.stat().st_mtime,
         }
 
-    def get(self, model_id: str) -> Inspector:
-        path = self.path(model_id)
+    def get(self, model_id: str) -> Inspector | OnnxInspector:
         with self._lock:
             if model_id in self._cache:
                 self._cache.move_to_end(model_id)
                 return self._cache[model_id]
-        if not path.is_file():
-            raise StoreError(404, f"unknown model {model_id!r}")
+        path = self._file(model_id)
         try:
-            inspector = Inspector.load(path)
-        except (ModelFileError, FileNotFoundError, ValueError) as error:
+            inspector = OnnxInspector(path) if path.suffix == ".onnx" else Inspector.load(path)
+        except (ModelFileError, OnnxModelError, FileNotFoundError, ValueError) as error:
             raise StoreError(422, f"model {model_id!r} cannot be loaded: {error}") from None
         with self._lock:
             self._cache[model_id] = inspector
@@ -124,12 +150,13 @@ class ModelStore:
         return inspector
 
     def delete(self, model_id: str) -> None:
-        path = self.path(model_id)
-        if not path.is_file():
+        files = self._files(model_id)
+        if not files:
             raise StoreError(404, f"unknown model {model_id!r}")
         with self._lock:
             self._cache.pop(model_id, None)
-        path.unlink()
+        for file in files:
+            file.unlink()
 
     # ---- fit jobs ------------------------------------------------------------------------------
     def start_fit(
@@ -137,10 +164,10 @@ class ModelStore:
     ) -> FitJob:
         """Accepts a fit: its images and record are on disk before this returns, so a restart loses nothing."""
         model_id = model_id or f"model-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        path = self.path(model_id)
+        stored = self._files(model_id)
         with self._lock:
             busy = any(j.model_id == model_id and j.status in ("queued", "running") for j in self._jobs.values())
-            if path.exists() or busy:
+            if stored or busy:
                 raise StoreError(409, f"model {model_id!r} already exists; delete it first or choose another id")
             job = FitJob(uuid.uuid4().hex[:12], model_id, total=len(images), skipped=skipped)
             self._jobs[job.id] = job
