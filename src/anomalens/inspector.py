@@ -23,7 +23,7 @@ import torch
 from .backbones import DEFAULT_BACKBONE, create_backbone, resolve_weights
 from .calibration import batch_calibration, calibrate, probability_calibration
 from .config import InspectorConfig
-from .data import as_float
+from .data import as_float, to_uint8
 from .experts import ClipZeroShotExpert, Expert, ExpertInput, NormalImages, expert_class
 from .experts.base import Progress
 from .experts.defect_types import defect_descriptors
@@ -155,24 +155,26 @@ class Inspector:
     def _auto_scale(self, images: list[ImageInput]) -> tuple[str | float, list[tuple[str | float, float, float]]]:
         """The cheapest layout that still sees small defects, from normal images alone: probes fit on a few
         of them, and must rank AUTO_SEPARATED of the held-out ones with synthetic defects of AUTO_DEFECT_AREA
-        (`synth`, smooth noise; AUTO_PLANTS per image) above every held-out normal one; candidates from the
-        squashed whole image to native pixels (`candidate_scales`), a finer one only while its expected time (4× the last: twice
-        the resolution) fits AUTO_BUDGET_S. None passing: the one that separated most (the coarser on ties).
-        Returns the scale and each probe's (scale, share separated, seconds)."""
+        (`synth`, smooth noise; AUTO_PLANTS per image) above every held-out normal one. Candidates go from
+        the squashed whole image to native pixels (`candidate_scales`), a finer one only while its expected
+        time (4× the last: twice the resolution) fits AUTO_BUDGET_S. None passing: the one that separated
+        most (the cheaper on ties). Returns the scale and each probe's (scale, share separated, seconds)."""
         sample = [d for _, d in decode_ahead(images[: sum(AUTO_IMAGES)], 2, max_side=None) if isinstance(d, Decoded)]
         if len(sample) < 3:  # too few to hold any out
             return SQUASH, []
         fit = sample[: min(AUTO_IMAGES[0], len(sample) - 2)]
         held = sample[len(fit) :]
-        rng = np.random.default_rng(self.config.seed)
-        planted = []
-        for i, entry in enumerate(held):
-            target = as_float(entry.image)
-            side = max(math.sqrt(AUTO_DEFECT_AREA), AUTO_MIN_DEFECT_PX / min(target.shape[:2]))
-            for k in range(AUTO_PLANTS):
-                defect = synthesize(target, target, rng, mode="noise", object_mask=np.ones(target.shape[:2], bool),
-                                    side=(side, side))  # fmt: skip
-                planted.append(Decoded(f"planted[{i}.{k}]", defect.image, entry.size))
+
+        def planted() -> Iterator[Decoded]:  # the same defects for every probe, made one at a time (uint8)
+            rng = np.random.default_rng(self.config.seed)
+            for i, entry in enumerate(held):
+                target = as_float(entry.image)
+                side = max(math.sqrt(AUTO_DEFECT_AREA), AUTO_MIN_DEFECT_PX / min(target.shape[:2]))
+                everywhere = np.ones(target.shape[:2], bool)
+                for k in range(AUTO_PLANTS):
+                    defect = synthesize(target, target, rng, mode="noise", object_mask=everywhere, side=(side, side))
+                    yield Decoded(f"planted[{i}.{k}]", to_uint8(defect.image), entry.size)
+
         short_side = int(np.median([min(entry.image.shape[:2]) for entry in sample]))
         long_side = int(np.median([max(entry.image.shape[:2]) for entry in sample]))
         probes: list[tuple[str | float, float, float]] = []
@@ -183,9 +185,9 @@ class Inspector:
             probe_started = time.perf_counter()
             probe = copy.copy(self)  # shares the backbone; fitting gives the copy its own expert
             probe.config = replace(self.config, scale=scale)
-            results = probe.fit(fit).predict(held + planted)
-            normal_top = max(float(r.score or 0) for r in results[: len(held)])
-            separated = float(np.mean([float(r.score or 0) > normal_top for r in results[len(held) :]]))
+            probe.fit(fit)
+            normal_top = max(float(r.score or 0) for r in probe.iter_predict(held))
+            separated = float(np.mean([float(r.score or 0) > normal_top for r in probe.iter_predict(planted())]))
             probes.append((scale, separated, time.perf_counter() - probe_started))
             if separated >= AUTO_SEPARATED:
                 return scale, probes
