@@ -44,6 +44,7 @@ from .preprocessing import (
     as_images,
     batches,
     candidate_scales,
+    checked_scale,
     decode_ahead,
 )
 from .references import References
@@ -79,6 +80,7 @@ class Inspector:
         expert = zero_shot or expert
         kind = expert_class(expert, zero_shot=zero_shot is not None) if isinstance(expert, str) else type(expert)
         self.config = InspectorConfig(backbone, expert=expert if isinstance(expert, str) else kind.name, **options)
+        self.config = replace(self.config, scale=checked_scale(self.config.scale, auto=True))
         self.weights_file = resolve_weights(backbone, weights) if "features" in kind.needs else None
         self.backbone = create_backbone(backbone, self.weights_file) if self.weights_file else None
         fitted = "normal" in kind.needs

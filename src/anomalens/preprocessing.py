@@ -122,11 +122,13 @@ def checked_scale(scale: str | float, auto: bool = False) -> str | float:
         try:
             scale = float(scale)
         except ValueError:
-            raise ValueError(f"must be {', '.join(names)} or a number (1: native pixels), not {scale!r}") from None
+            raise ValueError(
+                f"scale must be {', '.join(names)} or a number (1: native pixels), not {scale!r}"
+            ) from None
     if isinstance(scale, str):
         return scale
     if not 0 < scale <= 64:
-        raise ValueError(f"a scale factor must be above 0 and at most 64, not {scale}")
+        raise ValueError(f"scale must be a factor above 0 and at most 64, not {scale}")
     return float(scale)
 
 

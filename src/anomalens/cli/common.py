@@ -225,7 +225,7 @@ def resolution(image_size: int, scale: str, tile: int | None) -> dict:
             else dict(image_size=image_size, scale=checked_scale(scale, auto=True))
         )
     except ValueError as error:
-        fail(f"--scale: {error}")
+        fail(f"--{error}")  # the message begins "scale must be"
     defaults = InspectorConfig()
     return {name: value for name, value in options.items() if value != getattr(defaults, name)}
 
