@@ -289,11 +289,6 @@ class Inspector:
 
     def graph(self) -> InferenceGraph:
         """The fitted model's tensor part as one torch module (pixels → smoothed maps, scores), for export."""
-        if self.expert is not None and self.layout(self.expert).scale != SQUASH:
-            raise NotImplementedError(
-                f"a model that lays images out in tiles (scale {self.config.scale}) cannot be exported yet: the ONNX "
-                "runtime squashes each image into one input"
-            )
         return InferenceGraph.of(self)
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
