@@ -84,15 +84,17 @@ def time_bound(root: Path, category: str, shots: str) -> None:
     from anomalens.data import load_split
     from anomalens.experts import ExpertInput
     from anomalens.features import patch_features
-    from anomalens.pixels import Preprocessing
+    from anomalens.pixels import to_batch
     from anomalens.preprocessing import decode
 
     train = [sample.path for sample in load_split(root, category, "train")]
     inspector = Inspector().fit(train if shots == "all" else train[: int(shots)])
     assert inspector.expert is not None
-    prepare = Preprocessing(inspector.config.image_size, inspector.expert.resize_mode, False)
+    size, mode = inspector.config.image_size, inspector.expert.resize_mode
     paths = [sample.path for sample in load_split(root, category, "test")]
-    batches = [prepare([decode(p, str(p)).image for p in paths[i : i + 8]]) for i in range(0, len(paths), 8)]
+    batches = [
+        to_batch([decode(p, str(p)).image for p in paths[i : i + 8]], size, mode) for i in range(0, len(paths), 8)
+    ]
     expert = inspector.expert
 
     def run() -> None:

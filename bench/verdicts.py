@@ -34,6 +34,7 @@ from anomalens.experts import Expert, ExpertInput, NormalImages, expert_class
 from anomalens.features import patch_features
 from anomalens.maps import smooth
 from anomalens.metrics import calibration_errors
+from anomalens.pixels import to_batch
 from anomalens.preprocessing import as_images, batches
 
 HERE = Path(__file__).resolve().parent
@@ -41,6 +42,14 @@ DEFAULT_ROOT = HERE.parent.parent / "shared" / "datasets"
 CACHE = Path.home() / ".cache" / "anomalens-bench" / "verdict-features"
 CATEGORIES = ("battery_weld", "magnetic_tile", "mpdd_metal_plate")
 DRAWS = 3
+SIZE = 256  # the default inspector's image size
+
+
+def pixel_batches(samples) -> Iterator[torch.Tensor]:
+    """The images squashed to 256 × 256 as the default inspector reads them, (B, 3, S, S) in [0, 1]."""
+    for item in batches(as_images([str(s.path) for s in samples]), 8):
+        assert isinstance(item, list), f"unreadable: {item}"
+        yield to_batch([entry.image for entry in item], SIZE)
 
 
 def features(root: Path, category: str, split: str) -> tuple[list[torch.Tensor], np.ndarray]:
@@ -50,32 +59,20 @@ def features(root: Path, category: str, split: str) -> tuple[list[torch.Tensor],
     labels = np.array([s.label for s in samples])
     if path.exists():
         return torch.load(path), labels
-    inspector = Inspector()
-    kind = expert_class("memory_bank")
-    parts = []
-    for item in batches(as_images([str(s.path) for s in samples]), inspector.config.batch_size):
-        assert isinstance(item, list), f"unreadable: {item}"
-        parts.append(inspector._input(item, kind))
-    joined = ExpertInput.joined(parts).features
-    assert joined is not None
-    stored = [f.half() for f in joined]
+    backbone = Inspector().backbone
+    parts = [patch_features(backbone, pixels) for pixels in pixel_batches(samples)]
+    stored = [torch.cat(stage).half() for stage in zip(*parts)]
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(stored, path)
     return stored, labels
 
 
 def train_pixels(root: Path, category: str) -> torch.Tensor:
-    """The training images as the inspector preprocesses them, uint8 (N, 3, S, S), cached."""
+    """The training images as the inspector reads them, uint8 (N, 3, S, S), cached."""
     path = CACHE / f"{category}-train-pixels.pt"
     if path.exists():
         return torch.load(path)
-    inspector, kind = Inspector(), expert_class("memory_bank")
-    parts = []
-    for item in batches(as_images([str(s.path) for s in load_split(root, category, "train")]), 8):
-        assert isinstance(item, list), f"unreadable: {item}"
-        pixels = inspector._input(item, kind, keep_pixels=True).pixels
-        assert pixels is not None
-        parts.append(pixels.mul(255).round().to(torch.uint8))
+    parts = [p.mul(255).round().to(torch.uint8) for p in pixel_batches(load_split(root, category, "train"))]
     stored = torch.cat(parts)
     torch.save(stored, path)
     return stored
@@ -109,7 +106,7 @@ def quality(labels: np.ndarray, scores: np.ndarray, calibration: Calibration) ->
 def fitted_rows(expert: Expert, references: list[torch.Tensor], pixels: torch.Tensor, test, labels, embed) -> dict:
     """Today's rule (normal evidence alone, t-bound) and ours (with synthetic anomalies) for one fit."""
     evidence = expert.fit(NormalImages(references))
-    maps = smooth(evidence.maps, 256).numpy()
+    maps = smooth(evidence.maps, SIZE).numpy()
     scores = expert.score(ExpertInput(features=test))[1].numpy()
     anomalies = anomalous_evidence(expert, pixels, embed)
     normal = evidence.scores.numpy()

@@ -34,12 +34,12 @@ def tiny_clip_config(image_resolution: int, vision_layers: int, context_length: 
     )
 
 
-def texture(seed: int, size: int = SIZE) -> np.ndarray:
-    """A woven-looking RGB texture: a few oriented sinusoids plus fine noise, different per seed only in
-    phase and noise (like photos of one product)."""
+def texture(seed: int, size: int = SIZE, width: int | None = None) -> np.ndarray:
+    """A woven-looking RGB texture, `size` high and `width` (default: `size`) wide: a few oriented sinusoids
+    plus fine noise, different per seed only in phase and noise (like photos of one product)."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    image = np.zeros((size, size), np.float32)
+    yy, xx = np.mgrid[0:size, 0 : width or size].astype(np.float32)
+    image = np.zeros(yy.shape, np.float32)
     for freq, angle in ((0.35, 0.3), (0.22, 1.9), (0.5, 1.1)):
         image += np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy) + rng.uniform(0, 2 * np.pi))
     image = 0.5 + 0.12 * image + rng.normal(0, 0.03, image.shape)

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import anomalens.data.images
+import anomalens.preprocessing
 from anomalens import Inspector
 from anomalens.cli import app
 from anomalens.cli.common import sample_root
@@ -69,6 +70,20 @@ def test_the_onnx_runtime_gives_the_torch_routes_results(model):
         assert ours.anomaly_map.shape == theirs.anomaly_map.shape == ours.image.shape[:2]
         assert np.abs(ours.anomaly_map - theirs.anomaly_map).max() <= 1e-4 * np.ptp(theirs.anomaly_map)
         assert ours.calibration == theirs.calibration and ours.expert == theirs.expert
+
+
+@pytest.mark.parametrize("scale", ["aspect", 1.0])
+def test_tiled_models_export_and_the_runtime_stitches_as_the_torch_route(tmp_path, scale):
+    normal = [texture(i, 160)[:, :112] for i in range(3)]  # not square: aspect-kept inputs are tiles too
+    inspector = Inspector(scale=scale, image_size=64).fit(normal)
+    exported = OnnxInspector(export_onnx(inspector, tmp_path / "tiled.onnx"))
+    images = [plant_defect(texture(400, 160), 0)[0][:, :131], texture(401, 160)[:150, :97]]  # sides not tile-sized
+    assert len(exported.layout.plan(anomalens.preprocessing.decode(images[0], "x")).origins) > 1
+    torch_results, onnx_results = inspector.predict(images), exported.predict(images)
+    assert_same_results([r.to_dict() for r in onnx_results], [r.to_dict() for r in torch_results])
+    for ours, theirs in zip(onnx_results, torch_results):
+        assert ours.anomaly_map.shape == theirs.anomaly_map.shape == ours.image.shape[:2]
+        assert np.abs(ours.anomaly_map - theirs.anomaly_map).max() <= 1e-4 * np.ptp(theirs.anomaly_map)
 
 
 @pytest.mark.e2e  # through a process

@@ -28,7 +28,7 @@ them, so verdicts and regions work exactly as with references.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -58,7 +58,7 @@ PREDICTION_LEVEL = 0.90  # "t-bound": a new normal image scores below the image 
 ANOMALY_QUANTILE = 0.25  # "synthetic-quartile": the image threshold is this quantile of synthetic anomalies' scores
 RULES = ("t-bound", "synthetic-quartile", "false-alarms", "text-probability")  # what `rule` may say
 MIN_ANOMALIES = 8  # fewer synthetic anomaly scores than this are not used
-SYNTHETIC_ANOMALIES = 24  # made from the first references, in turn (battery_weld: 24 vs 48 alike, within 0.01)
+SYNTHETIC_ANOMALIES = 24  # made from the first references, in turn
 SYNTHETIC_SOURCES = SYNTHETIC_ANOMALIES  # references kept (as pixels) while fitting, to make them from
 PIXEL_QUANTILE = 0.999  # normal pixels above the pixel threshold
 LOGISTIC_SLOPE = 1.5  # probability 0.95 two σ past the threshold
@@ -107,18 +107,19 @@ def prediction_factor(n: int, level: float = PREDICTION_LEVEL) -> float:
 
 def calibrate(
     normal_scores: np.ndarray,
-    normal_maps: np.ndarray,
+    normal_maps: np.ndarray | Sequence[np.ndarray],
     method: str,
     anomaly_scores: np.ndarray | None = None,
     max_false_alarms: float | None = None,
 ) -> Calibration:
-    """normal_scores (n,) image scores and normal_maps (n, H, W) anomaly maps of normal images scored as if
-    new; anomaly_scores (m,), those of synthetic anomalies scored the same way (None: none); max_false_alarms,
+    """normal_scores (n,) image scores and normal_maps, the n normal images' anomaly maps (an (n, H, W) array,
+    or n maps of their own sizes: images laid out at their aspect ratio), scored as if new; anomaly_scores (m,), those of synthetic anomalies scored the same way (None: none); max_false_alarms,
     a stated share of normal images that may be flagged (None: the default rule)."""
     scores = np.asarray(normal_scores, dtype=np.float64)
     if scores.size == 0:
         raise ValueError("calibration needs at least one normal image")
-    maps = np.asarray(normal_maps, dtype=np.float32)
+    pixels = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in normal_maps])
+    peaks = np.array([np.max(m) for m in normal_maps])
     anomalies = np.asarray([] if anomaly_scores is None else anomaly_scores, dtype=np.float64)
     median, scale = median_and_spread(scores)
     if max_false_alarms is not None:
@@ -134,9 +135,9 @@ def calibrate(
     return Calibration(
         image_threshold=threshold,
         image_scale=scale,
-        pixel_threshold=float(np.quantile(maps, PIXEL_QUANTILE)),
-        region_threshold=upper_threshold(maps.reshape(len(maps), -1).max(1))[0],
-        pixel_floor=float(np.median(maps)),
+        pixel_threshold=float(np.quantile(pixels, PIXEL_QUANTILE)),
+        region_threshold=upper_threshold(peaks)[0],
+        pixel_floor=float(np.median(pixels)),
         n_normal=int(scores.size),
         method=method,
         rule=rule,
@@ -180,13 +181,13 @@ def probability_calibration() -> Calibration:
     )
 
 
-def batch_calibration(scores: np.ndarray, maps: np.ndarray) -> Calibration:
+def batch_calibration(scores: np.ndarray, maps: np.ndarray | Sequence[np.ndarray]) -> Calibration:
     """Calibration from an unlabeled batch: the images that a two-component mixture of log scores puts
     in the low (normal) component — or all, when BIC prefers a single component — calibrate as normal
     images. Robust to a majority of defective images as long as the normal ones form their own mode."""
     scores = np.asarray(scores, dtype=np.float64)
     normal = normal_mode(scores)
-    return calibrate(scores[normal], np.asarray(maps)[normal], "batch-mixture")
+    return calibrate(scores[normal], [m for m, keep in zip(maps, normal) if keep], "batch-mixture")
 
 
 def normal_mode(scores: np.ndarray) -> np.ndarray:

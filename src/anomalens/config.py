@@ -10,7 +10,11 @@ from .backbones import DEFAULT_BACKBONE
 @dataclass(frozen=True)
 class InspectorConfig:
     backbone: str = DEFAULT_BACKBONE
-    image_size: int = 256
+    image_size: int = 256  # the network's input side: the whole image's short side, or each tile's
+    # "squash": the whole image to image_size² (distorted; the ONNX runtime reads images so, hence the default);
+    # "aspect": the short side resized to image_size, aspect kept, tiles along the long side; a number: the image
+    # resized by it (1.0: native pixels), cut into image_size tiles
+    scale: str | float = "squash"
     expert: str = "auto"  # a registered expert's name, "auto" (memory bank, or PatchCore above 16 images) or an alias
     coreset_ratio: float = 0.1
     max_bank: int = 16_384  # caps the PatchCore bank so detection speed does not grow with the training set

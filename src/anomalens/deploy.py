@@ -1,17 +1,20 @@
 """Inspection with an exported model (`anomalens export`) and no torch: numpy, Pillow and onnxruntime only.
 Images are decoded and resized exactly as on the torch route (`preprocessing`), the ONNX graph gives each
 one's smoothed map and score, and the calibration in the model's metadata turns them into the same
-`InspectionResult`s as `Inspector.predict`: verdict, probability, the map at the image's own size, regions."""
+`InspectionResult`s as `Inspector.predict`: verdict, probability, the map at the image's own size, regions.
+A model that lays images out in tiles (aspect kept, or a stated scale) runs the graph on each tile and
+stitches the tiles' maps as the torch route does (`preprocessing.Layout`, `Stitching`)."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .calibration import Calibration
 from .data import ImageError
-from .preprocessing import ImageInput, as_images, decode_ahead, pixel_batch
+from .preprocessing import SQUASH, ImageInput, Layout, Stitching, as_images, checked_scale, decode_ahead
 from .result import InspectionResult, decide
 
 METADATA_KEY = "anomalens"  # what `export_onnx` writes: version, config, expert, calibration, input size
@@ -50,6 +53,7 @@ class OnnxInspector:
             self.input_size = int(header["input_size"])
             self.resize_mode: str = header.get("resize_mode", "bilinear")  # files exported before it was recorded
             self.config: dict = header["config"]
+            self.layout = Layout(self.input_size, checked_scale(header.get("scale", SQUASH)))  # older: squashed
         except (ValueError, KeyError, TypeError) as error:
             raise OnnxModelError(path, f"its {METADATA_KEY!r} metadata is unusable ({error!r})") from None
 
@@ -61,12 +65,16 @@ class OnnxInspector:
     def iter_predict(
         self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None = None
     ) -> Iterator[InspectionResult]:
-        """Results in input order, one image at a time through the graph (exported for a batch of one); an
-        unreadable image gives a result with `error` set, not an exception."""
-        for source, decoded in decode_ahead(as_images(images), DECODE_AHEAD, max_pixels):
+        """Results in input order, one input (the image, or each of its tiles) at a time through the graph
+        (exported for a batch of one); an unreadable image gives a result with `error` set, not an exception."""
+        for source, decoded in decode_ahead(as_images(images), DECODE_AHEAD, max_pixels, self.layout.max_side):
             if isinstance(decoded, ImageError):
                 yield InspectionResult(source=source, error=str(decoded))
                 continue
-            pixels = pixel_batch([decoded.image], self.input_size, self.resize_mode)
-            anomaly_map, score = self.session.run(None, {"pixels": pixels})
-            yield decide(decoded, float(score[0]), anomaly_map[0], self.calibration, self.expert_name)
+            plan = self.layout.plan(decoded)
+            stitching, score = Stitching(plan), -math.inf
+            for index, pixels in enumerate(plan.tiles(decoded.image, self.resize_mode)):
+                tile_map, tile_score = self.session.run(None, {"pixels": pixels[None]})
+                stitching.add(index, tile_map[0])
+                score = max(score, float(tile_score[0]))  # an image scores as its highest tile, as in torch
+            yield decide(decoded, score, stitching.result(), self.calibration, self.expert_name)

@@ -52,6 +52,7 @@ def export_onnx(inspector: Inspector, path: str | Path, overwrite: bool = False)
             "calibration": inspector.calibration.to_dict(),
             "input_size": size,
             "resize_mode": inspector.expert.resize_mode,
+            "scale": inspector.layout(inspector.expert).scale,  # how images become inputs: whole, or tiles
         }
         model.metadata_props.add(key="anomalens", value=json.dumps(header))
         onnx.save(model, str(path))

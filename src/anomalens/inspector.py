@@ -8,15 +8,22 @@ decision (calibration) → result (verdict, regions). What an expert needs, it d
 
 from __future__ import annotations
 
+import copy
+import math
+import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from functools import partial
+from itertools import islice
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .backbones import DEFAULT_BACKBONE, create_backbone, resolve_weights
 from .calibration import SYNTHETIC_SOURCES, anomalous_evidence, batch_calibration, calibrate, probability_calibration
 from .config import InspectorConfig
+from .data import as_float, to_uint8
 from .experts import ClipZeroShotExpert, Expert, ExpertInput, NormalImages, expert_class
 from .experts.base import Progress
 from .experts.defect_types import defect_descriptors
@@ -24,15 +31,36 @@ from .features import patch_features
 from .graph import InferenceGraph
 from .maps import smooth
 from .model_file import read_model, save_model
-from .pixels import Preprocessing
-from .preprocessing import Decoded, ImageInput, Unreadable, as_images, batches
+from .pixels import standardise_exposure
+from .preprocessing import (
+    AUTO,
+    SQUASH,
+    Decoded,
+    ImageInput,
+    Layout,
+    Stitching,
+    TilePlan,
+    Unreadable,
+    as_images,
+    batches,
+    candidate_scales,
+    checked_scale,
+    decode_ahead,
+)
 from .references import References
 from .result import InspectionResult, decide
+from .synth import synthesize
 
 __all__ = ["ImageInput", "InspectionResult", "Inspector", "InspectorConfig"]
 Weights = str | Path | None  # a backbone weights file; None: the one its package ships
 Images = ImageInput | Iterable[ImageInput]  # one image (path or array) or many
 Count = Callable[[int], None]  # images embedded so far
+AUTO_IMAGES = (6, 4)  # scale="auto": normal images its probes fit on, and hold out to plant defects in
+AUTO_DEFECT_AREA = 0.0005  # … AUTO_PLANTS defects each of this share of the image (≈ 45 × 45 px at 2048 px) …
+AUTO_MIN_DEFECT_PX = 16  # … and at least this many pixels a side (smaller is below what any scale resolves), …
+AUTO_PLANTS = 4
+AUTO_SEPARATED = 0.9  # … this share of them must score above every held-out normal image …
+AUTO_BUDGET_S = 300.0  # … within this many seconds of probing
 
 
 class Inspector:
@@ -52,6 +80,7 @@ class Inspector:
         expert = zero_shot or expert
         kind = expert_class(expert, zero_shot=zero_shot is not None) if isinstance(expert, str) else type(expert)
         self.config = InspectorConfig(backbone, expert=expert if isinstance(expert, str) else kind.name, **options)
+        self.config = replace(self.config, scale=checked_scale(self.config.scale, auto=True))
         self.weights_file = resolve_weights(backbone, weights) if "features" in kind.needs else None
         self.backbone = create_backbone(backbone, self.weights_file) if self.weights_file else None
         fitted = "normal" in kind.needs
@@ -59,6 +88,7 @@ class Inspector:
         self.calibration = probability_calibration() if kind.probability_scores else None
         self.skipped: list[str] = []  # training images that could not be read
         self.references: References | None = None  # which normal image a result is most like
+        self.scale_probes: list[tuple[str | float, float, float]] = []  # scale="auto": (scale, separated, s) tried
 
     @classmethod
     def zero_shot_clip(cls, clip_weights=None, clip_model=None, *, class_name=None, defects=(), writer=None, **options):
@@ -73,21 +103,30 @@ class Inspector:
         kind = expert_class(self.config.expert)
         if "normal" not in kind.needs:
             raise ValueError("a zero-shot inspector is not fitted: call predict(images) on the batch directly")
-        self.skipped, parts = [], []
-        sources: list[str] = []
-        anomaly_sources: list[torch.Tensor] = []  # the first references, as pixels
-        for item in batches(as_images(images), self.config.batch_size):
+        if self.config.scale == AUTO:
+            images = list(as_images(images))
+            scale, self.scale_probes = self._auto_scale(images) if kind.reads_tiles else (SQUASH, [])
+            self.config = replace(self.config, scale=scale)
+        layout = self.layout(kind)
+        self.skipped, parts, sources = [], [], []
+        plans: list[TilePlan] = []
+        anomaly_sources: list[np.ndarray] = []
+        tiles: list[tuple[int, int]] = []  # (image, tile index in its plan) of every input
+        for item in batches(as_images(images), self._group_size(layout), max_side=layout.max_side):
             if isinstance(item, tuple):  # (source, error): unreadable
                 self.skipped.append(str(item[1]))
                 continue
-            batch = self._input(item, kind, keep_pixels=True)
-            assert batch.pixels is not None
-            batch.pixels = batch.pixels.mul(255).round_().to(torch.uint8)  # kept small; never the decoded images
-            anomaly_sources.append(batch.pixels[: max(SYNTHETIC_SOURCES - len(sources), 0)])  # to make anomalies of
-            if not {"pixels", "normal_pixels"} & kind.needs:
-                batch.pixels = None
-            parts.append(batch)
-            sources += [entry.source for entry in item]
+            group_plans = [layout.plan(entry) for entry in item]
+            for entry, plan in zip(item, group_plans):  # the first references, as uint8, to make anomalies of
+                if len(anomaly_sources) < SYNTHETIC_SOURCES:
+                    anomaly_sources += [to_uint8(t) for t in plan.tiles(entry.image, kind.resize_mode)]
+            for owners, indices, batch in self._tile_batches(item, group_plans, kind):
+                if batch.pixels is not None:  # kept small, as uint8; never the decoded images
+                    batch.pixels = batch.pixels.mul(255).round_().to(torch.uint8)
+                parts.append(batch)
+                tiles += [(len(plans) + o, t) for o, t in zip(owners, indices)]
+                sources += [item[o].source for o in owners]
+            plans += group_plans
             if progress:
                 progress(len(item))
         if not parts:
@@ -96,16 +135,97 @@ class Inspector:
         self.references = References.of(sources, joined.features) if joined.features is not None else None
         embed = partial(patch_features, self.backbone) if self.backbone else None
         text_start = getattr(getattr(self.backbone, "network", None), "decoder_start", None)  # CLIP backbones
-        normal = NormalImages(joined.features, joined.pixels, embed, text_start, train_progress)
-        self.expert = expert_class(self.config.expert, len(normal)).create(self.config, len(normal))
-        evidence = self.expert.fit(normal)
-        maps = smooth(evidence.maps, self.config.image_size).numpy()
-        anomalies = (
-            anomalous_evidence(self.expert, torch.cat(anomaly_sources), embed, self.config.seed) if embed else None
+        tiled = len(tiles) > len(plans)
+        places = [(image, *plans[image].origins[index]) for image, index in tiles]
+        normal = NormalImages(
+            joined.features, joined.pixels, embed, text_start, train_progress,
+            torch.tensor(places) if tiled else None, layout.size if tiled else None,
+        )  # fmt: skip
+        # the few-shot bank holds every patch of its references: "auto" counts tiles, unless there is one image
+        self.expert = expert_class(self.config.expert, len(normal) if len(plans) > 1 else 1).create(
+            self.config, len(normal)
         )
-        scores, method = evidence.scores.numpy(), evidence.method
-        self.calibration = calibrate(scores, maps, method, anomalies, self.config.max_false_alarms)
+        evidence = self.expert.fit(normal)
+        tile_maps = smooth(evidence.maps, layout.size).numpy()
+        if not tiled:  # one input per image: maps and scores as the expert gives them; anomalies to bound them
+            made_from = torch.from_numpy(np.stack(anomaly_sources[:SYNTHETIC_SOURCES]))  # (n, 3, S, S)
+            anomalies = anomalous_evidence(self.expert, made_from, embed, self.config.seed) if embed else None
+            scores, method = evidence.scores.numpy(), evidence.method
+            self.calibration = calibrate(scores, tile_maps, method, anomalies, self.config.max_false_alarms)
+            return self
+        stitchings = [Stitching(plan) for plan in plans]
+        scores = np.full(len(plans), -np.inf)
+        for (image, index), tile_map, score in zip(tiles, tile_maps, evidence.scores.tolist()):
+            stitchings[image].add(index, tile_map)
+            scores[image] = max(scores[image], score)
+        maps = [s.result() for s in stitchings]  # tiled: normal evidence alone (anomalies are made untiled)
+        self.calibration = calibrate(scores, maps, evidence.method, max_false_alarms=self.config.max_false_alarms)
         return self
+
+    def _auto_scale(self, images: list[ImageInput]) -> tuple[str | float, list[tuple[str | float, float, float]]]:
+        """The cheapest layout that still sees small defects, from normal images alone: probes fit on a few
+        of them, and must rank AUTO_SEPARATED of the held-out ones with synthetic defects of AUTO_DEFECT_AREA
+        (`synth`, smooth noise; AUTO_PLANTS per image) above every held-out normal one. Candidates go from
+        the squashed whole image to native pixels (`candidate_scales`), a finer one only while its expected
+        time (4× the last: twice the resolution) fits AUTO_BUDGET_S. None passing: the one that separated
+        most (the cheaper on ties). Returns the scale and each probe's (scale, share separated, seconds)."""
+        sample = [d for _, d in decode_ahead(images[: sum(AUTO_IMAGES)], 2, max_side=None) if isinstance(d, Decoded)]
+        if len(sample) < 3:  # too few to hold any out
+            return SQUASH, []
+        fit = sample[: min(AUTO_IMAGES[0], len(sample) - 2)]
+        held = sample[len(fit) :]
+
+        def planted() -> Iterator[Decoded]:  # the same defects for every probe, made one at a time (uint8)
+            rng = np.random.default_rng(self.config.seed)
+            for i, entry in enumerate(held):
+                target = as_float(entry.image)
+                side = max(math.sqrt(AUTO_DEFECT_AREA), AUTO_MIN_DEFECT_PX / min(target.shape[:2]))
+                everywhere = np.ones(target.shape[:2], bool)
+                for k in range(AUTO_PLANTS):
+                    defect = synthesize(target, target, rng, mode="noise", object_mask=everywhere, side=(side, side))
+                    yield Decoded(f"planted[{i}.{k}]", to_uint8(defect.image), entry.size)
+
+        short_side = int(np.median([min(entry.image.shape[:2]) for entry in sample]))
+        long_side = int(np.median([max(entry.image.shape[:2]) for entry in sample]))
+        probes: list[tuple[str | float, float, float]] = []
+        started = time.perf_counter()
+        for scale in candidate_scales(short_side, long_side, self.config.image_size):
+            if probes and time.perf_counter() - started + 4 * probes[-1][2] > AUTO_BUDGET_S:
+                break
+            probe_started = time.perf_counter()
+            probe = copy.copy(self)  # shares the backbone; fitting gives the copy its own expert
+            probe.config = replace(self.config, scale=scale)
+            probe.fit(fit)
+            normal_top = max(float(r.score or 0) for r in probe.iter_predict(held))
+            separated = float(np.mean([float(r.score or 0) > normal_top for r in probe.iter_predict(planted())]))
+            probes.append((scale, separated, time.perf_counter() - probe_started))
+            if separated >= AUTO_SEPARATED:
+                return scale, probes
+        return max(probes, key=lambda probe: probe[1])[0], probes
+
+    def layout(self, kind: Expert | type[Expert]) -> Layout:
+        """How images are laid out as this expert's inputs (experts that read whole images squash them)."""
+        size = kind.input_size or self.config.image_size
+        return Layout(size, self.config.scale if kind.reads_tiles else SQUASH)
+
+    def _group_size(self, layout: Layout) -> int:
+        """Images decoded and scored together: one at a time when tiled at a stated scale (a 20-megapixel image
+        holds hundreds of tiles), else a batch."""
+        return 1 if layout.max_side is None else self.config.batch_size
+
+    def _tile_batches(
+        self, images: list[Decoded], plans: list[TilePlan], kind: Expert | type[Expert]
+    ) -> Iterator[tuple[list[int], list[int], ExpertInput]]:
+        """The images' tiles in batches of `batch_size`, streamed: (each tile's image index in `images`, its
+        index in that image's plan, the batch as the expert needs it)."""
+        tiles = (
+            (owner, index, pixels)
+            for owner, (image, plan) in enumerate(zip(images, plans))
+            for index, pixels in enumerate(plan.tiles(image.image, kind.resize_mode))
+        )
+        while chunk := list(islice(tiles, self.config.batch_size)):
+            owners, indices, pixels = zip(*chunk)
+            yield list(owners), list(indices), self._input(np.stack(pixels), kind)
 
     def predict(self, images: Images, max_pixels: int | None = None) -> list[InspectionResult]:
         return list(self.iter_predict(images, max_pixels))
@@ -116,36 +236,60 @@ class Inspector:
         ("batch") reads and embeds the whole batch before the first result."""
         if self.expert is None or (self.calibration is None and "batch" not in self.expert.needs):
             raise RuntimeError("the inspector is not fitted: call fit(normal_images) or Inspector.load(path)")
-        groups = batches(as_images(images), self.config.batch_size, max_pixels)  # larger files: refused unread
+        layout = self.layout(self.expert)
+        groups = batches(as_images(images), self._group_size(layout), max_pixels, layout.max_side)  # larger: refused
         for group in [list(groups)] if "batch" in self.expert.needs else ([item] for item in groups):
-            yield from self._inspect(group, self.expert)
+            yield from self._inspect(group, self.expert, layout)
 
-    def _inspect(self, group: list[list[Decoded] | Unreadable], expert: Expert) -> Iterator[InspectionResult]:
-        """Scores the readable images of `group` together, then gives every item's result in order."""
+    def _inspect(
+        self, group: list[list[Decoded] | Unreadable], expert: Expert, layout: Layout
+    ) -> Iterator[InspectionResult]:
+        """Scores the readable images of `group` tile batch by tile batch (an expert that scores a batch
+        against itself: all at once), stitches each image's map, then gives every item's result in order. An
+        image's score is its highest tile's; its descriptor and nearest reference are that tile's."""
         decoded = [entry for item in group if isinstance(item, list) for entry in item]
         if decoded:
-            batch = ExpertInput.joined([self._input(item, expert) for item in group if isinstance(item, list)])
-            patch_maps, image_scores = expert.score(batch)
-            maps, scores = smooth(patch_maps, self.config.image_size).numpy(), image_scores.numpy()
+            plans = [layout.plan(entry) for entry in decoded]
+            stitchings = [Stitching(plan) for plan in plans]
+            scores = np.full(len(decoded), -np.inf)
+            descriptors: list[np.ndarray | None] = [None] * len(decoded)
+            nearest = [""] * len(decoded)
+            tile_batches = self._tile_batches(decoded, plans, expert)
+            if "batch" in expert.needs:
+                chunks = list(tile_batches)
+                whole = [c[0] for c in chunks], [c[1] for c in chunks], ExpertInput.joined([c[2] for c in chunks])
+                tile_batches = iter([(sum(whole[0], []), sum(whole[1], []), whole[2])])
+            for owners, indices, batch in tile_batches:
+                patch_maps, tile_scores = expert.score(batch)
+                tile_maps = smooth(patch_maps, layout.size).numpy()
+                features = batch.features
+                tile_descriptors = defect_descriptors(features, patch_maps) if features else [None] * len(owners)
+                known = self.references is not None and features is not None
+                tile_nearest = self.references.nearest(features) if known else [""] * len(owners)  # type: ignore[union-attr, arg-type]
+                for j, (owner, index) in enumerate(zip(owners, indices)):
+                    stitchings[owner].add(index, tile_maps[j])
+                    if tile_scores[j] > scores[owner]:
+                        scores[owner], descriptors[owner], nearest[owner] = (
+                            float(tile_scores[j]), tile_descriptors[j], tile_nearest[j]
+                        )  # fmt: skip
+            maps = [stitching.result() for stitching in stitchings]
             calibration = self.calibration or batch_calibration(scores, maps)
-            descriptors = defect_descriptors(batch.features, patch_maps) if batch.features else [None] * len(scores)
-            known = self.references is not None and batch.features is not None
-            nearest = self.references.nearest(batch.features) if known else [""] * len(scores)  # type: ignore[union-attr, arg-type]
             scored = iter(zip(decoded, scores, maps, descriptors, nearest))
         for item in group:
             if isinstance(item, tuple):
                 yield InspectionResult(source=item[0], error=str(item[1]))
                 continue
-            for entry, score, small_map, descriptor, reference in (next(scored) for _ in item):
-                yield decide(entry, float(score), small_map, calibration, expert.name, descriptor, reference)
+            for entry, score, image_map, descriptor, reference in (next(scored) for _ in item):
+                yield decide(entry, float(score), image_map, calibration, expert.name, descriptor, reference)
 
-    def _input(self, item: list[Decoded], kind: Expert | type[Expert], keep_pixels: bool = False) -> ExpertInput:
-        """What the expert (or its class, before it is fitted) needs of these images: pixels, features or both
-        (pixels always with `keep_pixels`)."""
-        size = kind.input_size or self.config.image_size
-        pixels = Preprocessing(size, kind.resize_mode, kind.standardises_exposure)([entry.image for entry in item])
+    def _input(self, tiles: np.ndarray, kind: Expert | type[Expert]) -> ExpertInput:
+        """What the expert (or its class, before it is fitted) needs of these (B, 3, S, S) tiles: pixels,
+        features or both."""
+        pixels = torch.from_numpy(tiles)
+        if kind.standardises_exposure:
+            pixels = standardise_exposure(pixels)
         features = patch_features(self.backbone, pixels) if "features" in kind.needs else None
-        return ExpertInput(pixels if keep_pixels or {"pixels", "normal_pixels"} & kind.needs else None, features)
+        return ExpertInput(pixels if "pixels" in kind.needs or "normal_pixels" in kind.needs else None, features)
 
     @property
     def expert_name(self) -> str:  # as an exported model (`deploy.OnnxInspector`) names it

@@ -28,6 +28,7 @@ from .calibration import RULES, Calibration
 from .config import InspectorConfig
 from .experts import EXPERTS, Expert, ExpertInput, expert_class
 from .features import patch_features
+from .preprocessing import checked_scale
 from .references import TENSOR as REFERENCES
 from .references import References
 from .version import __version__
@@ -76,6 +77,11 @@ class StoredConfig(InspectorConfig):
         if n < 1:
             raise ValueError(f"must be at least 1, not {n}")
         return n
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, scale: str | float) -> str | float:
+        return checked_scale(scale)
 
     @field_validator("coreset_ratio")
     @classmethod

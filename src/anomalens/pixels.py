@@ -1,28 +1,15 @@
 """The pixel batch as the torch networks take it: decoded images → (B, 3, S, S) tensors in [0, 1], resized by
-`preprocessing` (numpy, shared with the ONNX runtime), exposure standardised for zero-shot scoring."""
+`preprocessing` (numpy, shared with the ONNX runtime, which also lays images out as tiles), and exposure
+standardised for zero-shot scoring."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .preprocessing import pixel_batch
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Decoded images → one (B, 3, size, size) pixel batch in [0, 1]."""
-
-    size: int
-    mode: str = "bilinear"  # resampling ("bicubic" for CLIP's own image tower)
-    standardise_exposure: bool = False  # zero-shot: no normal image says which exposure is normal
-
-    def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        batch = to_batch(images, self.size, self.mode)
-        return standardise_exposure(batch) if self.standardise_exposure else batch
 
 
 def to_batch(images: Sequence[np.ndarray], size: int, mode: str = "bilinear") -> torch.Tensor:

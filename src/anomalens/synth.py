@@ -60,15 +60,17 @@ def synthesize(
     rng: np.random.Generator,
     mode: str | None = None,
     object_mask: np.ndarray | None = None,
+    side: tuple[float, float] = PATCH_SIDE,
 ) -> Synthetic:
     """One anomaly in `target` (H×W×3 float in [0, 1]) made from `source` (same size; may be target itself).
-    `mode` is one of MODES (random by MODE_WEIGHTS if None); `object_mask` defaults to foreground(target)."""
+    `mode` is one of MODES (random by MODE_WEIGHTS if None); `object_mask` defaults to foreground(target);
+    `side`: the region's side as a fraction of the image's, low to high (its area: the square)."""
     if object_mask is None:
         object_mask = foreground(target)
     best = None
     for _ in range(ATTEMPTS):
         kind = mode or str(rng.choice(MODES, p=MODE_WEIGHTS))
-        top, left, region = _region(target.shape[:2], object_mask, rng)
+        top, left, region = _region(target.shape[:2], object_mask, rng, side)
         if kind == "noise":
             image = _add_noise(target, top, left, region, rng)
         else:
@@ -84,11 +86,11 @@ def synthesize(
     return best
 
 
-def _region(shape: tuple[int, int], object_mask: np.ndarray, rng: np.random.Generator):
+def _region(shape: tuple[int, int], object_mask: np.ndarray, rng: np.random.Generator, side=PATCH_SIDE):
     """A rectangle or ellipse (with a one-pixel empty margin in its window) placed with its centre on
     the object and clipped to it; returns the window's top, left and the region mask in the window."""
     height, width = shape
-    area = rng.uniform(*PATCH_SIDE) ** 2 * height * width
+    area = rng.uniform(*side) ** 2 * height * width
     aspect = np.exp(rng.uniform(np.log(0.3), np.log(3.3)))
     h = int(np.clip(np.sqrt(area / aspect), 6, height - 4))
     w = int(np.clip(np.sqrt(area * aspect), 6, width - 4))

@@ -19,6 +19,9 @@ from .common import (
     ClassOpt,
     ClipModelOpt,
     ClipWeightsOpt,
+    ScaleOpt,
+    SizeOpt,
+    TileOpt,
     WeightsOpt,
     app,
     chosen_inspector,
@@ -27,6 +30,7 @@ from .common import (
     fail,
     normal_images,
     report_skipped,
+    resolution,
 )
 
 
@@ -82,6 +86,9 @@ def chat(
         ),
     ] = "correct",
     weights: WeightsOpt = None,
+    image_size: SizeOpt = 256,
+    scale: ScaleOpt = "squash",
+    tile: TileOpt = None,
 ):
     """Ask about an image in plain language: is there a defect, where, how large, how sure, …"""
     if zero_shot and not (clip_weights or clip_model):
@@ -108,6 +115,7 @@ def chat(
         bool(clip_weights or clip_model),
         class_name or (rules.name if rules else None),
         tuple(d.name for d in rules.defects) if rules else (),
+        **resolution(image_size, scale, tile),
     )
     types = _defect_type_expert(service, inspector, defect_examples) if defect_examples else None
     inspection = next(

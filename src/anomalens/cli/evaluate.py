@@ -20,8 +20,10 @@ from .common import (
     ClipWeightsOpt,
     ExpertOpt,
     FalseAlarmsOpt,
+    ScaleOpt,
     SeedOpt,
     SizeOpt,
+    TileOpt,
     WeightsOpt,
     app,
     console,
@@ -29,6 +31,7 @@ from .common import (
     fail,
     fresh_output_dir,
     progress_bars,
+    resolution,
     stage_bars,
 )
 from .series import evaluate_series
@@ -45,6 +48,8 @@ def evaluate_cmd(
     weights: WeightsOpt = None,
     expert: ExpertOpt = "auto",
     image_size: SizeOpt = 256,
+    scale: ScaleOpt = "squash",
+    tile: TileOpt = None,
     eval_size: Annotated[
         Optional[int],
         typer.Option(
@@ -81,7 +86,9 @@ def evaluate_cmd(
         fail(f"{root}: no categories found (expected MVTec-AD or VisA layout)")
     out = fresh_output_dir(out, overwrite, "eval")
     rows = []
-    options: dict = dict(backbone=backbone, weights=weights, expert=expert, image_size=image_size, seed=seed)
+    options: dict = dict(
+        backbone=backbone, weights=weights, expert=expert, seed=seed, **resolution(image_size, scale, tile)
+    )
     if max_false_alarms is not None:
         options["max_false_alarms"] = max_false_alarms
     route = None

@@ -19,6 +19,9 @@ from .common import (
     ClipModelOpt,
     ClipWeightsOpt,
     MaxPixelsOpt,
+    ScaleOpt,
+    SizeOpt,
+    TileOpt,
     WeightsOpt,
     ZeroShotOpt,
     app,
@@ -30,6 +33,7 @@ from .common import (
     fresh_output_dir,
     image_paths,
     progress_bars,
+    resolution,
     results_table,
     sample_root,
     warn,
@@ -94,6 +98,9 @@ def detect(
     clip_weights: ClipWeightsOpt = None,
     clip_model: ClipModelOpt = None,
     max_pixels: MaxPixelsOpt = 40_000_000,
+    image_size: SizeOpt = 256,
+    scale: ScaleOpt = "squash",
+    tile: TileOpt = None,
     engine: Annotated[
         str,
         typer.Option(help="torch, or onnx: run an exported --model MODEL.onnx (anomalens export) with onnxruntime."),
@@ -148,7 +155,8 @@ def detect(
         assert model is not None  # check_engine
         inspector = onnx_inspector(model)
     else:
-        inspector = chosen_inspector(service, model, refs, zero_shot, bool(clip_weights or clip_model), class_name)
+        clip, options = bool(clip_weights or clip_model), resolution(image_size, scale, tile)
+        inspector = chosen_inspector(service, model, refs, zero_shot, clip, class_name, **options)
     try:
         records = write_inspections(service, inspector, paths, out, max_pixels)
     except ValueError as error:  # zero-shot with fewer than 2 readable images

@@ -55,12 +55,20 @@ class NormalImages:
     embed: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
     text_start: Callable[[], torch.Tensor] | None = None  # CLIP backbones: (2, E) "normal"/"anomalous" text
     progress: Progress | None = None  # (stage, done, total) of long fits
+    # Tiled images (experts that `reads_tiles`): per entry, (image index, tile top, tile left) on the image's
+    # canvas in pixels, and the tiles' side. None: every entry is a whole image of its own.
+    places: torch.Tensor | None = None
+    tile_size: int | None = None
 
     def __len__(self) -> int:
         if self.features is not None:
             return len(self.features[0])
         assert self.pixels is not None  # fitting gets features, pixels or both
         return len(self.pixels)
+
+    def owners(self) -> torch.Tensor:
+        """(n,) the image each entry (tile) belongs to: leave-one-out leaves out all of an image's tiles."""
+        return torch.arange(len(self)) if self.places is None else self.places[:, 0]
 
 
 @dataclass
@@ -83,6 +91,9 @@ class Expert:
     resize_mode: ClassVar[str] = "bilinear"  # how images are brought to the input size
     input_size: int | None = None  # pixels a side the expert reads (None: the inspector's image_size)
     standardises_exposure: ClassVar[bool] = False  # each image's exposure standardised before scoring
+    # Scores tiles of an image one by one (leave-one-out by image); experts that read whole images squash
+    # each image to the input size whatever the inspector's scale.
+    reads_tiles: ClassVar[bool] = False
 
     @classmethod
     def create(cls, config: Any, n_normal: int | None = None) -> Expert:

@@ -31,6 +31,7 @@ def image_scaled(fmap: torch.Tensor) -> torch.Tensor:
 @register
 class MemoryBankExpert(Expert):
     name = "memory_bank"
+    reads_tiles = True
 
     def __init__(
         self,
@@ -43,12 +44,13 @@ class MemoryBankExpert(Expert):
     def fit(self, normal: NormalImages) -> NormalEvidence:
         features = normal.features
         assert features is not None  # a "features" expert is always given them
-        n, _, h, w = features[0].shape
+        _, _, h, w = features[0].shape
         self.grid = (h, w)
         self.banks = [flatten_patches(image_scaled(f)) for f in features]
-        self.image_ids = torch.arange(n).repeat_interleave(h * w)
-        maps, scores = self.leave_one_out(features)
-        return NormalEvidence(maps, scores, "leave-one-out" if n > 1 else "self-similarity")
+        owners = normal.owners()
+        self.image_ids = owners.repeat_interleave(h * w)
+        maps, scores = self.leave_one_out(features, normal)
+        return NormalEvidence(maps, scores, "leave-one-out" if int(owners.max()) > 0 else "self-similarity")
 
     def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch anomaly maps (B, h, w) and image scores (B,)."""
@@ -59,33 +61,48 @@ class MemoryBankExpert(Expert):
         return MemoryBankScorer(self.banks)
 
     @torch.inference_mode()
-    def leave_one_out(
-        self, features: list[torch.Tensor], owners: list[int] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores of images as if new: image j is scored with reference `owners[j]` (default: j, the fitted
-        references themselves) left out of the bank. With a single reference, a patch is matched against the
-        rest of its image instead (cells within SELF_EXCLUSION are forbidden)."""
+    def leave_one_out(self, features: list[torch.Tensor], normal: NormalImages) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores of the fitted references as if each were new: its own patches (all its tiles') are left out
+        of the bank. With a single reference, a patch is matched against the rest of its own image instead."""
         assert self.banks is not None and self.image_ids is not None
-        single = int(self.image_ids.max()) == 0
-        results = []
-        for j, owner in enumerate(range(len(features[0])) if owners is None else owners):
-            image = [f[j : j + 1] for f in features]
-            if single:
-                results.append(patch_scores(image, [split_bank(b) for b in self.banks], forbid=self._near_cells()))
-            else:
-                keep = self.image_ids != owner
-                results.append(patch_scores(image, [split_bank(b[keep]) for b in self.banks]))
+        owners = normal.owners()
+        single = len(owners.unique()) == 1
+        results: list = [None] * len(owners)
+        for image in owners.unique().tolist():
+            keep = self.image_ids != image
+            banks = [split_bank(b if single else b[keep]) for b in self.banks]
+            for i in (owners == image).nonzero()[:, 0].tolist():
+                query = [f[i : i + 1] for f in features]
+                results[i] = patch_scores(query, banks, forbid=self._near_cells(normal, i) if single else None)
         return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
 
-    def _near_cells(self) -> torch.Tensor:
+    def _near_cells(self, normal: NormalImages, entry: int) -> torch.Tensor:
+        """(cells of `entry` × bank) the bank patches within SELF_EXCLUSION cells of each of its cells, on the
+        image's canvas (tiles overlap: a neighbouring tile holds the same place)."""
         assert self.grid is not None
         h, w = self.grid
         yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-        yy, xx = yy.flatten(), xx.flatten()
-        return ((yy[:, None] - yy[None]).abs() <= SELF_EXCLUSION) & ((xx[:, None] - xx[None]).abs() <= SELF_EXCLUSION)
+        cells = torch.stack([yy.flatten(), xx.flatten()], 1).float()  # (h·w, 2)
+        if normal.places is None:
+            origins = torch.zeros(len(normal), 2)
+        else:
+            assert normal.tile_size is not None  # given with the places
+            origins = normal.places[:, 1:].float() * (w / normal.tile_size)  # in cells
+        bank_cells = (origins[:, None] + cells[None]).reshape(-1, 2)
+        offset = (origins[entry] + cells)[:, None] - bank_cells[None]
+        return (offset.abs() <= SELF_EXCLUSION + 0.5).all(2)
 
+    @torch.inference_mode()
     def left_out_scores(self, features: list[torch.Tensor], owners: list[int]) -> torch.Tensor:
-        return self.leave_one_out(features, owners)[1]
+        """As `leave_one_out`, for images made from reference `owners[j]` (untiled references only)."""
+        assert self.banks is not None and self.image_ids is not None
+        single = int(self.image_ids.max()) == 0
+        forbid = self._near_cells(NormalImages([f[:1] for f in features]), 0) if single else None
+        scores = []
+        for j, owner in enumerate(owners):
+            banks = [split_bank(b if single else b[self.image_ids != owner]) for b in self.banks]
+            scores.append(patch_scores([f[j : j + 1] for f in features], banks, forbid=forbid)[1])
+        return torch.stack(scores)
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         assert self.banks is not None and self.image_ids is not None and self.grid is not None  # fitted or loaded

@@ -27,6 +27,7 @@ PROBE_FRACTION = 1 / 16  # … and a query visits this share of the cells
 @register
 class PatchCoreExpert(Expert):
     name = "patchcore"
+    reads_tiles = True
 
     def __init__(
         self,
@@ -50,17 +51,19 @@ class PatchCoreExpert(Expert):
 
     def fit(self, normal: NormalImages) -> NormalEvidence:
         assert normal.features is not None  # a "features" expert is always given them
-        self.fit_bank(normal.features)
-        maps, scores = self.leave_one_out(normal.features)
-        return NormalEvidence(maps, scores, "leave-one-out" if len(normal) > 1 else "self-similarity")
+        owners = normal.owners()
+        self.fit_bank(normal.features, owners)
+        maps, scores = self.leave_one_out(normal.features, owners)
+        return NormalEvidence(maps, scores, "leave-one-out" if int(owners.max()) > 0 else "self-similarity")
 
-    def fit_bank(self, features: list[torch.Tensor]) -> PatchCoreExpert:
+    def fit_bank(self, features: list[torch.Tensor], owners: torch.Tensor | None = None) -> PatchCoreExpert:
+        """`owners`: the image each entry (tile) belongs to (None: each entry is an image)."""
         n, _, h, w = features[0].shape
         patches = flatten_patches(torch.cat(features, dim=1))
         size = min(self.max_bank, max(1, math.ceil(self.coreset_ratio * len(patches))))
         keep = greedy_coreset(patches, size, self.seed)
         self.bank = patches[keep].contiguous()
-        self.image_ids = torch.arange(n).repeat_interleave(h * w)[keep]
+        self.image_ids = (torch.arange(n) if owners is None else owners).repeat_interleave(h * w)[keep]
         self._build_index()
         return self
 
@@ -136,16 +139,19 @@ class PatchCoreExpert(Expert):
         return weight * score
 
     def leave_one_out(
-        self, features: list[torch.Tensor], owners: list[int] | None = None
+        self, features: list[torch.Tensor], owners: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores of images as if new: image j with the patches of training image `owners[j]` (default: j,
-        the training images themselves) excluded from the bank."""
-        owners = list(range(len(features[0]))) if owners is None else owners
-        results = [self.search([f[j : j + 1] for f in features], exclude_image=i) for j, i in enumerate(owners)]
-        return torch.cat([m for m, _ in results]), torch.cat([s for _, s in results])
+        """Scores of training images with their own patches (all their tiles') excluded from the bank
+        (new-image proxies); an image's tiles are searched together."""
+        owners = torch.arange(len(features[0])) if owners is None else owners
+        maps, scores = torch.empty(len(owners), *features[0].shape[2:]), torch.empty(len(owners))
+        for image in owners.unique().tolist():
+            entries = (owners == image).nonzero()[:, 0]
+            maps[entries], scores[entries] = self.search([f[entries] for f in features], exclude_image=image)
+        return maps, scores
 
     def left_out_scores(self, features: list[torch.Tensor], owners: list[int]) -> torch.Tensor:
-        return self.leave_one_out(features, owners)[1]
+        return self.leave_one_out(features, torch.tensor(owners))[1]
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         assert self.bank is not None and self.image_ids is not None  # fitted or loaded
