@@ -8,9 +8,6 @@ decision (calibration) → result (verdict, regions). What an expert needs, it d
 
 from __future__ import annotations
 
-import copy
-import math
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from functools import partial
@@ -23,7 +20,7 @@ import torch
 from .backbones import DEFAULT_BACKBONE, create_backbone, resolve_weights
 from .calibration import SYNTHETIC_SOURCES, anomalous_evidence, batch_calibration, calibrate, probability_calibration
 from .config import InspectorConfig
-from .data import as_float, to_uint8
+from .data import to_uint8
 from .experts import ClipZeroShotExpert, Expert, ExpertInput, NormalImages, expert_class
 from .experts.base import Progress
 from .experts.defect_types import defect_descriptors
@@ -43,24 +40,16 @@ from .preprocessing import (
     Unreadable,
     as_images,
     batches,
-    candidate_scales,
     checked_scale,
-    decode_ahead,
 )
 from .references import References
 from .result import InspectionResult, decide
-from .synth import synthesize
+from .scale import Probe, choose_scale
 
 __all__ = ["ImageInput", "InspectionResult", "Inspector", "InspectorConfig"]
 Weights = str | Path | None  # a backbone weights file; None: the one its package ships
 Images = ImageInput | Iterable[ImageInput]  # one image (path or array) or many
 Count = Callable[[int], None]  # images embedded so far
-AUTO_IMAGES = (6, 4)  # scale="auto": normal images its probes fit on, and hold out to plant defects in
-AUTO_DEFECT_AREA = 0.0005  # … AUTO_PLANTS defects each of this share of the image (≈ 45 × 45 px at 2048 px) …
-AUTO_MIN_DEFECT_PX = 16  # … and at least this many pixels a side (smaller is below what any scale resolves), …
-AUTO_PLANTS = 4
-AUTO_SEPARATED = 0.9  # … this share of them must score above every held-out normal image …
-AUTO_BUDGET_S = 300.0  # … within this many seconds of probing
 
 
 class Inspector:
@@ -88,7 +77,7 @@ class Inspector:
         self.calibration = probability_calibration() if kind.probability_scores else None
         self.skipped: list[str] = []  # training images that could not be read
         self.references: References | None = None  # which normal image a result is most like
-        self.scale_probes: list[tuple[str | float, float, float]] = []  # scale="auto": (scale, separated, s) tried
+        self.scale_probes: list[Probe] = []  # scale="auto": the layouts tried (`scale.choose_scale`)
 
     @classmethod
     def zero_shot_clip(cls, clip_weights=None, clip_model=None, *, class_name=None, defects=(), writer=None, **options):
@@ -105,7 +94,7 @@ class Inspector:
             raise ValueError("a zero-shot inspector is not fitted: call predict(images) on the batch directly")
         if self.config.scale == AUTO:
             images = list(as_images(images))
-            scale, self.scale_probes = self._auto_scale(images) if kind.reads_tiles else (SQUASH, [])
+            scale, self.scale_probes = choose_scale(self, images) if kind.reads_tiles else (SQUASH, [])
             self.config = replace(self.config, scale=scale)
         layout = self.layout(kind)
         self.skipped, parts, sources = [], [], []
@@ -161,47 +150,6 @@ class Inspector:
         maps = [s.result() for s in stitchings]  # tiled: normal evidence alone (anomalies are made untiled)
         self.calibration = calibrate(scores, maps, evidence.method, max_false_alarms=self.config.max_false_alarms)
         return self
-
-    def _auto_scale(self, images: list[ImageInput]) -> tuple[str | float, list[tuple[str | float, float, float]]]:
-        """The cheapest layout that still sees small defects, from normal images alone: probes fit on a few
-        of them, and must rank AUTO_SEPARATED of the held-out ones with synthetic defects of AUTO_DEFECT_AREA
-        (`synth`, smooth noise; AUTO_PLANTS per image) above every held-out normal one. Candidates go from
-        the squashed whole image to native pixels (`candidate_scales`), a finer one only while its expected
-        time (4× the last: twice the resolution) fits AUTO_BUDGET_S. None passing: the one that separated
-        most (the cheaper on ties). Returns the scale and each probe's (scale, share separated, seconds)."""
-        sample = [d for _, d in decode_ahead(images[: sum(AUTO_IMAGES)], 2, max_side=None) if isinstance(d, Decoded)]
-        if len(sample) < 3:  # too few to hold any out
-            return SQUASH, []
-        fit = sample[: min(AUTO_IMAGES[0], len(sample) - 2)]
-        held = sample[len(fit) :]
-
-        def planted() -> Iterator[Decoded]:  # the same defects for every probe, made one at a time (uint8)
-            rng = np.random.default_rng(self.config.seed)
-            for i, entry in enumerate(held):
-                target = as_float(entry.image)
-                side = max(math.sqrt(AUTO_DEFECT_AREA), AUTO_MIN_DEFECT_PX / min(target.shape[:2]))
-                everywhere = np.ones(target.shape[:2], bool)
-                for k in range(AUTO_PLANTS):
-                    defect = synthesize(target, target, rng, mode="noise", object_mask=everywhere, side=(side, side))
-                    yield Decoded(f"planted[{i}.{k}]", to_uint8(defect.image), entry.size)
-
-        short_side = int(np.median([min(entry.image.shape[:2]) for entry in sample]))
-        long_side = int(np.median([max(entry.image.shape[:2]) for entry in sample]))
-        probes: list[tuple[str | float, float, float]] = []
-        started = time.perf_counter()
-        for scale in candidate_scales(short_side, long_side, self.config.image_size):
-            if probes and time.perf_counter() - started + 4 * probes[-1][2] > AUTO_BUDGET_S:
-                break
-            probe_started = time.perf_counter()
-            probe = copy.copy(self)  # shares the backbone; fitting gives the copy its own expert
-            probe.config = replace(self.config, scale=scale)
-            probe.fit(fit)
-            normal_top = max(float(r.score or 0) for r in probe.iter_predict(held))
-            separated = float(np.mean([float(r.score or 0) > normal_top for r in probe.iter_predict(planted())]))
-            probes.append((scale, separated, time.perf_counter() - probe_started))
-            if separated >= AUTO_SEPARATED:
-                return scale, probes
-        return max(probes, key=lambda probe: probe[1])[0], probes
 
     def layout(self, kind: Expert | type[Expert]) -> Layout:
         """How images are laid out as this expert's inputs (experts that read whole images squash them)."""

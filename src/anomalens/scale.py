@@ -1,0 +1,80 @@
+"""`--scale auto`: the cheapest layout that still sees small defects, chosen from normal images alone.
+
+Probes fit on a few of the normal images and must rank SEPARATED of the held-out ones with synthetic
+defects of DEFECT_AREA (`synth`, smooth noise; PLANTS per image) above every held-out normal one. Candidates
+go from the squashed whole image to native pixels (`preprocessing.candidate_scales`), a finer one only while
+its expected time (4× the last: twice the resolution) fits BUDGET_S. None passing: the one that separated
+most (the cheaper on ties)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Protocol
+
+import numpy as np
+
+from .config import InspectorConfig
+from .data import as_float, to_uint8
+from .preprocessing import SQUASH, Decoded, ImageInput, candidate_scales, decode_ahead
+from .result import InspectionResult
+from .synth import synthesize
+
+IMAGES = (6, 4)  # normal images the probes fit on, and hold out to plant defects in
+DEFECT_AREA = 0.0005  # … PLANTS defects each of this share of the image (≈ 45 × 45 px at 2048 px) …
+MIN_DEFECT_PX = 16  # … and at least this many pixels a side (smaller is below what any scale resolves), …
+PLANTS = 4
+SEPARATED = 0.9  # … this share of them must score above every held-out normal image …
+BUDGET_S = 300.0  # … within this many seconds of probing
+
+Probe = tuple[str | float, float, float]  # (scale, share of planted defects separated, seconds)
+
+
+class Fittable(Protocol):  # the Inspector, as a probe uses it
+    config: InspectorConfig
+
+    def fit(self, images: list[Decoded]) -> Fittable: ...
+
+    def iter_predict(self, images: Iterable[ImageInput]) -> Iterator[InspectionResult]: ...
+
+
+def choose_scale(inspector: Fittable, images: list[ImageInput]) -> tuple[str | float, list[Probe]]:
+    """The scale to fit `inspector` at, and each probe's (scale, share separated, seconds). Probes are copies
+    of the (unfitted) inspector: they share its backbone and leave it as it was."""
+    sample = [d for _, d in decode_ahead(images[: sum(IMAGES)], 2, max_side=None) if isinstance(d, Decoded)]
+    if len(sample) < 3:  # too few to hold any out
+        return SQUASH, []
+    fit = sample[: min(IMAGES[0], len(sample) - 2)]
+    held = sample[len(fit) :]
+    seed = inspector.config.seed
+
+    def planted() -> Iterator[Decoded]:  # the same defects for every probe, made one at a time (uint8)
+        rng = np.random.default_rng(seed)
+        for i, entry in enumerate(held):
+            target = as_float(entry.image)
+            side = max(math.sqrt(DEFECT_AREA), MIN_DEFECT_PX / min(target.shape[:2]))
+            everywhere = np.ones(target.shape[:2], bool)
+            for k in range(PLANTS):
+                defect = synthesize(target, target, rng, mode="noise", object_mask=everywhere, side=(side, side))
+                yield Decoded(f"planted[{i}.{k}]", to_uint8(defect.image), entry.size)
+
+    short_side = int(np.median([min(entry.image.shape[:2]) for entry in sample]))
+    long_side = int(np.median([max(entry.image.shape[:2]) for entry in sample]))
+    probes: list[Probe] = []
+    started = time.perf_counter()
+    for scale in candidate_scales(short_side, long_side, inspector.config.image_size):
+        if probes and time.perf_counter() - started + 4 * probes[-1][2] > BUDGET_S:
+            break
+        probe_started = time.perf_counter()
+        probe = copy.copy(inspector)
+        probe.config = replace(inspector.config, scale=scale)
+        probe.fit(fit)
+        normal_top = max(float(r.score or 0) for r in probe.iter_predict(held))
+        separated = float(np.mean([float(r.score or 0) > normal_top for r in probe.iter_predict(planted())]))
+        probes.append((scale, separated, time.perf_counter() - probe_started))
+        if separated >= SEPARATED:
+            return scale, probes
+    return max(probes, key=lambda probe: probe[1])[0], probes
