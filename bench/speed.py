@@ -57,7 +57,9 @@ def run_onnx(root: Path, category: str, shots: str) -> dict:
         fit = [sys.executable, "-m", "anomalens.cli", "fit", str(root), "--category", category, "-o", str(model)]
         subprocess.run(fit + ([] if shots == "all" else ["--shots", shots]), check=True, capture_output=True)
         export = [sys.executable, "-m", "anomalens.cli", "export", str(model), "-o", str(graph)]
-        subprocess.run(export, check=True, capture_output=True)
+        exported = subprocess.run(export, capture_output=True, text=True)
+        if exported.returncode:  # a model that cannot be exported yet says why (e.g. an inverted-file bank)
+            return {"refused": exported.stderr.strip() or exported.stdout.strip()}
         child = [sys.executable, __file__, "--time-onnx", str(graph), "--root", str(root), "--categories", category]
         text, _, peak = measured(child)
         return json.loads(text) | {"peak_memory_mb": peak}
@@ -109,7 +111,7 @@ def time_bound(root: Path, category: str, shots: str) -> None:
 
 def middle(runs: list[dict], part: str, key: str) -> float | None:
     """The median of one figure over a row's repeats (None where that part was not run)."""
-    values = [run[part][key] for run in runs if run.get(part)]
+    values = [run[part][key] for run in runs if key in (run.get(part) or {})]
     return statistics.median(values) if values else None
 
 
@@ -163,6 +165,9 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
         lines.append("| " + " | ".join(cells) + " |")
         if row.get("peer_skipped"):
             lines.append(f"|  | ↳ peer not run: {row['peer_skipped']} |" + " |" * 14)
+        refused = {run["onnx"].get("refused") for run in runs} - {None}
+        if refused:
+            lines.append(f"|  | ↳ ONNX: {'; '.join(sorted(refused))} |" + " |" * 14)
     path.write_text("\n".join(lines) + "\n")
 
 
