@@ -113,8 +113,9 @@ def calibrate(
     max_false_alarms: float | None = None,
 ) -> Calibration:
     """normal_scores (n,) image scores and normal_maps, the n normal images' anomaly maps (an (n, H, W) array,
-    or n maps of their own sizes: images laid out at their aspect ratio), scored as if new; anomaly_scores (m,), those of synthetic anomalies scored the same way (None: none); max_false_alarms,
-    a stated share of normal images that may be flagged (None: the default rule)."""
+    or n maps of their own sizes: images laid out at their aspect ratio), scored as if new; anomaly_scores
+    (m,), those of synthetic anomalies scored the same way (None: none); max_false_alarms, a stated share of
+    normal images that may be flagged (None: the default rule)."""
     scores = np.asarray(normal_scores, dtype=np.float64)
     if scores.size == 0:
         raise ValueError("calibration needs at least one normal image")
