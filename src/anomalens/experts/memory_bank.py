@@ -13,6 +13,9 @@ Each patch is matched two ways, each used where it does better (1–4 references
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
+
 import torch
 from torch import nn
 
@@ -64,17 +67,23 @@ class MemoryBankExpert(Expert):
     def leave_one_out(self, features: list[torch.Tensor], normal: NormalImages) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores of the fitted references as if each were new: its own patches (all its tiles') are left out
         of the bank. With a single reference, a patch is matched against the rest of its own image instead."""
+        results = self._left_out(features, normal.owners(), lambda i: self._near_cells(normal, i))
+        return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
+
+    def _left_out(
+        self, features: list[torch.Tensor], owners: torch.Tensor, near: Callable[[int], torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(map, score) of each entry `i`, matched against the bank less reference `owners[i]`'s patches; with a
+        single reference, against all of it except the cells `near(i)` marks. Banks are split once per owner."""
         assert self.banks is not None and self.image_ids is not None
-        owners = normal.owners()
-        single = len(owners.unique()) == 1
+        single = int(self.image_ids.max()) == 0
         results: list = [None] * len(owners)
         for image in owners.unique().tolist():
-            keep = self.image_ids != image
-            banks = [split_bank(b if single else b[keep]) for b in self.banks]
+            banks = [split_bank(b if single else b[self.image_ids != image]) for b in self.banks]
             for i in (owners == image).nonzero()[:, 0].tolist():
                 query = [f[i : i + 1] for f in features]
-                results[i] = patch_scores(query, banks, forbid=self._near_cells(normal, i) if single else None)
-        return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
+                results[i] = patch_scores(query, banks, forbid=near(i) if single else None)
+        return results
 
     def _near_cells(self, normal: NormalImages, entry: int) -> torch.Tensor:
         """(cells of `entry` × bank) the bank patches within SELF_EXCLUSION cells of each of its cells, on the
@@ -95,14 +104,8 @@ class MemoryBankExpert(Expert):
     @torch.inference_mode()
     def left_out_scores(self, features: list[torch.Tensor], owners: list[int]) -> torch.Tensor:
         """As `leave_one_out`, for images made from reference `owners[j]` (untiled references only)."""
-        assert self.banks is not None and self.image_ids is not None
-        single = int(self.image_ids.max()) == 0
-        forbid = self._near_cells(NormalImages([f[:1] for f in features]), 0) if single else None
-        scores = []
-        for j, owner in enumerate(owners):
-            banks = [split_bank(b if single else b[self.image_ids != owner]) for b in self.banks]
-            scores.append(patch_scores([f[j : j + 1] for f in features], banks, forbid=forbid)[1])
-        return torch.stack(scores)
+        near = cache(lambda: self._near_cells(NormalImages([f[:1] for f in features]), 0))  # the same for all
+        return torch.stack([s for _, s in self._left_out(features, torch.tensor(owners), lambda _: near())])
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         assert self.banks is not None and self.image_ids is not None and self.grid is not None  # fitted or loaded
