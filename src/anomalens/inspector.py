@@ -106,10 +106,10 @@ class Inspector:
                 self.skipped.append(str(item[1]))
                 continue
             group_plans = [layout.plan(entry) for entry in item]
-            for entry, plan in zip(item, group_plans):  # the first references, as uint8, to make anomalies of
-                if len(anomaly_sources) < SYNTHETIC_SOURCES:
-                    anomaly_sources += [to_uint8(t) for t in plan.tiles(entry.image, kind.resize_mode)]
-            for owners, indices, batch in self._tile_batches(item, group_plans, kind):
+            for owners, indices, pixels in self._tile_batches(item, group_plans, kind):
+                wanted = SYNTHETIC_SOURCES - len(anomaly_sources)  # the first inputs, as uint8, to make anomalies of
+                anomaly_sources += [to_uint8(t) for t in pixels[:wanted]]
+                batch = self._input(pixels, kind)
                 if batch.pixels is not None:  # kept small, as uint8; never the decoded images
                     batch.pixels = batch.pixels.mul(255).round_().to(torch.uint8)
                 parts.append(batch)
@@ -163,9 +163,9 @@ class Inspector:
 
     def _tile_batches(
         self, images: list[Decoded], plans: list[TilePlan], kind: Expert | type[Expert]
-    ) -> Iterator[tuple[list[int], list[int], ExpertInput]]:
+    ) -> Iterator[tuple[list[int], list[int], np.ndarray]]:
         """The images' tiles in batches of `batch_size`, streamed: (each tile's image index in `images`, its
-        index in that image's plan, the batch as the expert needs it)."""
+        index in that image's plan, the (B, 3, S, S) tiles)."""
         tiles = (
             (owner, index, pixels)
             for owner, (image, plan) in enumerate(zip(images, plans))
@@ -173,7 +173,7 @@ class Inspector:
         )
         while chunk := list(islice(tiles, self.config.batch_size)):
             owners, indices, pixels = zip(*chunk)
-            yield list(owners), list(indices), self._input(np.stack(pixels), kind)
+            yield list(owners), list(indices), np.stack(pixels)
 
     def predict(self, images: Images, max_pixels: int | None = None) -> list[InspectionResult]:
         return list(self.iter_predict(images, max_pixels))
@@ -202,7 +202,10 @@ class Inspector:
             scores = np.full(len(decoded), -np.inf)
             descriptors: list[np.ndarray | None] = [None] * len(decoded)
             nearest = [""] * len(decoded)
-            tile_batches = self._tile_batches(decoded, plans, expert)
+            tile_batches: Iterator[tuple[list[int], list[int], ExpertInput]] = (
+                (owners, indices, self._input(tiles, expert))
+                for owners, indices, tiles in self._tile_batches(decoded, plans, expert)
+            )
             if "batch" in expert.needs:
                 chunks = list(tile_batches)
                 whole = [c[0] for c in chunks], [c[1] for c in chunks], ExpertInput.joined([c[2] for c in chunks])
