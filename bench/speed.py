@@ -10,7 +10,11 @@ For each category and shot count, in turn:
   coreset 0.1; its fit s includes anomalib's validation pass, its test img/s decoding and metrics.
 - Bound: the same fitted model's backbone (as it runs, onnxruntime) and exact expert scoring alone, over the
   test images already decoded and resized in memory, batches of 8: what any engine giving these answers
-  with this network and search costs before decoding, smoothing and regions.
+  with this network and search costs before decoding, smoothing and regions; also each half alone
+  (backbone img/s, scoring img/s). Bound ratio = bound img/s ÷ the peer's test img/s: no engine giving
+  these answers passes the test faster, even with decoding, maps, regions and metrics free.
+- Fit floor: the images a fit must embed (references + `SYNTHETIC_ANOMALIES` for the calibration) ÷ backbone
+  img/s, with nothing else counted; floor ratio = the peer's fit s ÷ that.
 Peak MB is each process's maximum resident memory (the operating system's own accounting, `wait4`).
 Results: bench/speed.md and bench/speed.json."""
 
@@ -24,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from run_bench import DEFAULT_ROOT, HERE, PEER_TOOL, fmt, machine, run_ours
@@ -83,6 +88,7 @@ def time_onnx(graph: Path, root: Path, category: str) -> None:
 def time_bound(root: Path, category: str, shots: str) -> None:
     """The child's part: backbone + expert scoring alone, on pixels prepared beforehand (img/s)."""
     from anomalens import Inspector
+    from anomalens.calibration import SYNTHETIC_ANOMALIES
     from anomalens.data import load_split
     from anomalens.experts import ExpertInput
     from anomalens.features import patch_features
@@ -99,14 +105,19 @@ def time_bound(root: Path, category: str, shots: str) -> None:
     ]
     expert = inspector.expert
 
-    def run() -> None:
-        for pixels in batches:
-            expert.score(ExpertInput(None, patch_features(inspector.backbone, pixels)))
+    def timed(part: Callable[[], object]) -> float:
+        part()  # graphs exported or loaded, first-run allocations made
+        started = time.perf_counter()
+        part()
+        return len(paths) / (time.perf_counter() - started)
 
-    run()  # graphs exported or loaded, first-run allocations made
-    started = time.perf_counter()
-    run()
-    print(json.dumps({"images_per_second": len(paths) / (time.perf_counter() - started)}))
+    features = [patch_features(inspector.backbone, pixels) for pixels in batches]
+    both = timed(lambda: [expert.score(ExpertInput(None, patch_features(inspector.backbone, p))) for p in batches])
+    backbone = timed(lambda: [patch_features(inspector.backbone, pixels) for pixels in batches])
+    scoring = timed(lambda: [expert.score(ExpertInput(None, f)) for f in features])
+    fit_images = len(train if shots == "all" else train[: int(shots)]) + SYNTHETIC_ANOMALIES
+    print(json.dumps({"images_per_second": both, "backbone_images_per_second": backbone,
+                      "scoring_images_per_second": scoring, "fit_floor_s": fit_images / backbone}))  # fmt: skip
 
 
 def middle(runs: list[dict], part: str, key: str) -> float | None:
@@ -135,15 +146,18 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
         "ratios are the median of each repeat's own ratio (min–max in brackets): test img/s ours ÷ peer's, "
         "fit: peer's seconds ÷ ours.",
         "",
-        "| category | shots | test img/s | peer test img/s | ratio | detect img/s | ONNX img/s | bound img/s | fit s "
-        "| peer fit s | fit ratio | peak MB | peer peak MB | ONNX peak MB | image AUROC | peer image AUROC |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| category | shots | test img/s | peer test img/s | ratio | detect img/s | ONNX img/s | bound img/s "
+        "| backbone img/s | scoring img/s | bound ratio | fit s | peer fit s | fit ratio | fit floor s | floor ratio "
+        "| peak MB | peer peak MB | ONNX peak MB | image AUROC | peer image AUROC |",
+        "|" + "---|" * 21,
     ]
     for row in rows:
         runs = row["runs"]
         paired = [run for run in runs if run.get("peer")]
         ratios = [run["ours"]["test_images_per_second"] / run["peer"]["test_img_per_s"] for run in paired]
         fit_ratios = [run["peer"]["fit_s"] / run["ours"]["fit_seconds"] for run in paired]
+        bound_ratios = [run["bound"]["images_per_second"] / run["peer"]["test_img_per_s"] for run in paired]
+        floor_ratios = [run["peer"]["fit_s"] / run["bound"]["fit_floor_s"] for run in paired]
         cells = [
             row["category"],
             row["shots"],
@@ -153,9 +167,14 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
             fmt(middle(runs, "ours", "detect_images_per_second"), 1),
             fmt(middle(runs, "onnx", "images_per_second"), 1),
             fmt(middle(runs, "bound", "images_per_second"), 1),
+            fmt(middle(runs, "bound", "backbone_images_per_second"), 1),
+            fmt(middle(runs, "bound", "scoring_images_per_second"), 1),
+            spread(bound_ratios),
             fmt(middle(runs, "ours", "fit_seconds"), 2),
             fmt(middle(runs, "peer", "fit_s"), 2),
             spread(fit_ratios),
+            fmt(middle(runs, "bound", "fit_floor_s"), 2),
+            spread(floor_ratios),
             fmt(middle(runs, "ours", "peak_memory_mb"), 0),
             fmt(middle(runs, "peer", "peak_memory_mb"), 0),
             fmt(middle(runs, "onnx", "peak_memory_mb"), 0),
@@ -164,10 +183,10 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
         ]
         lines.append("| " + " | ".join(cells) + " |")
         if row.get("peer_skipped"):
-            lines.append(f"|  | ↳ peer not run: {row['peer_skipped']} |" + " |" * 14)
+            lines.append(f"|  | ↳ peer not run: {row['peer_skipped']} |" + " |" * 19)
         refused = {run["onnx"].get("refused") for run in runs} - {None}
         if refused:
-            lines.append(f"|  | ↳ ONNX: {'; '.join(sorted(refused))} |" + " |" * 14)
+            lines.append(f"|  | ↳ ONNX: {'; '.join(sorted(refused))} |" + " |" * 19)
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -91,13 +91,13 @@ def evaluate_category(
         verdicts.append(result.anomalous)
         probabilities.append(result.probability)
         calibration = result.calibration  # a zero-shot batch's own comes with its results
-        native = (
-            result.anomaly_map
-            if result.anomaly_map.shape == mask.shape
-            else at_image_size(result.anomaly_map, mask.shape)
-        )
-        maps.append(native if eval_size is None else _resized(result.anomaly_map, eval_size, "bilinear"))
-        masks.append(mask if eval_size is None else _resized(mask, eval_size, "nearest"))
+        if eval_size is not None:
+            maps.append(_resized(result.anomaly_map, eval_size, "bilinear"))
+            masks.append(_resized(mask, eval_size, "nearest"))
+        else:
+            same = result.anomaly_map.shape == mask.shape
+            maps.append(result.anomaly_map if same else at_image_size(result.anomaly_map, mask.shape))
+            masks.append(mask)
 
     metrics = evaluate(np.array(labels), np.array(scores), masks, maps)  # lists: sizes may differ
     test_seconds = time.perf_counter() - test_started
