@@ -81,3 +81,54 @@ def test_synthetic_anomalies_are_scored_with_their_reference_left_out():
     assert torch.equal(expert.left_out_scores(features, [0, 1, 2]), evidence.scores)
     swapped = [f[[1, 0]] for f in features]  # image 1 scored with image 0 left out: not its own evidence
     assert not torch.equal(expert.left_out_scores(swapped, [0, 1]), evidence.scores[[1, 0]])
+
+
+def _reference_calibration(threshold: float, rule: str = "synthetic-quartile"):
+    from dataclasses import replace
+
+    return replace(calibrate(np.array([1.0, 1.1, 0.9, 1.05]), [np.zeros((4, 4))], "leave-one-out"), image_threshold=threshold, rule=rule)  # fmt: skip
+
+
+def _two_groups(rng, normal: int, defective: int) -> np.ndarray:
+    return np.r_[rng.normal(1.0, 0.1, normal), rng.normal(3.0, 0.1, defective)]
+
+
+def test_a_batch_with_two_modes_lowers_a_threshold_set_too_high_to_where_they_are_equally_likely():
+    from anomalens.calibration import batch_refined
+
+    rng = np.random.default_rng(0)
+    scores = _two_groups(rng, 40, 60)
+    refined = batch_refined(_reference_calibration(3.5), scores)
+    assert refined.rule == "batch-mixture"
+    (w1, m1, s1), (w2, m2, s2) = refined.mixture
+    assert (w1, m1, s1, m2, s2) == pytest.approx((0.4, 1.0, 0.1, 3.0, 0.1), abs=0.03)
+    # the modes are equally likely where ln(w1/s1) − (x − m1)²/2s1² = ln(w2/s2) − (x − m2)²/2s2²: a quadratic
+    a, b = 1 / (2 * s2**2) - 1 / (2 * s1**2), m1 / s1**2 - m2 / s2**2
+    c = m2**2 / (2 * s2**2) - m1**2 / (2 * s1**2) + np.log(w1 / s1) - np.log(w2 / s2)
+    between = [r.real for r in np.roots([a, b, c]) if m1 < r.real < m2]
+    assert len(between) == 1 and refined.image_threshold == pytest.approx(between[0], abs=1e-9)
+    assert refined.probability(refined.image_threshold) == pytest.approx(0.5, abs=1e-6)
+    assert refined.probability(1.0) < 0.01 and refined.probability(3.0) > 0.99
+    assert all(refined.decide(s) for s in scores[40:]) and not any(refined.decide(s) for s in scores[:40])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_an_all_defective_batch_never_raises_the_threshold(seed):
+    from anomalens.calibration import batch_refined
+
+    rng = np.random.default_rng(seed)
+    defects = np.r_[rng.normal(2.0, 0.1, 30), rng.normal(4.0, 0.2, 30)]  # two kinds of defect: two modes
+    for threshold in (1.5, 2.5, 3.0, 5.0):
+        assert batch_refined(_reference_calibration(threshold), defects).image_threshold <= threshold
+
+
+def test_batches_it_leaves_alone():
+    from anomalens.calibration import MIXTURE_MIN, batch_refined
+
+    rng = np.random.default_rng(1)
+    reference = _reference_calibration(3.5)
+    assert batch_refined(reference, _two_groups(rng, 3, MIXTURE_MIN - 4)) is reference  # too few to split
+    assert batch_refined(reference, rng.normal(1.0, 0.1, 50)) is reference  # one mode
+    assert batch_refined(reference, _two_groups(rng, 40, 60) + 10) is reference  # it would raise the threshold
+    stated = _reference_calibration(3.5, rule="false-alarms")  # a stated operating point stays
+    assert batch_refined(stated, _two_groups(rng, 40, 60)) is stated

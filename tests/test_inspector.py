@@ -147,3 +147,19 @@ def test_the_decision_is_fitted_with_synthetic_anomalies_and_saved(tmp_path):
         Inspector.load(old)
     stated = Inspector(image_size=128, max_false_alarms=0.01).fit(paths).calibration
     assert stated.rule == "false-alarms" and stated.image_scale == inspector.calibration.image_scale
+
+
+def test_a_batch_is_decided_together_by_default_and_one_at_a_time_on_request(fitted):
+    images = [texture(80 + i) for i in range(6)] + [plant_defect(texture(90 + i), i)[0] for i in range(6)]
+    alone = fitted.predict(images, batch_aware=False)
+    streamed = list(fitted.iter_predict(images))  # one at a time: the per-image path
+    together = fitted.predict(images + [np.zeros((4, 4))])  # an unreadable image stays in its place
+    assert [r.score for r in alone] == [r.score for r in streamed] == [r.score for r in together[:-1]]
+    assert [r.anomalous for r in alone] == [r.anomalous for r in streamed]
+    assert all(r.calibration is fitted.calibration for r in alone)
+    assert not together[-1].ok and together[-1].error
+    (refined,) = {id(r.calibration): r.calibration for r in together[:-1]}.values()  # one for the whole batch
+    assert refined.image_threshold <= fitted.calibration.image_threshold  # a batch never raises it
+    assert refined.rule in (fitted.calibration.rule, "batch-mixture")
+    assert [r.anomalous for r in together[:-1]] == [refined.decide(r.score) for r in together[:-1]]
+    assert sum(r.anomalous for r in together[6:-1]) >= sum(r.anomalous for r in alone[6:])

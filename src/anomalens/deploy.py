@@ -15,7 +15,7 @@ from pathlib import Path
 from .calibration import Calibration
 from .data import ImageError
 from .preprocessing import SQUASH, ImageInput, Layout, Stitching, as_images, checked_scale, decode_ahead
-from .result import InspectionResult, decide
+from .result import InspectionResult, Scored, decided
 
 METADATA_KEY = "anomalens"  # what `export_onnx` writes: version, config, expert, calibration, input size
 DECODE_AHEAD = 2  # images decoded on the worker thread while the graph runs
@@ -58,15 +58,21 @@ class OnnxInspector:
             raise OnnxModelError(path, f"its {METADATA_KEY!r} metadata is unusable ({error!r})") from None
 
     def predict(
-        self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None = None
+        self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None = None, batch_aware: bool = True
     ) -> list[InspectionResult]:
-        return list(self.iter_predict(images, max_pixels))
+        return list(self.iter_predict(images, max_pixels, batch_aware))
 
     def iter_predict(
-        self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None = None
+        self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None = None, batch_aware: bool = False
     ) -> Iterator[InspectionResult]:
         """Results in input order, one input (the image, or each of its tiles) at a time through the graph
-        (exported for a batch of one); an unreadable image gives a result with `error` set, not an exception."""
+        (exported for a batch of one); an unreadable image gives a result with `error` set, not an exception.
+        `batch_aware`: as `Inspector.iter_predict`."""
+        return decided(self._scored(images, max_pixels), batch_aware)
+
+    def _scored(
+        self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None
+    ) -> Iterator[Scored | InspectionResult]:
         for source, decoded in decode_ahead(as_images(images), DECODE_AHEAD, max_pixels, self.layout.max_side):
             if isinstance(decoded, ImageError):
                 yield InspectionResult(source=source, error=str(decoded))
@@ -77,4 +83,4 @@ class OnnxInspector:
                 tile_map, tile_score = self.session.run(None, {"pixels": pixels[None]})
                 stitching.add(index, tile_map[0])
                 score = max(score, float(tile_score[0]))  # an image scores as its highest tile, as in torch
-            yield decide(decoded, score, stitching.result(), self.calibration, self.expert_name)
+            yield Scored(decoded, score, stitching.result(), self.calibration, self.expert_name)

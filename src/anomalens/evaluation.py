@@ -30,13 +30,15 @@ def evaluate_category(
     progress: Callable[[str, int, int], None] | None = None,
     eval_size: int | None = None,
     zero_shot: str | None = None,
+    batch_aware: bool = True,
 ) -> dict:
     """Metrics, verdict quality and timings for one category; `progress(stage, done, total)` is optional.
     Pixel metrics are computed at each image's own resolution, or, with `eval_size`, on maps and masks
     resized to eval_size × eval_size (anomalib's protocol, for comparisons with it). With `zero_shot`,
     no training image is read: route "mutual" scores the test images as one batch (its time counts as
     detection); route "clip" compares each with text about the category, named after its folder, using
-    the CLIP of `options["clip_weights"]` / `options["clip_model"]`."""
+    the CLIP of `options["clip_weights"]` / `options["clip_model"]`. `batch_aware`: the test set is decided
+    as one batch (`calibration.batch_refined`); False: each image alone."""
     train = [] if zero_shot else load_split(root, category, "train")
     if shots:
         train = train[:shots]
@@ -69,7 +71,7 @@ def evaluate_category(
     test_started = time.perf_counter()  # the whole test pass: results, masks and metrics (as anomalib's test)
     labels, scores, maps, masks, verdicts, probabilities, skipped = [], [], [], [], [], [], list(inspector.skipped)
     calibration = inspector.calibration
-    predictions = inspector.iter_predict([s.path for s in test])
+    predictions = inspector.iter_predict([s.path for s in test], batch_aware=batch_aware)
     detect_seconds = 0.0  # time spent producing results (decoding included), not reading masks or scoring
     for i, sample in enumerate(test, start=1):
         started = time.perf_counter()

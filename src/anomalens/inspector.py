@@ -43,7 +43,7 @@ from .preprocessing import (
     checked_scale,
 )
 from .references import References
-from .result import InspectionResult, decide
+from .result import InspectionResult, Scored, decided
 from .scale import Probe, choose_scale
 
 __all__ = ["ImageInput", "InspectionResult", "Inspector", "InspectorConfig"]
@@ -175,23 +175,30 @@ class Inspector:
             owners, indices, pixels = zip(*chunk)
             yield list(owners), list(indices), np.stack(pixels)
 
-    def predict(self, images: Images, max_pixels: int | None = None) -> list[InspectionResult]:
-        return list(self.iter_predict(images, max_pixels))
+    def predict(
+        self, images: Images, max_pixels: int | None = None, batch_aware: bool = True
+    ) -> list[InspectionResult]:
+        """All results at once; `batch_aware`: verdicts refined by the batch's own scores
+        (`calibration.batch_refined`; False: each image decided alone, as `iter_predict` does)."""
+        return list(self.iter_predict(images, max_pixels, batch_aware))
 
-    def iter_predict(self, images: Images, max_pixels: int | None = None) -> Iterator[InspectionResult]:
+    def iter_predict(
+        self, images: Images, max_pixels: int | None = None, batch_aware: bool = False
+    ) -> Iterator[InspectionResult]:
         """Results in input order; an unreadable image gives a result with `error` set, not an exception.
         Images are decoded a little ahead on a worker thread. An expert that scores a batch against itself
-        ("batch") reads and embeds the whole batch before the first result."""
+        ("batch") reads and embeds the whole batch before the first result, as does `batch_aware`."""
         if self.expert is None or (self.calibration is None and "batch" not in self.expert.needs):
             raise RuntimeError("the inspector is not fitted: call fit(normal_images) or Inspector.load(path)")
         layout = self.layout(self.expert)
         groups = batches(as_images(images), self._group_size(layout), max_pixels, layout.max_side)  # larger: refused
-        for group in [list(groups)] if "batch" in self.expert.needs else ([item] for item in groups):
-            yield from self._inspect(group, self.expert, layout)
+        expert = self.expert
+        together = [list(groups)] if "batch" in expert.needs else ([item] for item in groups)
+        yield from decided((item for group in together for item in self._scored(group, expert, layout)), batch_aware)
 
-    def _inspect(
+    def _scored(
         self, group: list[list[Decoded] | Unreadable], expert: Expert, layout: Layout
-    ) -> Iterator[InspectionResult]:
+    ) -> Iterator[Scored | InspectionResult]:
         """Scores the readable images of `group` tile batch by tile batch (an expert that scores a batch
         against itself: all at once), stitches each image's map, then gives every item's result in order. An
         image's score is its highest tile's; its descriptor and nearest reference are that tile's."""
@@ -231,7 +238,7 @@ class Inspector:
                 yield InspectionResult(source=item[0], error=str(item[1]))
                 continue
             for entry, score, image_map, descriptor, reference in (next(scored) for _ in item):
-                yield decide(entry, float(score), image_map, calibration, expert.name, descriptor, reference)
+                yield Scored(entry, float(score), image_map, calibration, expert.name, descriptor, reference)
 
     def _input(self, tiles: np.ndarray, kind: Expert | type[Expert]) -> ExpertInput:
         """What the expert (or its class, before it is fitted) needs of these (B, 3, S, S) tiles: pixels,

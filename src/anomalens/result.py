@@ -3,11 +3,12 @@ verdict and probability, the map at the image's own size, and the regions a posi
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .calibration import Calibration
+from .calibration import Calibration, batch_refined
 from .preprocessing import Decoded
 from .regions import Region, describe_location, find_regions
 from .resampling import at_image_size
@@ -94,3 +95,43 @@ def decide(
         descriptor=descriptor,
         nearest_reference=nearest_reference,
     )
+
+
+@dataclass
+class Scored:
+    """One image scored and not yet decided: what `decide` takes."""
+
+    decoded: Decoded
+    score: float
+    small_map: np.ndarray
+    calibration: Calibration
+    expert: str = ""
+    descriptor: np.ndarray | None = None
+    nearest_reference: str = ""
+
+    def decided(self, calibration: Calibration | None = None) -> InspectionResult:
+        return decide(
+            self.decoded,
+            self.score,
+            self.small_map,
+            calibration or self.calibration,
+            self.expert,
+            self.descriptor,
+            self.nearest_reference,
+        )
+
+
+def decided(items: Iterable[Scored | InspectionResult], batch_aware: bool = False) -> Iterator[InspectionResult]:
+    """Results in order from scored images (and unreadable images' results). One at a time, each by its own
+    calibration; `batch_aware`: all scored first, then decided by their calibration refined on the batch's
+    scores (`calibration.batch_refined`), which holds the batch's decoded images and maps meanwhile."""
+    if not batch_aware:
+        yield from (item.decided() if isinstance(item, Scored) else item for item in items)
+        return
+    items = list(items)
+    scored = [item for item in items if isinstance(item, Scored)]
+    refined: dict[int, Calibration] = {}
+    for calibration in {id(item.calibration): item.calibration for item in scored}.values():
+        scores = [item.score for item in scored if item.calibration is calibration]
+        refined[id(calibration)] = batch_refined(calibration, scores)
+    yield from (item.decided(refined[id(item.calibration)]) if isinstance(item, Scored) else item for item in items)

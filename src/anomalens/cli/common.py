@@ -94,6 +94,14 @@ FalseAlarmsOpt = Annotated[
         "from the normal references alone. Default: the threshold between normal and synthetic anomalies.",
     ),
 ]
+PerImageOpt = Annotated[
+    bool,
+    typer.Option(
+        "--per-image",
+        help="Decide each image alone. Default: images inspected together are decided as one batch, the "
+        "threshold refined by the batch's own score modes (never raised by a mode the references flag).",
+    ),
+]
 ZeroShotOpt = Annotated[
     bool,
     typer.Option(

@@ -20,6 +20,7 @@ from .common import (
     ClipWeightsOpt,
     ExpertOpt,
     FalseAlarmsOpt,
+    PerImageOpt,
     ScaleOpt,
     SeedOpt,
     SizeOpt,
@@ -59,6 +60,7 @@ def evaluate_cmd(
     ] = None,
     seed: SeedOpt = 0,
     max_false_alarms: FalseAlarmsOpt = None,
+    per_image: PerImageOpt = False,
     out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json and metrics.csv.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
     zero_shot: Annotated[
@@ -101,7 +103,7 @@ def evaluate_cmd(
             try:
                 rows.append(
                     evaluate_category(
-                        root, name, shots, options, stage_bars(progress, f"{name}: "), eval_size, zero_shot=route
+                        root, name, shots, options, stage_bars(progress, f"{name}: "), eval_size, route, not per_image
                     )
                 )
             except (FileNotFoundError, ValueError) as error:

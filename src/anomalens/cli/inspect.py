@@ -19,6 +19,7 @@ from .common import (
     ClipModelOpt,
     ClipWeightsOpt,
     MaxPixelsOpt,
+    PerImageOpt,
     ScaleOpt,
     SizeOpt,
     TileOpt,
@@ -51,15 +52,19 @@ def write_inspections(
     paths: list[Path],
     out: Path,
     max_pixels: int | None = None,
+    batch_aware: bool = True,
 ) -> list[dict]:
     """Inspect every image; write its JSON and overlay (from the image decoded for the model: no second
-    decode); one unreadable image never stops the rest. Returns the JSON records, results.json too."""
+    decode); one unreadable image never stops the rest. Returns the JSON records, results.json too.
+    `batch_aware`: all are decided as one batch (files are written once all are scored)."""
     records: list[dict] = []
     used: set[str] = set()
     out.mkdir(parents=True, exist_ok=True)
     with progress_bars() as progress:
         task = progress.add_task("inspecting", total=len(paths))
-        for path, inspection in zip(paths, service.inspect(inspector, paths, max_pixels=max_pixels)):
+        for path, inspection in zip(
+            paths, service.inspect(inspector, paths, max_pixels=max_pixels, batch_aware=batch_aware)
+        ):
             progress.advance(task)
             record = inspection.result.to_dict()
             if inspection.ok:
@@ -101,6 +106,7 @@ def detect(
     image_size: SizeOpt = 256,
     scale: ScaleOpt = "squash",
     tile: TileOpt = None,
+    per_image: PerImageOpt = False,
     engine: Annotated[
         str,
         typer.Option(help="torch, or onnx: run an exported --model MODEL.onnx (anomalens export) with onnxruntime."),
@@ -158,7 +164,7 @@ def detect(
         clip, options = bool(clip_weights or clip_model), resolution(image_size, scale, tile)
         inspector = chosen_inspector(service, model, refs, zero_shot, clip, class_name, **options)
     try:
-        records = write_inspections(service, inspector, paths, out, max_pixels)
+        records = write_inspections(service, inspector, paths, out, max_pixels, not per_image)
     except ValueError as error:  # zero-shot with fewer than 2 readable images
         fail(str(error))
     console.print(results_table(records))

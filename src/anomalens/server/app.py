@@ -173,6 +173,11 @@ def create_app(
         ),
         class_name: str | None = Form(None, max_length=100, description="Product class, for the answers."),
         overlay: bool = Form(False, description="Include the heatmap overlay PNG (base64)."),
+        per_image: bool = Form(
+            False,
+            description="Decide each image alone. Default: the request's images are decided as one batch, the "
+            "threshold refined by the batch's own score modes.",
+        ),
     ) -> dict:
         if zero_shot + (model_id is not None) + bool(references) != 1:
             raise ApiError(
@@ -203,7 +208,10 @@ def create_app(
         try:
             inspections = iter(
                 service.inspect(
-                    inspector, [u.image for u in readable if u.image is not None], class_name=class_name or ""
+                    inspector,
+                    [u.image for u in readable if u.image is not None],
+                    class_name=class_name or "",
+                    batch_aware=not per_image,
                 )
             )
             results = [

@@ -132,9 +132,11 @@ class InspectionService:
         references: Sequence[str] = (),
         defect_types: DefectTypeExpert | None = None,
         max_pixels: int | None = None,
+        batch_aware: bool = False,
     ) -> Iterator[Inspection]:
-        """Inspections in input order; an unreadable image is an Inspection whose result has `error` set."""
-        for result in inspector.iter_predict(images, max_pixels):
+        """Inspections in input order; an unreadable image is an Inspection whose result has `error` set.
+        `batch_aware`: the images are decided as one batch (`calibration.batch_refined`)."""
+        for result in inspector.iter_predict(images, max_pixels, batch_aware):
             if not result.ok:
                 yield Inspection(result, None)
                 continue
