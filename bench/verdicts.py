@@ -3,8 +3,9 @@
 
 Backbone features of every shared category (train and test) are computed once and cached, so rules are
 compared without decoding and embedding the images again. For each category, k ∈ {1, 2, 4, 8} references
-(3 draws each) and all of them (PatchCore), today's rule and ours (`anomalens.calibration.calibrate`, with and
-without synthetic anomalies, from the same fit) are scored on the test labels: verdict accuracy, balanced
+(3 draws each) and all of them (PatchCore), today's rule, ours (`anomalens.calibration.calibrate`, with and
+without synthetic anomalies, from the same fit) and ours refined by the test set as one batch
+(`calibration.batch_refined`), and zero-shot route B, are scored on the test labels: verdict accuracy, balanced
 accuracy, recall, false-alarm rate, expected calibration error (10 bins) of the probabilities, and the oracle
 gap = the best balanced accuracy any single threshold reaches (chosen with the test labels) − the rule's.
 Rows are kept per category (bench/verdicts-<category>.json, written after every fit), so categories can run
@@ -12,6 +13,7 @@ as processes of their own; the table is written from all that are there.
 
     python bench/verdicts.py                                  # every category in turn → bench/verdicts.md
     python bench/verdicts.py --categories magnetic_tile       # one category (others' rows kept)
+    python bench/verdicts.py --shots zero                     # only route B's rows (the others' kept)
     python bench/verdicts.py --table-only                     # the table from the rows measured
 """
 
@@ -144,6 +146,28 @@ def category_rows(root: Path, category: str, shots: list[str]) -> Iterator[list[
             print(category, shot, draw, {r: round(q["gap"], 3) for r, q in result.items()}, flush=True)
 
 
+def zero_shot_rows(root: Path, category: str) -> list[dict]:
+    """Route B (the test images scored against each other, `Inspector(zero_shot="mutual")`), decided by its
+    own batch calibration: one row, its ECE from the probabilities it reports."""
+    samples = load_split(root, category, "test")
+    results = Inspector(zero_shot="mutual").predict([s.path for s in samples])
+    labels = np.array([s.label for s, r in zip(samples, results) if r.ok])
+    scores = np.array([r.score for r in results if r.ok])
+    verdicts = np.array([r.anomalous for r in results if r.ok])
+    ece, _ = calibration_errors(labels, np.array([r.probability for r in results if r.ok]))
+    ba = balanced(labels, verdicts)
+    quality = {
+        "accuracy": float(np.mean(verdicts == (labels == 1))),
+        "balanced": float(ba),
+        "recall": float(verdicts[labels == 1].mean()),
+        "false_alarms": float(verdicts[labels == 0].mean()),
+        "ece": float(ece),
+        "gap": float(oracle(labels, scores) - ba),
+    }
+    print(category, "zero", {"route B": round(quality["gap"], 3)}, flush=True)
+    return [{"category": category, "shots": "zero", "draw": 0, "rule": "route B", **quality}]
+
+
 COLUMNS = ("accuracy", "balanced", "recall", "false_alarms", "ece", "gap")
 
 
@@ -154,8 +178,8 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
         f"Command: `{command}` (cached EfficientNet-Lite0 features at 256 px; {time.strftime('%Y-%m-%d')}).",
         "",
         "k-shot rows: mean (min–max) over 3 draws of the k references; `all`: every training image (PatchCore),",
-        "one draw. Zero-shot route B is not measured here: the cached features are not exposure-standardised as",
-        "route B's are (its verdicts: `bench/results.md`, unchanged by this decision, which route B does not use).",
+        "one draw; `zero`: zero-shot route B (the test images scored against each other, decided by the batch's own",
+        'calibration), run through `Inspector(zero_shot="mutual").predict` on the images, not the cached features.',
         "Rules: **today** = t-bound over leave-one-out normal scores (90 % prediction bound); **ours** = the lower",
         "quartile of 24 synthetic anomalies' scores (`anomalens.synth`), scored leave-one-out like the normal ones;",
         "**ours+batch** = ours refined by the test set's own scores, decided as one batch (`calibration.batch_refined`,",
@@ -184,15 +208,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--categories", nargs="+", default=list(CATEGORIES))
-    parser.add_argument("--shots", nargs="+", default=["1", "2", "4", "8", "all"])
+    parser.add_argument("--shots", nargs="+", default=["1", "2", "4", "8", "all", "zero"])
     parser.add_argument("--table-only", action="store_true", help="only write the table from the rows measured")
     parser.add_argument("--out", type=Path, default=HERE / "verdicts.md")
     args = parser.parse_args()
     torch.manual_seed(0)
     for category in [] if args.table_only else args.categories:  # rows kept per category, as they come
-        measured: list[dict] = []
-        for rows in category_rows(args.root, category, args.shots):
+        kept = rows_of(category) if (HERE / f"verdicts-{category}.json").exists() else []
+        measured: list[dict] = [r for r in kept if r["shots"] not in args.shots]  # other shot counts' rows stay
+        for rows in category_rows(args.root, category, [k for k in args.shots if k != "zero"]):
             measured += rows
+            (HERE / f"verdicts-{category}.json").write_text(json.dumps(measured, indent=1))
+        if "zero" in args.shots:
+            measured += zero_shot_rows(args.root, category)
             (HERE / f"verdicts-{category}.json").write_text(json.dumps(measured, indent=1))
     rows = [row for c in CATEGORIES if (HERE / f"verdicts-{c}.json").exists() for row in rows_of(c)]
     write_markdown(

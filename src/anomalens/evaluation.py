@@ -107,6 +107,7 @@ def evaluate_category(
         "category": category,
         "shots": "zero" if zero_shot else shots or "all",
         "expert": inspector.expert.name,
+        "scale": str(inspector.config.scale),  # the layout fitted (the one `--scale auto` chose)
         "n_train": len(train) - len(inspector.skipped),
         "n_test": len(labels),
         **metrics,
