@@ -8,7 +8,7 @@ it chose). Image AUROC, pixel AUROC, AUPRO, verdict accuracy, fit seconds and te
 on one machine; other work may share it: compare speeds within a run only).
 
     python bench/scales.py                       # every category, 4 shots and full-shot → bench/scales.md
-    python bench/scales.py --categories battery_weld --shots 4
+    python bench/scales.py --categories battery_weld --shots 4   # these rows again, the others kept
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def main() -> None:
     args = parser.parse_args()
     if not args.root.is_dir():
         sys.exit(f"{args.root}: dataset root not found (the benchmark needs ../shared/datasets or --root)")
-    command = "python bench/scales.py " + " ".join(sys.argv[1:])
-    rows = []
+    measured = json.loads(args.out.with_suffix(".json").read_text()) if args.out.with_suffix(".json").exists() else []
+    asked = {(c, k, s) for c in args.categories for k in args.shots for s in args.scales}
+    rows = [row for row in measured if (row["category"], row["shots"], row["requested"]) not in asked]  # kept
     for category in args.categories:
         for shots in args.shots:
             for scale in args.scales:
@@ -75,7 +76,8 @@ def main() -> None:
                     json.dumps({k: rows[-1][k] for k in ("category", "shots", "requested", "scale", "aupro")}),
                     flush=True,
                 )
-                write_markdown(args.out, rows, command)
+                rows.sort(key=lambda r: (r["category"], r["shots"], SCALES.index(r["requested"])))
+                write_markdown(args.out, rows, "python bench/scales.py, a run per category and shot count")
                 args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
 
 
