@@ -163,3 +163,16 @@ def test_a_batch_is_decided_together_by_default_and_one_at_a_time_on_request(fit
     assert refined.rule in (fitted.calibration.rule, "batch-mixture")
     assert [r.anomalous for r in together[:-1]] == [refined.decide(r.score) for r in together[:-1]]
     assert sum(r.anomalous for r in together[6:-1]) >= sum(r.anomalous for r in alone[6:])
+
+
+def test_a_batch_too_large_to_hold_is_decided_in_parts(fitted, monkeypatch):
+    import anomalens.result
+
+    images = [texture(80 + i) for i in range(6)] + [plant_defect(texture(90 + i), i)[0] for i in range(6)]
+    whole = fitted.predict(images)
+    monkeypatch.setattr(anomalens.result, "BATCH_BYTES", 1)  # every image a part of its own: none refined
+    parts = fitted.predict(images)
+    assert [r.source for r in parts] == [r.source for r in whole] and [r.score for r in parts] == [
+        r.score for r in whole
+    ]
+    assert all(r.calibration is fitted.calibration for r in parts)

@@ -101,10 +101,7 @@ class Calibration:
         """Anomaly probability: the high mode's posterior where a batch refined the threshold, else a
         logistic of the distance from the threshold in units of normal spread."""
         if self.mixture is not None:
-            low, high = (weight * _normal_density(score, mean, sigma) for weight, mean, sigma in self.mixture)
-            if low + high > 0:
-                return high / (low + high)
-            return float(score >= self.image_threshold)  # far out in both tails: the side the score is on
+            return _high_posterior(score, self.mixture)
         z = (score - self.image_threshold) / self.image_scale
         return 1.0 / (1.0 + math.exp(-LOGISTIC_SLOPE * max(min(z, 50.0), -50.0)))
 
@@ -274,19 +271,19 @@ def _two_modes(values: np.ndarray) -> tuple[tuple[float, float, float], tuple[fl
 
 def _equal_odds(fit: tuple[tuple[float, float, float], tuple[float, float, float]]) -> float | None:
     """The score between the two modes' centres where they are equally likely (bisection); None if none."""
-    probe = Calibration(0.0, 1.0, 0.0, 0.0, 0.0, 0, "batch-mixture", mixture=fit)
     low, high = fit[0][1], fit[1][1]
-    if not probe.probability(low) < 0.5 < probe.probability(high):
+    if not _high_posterior(low, fit) < 0.5 < _high_posterior(high, fit):
         return None
     for _ in range(60):
         middle = (low + high) / 2
-        low, high = (middle, high) if probe.probability(middle) < 0.5 else (low, middle)
+        low, high = (middle, high) if _high_posterior(middle, fit) < 0.5 else (low, middle)
     return (low + high) / 2
 
 
-def _normal_density(x: float, mean: float, sigma: float) -> float:
-    z = (x - mean) / max(sigma, 1e-12)
-    return math.exp(-0.5 * min(z * z, 1400.0)) / max(sigma, 1e-12)
+def _high_posterior(score: float, fit: tuple[tuple[float, float, float], tuple[float, float, float]]) -> float:
+    """The probability that `score` belongs to the high mode of `fit` ((weight, mean, σ) low, … high)."""
+    logs = [math.log(max(w, 1e-300)) - math.log(s) - 0.5 * ((score - m) / s) ** 2 for w, m, s in fit]
+    return 1.0 / (1.0 + math.exp(max(min(logs[0] - logs[1], 700.0), -700.0)))
 
 
 def normal_mode(scores: np.ndarray) -> np.ndarray:

@@ -121,14 +121,29 @@ class Scored:
         )
 
 
+BATCH_BYTES = 1 << 30  # decoded images and maps a batch decided together may hold; a larger one goes in parts
+
+
 def decided(items: Iterable[Scored | InspectionResult], batch_aware: bool = False) -> Iterator[InspectionResult]:
     """Results in order from scored images (and unreadable images' results). One at a time, each by its own
     calibration; `batch_aware`: all scored first, then decided by their calibration refined on the batch's
-    scores (`calibration.batch_refined`), which holds the batch's decoded images and maps meanwhile."""
+    scores (`calibration.batch_refined`). The batch's decoded images and maps are held meanwhile, up to
+    BATCH_BYTES: past that, what is held is decided (refined on its own scores) and the rest follows."""
     if not batch_aware:
         yield from (item.decided() if isinstance(item, Scored) else item for item in items)
         return
-    items = list(items)
+    held: list[Scored | InspectionResult] = []
+    size = 0
+    for item in items:
+        held.append(item)
+        size += item.decoded.image.nbytes + item.small_map.nbytes if isinstance(item, Scored) else 0
+        if size >= BATCH_BYTES:
+            yield from _decided_together(held)
+            held, size = [], 0
+    yield from _decided_together(held)
+
+
+def _decided_together(items: list[Scored | InspectionResult]) -> Iterator[InspectionResult]:
     scored = [item for item in items if isinstance(item, Scored)]
     refined: dict[int, Calibration] = {}
     for calibration in {id(item.calibration): item.calibration for item in scored}.values():
