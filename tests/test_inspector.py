@@ -176,3 +176,12 @@ def test_a_batch_too_large_to_hold_is_decided_in_parts(fitted, monkeypatch):
         r.score for r in whole
     ]
     assert all(r.calibration is fitted.calibration for r in parts)
+
+
+def test_progress_counts_images_as_they_are_scored_before_a_batchs_results(fitted):
+    counted: list[int] = []
+    results = fitted.iter_predict(
+        [texture(100 + i) for i in range(4)], batch_aware=True, scored=lambda: counted.append(1)
+    )
+    first = next(results)  # a batch's first result comes once all are scored: all four counted by then
+    assert first.ok and len(counted) == 4 and len([first, *results]) == 4

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .calibration import Calibration
@@ -63,12 +63,16 @@ class OnnxInspector:
         return list(self.iter_predict(images, max_pixels, batch_aware))
 
     def iter_predict(
-        self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None = None, batch_aware: bool = False
+        self,
+        images: ImageInput | Iterable[ImageInput],
+        max_pixels: int | None = None,
+        batch_aware: bool = False,
+        scored: Callable[[], None] | None = None,
     ) -> Iterator[InspectionResult]:
         """Results in input order, one input (the image, or each of its tiles) at a time through the graph
         (exported for a batch of one); an unreadable image gives a result with `error` set, not an exception.
-        `batch_aware`: as `Inspector.iter_predict`."""
-        return decided(self._scored(images, max_pixels), batch_aware)
+        `batch_aware`, `scored`: as `Inspector.iter_predict`."""
+        return decided(self._scored(images, max_pixels), batch_aware, scored)
 
     def _scored(
         self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None

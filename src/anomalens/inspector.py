@@ -183,18 +183,24 @@ class Inspector:
         return list(self.iter_predict(images, max_pixels, batch_aware))
 
     def iter_predict(
-        self, images: Images, max_pixels: int | None = None, batch_aware: bool = False
+        self,
+        images: Images,
+        max_pixels: int | None = None,
+        batch_aware: bool = False,
+        scored: Callable[[], None] | None = None,
     ) -> Iterator[InspectionResult]:
         """Results in input order; an unreadable image gives a result with `error` set, not an exception.
         Images are decoded a little ahead on a worker thread. An expert that scores a batch against itself
-        ("batch") reads and embeds the whole batch before the first result, as does `batch_aware`."""
+        ("batch") reads and embeds the whole batch before the first result, as does `batch_aware`;
+        `scored()` is called as each image is scored (progress)."""
         if self.expert is None or (self.calibration is None and "batch" not in self.expert.needs):
             raise RuntimeError("the inspector is not fitted: call fit(normal_images) or Inspector.load(path)")
         layout = self.layout(self.expert)
         groups = batches(as_images(images), self._group_size(layout), max_pixels, layout.max_side)  # larger: refused
         expert = self.expert
         together = [list(groups)] if "batch" in expert.needs else ([item] for item in groups)
-        yield from decided((item for group in together for item in self._scored(group, expert, layout)), batch_aware)
+        items = (item for group in together for item in self._scored(group, expert, layout))
+        yield from decided(items, batch_aware, scored)
 
     def _scored(
         self, group: list[list[Decoded] | Unreadable], expert: Expert, layout: Layout

@@ -3,7 +3,7 @@ verdict and probability, the map at the image's own size, and the regions a posi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -124,11 +124,15 @@ class Scored:
 BATCH_BYTES = 1 << 30  # decoded images and maps a batch decided together may hold; a larger one goes in parts
 
 
-def decided(items: Iterable[Scored | InspectionResult], batch_aware: bool = False) -> Iterator[InspectionResult]:
+def decided(
+    items: Iterable[Scored | InspectionResult], batch_aware: bool = False, scored: Callable[[], None] | None = None
+) -> Iterator[InspectionResult]:
     """Results in order from scored images (and unreadable images' results). One at a time, each by its own
     calibration; `batch_aware`: all scored first, then decided by their calibration refined on the batch's
     scores (`calibration.batch_refined`). The batch's decoded images and maps are held meanwhile, up to
-    BATCH_BYTES: past that, what is held is decided (refined on its own scores) and the rest follows."""
+    BATCH_BYTES: past that, what is held is decided (refined on its own scores) and the rest follows.
+    `scored()` is called as each item is scored (progress, before a batch's results come)."""
+    items = _counted(items, scored) if scored is not None else items
     if not batch_aware:
         yield from (item.decided() if isinstance(item, Scored) else item for item in items)
         return
@@ -150,3 +154,11 @@ def _decided_together(items: list[Scored | InspectionResult]) -> Iterator[Inspec
         scores = [item.score for item in scored if item.calibration is calibration]
         refined[id(calibration)] = batch_refined(calibration, scores)
     yield from (item.decided(refined[id(item.calibration)]) if isinstance(item, Scored) else item for item in items)
+
+
+def _counted(
+    items: Iterable[Scored | InspectionResult], scored: Callable[[], None]
+) -> Iterator[Scored | InspectionResult]:
+    for item in items:
+        scored()
+        yield item

@@ -62,10 +62,10 @@ def write_inspections(
     out.mkdir(parents=True, exist_ok=True)
     with progress_bars() as progress:
         task = progress.add_task("inspecting", total=len(paths))
-        for path, inspection in zip(
-            paths, service.inspect(inspector, paths, max_pixels=max_pixels, batch_aware=batch_aware)
-        ):
-            progress.advance(task)
+        inspections = service.inspect(
+            inspector, paths, max_pixels=max_pixels, batch_aware=batch_aware, scored=lambda: progress.advance(task)
+        )
+        for path, inspection in zip(paths, inspections):
             record = inspection.result.to_dict()
             if inspection.ok:
                 stem = _unique_stem(path, used)
