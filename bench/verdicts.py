@@ -92,7 +92,11 @@ def oracle(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def quality(labels: np.ndarray, scores: np.ndarray, calibration: Calibration) -> dict:
     verdicts = scores >= calibration.image_threshold
-    probabilities = np.array([calibration.probability(float(s)) for s in scores])
+    return outcome(labels, scores, verdicts, np.array([calibration.probability(float(s)) for s in scores]))
+
+
+def outcome(labels: np.ndarray, scores: np.ndarray, verdicts: np.ndarray, probabilities: np.ndarray) -> dict:
+    """Verdict and probability quality against the test labels, and the oracle gap of the scores."""
     ece, _ = calibration_errors(labels, probabilities)
     ba = balanced(labels, verdicts)
     return {
@@ -154,18 +158,9 @@ def zero_shot_rows(root: Path, category: str) -> list[dict]:
     labels = np.array([s.label for s, r in zip(samples, results) if r.ok])
     scores = np.array([r.score for r in results if r.ok])
     verdicts = np.array([r.anomalous for r in results if r.ok])
-    ece, _ = calibration_errors(labels, np.array([r.probability for r in results if r.ok]))
-    ba = balanced(labels, verdicts)
-    quality = {
-        "accuracy": float(np.mean(verdicts == (labels == 1))),
-        "balanced": float(ba),
-        "recall": float(verdicts[labels == 1].mean()),
-        "false_alarms": float(verdicts[labels == 0].mean()),
-        "ece": float(ece),
-        "gap": float(oracle(labels, scores) - ba),
-    }
-    print(category, "zero", {"route B": round(quality["gap"], 3)}, flush=True)
-    return [{"category": category, "shots": "zero", "draw": 0, "rule": "route B", **quality}]
+    measured = outcome(labels, scores, verdicts, np.array([r.probability for r in results if r.ok]))
+    print(category, "zero", {"route B": round(measured["gap"], 3)}, flush=True)
+    return [{"category": category, "shots": "zero", "draw": 0, "rule": "route B", **measured}]
 
 
 COLUMNS = ("accuracy", "balanced", "recall", "false_alarms", "ece", "gap")
