@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,11 @@ def test_synthetic_quartile_flat_exact_case():
     assert high.rule == "t-bound" and high.image_threshold == pytest.approx(t_bound) and high.n_synthetic == 0
     few = calibrate(normal, maps, "leave-one-out", anomaly_scores=np.full(3, 2.0))  # too few to count
     assert few.to_dict() == high.to_dict() == calibrate(normal, maps, "leave-one-out").to_dict()
+    # the probability's width: the joint spread of the 13 scores (median 2.125, MAD 0.125), not normal σ alone
+    assert cal.probability_scale == pytest.approx(1.4826 * 0.125, rel=1e-3) and high.probability_scale is None
+    assert cal.probability(2.125 + 1.4826 * 0.125) == pytest.approx(1 / (1 + np.exp(-1.5)), rel=1e-3)
+    older = replace(cal, probability_scale=None)  # as a model file written before the field reads
+    assert older.probability(2.225) == pytest.approx(1 / (1 + np.exp(-1.5)), rel=1e-3)
 
 
 def test_a_stated_false_alarm_rate_sets_the_threshold_from_normal_evidence_alone():

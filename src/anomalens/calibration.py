@@ -16,6 +16,9 @@ the memory bank), and, where it can (`Expert.left_out_scores`), synthetic anomal
   same k − 1 references and carry the same bias. With many references it can sit above real defects
   (battery_weld full-shot), which the t-bound then catches.
 A stated operating point (`max_false_alarms`, e.g. 0.01) replaces either: the prediction bound at that level.
+The probability is a logistic of the distance from the threshold, in units of the normal scores' spread, or,
+where synthetic anomalies placed the threshold, of the normal and synthetic scores' joint spread (at few
+shots the normal scores alone spread so little that the logistic was sure of wrong verdicts).
 The pixel threshold, which outlines regions, is a high quantile of the normal pixels' scores. Test labels
 are never seen.
 
@@ -92,6 +95,9 @@ class Calibration:
     n_synthetic: int = 0  # synthetic anomalies it was fitted on
     # a batch's two score modes (`batch_refined`): ((weight, mean, σ) of the low one, … of the high one)
     mixture: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+    # the probability's width where it is not image_scale: the joint spread of normal and synthetic anomaly
+    # scores when those placed the threshold ("synthetic-quartile"); model files written before: None
+    probability_scale: float | None = None
 
     def decide(self, score: float) -> bool:
         """The verdict: anomalous at or above the image threshold."""
@@ -99,10 +105,10 @@ class Calibration:
 
     def probability(self, score: float) -> float:
         """Anomaly probability: the high mode's posterior where a batch refined the threshold, else a
-        logistic of the distance from the threshold in units of normal spread."""
+        logistic of the distance from the threshold in units of `probability_scale` (or normal spread)."""
         if self.mixture is not None:
             return _high_posterior(score, self.mixture)
-        z = (score - self.image_threshold) / self.image_scale
+        z = (score - self.image_threshold) / (self.probability_scale or self.image_scale)
         return 1.0 / (1.0 + math.exp(-LOGISTIC_SLOPE * max(min(z, 50.0), -50.0)))
 
     def to_dict(self) -> dict:
@@ -152,6 +158,9 @@ def calibrate(
         rule, threshold = "t-bound", median + prediction_factor(scores.size) * scale
         if anomalies.size >= MIN_ANOMALIES and np.quantile(anomalies, ANOMALY_QUANTILE) < threshold:
             rule, threshold = "synthetic-quartile", float(np.quantile(anomalies, ANOMALY_QUANTILE))
+    # a threshold placed by synthetic anomalies is as unsure as the two populations are spread: at few shots
+    # the normal scores alone spread little, and a logistic that narrow was sure of wrong verdicts
+    joint = median_and_spread(np.r_[scores, anomalies])[1] if rule == "synthetic-quartile" else 0.0
     return Calibration(
         image_threshold=threshold,
         image_scale=scale,
@@ -162,6 +171,7 @@ def calibrate(
         method=method,
         rule=rule,
         n_synthetic=int(anomalies.size) if rule == "synthetic-quartile" else 0,
+        probability_scale=joint if joint > scale else None,
     )
 
 

@@ -34,8 +34,8 @@ from .preprocessing import (
     SQUASH,
     Decoded,
     ImageInput,
+    ImageMaps,
     Layout,
-    Stitching,
     TilePlan,
     Unreadable,
     as_images,
@@ -135,20 +135,15 @@ class Inspector:
             self.config, len(normal)
         )
         evidence = self.expert.fit(normal)
-        tile_maps = smooth(evidence.maps, layout.size).numpy()
-        if not tiled:  # one input per image: maps and scores as the expert gives them; anomalies to bound them
+        per_image = ImageMaps(plans)
+        for (image, index), tile_map, score in zip(tiles, smooth(evidence.maps, layout.size).numpy(), evidence.scores):
+            per_image.add(image, index, tile_map, float(score))
+        anomalies = None  # synthetic anomalies, to bound the threshold, are made of untiled references only
+        if not tiled and embed:
             made_from = torch.from_numpy(np.stack(anomaly_sources[:SYNTHETIC_SOURCES]))  # (n, 3, S, S)
-            anomalies = anomalous_evidence(self.expert, made_from, embed, self.config.seed) if embed else None
-            scores, method = evidence.scores.numpy(), evidence.method
-            self.calibration = calibrate(scores, tile_maps, method, anomalies, self.config.max_false_alarms)
-            return self
-        stitchings = [Stitching(plan) for plan in plans]
-        scores = np.full(len(plans), -np.inf)
-        for (image, index), tile_map, score in zip(tiles, tile_maps, evidence.scores.tolist()):
-            stitchings[image].add(index, tile_map)
-            scores[image] = max(scores[image], score)
-        maps = [s.result() for s in stitchings]  # tiled: normal evidence alone (anomalies are made untiled)
-        self.calibration = calibrate(scores, maps, evidence.method, max_false_alarms=self.config.max_false_alarms)
+            anomalies = anomalous_evidence(self.expert, made_from, embed, self.config.seed)
+        maps, method = per_image.maps(), evidence.method
+        self.calibration = calibrate(per_image.scores, maps, method, anomalies, self.config.max_false_alarms)
         return self
 
     def layout(self, kind: Expert | type[Expert]) -> Layout:
@@ -210,14 +205,12 @@ class Inspector:
         image's score is its highest tile's; its descriptor and nearest reference are that tile's."""
         decoded = [entry for item in group if isinstance(item, list) for entry in item]
         if decoded:
-            plans = [layout.plan(entry) for entry in decoded]
-            stitchings = [Stitching(plan) for plan in plans]
-            scores = np.full(len(decoded), -np.inf)
+            per_image = ImageMaps([layout.plan(entry) for entry in decoded])
             descriptors: list[np.ndarray | None] = [None] * len(decoded)
             nearest = [""] * len(decoded)
             tile_batches: Iterator[tuple[list[int], list[int], ExpertInput]] = (
                 (owners, indices, self._input(tiles, expert))
-                for owners, indices, tiles in self._tile_batches(decoded, plans, expert)
+                for owners, indices, tiles in self._tile_batches(decoded, per_image.plans, expert)
             )
             if "batch" in expert.needs:
                 chunks = list(tile_batches)
@@ -231,12 +224,9 @@ class Inspector:
                 known = self.references is not None and features is not None
                 tile_nearest = self.references.nearest(features) if known else [""] * len(owners)  # type: ignore[union-attr, arg-type]
                 for j, (owner, index) in enumerate(zip(owners, indices)):
-                    stitchings[owner].add(index, tile_maps[j])
-                    if tile_scores[j] > scores[owner]:
-                        scores[owner], descriptors[owner], nearest[owner] = (
-                            float(tile_scores[j]), tile_descriptors[j], tile_nearest[j]
-                        )  # fmt: skip
-            maps = [stitching.result() for stitching in stitchings]
+                    if per_image.add(owner, index, tile_maps[j], float(tile_scores[j])):
+                        descriptors[owner], nearest[owner] = tile_descriptors[j], tile_nearest[j]
+            scores, maps = per_image.scores, per_image.maps()
             calibration = self.calibration or batch_calibration(scores, maps)
             scored = iter(zip(decoded, scores, maps, descriptors, nearest))
         for item in group:

@@ -95,10 +95,10 @@ class StoredConfig(InspectorConfig):
 class StoredCalibration(Calibration):
     """The calibration, validated: its fields, their types, finite numbers, a spread above 0."""
 
-    @field_validator("image_scale")
+    @field_validator("image_scale", "probability_scale")
     @classmethod
-    def _spread(cls, scale: float) -> float:
-        if scale <= 0:  # probabilities divide by it
+    def _spread(cls, scale: float | None) -> float | None:
+        if scale is not None and scale <= 0:  # probabilities divide by it
             raise ValueError(f"must be above 0, not {scale}")
         return scale
 

@@ -235,3 +235,24 @@ class Stitching:
     def result(self) -> np.ndarray:
         """The (height, width) canvas map."""
         return self.total if len(self.plan.origins) == 1 else self.total / self.weight
+
+
+class ImageMaps:
+    """Tiles' maps and scores gathered into their images: each image's stitched map (`Stitching`) and its
+    highest tile's score, the image's score."""
+
+    def __init__(self, plans: Sequence[TilePlan]):
+        self.plans = list(plans)
+        self.stitchings = [Stitching(plan) for plan in plans]
+        self.scores = np.full(len(plans), -np.inf)
+
+    def add(self, image: int, index: int, tile_map: np.ndarray, score: float) -> bool:
+        """Tile `index` of image `image`; True when it is that image's highest so far."""
+        self.stitchings[image].add(index, tile_map)
+        highest = score > self.scores[image]
+        if highest:
+            self.scores[image] = score
+        return bool(highest)
+
+    def maps(self) -> list[np.ndarray]:
+        return [stitching.result() for stitching in self.stitchings]
