@@ -119,6 +119,24 @@ def test_a_batch_with_two_modes_lowers_a_threshold_set_too_high_to_where_they_ar
     assert all(refined.decide(s) for s in scores[40:]) and not any(refined.decide(s) for s in scores[:40])
 
 
+def test_a_batch_never_puts_the_threshold_below_the_lowest_reference():
+    """Equal odds lie near 2 (above); references whose lowest own score is 2.5 hold the line there, the
+    posterior moved with it; at or above the references' threshold, the batch changes nothing."""
+    from anomalens.calibration import batch_refined
+
+    scores = _two_groups(np.random.default_rng(0), 40, 60)
+    free = batch_refined(_reference_calibration(3.5), scores)
+    held = batch_refined(replace(_reference_calibration(3.5), lowest_normal=2.5), scores)
+    assert free.image_threshold < 2.2 and held.image_threshold == 2.5 and held.rule == "batch-mixture"
+    assert held.probability(2.5) == pytest.approx(0.5, abs=1e-6)
+    shift = 2.5 - free.image_threshold
+    assert held.probability(1.7 + shift) == pytest.approx(free.probability(1.7), abs=1e-9)
+    assert held.decide(2.5) and not held.decide(2.49) and not any(held.decide(s) for s in scores[:40])
+    above = replace(_reference_calibration(3.5), lowest_normal=3.6)
+    assert batch_refined(above, scores) == above
+    assert _reference_calibration(3.5).lowest_normal == 0.9  # the lowest of the normal scores it was fitted on
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_an_all_defective_batch_never_raises_the_threshold(seed):
     from anomalens.calibration import batch_refined

@@ -29,6 +29,9 @@ scores (BIC against one) gives the score where the two modes are equally likely;
 references' threshold it becomes the threshold, and the probability the high mode's posterior. It only ever
 lowers the threshold, so no batch, however defective, pulls it up (raising it too, where the low mode lay
 below the references' line, lost defects on magnetic_tile and raised it on all-defective batches there).
+Nor below the lowest reference's own score (`lowest_normal`): a line that would flag every reference, each
+a known normal image scored as new, is too low (a batch whose normal images form two modes, battery_weld at
+2–4 shots, put it there); the mixture then moves up with it, so the posterior is 0.5 at the threshold.
 `bench/verdicts.md` measures it against the reference rule alone.
 
 With no normal images at all (zero-shot), `batch_calibration` first finds the batch's own normal images
@@ -98,6 +101,7 @@ class Calibration:
     # the probability's width where it is not image_scale: the joint spread of normal and synthetic anomaly
     # scores when those placed the threshold ("synthetic-quartile"); model files written before: None
     probability_scale: float | None = None
+    lowest_normal: float | None = None  # the lowest normal image score (model files written before: None)
 
     def decide(self, score: float) -> bool:
         """The verdict: anomalous at or above the image threshold."""
@@ -172,6 +176,7 @@ def calibrate(
         rule=rule,
         n_synthetic=int(anomalies.size) if rule == "synthetic-quartile" else 0,
         probability_scale=joint if joint > scale else None,
+        lowest_normal=float(scores.min()),
     )
 
 
@@ -223,15 +228,20 @@ def batch_calibration(scores: np.ndarray, maps: np.ndarray | Sequence[np.ndarray
 
 def batch_refined(calibration: Calibration, scores: Sequence[float]) -> Calibration:
     """`calibration` refined by a batch's own image scores (see the module's docstring); unchanged for
-    batches under MIXTURE_MIN images, one mode, modes that would raise the threshold, or a rule that is not
-    the references' own (a stated false-alarm rate, text probabilities, a zero-shot batch's)."""
+    batches under MIXTURE_MIN images, one mode, modes that would raise the threshold (or lower it no further
+    than the lowest normal score), or a rule that is not the references' own (a stated false-alarm rate, text
+    probabilities, a zero-shot batch's)."""
     values = np.asarray([s for s in scores if math.isfinite(s)], dtype=np.float64)
     if calibration.rule not in REFINED or calibration.method == "batch-mixture" or len(values) < MIXTURE_MIN:
         return calibration
     fit = _two_modes(values)
     threshold = None if fit is None else _equal_odds(fit)
-    if fit is None or threshold is None or threshold >= calibration.image_threshold:
+    floor = -math.inf if calibration.lowest_normal is None else calibration.lowest_normal
+    if fit is None or threshold is None or max(threshold, floor) >= calibration.image_threshold:
         return calibration
+    if threshold < floor:  # both modes move up: the posterior is 0.5 at the floor
+        fit = tuple((weight, mean + floor - threshold, sigma) for weight, mean, sigma in fit)  # type: ignore[assignment]
+        threshold = floor
     return replace(calibration, image_threshold=threshold, rule="batch-mixture", mixture=fit)
 
 
