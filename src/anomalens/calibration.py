@@ -96,7 +96,8 @@ class Calibration:
     # field hold it), "synthetic-quartile", "false-alarms" (a stated operating point), "text-probability"
     rule: str = "t-bound"
     n_synthetic: int = 0  # synthetic anomalies it was fitted on
-    # a batch's two score modes (`batch_refined`): ((weight, mean, σ) of the low one, … of the high one)
+    # a batch's two score modes (`batch_refined`): ((weight, mean, σ) of the low one, … of the high one), both
+    # moved up where the lowest normal score held the threshold above their equal-odds point
     mixture: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
     # the probability's width where it is not image_scale: the joint spread of normal and synthetic anomaly
     # scores when those placed the threshold ("synthetic-quartile"); model files written before: None
