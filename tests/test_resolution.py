@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from anomalens import Inspector
 from anomalens.cli import app
-from anomalens.preprocessing import Decoded, Layout, Stitching, checked_scale, tile_starts
+from anomalens.preprocessing import Decoded, ImageMaps, Layout, Stitching, checked_scale, tile_starts
 from conftest import save_png, texture
 
 
@@ -27,6 +27,27 @@ def test_stitching_puts_every_tile_back_in_its_place():
     for index, (y, x) in reversed(list(enumerate(plan.origins))):  # any order
         stitching.add(index, canvas[y : y + 128, x : x + 128])
     np.testing.assert_allclose(stitching.result(), canvas, rtol=1e-5)
+
+
+def test_image_maps_gather_tiles_into_their_images():
+    """Two images' tiles in any order: each stitched map is its canvas, each score its highest tile's, and
+    add() says when a tile became its image's highest (so its descriptor is the one kept)."""
+    rng = np.random.default_rng(2)
+    plans = [
+        Layout(128, 1.0).plan(Decoded(s, np.zeros((*shape, 3), np.uint8), shape[::-1]))
+        for s, shape in (("a", (128, 300)), ("b", (128, 128)))
+    ]
+    canvases = [rng.random(plan.canvas).astype(np.float32) for plan in plans]
+    gathered = ImageMaps(plans)
+    scores = {(0, 0): 1.0, (0, 1): 3.0, (0, 2): 2.0, (1, 0): 0.5}
+    highest = [
+        gathered.add(i, t, canvases[i][:, plans[i].origins[t][1] : plans[i].origins[t][1] + 128], s)
+        for (i, t), s in scores.items()
+    ]
+    assert highest == [True, True, False, True]
+    assert gathered.scores.tolist() == [3.0, 0.5]
+    for stitched, canvas in zip(gathered.maps(), canvases):
+        np.testing.assert_allclose(stitched, canvas, rtol=1e-5)
 
 
 def test_tiles_are_the_image_pixels_at_native_scale():
