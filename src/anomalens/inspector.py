@@ -135,15 +135,18 @@ class Inspector:
             self.config, len(normal)
         )
         evidence = self.expert.fit(normal)
-        per_image = ImageMaps(plans)
-        for (image, index), tile_map, score in zip(tiles, smooth(evidence.maps, layout.size).numpy(), evidence.scores):
-            per_image.add(image, index, tile_map, float(score))
-        anomalies = None  # synthetic anomalies, to bound the threshold, are made of untiled references only
-        if not tiled and embed:
+        tile_maps = smooth(evidence.maps, layout.size).numpy()
+        # untiled: scores and maps as the expert gives them (every reference's, or its held-out ones')
+        scores, maps, anomalies = evidence.scores.numpy(), list(tile_maps), None
+        if tiled:  # an image's map stitched from its tiles', its score its highest tile's
+            per_image = ImageMaps(plans)
+            for (image, index), tile_map, score in zip(tiles, tile_maps, evidence.scores.tolist()):
+                per_image.add(image, index, tile_map, score)
+            scores, maps = per_image.scores, per_image.maps()
+        elif embed:  # synthetic anomalies bound the threshold (made of untiled references only)
             made_from = torch.from_numpy(np.stack(anomaly_sources[:SYNTHETIC_SOURCES]))  # (n, 3, S, S)
             anomalies = anomalous_evidence(self.expert, made_from, embed, self.config.seed)
-        maps, method = per_image.maps(), evidence.method
-        self.calibration = calibrate(per_image.scores, maps, method, anomalies, self.config.max_false_alarms)
+        self.calibration = calibrate(scores, maps, evidence.method, anomalies, self.config.max_false_alarms)
         return self
 
     def layout(self, kind: Expert | type[Expert]) -> Layout:
