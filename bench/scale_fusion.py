@@ -4,7 +4,8 @@
 `bench/scales.md` shows the fixed layouts trading metrics against each other on the shared sets. This
 benchmark asks what any choice could reach. For each category and shot count it fits the default inspector
 at squash, aspect and native pixels (scale 1), keeps every test image's score and map (at 256 × 256, the
-peer's protocol; cached), and scores, next to them, fusions of squash with a finer layout as issue item 4
+peer's size, maps by Pillow's bilinear filter and masks nearest: within 0.002 of `eval --eval-size 256`'s
+rows in bench/scales.md; cached), and scores, next to them, fusions of squash with a finer layout as issue item 4
 describes: each map normalised as the fused expert does, (map − pixel floor) / (pixel threshold − floor), and
 each image score as its z-score (score − image threshold) / image scale; the two averaged ("mean"), or the
 pixelwise and scorewise larger taken ("max"). Then, per row, the best value each metric reaches over all of
