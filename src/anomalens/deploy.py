@@ -8,13 +8,12 @@ stitches the tiles' maps as the torch route does (`preprocessing.Layout`, `Stitc
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .calibration import Calibration
 from .data import ImageError
-from .preprocessing import SQUASH, ImageInput, Layout, Stitching, as_images, checked_scale, decode_ahead
+from .preprocessing import SQUASH, ImageInput, ImageMaps, Layout, as_images, checked_scale, decode_ahead
 from .result import InspectionResult, Scored, decided
 
 METADATA_KEY = "anomalens"  # what `export_onnx` writes: version, config, expert, calibration, input size
@@ -82,9 +81,8 @@ class OnnxInspector:
                 yield InspectionResult(source=source, error=str(decoded))
                 continue
             plan = self.layout.plan(decoded)
-            stitching, score = Stitching(plan), -math.inf
+            image = ImageMaps([plan])  # stitched, and scored as its highest tile, as in torch
             for index, pixels in enumerate(plan.tiles(decoded.image, self.resize_mode)):
                 tile_map, tile_score = self.session.run(None, {"pixels": pixels[None]})
-                stitching.add(index, tile_map[0])
-                score = max(score, float(tile_score[0]))  # an image scores as its highest tile, as in torch
-            yield Scored(decoded, score, stitching.result(), self.calibration, self.expert_name)
+                image.add(0, index, tile_map[0], float(tile_score[0]))
+            yield Scored(decoded, float(image.scores[0]), image.maps()[0], self.calibration, self.expert_name)
