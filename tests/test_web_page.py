@@ -1,7 +1,9 @@
 """The web page in a real headless Chromium, doing what the API does: inspect a bundled defective weld with
 normal references and chat about it (a screenshot is saved), list the models once an API key is entered,
 show why an upload was refused, fit a model from uploaded normal images, inspect zero-shot, and inspect a
-time series and chat about it.
+time series and chat about it. Then what one result leaves behind for the next: a series result shows no
+image or heatmap of the image inspected before it, a refused request takes the previous result off the page,
+and an uncertain verdict states its confidence once.
 
 Needs Debian's `chromium` and the `playwright` package (`.ci/run` installs both). Without them the tests
 are skipped, unless ANOMALENS_REQUIRE_BROWSER=1 (as in CI), where their absence fails them."""
@@ -183,14 +185,19 @@ def test_zero_shot_inspection(page, tmp_path):
     expect(page.locator("#verdict")).to_contain_text(re.compile(r"anomal(y|ies)"))
 
 
-def test_page_inspects_a_series_and_chats_about_it(page, tmp_path):
-    from playwright.sync_api import expect
-
+def series_csv(path: Path) -> Path:
+    """A pressure line with a drop from t = 2000 to 2200."""
     rng = np.random.default_rng(0)
     values = 10 + 3 * np.sin(np.arange(3000) * 2 * np.pi / 50) + 0.2 * rng.standard_normal(3000)
     values[2000:2200] -= 5
-    data = tmp_path / "line.csv"
-    data.write_text("t,pressure\n" + "\n".join(f"{i},{v:.4f}" for i, v in enumerate(values)) + "\n")
+    path.write_text("t,pressure\n" + "\n".join(f"{i},{v:.4f}" for i, v in enumerate(values)) + "\n")
+    return path
+
+
+def test_page_inspects_a_series_and_chats_about_it(page, tmp_path):
+    from playwright.sync_api import expect
+
+    data = series_csv(tmp_path / "line.csv")
     enter_key(page)
     page.click("#series-box summary")
     page.set_input_files("#series-file", str(data))
@@ -201,3 +208,138 @@ def test_page_inspects_a_series_and_chats_about_it(page, tmp_path):
     page.fill("#question", "Which sensor?")
     page.click("#ask")
     expect(page.locator(".msg.bot").last).to_contain_text("pressure", timeout=30_000)
+
+
+def inspect_with_model(page, image: Path) -> None:
+    """Inspects one image with the fitted "textile" model and waits for its verdict and pictures."""
+    from playwright.sync_api import expect
+
+    page.set_input_files("#query", str(image))
+    page.click("#inspect")
+    expect(page.locator("#status")).to_have_text("Inspected with memory_bank.", timeout=60_000)
+    expect(page.locator("#verdict")).to_contain_text("confidence")
+    for picture in ("#original", "#overlay"):
+        expect(page.locator(picture)).to_be_visible()
+
+
+def shown(page, selector: str) -> bool:
+    """Whether the browser renders the element: its computed style and its ancestors', not the attribute."""
+    return page.locator(selector).evaluate("e => e.checkVisibility({ visibilityProperty: true })")
+
+
+def test_a_series_result_hides_the_image_inspected_before(page, tmp_path):
+    from playwright.sync_api import expect
+
+    enter_key(page)
+    inspect_with_model(page, save_png(tmp_path / "good.png", texture(7, size=64)))
+    page.click("#series-box summary")
+    page.set_input_files("#series-file", str(series_csv(tmp_path / "line.csv")))
+    page.click("#series-inspect")
+    expect(page.locator("#verdict")).to_contain_text("Yes", timeout=60_000)
+    expect(page.locator("#series-plot")).to_be_visible()
+    assert page.locator("#pictures").evaluate("e => getComputedStyle(e).display") == "none"
+    for picture in ("#pictures", "#original", "#overlay"):
+        expect(page.locator(picture)).to_be_hidden()
+        assert not shown(page, picture)
+    assert page.locator("#pictures").bounding_box() is None  # takes no room under the plot
+    expect(page.locator("#status")).to_have_text("")  # "Inspected with …" was about the image
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "web_page_series_after_image.png"), full_page=True)
+
+
+def test_a_refused_request_takes_the_previous_result_off_the_page(page, tmp_path):
+    from playwright.sync_api import expect
+
+    enter_key(page)
+    good = save_png(tmp_path / "good.png", texture(7, size=64))
+    inspect_with_model(page, good)
+    notes = tmp_path / "notes.png"
+    notes.write_bytes(b"this is not a picture")
+    page.set_input_files("#query", str(notes))
+    page.click("#inspect")
+    status = page.locator("#status")
+    expect(status).to_contain_text("no readable image to inspect")
+    expect(status).to_contain_text("notes.png: not a readable image")
+    expect(status).to_be_visible()
+    for gone in ("#result", "#chat", "#verdict", "#original", "#overlay"):
+        expect(page.locator(gone)).to_be_hidden()
+        assert not shown(page, gone)
+    expect(page.locator("#verdict")).to_have_text("")
+    expect(page.locator("#regions li")).to_have_count(0)
+    expect(page.locator(".msg")).to_have_count(0)
+    assert page.locator("#original").get_attribute("src") is None
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "web_page_refused_image.png"), full_page=True)
+
+    inspect_with_model(page, good)  # the series form too: a refused series removes the image result
+    broken = tmp_path / "broken.csv"
+    broken.write_text("t,pressure\n0,1\n")
+    page.click("#series-box summary")
+    page.set_input_files("#series-file", str(broken))
+    page.click("#series-inspect")
+    expect(page.locator("#series-status")).to_have_class(re.compile("error"), timeout=30_000)
+    expect(page.locator("#series-status")).to_be_visible()
+    expect(page.locator("#series-status")).not_to_have_text("")
+    expect(status).to_have_text("")
+    for gone in ("#result", "#chat", "#verdict", "#original", "#overlay", "#series-plot"):
+        assert not shown(page, gone)
+    page.screenshot(path=str(OUTPUT / "web_page_refused_series.png"), full_page=True)
+
+
+def test_an_uncertain_verdict_states_its_confidence_once(page, tmp_path):
+    """The server's answer to an image near the threshold, as the composer words it, put in the real
+    response of /v1/inspect (route interception): the verdict line gives the confidence once."""
+    from playwright.sync_api import expect
+
+    from anomalens.language.composer import compose
+    from anomalens.language.findings import Findings
+    from anomalens.service import FIRST_QUESTION
+
+    probability = 0.38  # normal, but close to the threshold: confidence 62 %
+    findings = Findings(
+        source="good.png",
+        anomalous=False,
+        probability=probability,
+        confidence=1 - probability,
+        score=1.0,
+        threshold=1.1,
+        scale=0.1,
+        regions=(),
+        peak_location="center",
+        image_size=(64, 64),
+    )
+    answer = compose(FIRST_QUESTION, findings).text
+    assert answer.count("62%") == 1  # the composer hedges an uncertain verdict with its confidence
+
+    good = save_png(tmp_path / "good.png", texture(7, size=64))
+
+    def uncertain(route) -> None:
+        # The page's upload is sent again from here: Chromium does not hand an intercepted request's file body
+        # to route.fetch().
+        image = {"name": good.name, "mimeType": "image/png", "buffer": good.read_bytes()}
+        form = {"files": image, "model_id": "textile", "overlay": "true"}
+        response = page.request.post(route.request.url, headers={"X-API-Key": API_KEY}, multipart=form)
+        body = response.json()
+        body["results"][0] |= {
+            "anomalous": False,
+            "probability": probability,
+            "confidence": 1 - probability,
+            "regions": [],
+            "location": "",
+            "answer": answer,
+        }
+        route.fulfill(response=response, json=body)
+
+    enter_key(page)
+    page.route("**/v1/inspect", uncertain)
+    inspect_with_model(page, good)
+    verdict = page.locator("#verdict")
+    expect(verdict).to_have_text(answer)
+    text = verdict.inner_text()
+    assert text.count("62%") == 1 and text.lower().count("confidence") == 1, text
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "web_page_uncertain.png"), full_page=True)
+    page.unroute("**/v1/inspect")
+    inspect_with_model(page, good)  # the real answer: the confidence said once too
+    text = verdict.inner_text()
+    assert text.lower().count("confidence") == 1, text

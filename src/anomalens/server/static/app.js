@@ -6,7 +6,11 @@ const $ = (id) => document.getElementById(id);
 let inspectionId = null;
 let seriesId = null;  // set while the chat is about a series (then inspectionId is null), and the reverse
 let batch = { files: [], results: [] };  // the last inspection's images and results, in the same order
+let originalUrl = null;  // the object URL the shown image is drawn from (revoked when replaced)
+let latest = 0;  // counts the inspection requests: only the latest one's answer is shown
 const LIST_FAILED = "Could not list models";
+// The answer says the confidence itself when the verdict is uncertain ("I am not sure, though (confidence 62%)")
+const STATES_CONFIDENCE = /\bconfidence \d+(\.\d+)?\s?%/i;
 
 function headers() {
   const key = $("api-key").value.trim();
@@ -56,6 +60,37 @@ async function loadModels(selected) {
   }
 }
 
+function setOriginal(file) {
+  if (originalUrl) URL.revokeObjectURL(originalUrl);
+  originalUrl = file ? URL.createObjectURL(file) : null;
+  if (originalUrl) $("original").src = originalUrl;
+  else $("original").removeAttribute("src");
+}
+
+// Takes the previous result off the page (verdict, pictures, regions, batch, chat) as a new inspection is
+// sent, so a refusal or a slow answer never leaves an old verdict next to the new file. Returns the new
+// request's number: an answer is shown only while its number is still the latest.
+function clearResult() {
+  inspectionId = null;
+  seriesId = null;
+  batch = { files: [], results: [] };
+  $("result").hidden = true;
+  $("chat").hidden = true;
+  $("batch").innerHTML = "";
+  $("batch").hidden = true;
+  $("verdict").textContent = "";
+  $("verdict").className = "";
+  setOriginal(null);
+  $("overlay").removeAttribute("src");
+  $("series-plot").removeAttribute("src");
+  $("regions").innerHTML = "";
+  $("messages").innerHTML = "";
+  // the other form's status line described the result just removed (a model-list failure stays)
+  if (!$("status").textContent.startsWith(LIST_FAILED)) setStatus("");
+  show($("series-status"), "");
+  return ++latest;
+}
+
 function showResult(index) {
   const result = batch.results[index];
   inspectionId = result.inspection_id;
@@ -65,10 +100,12 @@ function showResult(index) {
   $("result").hidden = false;
   $("chat").hidden = false;
   [...$("batch").children].forEach((item, i) => item.classList.toggle("shown", i === index));
-  $("original").src = URL.createObjectURL(batch.files[index]);
+  setOriginal(batch.files[index]);
   $("overlay").src = `data:image/png;base64,${result.overlay_png}`;
   const verdict = $("verdict");
-  verdict.textContent = result.answer + ` (confidence ${Math.round(result.confidence * 100)}%)`;
+  // an uncertain verdict's answer already gives its confidence: it is not repeated
+  verdict.textContent = STATES_CONFIDENCE.test(result.answer)
+    ? result.answer : `${result.answer} (confidence ${Math.round(result.confidence * 100)}%)`;
   verdict.className = result.anomalous ? "defect" : "ok";
   const list = $("regions");
   list.innerHTML = "";
@@ -130,16 +167,18 @@ $("inspect").addEventListener("click", async () => {
     form.append("zero_shot", "true");
   }
   $("inspect").disabled = true;
+  const request = clearResult();
   setStatus("Inspecting…");
   try {
     const body = await call("/v1/inspect", { method: "POST", body: form });
+    if (request !== latest) return;  // a newer inspection was sent meanwhile
     batch = { files, results: body.results };
     showBatch();
     const first = body.results.findIndex((r) => r.ok);
     if (first >= 0) showResult(first);
     setStatus([`Inspected with ${body.expert}.`, ...fileErrors(body)].join("\n"));
   } catch (error) {
-    setStatus(error.message, true);
+    if (request === latest) setStatus(error.message, true);
   } finally {
     $("inspect").disabled = false;
   }
@@ -176,12 +215,15 @@ $("series-inspect").addEventListener("click", async () => {
   form.append("file", file);
   if ($("series-ref").files[0]) form.append("reference", $("series-ref").files[0]);
   $("series-inspect").disabled = true;
+  const request = clearResult();
   status("Inspecting the series…");
   try {
-    showSeries(await call("/v1/series/inspect", { method: "POST", body: form }));
+    const result = await call("/v1/series/inspect", { method: "POST", body: form });
+    if (request !== latest) return;  // a newer inspection was sent meanwhile
+    showSeries(result);
     status("");
   } catch (error) {
-    status(error.message, true);
+    if (request === latest) status(error.message, true);
   } finally {
     $("series-inspect").disabled = false;
   }
