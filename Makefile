@@ -15,10 +15,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e .
 	touch $(STAMP)
 
-# the tests also need the optional parts: language models (llama-cpp-python builds from source once,
-# ~5 min), the service, and playwright for the browser test (which uses Debian's chromium)
+# the tests also need the optional parts: language models, the service, and playwright for the browser
+# test (which uses Debian's chromium). llama-cpp-python builds from source (once, ~10 min) for any x86-64
+# CPU, never for only this one: its CPU backend once per instruction-set level (plain x86-64 … AVX-512),
+# the best loaded at run time (language/llama_engine.py). The AMX level is left out: CPUs that advertise AMX
+# have faulted on its first tile instruction under some hypervisors. --no-cache-dir: never reuse a wheel built
+# with other flags; an earlier native build is replaced.
+LLAMA := llama-cpp-python==0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON \
+	-DCMAKE_INSTALL_BINDIR=llama_cpp/lib -DLLAVA_BUILD=OFF
+LLAMA_LIB = $$($(BIN)/python -c "import importlib.util as u; print(u.find_spec('llama_cpp').submodule_search_locations[0])")/lib
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[test]"
+	test -f "$(LLAMA_LIB)/libggml-cpu-x64.so" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
+		$(BIN)/python -m pip install -q --force-reinstall --no-deps --no-cache-dir "$(LLAMA)"
+	rm -f "$(LLAMA_LIB)/libggml-cpu-sapphirerapids.so"
+	$(BIN)/python -m pip install -q -e ".[test]" "$(LLAMA)"
 	touch $(TEST_STAMP)
 
 demo: $(STAMP)

@@ -131,22 +131,19 @@ def chat(
     if not inspection.ok:
         fail(str(inspection.result.error), code=1)
     session = service.chat(inspection, [load_image(p) for p in ref_paths[:2]])
-    try:
-        if ask:
-            _answer(session, ask, json_output)
-        else:
-            console.print(f"[bold]{escape(session.ask('Is there any anomaly in the image?').answer)}[/]")
-            console.print("[dim]Ask a question (empty line, 'quit' or Ctrl-D to leave).[/]")
-            while True:
-                try:
-                    question = console.input("[bold cyan]you>[/] ").strip()
-                except EOFError:
-                    break
-                if question.lower() in ("", "quit", "exit", "q"):
-                    break
-                _answer(session, question, False)
-    except BackendError as error:
-        fail(str(error))
+    if ask:
+        _answer(session, ask, json_output)
+    else:
+        _answer(session, "Is there any anomaly in the image?", False, heading=True)
+        console.print("[dim]Ask a question (empty line, 'quit' or Ctrl-D to leave).[/]")
+        while True:
+            try:
+                question = console.input("[bold cyan]you>[/] ").strip()
+            except EOFError:
+                break
+            if question.lower() in ("", "quit", "exit", "q"):
+                break
+            _answer(session, question, False)
     if json_output:
         typer.echo(json.dumps(session.to_dict(), indent=2))
 
@@ -166,13 +163,15 @@ def _defect_type_expert(service: InspectionService, inspector: Inspector, folder
     return head
 
 
-def _answer(session, question: str, quiet: bool) -> None:
+def _answer(session, question: str, quiet: bool, heading: bool = False) -> None:
     if not question.strip():  # a question of only spaces asks nothing
         return
     turn = session.ask(question)
+    if turn.model_error:
+        err.print(f"[yellow]the language model failed ({escape(turn.model_error)}); answered from the findings[/]")
     if quiet:
         return
-    console.print(f"[bold green]anomalens>[/] {escape(turn.answer)}")
+    console.print(f"[bold]{escape(turn.answer)}[/]" if heading else f"[bold green]anomalens>[/] {escape(turn.answer)}")
     if turn.guard and turn.guard.problems:
         verb = "corrected" if turn.guard.corrected else "kept"
         err.print(

@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 
 from ..data import to_uint8
-from .composer import compose
+from .composer import Answer, compose
+from .errors import BackendError
 from .findings import Findings
 from .guard import GUARD_MODES, JUDGE_PROMPT, GuardReport, check, correct, parse_judgement
 from .models import LanguageModel
@@ -54,6 +55,7 @@ class Turn:
     grounded_answer: str
     model_answer: str | None = None
     guard: GuardReport | None = None
+    model_error: str | None = None  # why the language model gave no answer (the grounded one is shown instead)
 
     def to_dict(self) -> dict:
         return {
@@ -63,6 +65,7 @@ class Turn:
             "grounded_answer": self.grounded_answer,
             "model_answer": self.model_answer,
             "guard": self.guard.to_dict() if self.guard else None,
+            "model_error": self.model_error,
         }
 
 
@@ -97,18 +100,25 @@ class ChatSession:
         if self.model is None:
             turn = Turn(question, grounded.text, "grounded", grounded.text)
         else:
-            model_text = self.model.complete(self._messages(question))
-            problems = check(model_text, grounded, self.findings) if self.guard_mode != "off" else []
-            report = GuardReport(consistent=not problems, problems=[p.text for p in problems])
-            answer = model_text
-            if problems and self.guard_mode == "correct":
-                answer = correct(model_text, problems, grounded, self.findings, report)
-            elif problems and self.guard_mode == "judge":
-                corrected = correct(model_text, problems, grounded, self.findings, report)
-                answer = self._judge(corrected, model_text, report)
-            turn = Turn(question, answer, self.backend, grounded.text, model_text, report)
+            try:
+                turn = self._model_turn(question, grounded)
+            except BackendError as error:  # a model that fails or dies: the findings still answer
+                turn = Turn(question, grounded.text, "grounded", grounded.text, model_error=str(error))
         self.turns.append(turn)
         return turn
+
+    def _model_turn(self, question: str, grounded: Answer) -> Turn:
+        assert self.model is not None
+        model_text = self.model.complete(self._messages(question))
+        problems = check(model_text, grounded, self.findings) if self.guard_mode != "off" else []
+        report = GuardReport(consistent=not problems, problems=[p.text for p in problems])
+        answer = model_text
+        if problems and self.guard_mode == "correct":
+            answer = correct(model_text, problems, grounded, self.findings, report)
+        elif problems and self.guard_mode == "judge":
+            corrected = correct(model_text, problems, grounded, self.findings, report)
+            answer = self._judge(corrected, model_text, report)
+        return Turn(question, answer, self.backend, grounded.text, model_text, report)
 
     def _messages(self, question: str) -> list[dict]:
         """System prompt with the findings, the conversation so far, the new question; a vision model gets

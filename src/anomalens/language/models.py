@@ -8,22 +8,22 @@ with the findings and the newest turns are kept, the oldest turns dropped, and r
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Protocol
 
 import httpx
+
+from .errors import BackendError
+from .worker import WorkerModel
 
 BACKENDS = ("grounded", "llama-cpp", "openai")
 MAX_TOKENS = 160
 MESSAGE_TOKENS = 8  # a chat template's tokens around one message (role, separators), at most; also the reply's header
 IMAGE_TOKENS = 1024  # the allowance for one image part sent to a server whose tokenizer is unknown
 TRIM_STEP = 8  # the oldest messages are dropped this many at a time (4 turns of a chat)
-
-
-class BackendError(RuntimeError):
-    """A language backend that cannot be used or reached; the message says what to do."""
 
 
 class LanguageModel(Protocol):
@@ -48,10 +48,9 @@ def default_gguf() -> Path:
     return found[0]
 
 
-class LlamaCppModel:
-    """A GGUF model run in-process by llama-cpp-python, greedy decoding (answers are reproducible)."""
-
-    vision = False
+class LlamaCppModel(WorkerModel):
+    """A GGUF model run by llama-cpp-python in a worker process (``worker.py``, ``llama_engine.py``): a crash
+    of its native code is a failed answer, not a dead CLI or service. Greedy decoding: answers reproduce."""
 
     def __init__(
         self,
@@ -64,36 +63,16 @@ class LlamaCppModel:
         path = Path(model_path) if model_path else default_gguf()
         if not path.is_file():
             raise BackendError(f"{path}: language model file not found (give a .gguf file)")
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise BackendError("the llama-cpp backend needs llama-cpp-python: pip install 'anomalens[llm]'") from None
-        try:
-            self._llama = Llama(
-                model_path=str(path), n_ctx=context, n_threads=threads or len(os.sched_getaffinity(0)), verbose=False
-            )
-        except ValueError as error:  # llama.cpp's word for a file it cannot load
-            raise BackendError(f"{path}: cannot load as a GGUF model ({error})") from None
-        self.name = f"llama-cpp:{path.name}"
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise BackendError("the llama-cpp backend needs llama-cpp-python: pip install 'anomalens[llm]'")
+        options = {
+            "model_path": str(path),
+            "context": context,
+            "threads": threads or len(os.sched_getaffinity(0)),
+            "max_tokens": max_tokens,
+        }
+        super().__init__("anomalens.language.llama_engine:LlamaEngine", options, name=f"llama-cpp:{path.name}")
         self.max_tokens = max_tokens
-        self.context = self._llama.n_ctx()
-
-    def complete(self, messages: list[dict]) -> str:
-        fitted = fit_context(_text_only(messages), self.context - self.max_tokens, self.count_tokens)
-        try:  # plain dicts, and not streamed: llama-cpp's TypedDicts and response union do not apply
-            reply = cast(
-                dict,
-                self._llama.create_chat_completion(
-                    messages=cast(list, fitted), temperature=0.0, max_tokens=self.max_tokens
-                ),
-            )
-        except (ValueError, RuntimeError) as error:  # llama.cpp's words for a prompt or a decode it cannot do
-            raise BackendError(f"{self.name} failed: {error}") from None
-        return reply["choices"][0]["message"]["content"].strip()
-
-    def count_tokens(self, message: dict) -> int:
-        """A text message's tokens by the model's own tokenizer, and its chat template's around them."""
-        return MESSAGE_TOKENS + len(self._llama.tokenize(message["content"].encode(), add_bos=False, special=True))
 
 
 class OpenAICompatibleModel:
@@ -129,7 +108,7 @@ class OpenAICompatibleModel:
         self.context = context or _context_from_environment()
 
     def complete(self, messages: list[dict]) -> str:
-        messages = messages if self.vision else _text_only(messages)
+        messages = messages if self.vision else text_only(messages)
         if self.context:
             messages = fit_context(messages, self.context - self.max_tokens, estimated_tokens)
         body = {
@@ -222,7 +201,7 @@ def _context_from_environment() -> int | None:
     return int(value)
 
 
-def _text_only(messages: list[dict]) -> list[dict]:
+def text_only(messages: list[dict]) -> list[dict]:
     """Messages with image parts dropped, for models that read text only."""
     out = []
     for message in messages:

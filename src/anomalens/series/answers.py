@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..language.claims import read_claims
 from ..language.criteria import Criteria
-from ..language.models import LanguageModel
+from ..language.models import BackendError, LanguageModel
 from .detector import SeriesResult
 
 
@@ -203,6 +203,7 @@ class SeriesTurn:
     model_answer: str | None = None
     problems: list[str] = field(default_factory=list)
     corrected: bool = False
+    model_error: str | None = None  # why the language model gave no answer (the grounded one is shown instead)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -223,10 +224,14 @@ class SeriesChat:
             messages = [{"role": "system", "content": SERIES_PROMPT.format(facts=self.findings.as_text())}]
             for t in self.turns:
                 messages += [{"role": "user", "content": t.question}, {"role": "assistant", "content": t.answer}]
-            reply = self.model.complete(messages + [{"role": "user", "content": question}])
-            problems = self.check(reply) if self.guard else []
-            answer = grounded if problems else reply
-            turn = SeriesTurn(question, answer, self.model.name, grounded, reply, problems, bool(problems))
+            try:
+                reply = self.model.complete(messages + [{"role": "user", "content": question}])
+            except BackendError as error:  # a model that fails or dies: the findings still answer
+                turn = SeriesTurn(question, grounded, "grounded", grounded, model_error=str(error))
+            else:
+                problems = self.check(reply) if self.guard else []
+                answer = grounded if problems else reply
+                turn = SeriesTurn(question, answer, self.model.name, grounded, reply, problems, bool(problems))
         self.turns.append(turn)
         return turn
 

@@ -268,13 +268,13 @@ $("ask-form").addEventListener("submit", async (event) => {
         method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ series_id: seriesId, question }),
       });
-      return addMessage("bot", reply.answer);
+      return addMessage("bot", reply.answer, modelFailed(reply));
     }
     const turn = await call("/v1/chat", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ inspection_id: inspectionId, question }),
     });
-    const note = turn.guard && turn.guard.corrected ? `Corrected to match the vision expert (the model said: ${turn.model_answer})` : "";
+    const note = turn.guard && turn.guard.corrected ? `Corrected to match the vision expert (the model said: ${turn.model_answer})` : modelFailed(turn);
     addMessage("bot", turn.answer, note);
   } catch (error) {
     addMessage("bot", `Error: ${error.message}`);
@@ -282,6 +282,11 @@ $("ask-form").addEventListener("submit", async (event) => {
     $("ask").disabled = false;
   }
 });
+
+// A language model that failed or died leaves the findings' own answer; the operator is told so.
+function modelFailed(turn) {
+  return turn.model_error ? `The language model failed (${turn.model_error}); answered from the findings.` : "";
+}
 
 let keyTyped = null;  // the model list is reloaded once the key has stopped changing
 $("api-key").addEventListener("input", () => {
