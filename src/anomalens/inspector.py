@@ -50,6 +50,7 @@ __all__ = ["ImageInput", "InspectionResult", "Inspector", "InspectorConfig"]
 Weights = str | Path | None  # a backbone weights file; None: the one its package ships
 Images = ImageInput | Iterable[ImageInput]  # one image (path or array) or many
 Count = Callable[[int], None]  # images embedded so far
+ImageScore = tuple[float, np.ndarray, np.ndarray | None, str]  # an image's score, map, descriptor, nearest reference
 
 
 class Inspector:
@@ -203,41 +204,87 @@ class Inspector:
     def _scored(
         self, group: list[list[Decoded] | Unreadable], expert: Expert, layout: Layout
     ) -> Iterator[Scored | InspectionResult]:
-        """Scores the readable images of `group` tile batch by tile batch (an expert that scores a batch
-        against itself: all at once), stitches each image's map, then gives every item's result in order. An
-        image's score is its highest tile's; its descriptor and nearest reference are that tile's."""
+        """Every item's score (or, unreadable or failing on its own, its error result) in order."""
         decoded = [entry for item in group if isinstance(item, list) for entry in item]
-        if decoded:
-            per_image = ImageMaps([layout.plan(entry) for entry in decoded])
-            descriptors: list[np.ndarray | None] = [None] * len(decoded)
-            nearest = [""] * len(decoded)
-            tile_batches: Iterator[tuple[list[int], list[int], ExpertInput]] = (
-                (owners, indices, self._input(tiles, expert))
-                for owners, indices, tiles in self._tile_batches(decoded, per_image.plans, expert)
-            )
-            if "batch" in expert.needs:
-                chunks = list(tile_batches)
-                whole = [c[0] for c in chunks], [c[1] for c in chunks], ExpertInput.joined([c[2] for c in chunks])
-                tile_batches = iter([(sum(whole[0], []), sum(whole[1], []), whole[2])])
-            for owners, indices, batch in tile_batches:
-                patch_maps, tile_scores = expert.score(batch)
-                tile_maps = smooth(patch_maps, layout.size).numpy()
-                features = batch.features
-                tile_descriptors = defect_descriptors(features, patch_maps) if features else [None] * len(owners)
-                known = self.references is not None and features is not None
-                tile_nearest = self.references.nearest(features) if known else [""] * len(owners)  # type: ignore[union-attr, arg-type]
-                for j, (owner, index) in enumerate(zip(owners, indices)):
-                    if per_image.add(owner, index, tile_maps[j], float(tile_scores[j])):
-                        descriptors[owner], nearest[owner] = tile_descriptors[j], tile_nearest[j]
-            scores, maps = per_image.scores, per_image.maps()
-            calibration = self.calibration or batch_calibration(scores, maps)
-            scored = iter(zip(decoded, scores, maps, descriptors, nearest))
+        outcomes = self._isolated(decoded, expert, layout) if decoded else []
+        kept = [o for o in outcomes if not isinstance(o, InspectionResult)]
+        calibration = self.calibration
+        if calibration is None and kept:  # a batch expert: the batch calibrates itself
+            calibration = batch_calibration(np.array([o[0] for o in kept]), [o[1] for o in kept])
+        done = iter(zip(decoded, outcomes))
         for item in group:
             if isinstance(item, tuple):
                 yield InspectionResult(source=item[0], error=str(item[1]))
                 continue
-            for entry, score, image_map, descriptor, reference in (next(scored) for _ in item):
-                yield Scored(entry, float(score), image_map, calibration, expert.name, descriptor, reference)
+            for entry, outcome in (next(done) for _ in item):
+                if isinstance(outcome, InspectionResult):
+                    yield outcome
+                    continue
+                score, image_map, descriptor, reference = outcome
+                assert calibration is not None  # made from this outcome's batch
+                yield Scored(entry, score, image_map, calibration, expert.name, descriptor, reference)
+
+    def _isolated(self, decoded: list[Decoded], expert: Expert, layout: Layout) -> list[ImageScore | InspectionResult]:
+        """The images scored together; if that fails, the failure is traced to the images that fail alone
+        (laid out, cut into tiles and embedded alone: an expert that scores a batch against itself then
+        scores the rest together), whose results say why, and the others are scored as usual. A failure no
+        one image causes (too few images for such an expert) is the batch's, and raised."""
+        try:
+            return list(self._scored_together(decoded, expert, layout))
+        except Exception as error:  # noqa: BLE001 - one image's failure, whatever it is, is its result
+            together = "batch" in expert.needs
+            outcomes: list[ImageScore | InspectionResult | None] = []
+            for entry in decoded:
+                try:
+                    if together:
+                        self._embedded(entry, expert, layout)
+                        outcomes.append(None)  # scored with the rest below
+                    else:
+                        outcomes.append(self._scored_together([entry], expert, layout)[0])
+                except Exception as own:  # noqa: BLE001
+                    outcomes.append(InspectionResult.failed(entry.source, own))
+            if not together:
+                return [o for o in outcomes if o is not None]
+            rest = [entry for entry, o in zip(decoded, outcomes) if o is None]
+            if len(rest) == len(decoded):
+                raise error
+            scored = iter(self._scored_together(rest, expert, layout) if rest else [])
+            return [o if isinstance(o, InspectionResult) else next(scored) for o in outcomes]
+
+    def _embedded(self, entry: Decoded, expert: Expert, layout: Layout) -> None:
+        """One image laid out, cut into tiles and embedded alone: raises what it alone raises."""
+        for _, _, tiles in self._tile_batches([entry], [layout.plan(entry)], expert):
+            self._input(tiles, expert)
+
+    def _scored_together(self, decoded: list[Decoded], expert: Expert, layout: Layout) -> list[ImageScore]:
+        """Scores the images tile batch by tile batch (an expert that scores a batch against itself: all at
+        once) and stitches each image's map: each image's (score, map, descriptor, nearest reference). An
+        image's score is its highest tile's; its descriptor and nearest reference are that tile's."""
+        per_image = ImageMaps([layout.plan(entry) for entry in decoded])
+        descriptors: list[np.ndarray | None] = [None] * len(decoded)
+        nearest = [""] * len(decoded)
+        tile_batches: Iterator[tuple[list[int], list[int], ExpertInput]] = (
+            (owners, indices, self._input(tiles, expert))
+            for owners, indices, tiles in self._tile_batches(decoded, per_image.plans, expert)
+        )
+        if "batch" in expert.needs:
+            chunks = list(tile_batches)
+            whole = [c[0] for c in chunks], [c[1] for c in chunks], ExpertInput.joined([c[2] for c in chunks])
+            tile_batches = iter([(sum(whole[0], []), sum(whole[1], []), whole[2])])
+        for owners, indices, batch in tile_batches:
+            patch_maps, tile_scores = expert.score(batch)
+            tile_maps = smooth(patch_maps, layout.size).numpy()
+            features = batch.features
+            tile_descriptors = defect_descriptors(features, patch_maps) if features else [None] * len(owners)
+            known = self.references is not None and features is not None
+            tile_nearest = self.references.nearest(features) if known else [""] * len(owners)  # type: ignore[union-attr, arg-type]
+            for j, (owner, index) in enumerate(zip(owners, indices)):
+                if per_image.add(owner, index, tile_maps[j], float(tile_scores[j])):
+                    descriptors[owner], nearest[owner] = tile_descriptors[j], tile_nearest[j]
+        return [
+            (float(score), image_map, descriptor, reference)
+            for score, image_map, descriptor, reference in zip(per_image.scores, per_image.maps(), descriptors, nearest)
+        ]
 
     def _input(self, tiles: np.ndarray, kind: Expert | type[Expert]) -> ExpertInput:
         """What the expert (or its class, before it is fitted) needs of these (B, 3, S, S) tiles: pixels,

@@ -3,6 +3,7 @@ part stays calm and a defect glows; defect regions get a box."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,8 +49,18 @@ def render_overlay(
     sx, sy = (picture.width / size[0], picture.height / size[1]) if size else (1.0, 1.0)
     for region in regions:
         x0, y0, x1, y1 = region.box
-        draw.rectangle((x0 * sx, y0 * sy, x1 * sx - 1, y1 * sy - 1), outline=BOX_COLOUR, width=width)
+        left, right = _drawn_span(x0, x1, sx, picture.width)
+        top, bottom = _drawn_span(y0, y1, sy, picture.height)
+        draw.rectangle((left, top, right, bottom), outline=BOX_COLOUR, width=width)
     return picture
+
+
+def _drawn_span(start: int, stop: int, scale: float, length: int) -> tuple[int, int]:
+    """A box's [start, stop) along one axis, in the pixels of the image as given → the first and last pixel
+    of the picture drawn (which may be smaller: a strip decoded at half size), at least one pixel and inside
+    it. Scaled as floats, a 1-pixel box on a half-size picture would end before it starts."""
+    first = min(max(math.floor(start * scale), 0), length - 1)
+    return first, min(max(math.ceil(stop * scale) - 1, first), length - 1)
 
 
 def save_overlay(

@@ -76,6 +76,8 @@ def decode_ahead(
             return decode(item, source, max_pixels, max_side)
         except ImageError as error:
             return error
+        except Exception as error:  # noqa: BLE001 - whatever else one image raises is that image's error alone
+            return ImageError(source, f"could not be decoded ({failure(error)})")
 
     pending: deque = deque()
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -96,6 +98,11 @@ def decode_ahead(
             yield source, future.result()
 
 
+def failure(error: BaseException) -> str:
+    """An unexpected exception as a reason a person reads: its type and message."""
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
 def decode(item: ImageInput, source: str, max_pixels: int | None = None, max_side: int | None = MAX_SIDE) -> Decoded:
     """A path is decoded at most `max_side` a side (None: at full size, for tiles at native scale; refused
     from its header above `max_pixels`); an array must already be H×W×3 (uint8, or float in [0, 1])."""
@@ -105,12 +112,15 @@ def decode(item: ImageInput, source: str, max_pixels: int | None = None, max_sid
         return Decoded(source, read_image(item, max_side, max_pixels), image_size(item))
     if item.ndim != 3 or item.shape[2] != 3 or min(item.shape[:2]) == 0:
         raise ImageError(source, f"array must be H×W×3, got shape {item.shape}")
-    image = item if item.dtype == np.uint8 else np.clip(item, 0, 1).astype(np.float32, copy=False)
+    finite = item if item.dtype == np.uint8 else np.nan_to_num(item, nan=0.0, posinf=1.0, neginf=0.0)
+    image = finite if finite.dtype == np.uint8 else np.clip(finite, 0, 1).astype(np.float32, copy=False)
     return Decoded(source, np.ascontiguousarray(reduced(image, max_side)), (item.shape[1], item.shape[0]))
 
 
 SQUASH, ASPECT = "squash", "aspect"  # the layouts that read the whole image at the input size
 AUTO = "auto"  # fitting chooses the scale (`Inspector.fit`); a fitted model always holds a concrete one
+MAX_CANVAS_PIXELS = 1 << 24  # an image stretched to tiles (short side raised to one) holds at most this many
+# pixels (192 MB as float RGB): images longer than 256 : 1 at 256-px tiles are squeezed along their long side
 OVERLAP = 0.25  # share of a tile that its neighbour covers too: defects at a tile's border are seen whole
 
 
@@ -139,7 +149,7 @@ class Layout:
     - "aspect": resized so its short side is `size`, aspect kept; overlapping tiles cover the long side;
     - a number: resized by that factor (1.0: native pixels) and cut into overlapping size × size tiles.
     A side shorter than a tile is scaled up to one, so every tile lies wholly inside the image: no padding,
-    and no pixel outside the image is ever scored."""
+    and no pixel outside the image is ever scored; the long side then grows at most to MAX_CANVAS_PIXELS."""
 
     size: int
     scale: str | float = SQUASH
@@ -157,9 +167,16 @@ class Layout:
             canvas = (self.size, self.size)
         else:
             # a stated scale is relative to the image as given, which decoding may have reduced
-            factor = self.size / min(h, w) if self.scale == ASPECT else float(self.scale) * decoded.size[0] / w
-            factor = max(factor, self.size / min(h, w))
-            canvas = (max(self.size, round(h * factor)), max(self.size, round(w * factor)))
+            stated = 0.0 if self.scale == ASPECT else float(self.scale) * decoded.size[0] / w
+            factor = max(stated, self.size / min(h, w))
+            # Raising the short side to a tile stretches the long side with it: a 20 × 4000 strip would become
+            # 256 × 51,200 and a 1 × 2048 line 256 × 524,288 (1.6 GB as float, thousands of tiles). Past
+            # MAX_CANVAS_PIXELS, the long side is squeezed instead, never below what the stated scale gives.
+            longest = max(MAX_CANVAS_PIXELS // self.size, round(max(h, w) * stated))
+            canvas = (
+                min(max(self.size, round(h * factor)), longest),
+                min(max(self.size, round(w * factor)), longest),
+            )
         origins = tuple((y, x) for y in tile_starts(canvas[0], self.size) for x in tile_starts(canvas[1], self.size))
         return TilePlan(canvas, origins, self.size)
 

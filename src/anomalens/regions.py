@@ -60,9 +60,10 @@ def find_regions(
     for i, (rows, cols) in enumerate(slices):
         if i != best and (areas[i] < keep_min or (seed is not None and peaks[i] < seed)):
             continue
+        (x0, x1), (y0, y1) = pixel_span(cols, sx, out_w), pixel_span(rows, sy, out_h)
         regions.append(
             Region(
-                box=(round(cols.start * sx), round(rows.start * sy), round(cols.stop * sx), round(rows.stop * sy)),
+                box=(x0, y0, x1, y1),
                 area_fraction=float(areas[i] / (height * width)),
                 peak=float(peaks[i]),
                 centroid=(float((cx[i] + 0.5) * sx - 0.5), float((cy[i] + 0.5) * sy - 0.5)),
@@ -70,6 +71,14 @@ def find_regions(
             )
         )
     return sorted(regions, key=lambda r: -r.peak)
+
+
+def pixel_span(cells: slice, scale: float, length: int) -> tuple[int, int]:
+    """A component's [start, stop) along one axis of the map → the image's pixels: never empty, never outside
+    the image, however the map was stretched (256 map rows over a 20-pixel-high image round to one row, or to
+    none)."""
+    start = min(max(round(cells.start * scale), 0), length - 1)
+    return start, min(max(round(cells.stop * scale), start + 1), length)
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]]]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibration import Calibration, batch_refined
-from .preprocessing import Decoded
+from .preprocessing import Decoded, failure
 from .regions import Region, describe_location, find_regions
 from .resampling import at_image_size
 
@@ -35,6 +35,12 @@ class InspectionResult:
     calibration: Calibration | None = field(default=None, repr=False)
     descriptor: np.ndarray | None = field(default=None, repr=False)  # where it departs from normal (defect types)
     nearest_reference: str = ""  # the normal reference image it is most like ("": not known)
+
+    @classmethod
+    def failed(cls, source: str, error: BaseException) -> InspectionResult:
+        """The result of an image that was read but could not be inspected: what went wrong, by its file
+        name, as an unreadable image's result says why (one image's failure never stops a batch)."""
+        return cls(source=source, error=f"{source}: could not be inspected ({failure(error)})")
 
     @property
     def ok(self) -> bool:
@@ -110,15 +116,19 @@ class Scored:
     nearest_reference: str = ""
 
     def decided(self, calibration: Calibration | None = None) -> InspectionResult:
-        return decide(
-            self.decoded,
-            self.score,
-            self.small_map,
-            calibration or self.calibration,
-            self.expert,
-            self.descriptor,
-            self.nearest_reference,
-        )
+        """Its result; an exception while deciding it (its regions, its map at its size) is its error result."""
+        try:
+            return decide(
+                self.decoded,
+                self.score,
+                self.small_map,
+                calibration or self.calibration,
+                self.expert,
+                self.descriptor,
+                self.nearest_reference,
+            )
+        except Exception as error:  # noqa: BLE001 - this image's failure alone
+            return InspectionResult.failed(self.decoded.source, error)
 
 
 BATCH_BYTES = 1 << 30  # decoded images and maps a batch decided together may hold; a larger one goes in parts

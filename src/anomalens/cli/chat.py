@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from ..data import load_image
+from ..data import ImageError, load_image
 from ..data.datasets import scan_folder
 from ..experts.defect_types import DefectTypeExpert
 from ..inspector import Inspector
@@ -128,9 +128,13 @@ def chat(
             defect_types=types,
         )
     )
-    if not inspection.ok:
+    try:  # the overlay and pictures a conversation holds: an image that fails here is not inspected either
+        session = service.chat(inspection, _pictures(ref_paths[:2])) if inspection.ok else None
+    except Exception as error:  # noqa: BLE001
+        inspection = inspection.failed(error)
+        session = None
+    if session is None:
         fail(str(inspection.result.error), code=1)
-    session = service.chat(inspection, [load_image(p) for p in ref_paths[:2]])
     if ask:
         _answer(session, ask, json_output)
     else:
@@ -146,6 +150,17 @@ def chat(
             _answer(session, question, False)
     if json_output:
         typer.echo(json.dumps(session.to_dict(), indent=2))
+
+
+def _pictures(paths: list[Path]) -> list:
+    """The references a vision model is shown; one that cannot be read is left out (fitting skipped it)."""
+    pictures = []
+    for path in paths:
+        try:
+            pictures.append(load_image(path))
+        except ImageError:
+            pass
+    return pictures
 
 
 def _defect_type_expert(service: InspectionService, inspector: Inspector, folder: Path) -> DefectTypeExpert:

@@ -319,7 +319,7 @@ def results_table(records: list[dict], truth: dict[str, str] | None = None) -> T
         truth_cell = [truth.get(r["source"], "")] if truth else []
         name = escape(Path(r["source"]).name)
         if not r["ok"]:
-            table.add_row(name, *truth_cell, "[red]unreadable[/]", "", "", escape(r["error"] or ""))
+            table.add_row(name, *truth_cell, "[red]not inspected[/]", "", "", escape(r["error"] or ""))
             continue
         verdict = "[bold red]DEFECT[/]" if r["anomalous"] else "[green]ok[/]"
         cells = (verdict, f"{r['confidence']:.0%}", f"{r['score']:.3g}", escape(r["location"]))

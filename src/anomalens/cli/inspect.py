@@ -69,10 +69,17 @@ def write_inspections(
             record = inspection.result.to_dict()
             if inspection.ok:
                 stem = _unique_stem(path, used)
-                inspection.overlay().save(out / f"{stem}_overlay.png")
-                record["overlay"] = str(out / f"{stem}_overlay.png")
-                (out / f"{stem}.json").write_text(json.dumps(record, indent=2))
-            else:
+                files = out / f"{stem}_overlay.png", out / f"{stem}.json"
+                try:
+                    inspection.overlay().save(files[0])
+                    record["overlay"] = str(files[0])
+                    files[1].write_text(json.dumps(record, indent=2))
+                except Exception as error:  # noqa: BLE001 - one image's failure: reported as an unreadable one
+                    for file in files:
+                        file.unlink(missing_ok=True)
+                    inspection = inspection.failed(error)
+                    record = inspection.result.to_dict()
+            if not inspection.ok:
                 warn(str(inspection.result.error), "skipped")
             records.append(record)
     (out / "results.json").write_text(json.dumps(records, indent=2))
@@ -172,7 +179,7 @@ def detect(
     n_err = sum(1 for r in records if not r["ok"])
     console.print(
         f"{n_bad} of {len(records) - n_err} images defective"
-        + (f", {n_err} unreadable" if n_err else "")
+        + (f", {n_err} not inspected" if n_err else "")
         + f"; results and overlays in {escape(str(out))}"
     )
     if n_err == len(records):

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..language.criteria import Criteria
-from ..series import SeriesDetector, SeriesFormatError, load_series, split_reference
+from ..series import SeriesDetector, SeriesFormatError, load_series, series_failure, split_reference
 from ..series.answers import answer_series, series_findings
 from ..series.evaluation import evaluate_nab_layout
 from ..series.plot import plot_series
@@ -40,34 +40,55 @@ def detect_series(
     table = Table("series", "verdict", "probability", "windows", "first window")
     for path in files:
         try:
-            series = load_series(path, time_column, columns)
-            detector, own_reference = fixed, False
-            if detector is None:
-                ref, _ = split_reference(series, reference_fraction)
-                detector, own_reference = SeriesDetector(ref, max_false_alarms), True
-            result = detector.inspect(series, starts_with_reference=own_reference)
-        except (SeriesFormatError, ValueError) as error:
-            warn(str(error), "skipped")
-            records.append({"source": str(path), "ok": False, "error": str(error)})
+            record, row = _inspected_series(
+                path, out, fixed, reference_fraction, columns, time_column, max_false_alarms, criteria
+            )
+        except Exception as error:  # noqa: BLE001 - one file's failure, whatever it is, is its own error
+            message = series_failure(path, error)
+            for written in (out / f"{path.stem}.png", out / f"{path.stem}.json"):
+                written.unlink(missing_ok=True)
+            warn(message, "skipped")
+            records.append({"source": str(path), "ok": False, "error": message})
             failed += 1
             continue
-        record = _record(result, detector.reference_points, own_reference, criteria)
-        plot = plot_series(result, out / f"{path.stem}.png", detector.reference_points if own_reference else 0)
-        record["plot"] = str(plot)
-        (out / f"{path.stem}.json").write_text(json.dumps(record, indent=2))
         records.append(record)
-        first = result.windows[0] if result.windows else None
-        table.add_row(
-            escape(path.name),
-            "anomalous" if result.anomalous else "normal",
-            f"{result.probability:.0%}",
-            str(len(result.windows)),
-            escape(f"{series.time_text(first.start)}: {first.description}") if first else "",
-        )
+        table.add_row(*row)
     (out / "results.json").write_text(json.dumps(records, indent=2))
     console.print(table)
     console.print(f"results and plots in {escape(str(out))}")
     return failed
+
+
+def _inspected_series(
+    path: Path,
+    out: Path,
+    fixed: SeriesDetector | None,
+    reference_fraction: float,
+    columns: list[str] | None,
+    time_column: str | None,
+    max_false_alarms: int | None,
+    criteria: Criteria | None,
+) -> tuple[dict, list[str]]:
+    """One series file inspected, its plot and JSON written: its record and its table row."""
+    series = load_series(path, time_column, columns)
+    detector, own_reference = fixed, False
+    if detector is None:
+        ref, _ = split_reference(series, reference_fraction)
+        detector, own_reference = SeriesDetector(ref, max_false_alarms), True
+    result = detector.inspect(series, starts_with_reference=own_reference)
+    record = _record(result, detector.reference_points, own_reference, criteria)
+    plot = plot_series(result, out / f"{path.stem}.png", detector.reference_points if own_reference else 0)
+    record["plot"] = str(plot)
+    (out / f"{path.stem}.json").write_text(json.dumps(record, indent=2))
+    first = result.windows[0] if result.windows else None
+    row = [
+        escape(path.name),
+        "anomalous" if result.anomalous else "normal",
+        f"{result.probability:.0%}",
+        str(len(result.windows)),
+        escape(f"{series.time_text(first.start)}: {first.description}") if first else "",
+    ]
+    return record, row
 
 
 def _record(result, reference_points: int, own_reference: bool, criteria: Criteria | None) -> dict:

@@ -207,6 +207,8 @@ def _read_with_pil(
             factor = -(-max(picture.size) // max_side) if max_side else 1
             if factor > 1 and picture.mode.startswith("I;16"):
                 picture = picture.convert("I")  # 16-bit grey: Pillow reduces it as 32-bit integers
+            if factor > 1 and picture.mode == "1":
+                picture = picture.convert("L")  # bilevel: Pillow cannot reduce it (nor does it stay bilevel)
             if factor > 1 and picture.mode in ("1", "L", "RGB", "RGBA", "LA", "I", "F"):
                 picture = picture.reduce(factor)
             return reduced(to_array(picture), max_side)
@@ -220,8 +222,10 @@ def reduced(array: np.ndarray, max_side: int | None) -> np.ndarray:
     factor = -(-max(array.shape[:2]) // max_side) if max_side else 1
     if factor <= 1:
         return array
-    h, w = array.shape[0] // factor * factor, array.shape[1] // factor * factor
-    blocks = array[:h, :w].reshape(h // factor, factor, w // factor, factor, -1).mean((1, 3), dtype=np.float32)
+    # a side shorter than the factor (a 2 × 5000 strip) is averaged whole into one pixel, never to none
+    fy, fx = min(factor, array.shape[0]), min(factor, array.shape[1])
+    h, w = array.shape[0] // fy * fy, array.shape[1] // fx * fx
+    blocks = array[:h, :w].reshape(h // fy, fy, w // fx, fx, -1).mean((1, 3), dtype=np.float32)
     return np.ascontiguousarray(blocks.round() if array.dtype.kind in "uib" else blocks, dtype=array.dtype)
 
 
@@ -248,11 +252,14 @@ def _pil_rgb(img: Image.Image) -> np.ndarray:
 
 
 def _rgb(colour: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
-    """H×W×1 or H×W×3 values plus optional alpha → H×W×3 over black."""
+    """H×W×1 or H×W×3 values plus optional alpha → H×W×3 over black. Float samples that are not numbers (a
+    depth map's missing values) become black, infinite ones the range's ends: one NaN pixel would otherwise
+    turn every feature, score and map of the image into NaN."""
     if colour.shape[2] == 1:
         colour = np.repeat(colour, 3, axis=2)
     if alpha is not None:
         colour = colour * alpha[..., None]
+    colour = np.nan_to_num(colour, nan=0.0, posinf=1.0, neginf=0.0)
     return np.ascontiguousarray(np.clip(colour, 0.0, 1.0), dtype=np.float32)
 
 

@@ -8,7 +8,7 @@ subsequences), `streaming` (online, past-only scores in bounded memory), `decisi
 
 from .decision import SeriesCalibration, calibrate_series
 from .detector import SeriesDetector, SeriesResult, stream_scores
-from .load import Series, SeriesFormatError, load_series, split_reference
+from .load import Series, SeriesFormatError, load_series, series_failure, split_reference
 from .regions import NormalRange, TimeWindow
 from .streaming import StreamingDetector
 
@@ -23,6 +23,7 @@ __all__ = [
     "TimeWindow",
     "calibrate_series",
     "load_series",
+    "series_failure",
     "split_reference",
     "stream_scores",
 ]

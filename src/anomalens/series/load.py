@@ -24,6 +24,14 @@ class SeriesFormatError(ValueError):
     """A file that is not a usable time series; the message says which file, line and why."""
 
 
+def series_failure(name: str | Path, error: Exception) -> str:
+    """Why a series file could not be inspected, naming it: a format or value error says it in its own words,
+    anything else (a failure on extreme values) by its type and message."""
+    known = isinstance(error, SeriesFormatError) or type(error) is ValueError
+    reason = str(error) if known and str(error) else f"could not be inspected ({type(error).__name__}: {error})"
+    return reason if reason.startswith(str(name)) else f"{name}: {reason}"
+
+
 @dataclass(frozen=True)
 class Series:
     """Values (n, channels) at increasing times (seconds since the epoch, or row numbers)."""

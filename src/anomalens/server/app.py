@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..deploy import OnnxInspector
 from ..inspector import Inspector
 from ..language import LanguageModel
+from ..series import series_failure
 from ..series.answers import answer_series
 from ..service import Conversations, Inspection, InspectionService, ModelStore, StoreError
 from ..version import __version__
@@ -225,6 +226,16 @@ def create_app(
         return {"model_id": model_id, "expert": inspector.expert_name, "results": results}
 
     def _record(upload, inspection: Inspection, want_overlay: bool) -> dict:
+        """The image's result, kept for chat; one that fails here (its overlay, its answer) is its own error."""
+        try:
+            return _inspected(upload, inspection, want_overlay)
+        except Exception as error:  # noqa: BLE001 - this image's failure alone, never the request's
+            failed = inspection.failed(error).result
+            return {"file": upload.name, "ok": False, "error": failed.error}
+
+    def _inspected(upload, inspection: Inspection, want_overlay: bool) -> dict:
+        if not inspection.ok:
+            return {"file": upload.name, "ok": False, "error": inspection.result.error}
         session = service.chat(inspection)
         inspection_id = uuid.uuid4().hex
         sessions.add(inspection_id, session)
@@ -270,18 +281,15 @@ def create_app(
                 raise ApiError(413, f"{upload_name or 'upload'} is larger than {limits.max_file_bytes} bytes")
         try:
             result, reference_points = inspect_upload(name, data, ref, reference_fraction, columns)
-        except ValueError as error:
-            raise ApiError(400, str(error)) from None
+            record = result.to_dict() | {"file": name}
+            if plot:
+                record["plot_png"] = plot_png(result, reference_points, ref is None)
+        except Exception as error:  # noqa: BLE001 - a bad or extreme file is the client's error, named
+            raise ApiError(400, series_failure(name or "upload", error)) from None
         series_id = uuid.uuid4().hex
         chat = series_chats.add(series_id, result, reference_points)
-        record = result.to_dict() | {
-            "series_id": series_id,
-            "file": name,
-            "answer": answer_series("Is anything wrong?", chat.findings),
-        }
+        record |= {"series_id": series_id, "answer": answer_series("Is anything wrong?", chat.findings)}
         record.pop("source")
-        if plot:
-            record["plot_png"] = plot_png(result, reference_points, ref is None)
         return record
 
     @app.post("/v1/series/chat")

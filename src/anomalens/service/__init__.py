@@ -56,6 +56,10 @@ class Inspection:
             anomaly_map = at_image_size(anomaly_map, image.shape[:2])
         return render_overlay(image, anomaly_map, r.calibration, r.regions, r.image_size)
 
+    def failed(self, error: BaseException) -> Inspection:
+        """This image's inspection as one that failed (e.g. its overlay could not be drawn or written)."""
+        return Inspection(InspectionResult.failed(self.result.source, error), None)
+
     def answer(self) -> str:
         """The grounded answer to the first question a person asks."""
         assert self.findings is not None, "no answer for an unreadable image"
@@ -142,13 +146,15 @@ class InspectionService:
             if not result.ok:
                 yield Inspection(result, None)
                 continue
-            guess = self._defect_type(result, defect_types)
-            yield Inspection(
-                result,
-                findings_from(
+            try:
+                guess = self._defect_type(result, defect_types)
+                found = findings_from(
                     result, class_name=class_name, criteria=criteria, references=tuple(references), defect_type=guess
-                ),
-            )
+                )
+            except Exception as error:  # noqa: BLE001 - this image's failure alone: its result says why
+                yield Inspection(InspectionResult.failed(result.source, error), None)
+                continue
+            yield Inspection(result, found)
 
     def chat(self, inspection: Inspection, references: Sequence = ()) -> ChatSession:
         """A conversation about one inspection (`references`: normal images a vision model is shown)."""
