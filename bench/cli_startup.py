@@ -5,8 +5,8 @@ Commands, each run with PYTHONPATH at one source tree (the venv's `anomalens` sc
 - `anomalens detect --series CSV --out DIR --overwrite`: a generated series of `POINTS` points with a planted
   spike, inspected end to end (its JSON and its matplotlib plot written);
 - `python -c "import anomalens.cli"`: the import alone.
-Before: the source tree of `--before` (a git ref, default main), taken out with `git archive`; after: this
-checkout's src/. The runs alternate before/after and command by command (one warm-up of each first, not
+Before: the source tree of `--before` (a git ref; default: where this branch left main, their merge base),
+taken out with `git archive`; after: this checkout's src/. The runs alternate before/after and command by command (one warm-up of each first, not
 counted), so that the machine's load falls on both alike; wall time is the median of `--runs` runs, with the
 fastest and the slowest. Results: bench/cli_startup.md."""
 
@@ -98,16 +98,22 @@ def span(times: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
-    parser.add_argument("--before", default="main", help="git ref whose src/ is the 'before' (default: main)")
+    parser.add_argument("--before", help="git ref whose src/ is the 'before' (default: git merge-base HEAD main)")
     parser.add_argument("--runs", type=int, default=9, help="timed runs of each command on each side (at least 7)")
     parser.add_argument("--out", type=Path, default=HERE / "cli_startup.md")
     args = parser.parse_args()
     if args.runs < 7:
         parser.error("--runs: at least 7")
-    command = "python bench/cli_startup.py " + " ".join(sys.argv[1:])
+    command = " ".join(["python bench/cli_startup.py", *sys.argv[1:]])
+    before = (
+        args.before
+        or subprocess.run(
+            ["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        before_src, before_commit = source_tree(args.before, work / "before")
+        before_src, before_commit = source_tree(before, work / "before")
         after_src = ROOT / "src"
         after_commit = subprocess.run(
             ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
@@ -142,8 +148,9 @@ def main() -> None:
         "# Command-line start-up, before and after",
         "",
         f"Measured {date.today().isoformat()} on: {machine()}.",
-        f"Command: `{command}`; before = `{args.before}` ({before_commit}), after = this checkout "
-        f"({after_commit}). {(__doc__ or '').split(chr(10), 1)[1].strip()}",
+        f"Command: `{command}`; before = {before_commit}{f' (`{args.before}`)' if args.before else ''}, "
+        f"after = this checkout ({after_commit}). "
+        + (__doc__ or "").split("\n", 1)[1].strip().replace("`POINTS`", str(POINTS)),
         "",
         "| command | before | after | before ÷ after |",
         "|---|---|---|---|",
