@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .backbones import DEFAULT_BACKBONE
+from .names import DEFAULT_BACKBONE
 
 
 @dataclass(frozen=True)

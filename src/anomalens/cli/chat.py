@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
 
-from ..data import ImageError, load_image
-from ..data.datasets import scan_folder
-from ..experts.defect_types import DefectTypeExpert
-from ..inspector import Inspector
-from ..language import BackendError, CriteriaError, create_language_model, load_criteria
-from ..service import InspectionService
 from .common import (
     ClassOpt,
     ClipModelOpt,
@@ -32,6 +26,11 @@ from .common import (
     report_skipped,
     resolution,
 )
+
+if TYPE_CHECKING:  # the models are imported by the command that runs them (`--help` needs none)
+    from ..experts.defect_types import DefectTypeExpert
+    from ..inspector import Inspector
+    from ..service import InspectionService
 
 
 @app.command()
@@ -91,6 +90,9 @@ def chat(
     tile: TileOpt = None,
 ):
     """Ask about an image in plain language: is there a defect, where, how large, how sure, …"""
+    from ..language import BackendError, CriteriaError, create_language_model, load_criteria
+    from ..service import InspectionService
+
     if zero_shot and not (clip_weights or clip_model):
         fail(
             "zero-shot chat about one image needs route A: --clip-weights PATH (or --clip-model NAME to download "
@@ -154,6 +156,8 @@ def chat(
 
 def _pictures(paths: list[Path]) -> list:
     """The references a vision model is shown; one that cannot be read is left out (fitting skipped it)."""
+    from ..data import ImageError, load_image
+
     pictures = []
     for path in paths:
         try:
@@ -165,6 +169,8 @@ def _pictures(paths: list[Path]) -> list:
 
 def _defect_type_expert(service: InspectionService, inspector: Inspector, folder: Path) -> DefectTypeExpert:
     """A defect-type head from labelled examples: FOLDER/<type>/*.png; unreadable examples are skipped."""
+    from ..data.datasets import scan_folder
+
     if not folder.is_dir():
         fail(f"{folder}: not a folder of defect examples (expected one subfolder per defect type)")
     scans = {sub.name: scan_folder(sub) for sub in sorted(p for p in folder.iterdir() if p.is_dir())}

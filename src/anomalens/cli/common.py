@@ -1,5 +1,8 @@
 """What every command shares: the app, consoles, options, progress bars, finding images and output folders,
-and which inspector the options ask for (through the inspection service)."""
+and which inspector the options ask for (through the inspection service).
+
+Light on purpose: `anomalens --help`, a command's help and the series commands import no torch. What needs
+the models (the service, the inspector, image decoding) is imported inside the function that uses it."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import time
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -16,13 +19,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..backbones import BACKBONES
-from ..data import load_split
-from ..data.datasets import list_categories, scan_folder
-from ..inspector import Inspector, InspectorConfig
-from ..model_file import ModelFileError
-from ..preprocessing import checked_scale
-from ..service import InspectionService
+from ..names import BACKBONE_NAMES
+
+if TYPE_CHECKING:
+    from ..inspector import Inspector
+    from ..service import InspectionService
 
 app = typer.Typer(
     add_completion=False,
@@ -33,7 +34,7 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole, never folded
 MAX_NOTES = 20  # skipped entries reported one by one; past these, a count
 
-BackboneOpt = Annotated[str, typer.Option(help=f"Feature network: {', '.join(BACKBONES)}.")]
+BackboneOpt = Annotated[str, typer.Option(help=f"Feature network: {', '.join(BACKBONE_NAMES)}.")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="Backbone weights file (.pth state dict or .safetensors).")]
 ExpertOpt = Annotated[
     str,
@@ -191,6 +192,8 @@ def stage_bars(progress: Progress, prefix: str = ""):
 def image_paths(inputs: list[Path]) -> list[Path]:
     """Files as given (a bad one is reported later, with the rest), folders expanded to their images and
     those of their subfolders; what a folder holds besides is reported."""
+    from ..data.datasets import scan_folder
+
     paths = []
     for item in inputs:
         if item.is_dir():
@@ -206,6 +209,8 @@ def image_paths(inputs: list[Path]) -> list[Path]:
 
 def normal_images(data: Path, category: str | None) -> list[Path]:
     """Normal images from a folder of images, an MVTec/VisA category (its train split) or a dataset root."""
+    from ..data.datasets import list_categories, load_split, scan_folder
+
     if category:
         return [s.path for s in load_split(data, category, "train")]
     if (data / "train" / "good").is_dir():
@@ -250,6 +255,9 @@ def check_writable(folder: Path) -> None:
 def resolution(image_size: int, scale: str, tile: int | None) -> dict:
     """The inspector options that --image-size, --scale and --tile (which wins) ask for; the defaults are left
     out, so the service shares its default inspector's backbone."""
+    from ..config import InspectorConfig
+    from ..preprocessing import checked_scale
+
     try:
         options = (
             dict(image_size=tile, scale=1.0)
@@ -295,6 +303,8 @@ def chosen_inspector(
 ) -> Inspector:
     """The inspector a command asked for: a model file, few-shot references (fitted with `options`, the
     Inspector's), or a zero-shot route."""
+    from ..model_file import ModelFileError
+
     check_route(model, refs, zero_shot, clip)
     try:
         if zero_shot:

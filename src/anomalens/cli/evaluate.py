@@ -11,9 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..backbones import DEFAULT_BACKBONE
-from ..data.datasets import list_categories
-from ..evaluation import evaluate_category
+from ..names import DEFAULT_BACKBONE
 from .common import (
     BackboneOpt,
     ClipModelOpt,
@@ -35,7 +33,6 @@ from .common import (
     resolution,
     stage_bars,
 )
-from .series import evaluate_series
 
 
 @app.command("eval")
@@ -81,8 +78,13 @@ def evaluate_cmd(
     """Benchmark on labelled data: image/pixel AUROC, AUPRO, F1-max, verdict quality, speed.
     With --series: labelled time series (NAB layout), windows found and false alarms."""
     if series:
+        from .series import evaluate_series
+
         evaluate_series(root, fresh_output_dir(out, overwrite, "eval"))
         return
+    from ..data.datasets import list_categories
+    from ..evaluation import evaluate_category
+
     categories = category or list_categories(root)
     if not categories:
         fail(f"{root}: no categories found (expected MVTec-AD or VisA layout)")

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
 
-from ..data import load_split
-from ..deploy import OnnxInspector, OnnxModelError
-from ..inspector import Inspector
-from ..language import CriteriaError, load_criteria
-from ..service import InspectionService
 from .common import (
     ClassOpt,
     ClipModelOpt,
@@ -39,7 +34,11 @@ from .common import (
     sample_root,
     warn,
 )
-from .series import detect_series
+
+if TYPE_CHECKING:  # the models are imported by the commands that run them (`--help` and `--series` need none)
+    from ..deploy import OnnxInspector
+    from ..inspector import Inspector
+    from ..service import InspectionService
 
 OutOpt = Annotated[Optional[Path], typer.Option(help="Output folder (default: a new one under anomalens-out/).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")]
@@ -143,6 +142,9 @@ def detect(
     """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays.
     With --series, time series: anomalous time windows, described, and a plot."""
     if series:
+        from ..language.criteria import CriteriaError, load_criteria
+        from .series import detect_series
+
         if model or refs or zero_shot:
             fail(
                 "--series takes its normal data from --reference (or the series' first part), not --model, --refs or --zero-shot"
@@ -162,6 +164,8 @@ def detect(
     if not paths:
         fail("no images to inspect")
     out = fresh_output_dir(out, overwrite, "detect")
+    from ..service import InspectionService  # the models: imported once the options are known to be usable
+
     service = InspectionService(weights=weights, clip_weights=clip_weights, clip_model=clip_model)
     inspector: Inspector | OnnxInspector
     if engine == "onnx":
@@ -201,6 +205,8 @@ def check_engine(engine: str, model: Path | None) -> None:
 
 
 def onnx_inspector(model: Path) -> OnnxInspector:
+    from ..deploy import OnnxInspector, OnnxModelError
+
     try:
         return OnnxInspector(model)
     except OnnxModelError as error:
@@ -210,6 +216,9 @@ def onnx_inspector(model: Path) -> OnnxInspector:
 @app.command()
 def demo(out: OutOpt = None, overwrite: OverwriteOpt = False):
     """Fit on the bundled battery-weld sample and inspect its test images (offline, about a minute)."""
+    from ..data import load_split
+    from ..service import InspectionService
+
     root = sample_root()
     train = [s.path for s in load_split(root, "battery_weld", "train")]
     test = load_split(root, "battery_weld", "test")

@@ -10,9 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from ..backbones import DEFAULT_BACKBONE
-from ..model_file import ModelFileError, read_model
-from ..service import InspectionService
+from ..names import DEFAULT_BACKBONE
 from .common import (
     BackboneOpt,
     ExpertOpt,
@@ -53,6 +51,8 @@ def fit(
         fail(f"{output} already exists; choose another name or pass --overwrite")
     paths = normal_images(data, category)[:shots]
     check_writable(output.parent)  # made by the save, after fitting
+    from ..service import InspectionService  # the models: imported once the options are known to be usable
+
     started = time.perf_counter()
     try:
         inspector = fit_with_progress(
@@ -88,6 +88,8 @@ def fit(
 def info(model: Annotated[Path, typer.Argument(help="Model file.")]):
     """Print a model file's description (configuration, backbone, thresholds, version), once it is sure the
     file is a usable model (header, tensors and expert checked)."""
+    from ..model_file import ModelFileError, read_model
+
     try:
         console.print_json(json.dumps(read_model(model).header))
     except ModelFileError as error:
@@ -103,6 +105,9 @@ def export(
 ):
     """Export a model's tensor part to ONNX: pixels → smoothed anomaly map and image score; the calibration
     and configuration travel in its metadata."""
+    from ..model_file import ModelFileError
+    from ..service import InspectionService
+
     try:
         from ..export import export_onnx
 

@@ -5,14 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
-from PIL import Image
 from rich.markup import escape
 
-from ..data import ImageError, load_image, to_uint8
-from ..resampling import resized
-from ..synth import synthesize
 from .common import SeedOpt, SizeOpt, app, console, fail, fresh_output_dir, normal_images, warn
 
 
@@ -27,6 +22,13 @@ def synth(
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
 ):
     """Preview the synthetic anomalies the decoder expert learns from: normal | synthetic | its mask in red."""
+    import numpy as np
+    from PIL import Image
+
+    from ..data import ImageError, load_image, to_uint8
+    from ..resampling import resized
+    from ..synth import synthesize
+
     paths = normal_images(data, category)
     out = fresh_output_dir(out, overwrite, "synth")
     rng = np.random.default_rng(seed)

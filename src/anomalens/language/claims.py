@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .findings import Findings
+if TYPE_CHECKING:  # the image findings import torch (defect types); the series answers read claims without them
+    from .findings import Findings
 
 # Tolerances a claim is checked with: an area may be off by half a percentage point or half its size, a box
 # side by 2 pixels, a stated confidence by 10 points; certainty words follow the composer's levels.

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from ..language.claims import read_claims
 from ..language.criteria import Criteria
-from ..language.models import BackendError, LanguageModel
+from ..language.errors import BackendError
 from .detector import SeriesResult
+
+if TYPE_CHECKING:
+    from ..language.models import LanguageModel
 
 
 @dataclass(frozen=True)

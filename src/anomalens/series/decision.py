@@ -14,7 +14,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
 
 from ..calibration import LOGISTIC_SLOPE
 from ..robust import median_and_spread
@@ -23,6 +22,9 @@ BLOCK_WINDOWS = 4
 MIN_BLOCKS = 4
 RETURN_BLOCKS = 1000
 GUMBEL_IQR = math.log(math.log(4.0)) - math.log(math.log(4.0 / 3.0))  # interquartile range of a unit Gumbel
+# the unit Gumbel's quantile that one block in RETURN_BLOCKS exceeds, -log(-log(q)): scipy's gumbel_r.ppf, in
+# closed form (the series path imports no scipy)
+GUMBEL_RETURN_QUANTILE = -math.log(-math.log(1.0 - 1.0 / RETURN_BLOCKS))
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def calibrate_series(normal_map: np.ndarray, window: int, max_false_alarms: int 
         # Gumbel fitted from quartiles, not maximum likelihood: an anomaly left in the reference moves it little
         scale = (q3 - q1) / GUMBEL_IQR
         loc = float(np.median(maxima)) + scale * math.log(math.log(2.0))
-        threshold = float(stats.gumbel_r.ppf(1.0 - 1.0 / RETURN_BLOCKS, loc, scale))
+        threshold = float(GUMBEL_RETURN_QUANTILE * scale + loc)
     else:  # too few blocks for a tail: a wide margin over what there is
         threshold = median + 5.0 * spread
     scale = spread
