@@ -57,6 +57,8 @@ if TYPE_CHECKING:  # deciding (the torch-free ONNX runtime) needs neither torch 
     from .experts import Expert
 
 __all__ = [
+    "METHODS",
+    "MIN_ANOMALIES",
     "MIN_SCALE",
     "RULES",
     "Calibration",
@@ -73,6 +75,8 @@ __all__ = [
 PREDICTION_LEVEL = 0.90  # "t-bound": a new normal image scores below the image threshold with this probability
 ANOMALY_QUANTILE = 0.25  # "synthetic-quartile": the image threshold is this quantile of synthetic anomalies' scores
 RULES = ("t-bound", "synthetic-quartile", "false-alarms", "text-probability", "batch-mixture")  # what `rule` may say
+# what `method` may say: how the normal scores were obtained
+METHODS = ("leave-one-out", "self-similarity", "held-out", "batch-mixture", "text-probability")
 REFINED = ("t-bound", "synthetic-quartile")  # rules a batch refines (not a stated operating point, not text)
 MIN_ANOMALIES = 8  # fewer synthetic anomaly scores than this are not used
 SYNTHETIC_ANOMALIES = 24  # made from the first references, in turn

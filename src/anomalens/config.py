@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from .names import DEFAULT_BACKBONE
 
+IMAGE_SIZES = (32, 2048)  # the input sides a model file may hold (the command line's range, `anomalens fit`)
+BATCH_MAX = 4096  # the largest batch a model file may ask for
+
 
 @dataclass(frozen=True)
 class InspectorConfig:

@@ -6,28 +6,31 @@ case.
 
 Reading trusts nothing: the header is validated field by field (`Header`), the tensors against the list it
 gives, the expert is rebuilt from them, and a loaded model scores one blank image with its backbone before it
-is used. Whatever is wrong ends in one `ModelFileError`: "<file>: not a usable AnomaLens model: <field>
-<problem>"."""
+is used. Whatever is wrong ends in one `ModelFileError`: "<file>: not a usable AnomaLens model: field
+<dotted.path>: <problem>" where a field of the header is at fault (`fields.FieldError`: the configuration and
+the calibration are checked here, each expert's state by its own `from_state`), else the problem alone (a file
+that is not safetensors, a tensor the header does not list)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.dataclasses import dataclass as validated
-from pydantic_core import ErrorDetails
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .backbones import BACKBONES, weights_sha256
-from .calibration import RULES, Calibration
-from .config import InspectorConfig
+from .calibration import METHODS, MIN_ANOMALIES, RULES, Calibration
+from .config import BATCH_MAX, IMAGE_SIZES, InspectorConfig
 from .experts import EXPERTS, Expert, ExpertInput, expert_class
+from .experts.base import ALIASES, AUTO_KINDS
 from .features import patch_features
+from .fields import SEED_MAX, FieldError, TensorError, clipped, first_problem
 from .preprocessing import checked_scale
 from .references import TENSOR as REFERENCES
 from .references import References
@@ -71,16 +74,57 @@ class StoredConfig(InspectorConfig):
         expert_class(name)  # a ValueError that names the choices
         return name
 
-    @field_validator("image_size", "max_bank", "num_neighbors", "batch_size")
+    @field_validator("image_size")
+    @classmethod
+    def _size(cls, size: int) -> int:
+        low, high = IMAGE_SIZES
+        if not low <= size <= high:
+            raise ValueError(f"must be from {low} to {high} pixels, not {size}")
+        return size
+
+    @field_validator("max_bank", "synthetic_images")
     @classmethod
     def _count(cls, n: int) -> int:
         if n < 1:
             raise ValueError(f"must be at least 1, not {n}")
         return n
 
+    @field_validator("batch_size")
+    @classmethod
+    def _batch(cls, n: int) -> int:
+        if not 1 <= n <= BATCH_MAX:
+            raise ValueError(f"must be at least 1 and at most {BATCH_MAX}, not {n}")
+        return n
+
+    @field_validator("num_neighbors")
+    @classmethod
+    def _neighbors(cls, n: int, info: ValidationInfo) -> int:
+        if n < 1:
+            raise ValueError(f"must be at least 1, not {n}")
+        max_bank = info.data.get("max_bank")  # absent: it was refused itself
+        if max_bank is not None and n > max_bank:
+            raise ValueError(f"must be at most config.max_bank ({max_bank}), the most rows a bank holds, not {n}")
+        return n
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, seed: int) -> int:
+        if not 0 <= seed <= SEED_MAX:
+            raise ValueError(f"must be from 0 to {SEED_MAX}, not {seed}")
+        return seed
+
+    @field_validator("max_false_alarms")
+    @classmethod
+    def _share(cls, share: float | None) -> float | None:
+        if share is not None and not 0 < share < 1:
+            raise ValueError(f"must be a share above 0 and below 1, not {share}")
+        return share
+
     @field_validator("scale")
     @classmethod
     def _scale(cls, scale: str | float) -> str | float:
+        if isinstance(scale, str) and scale not in ("squash", "aspect"):  # saved as a number, never as text
+            raise ValueError(f"must be squash, aspect or a number, not {scale!r}")
         return checked_scale(scale)
 
     @field_validator("coreset_ratio")
@@ -93,7 +137,8 @@ class StoredConfig(InspectorConfig):
 
 @validated(frozen=True, config=STRICT)
 class StoredCalibration(Calibration):
-    """The calibration, validated: its fields, their types, finite numbers, a spread above 0."""
+    """The calibration, validated: its fields, their types, finite numbers, a spread above 0, and the orders
+    deciding and outlining assume."""
 
     @field_validator("image_scale", "probability_scale")
     @classmethod
@@ -101,6 +146,51 @@ class StoredCalibration(Calibration):
         if scale is not None and scale <= 0:  # probabilities divide by it
             raise ValueError(f"must be above 0, not {scale}")
         return scale
+
+    @field_validator("pixel_floor")
+    @classmethod
+    def _floor(cls, floor: float, info: ValidationInfo) -> float:
+        threshold = info.data.get("pixel_threshold")  # the overlay spans floor … threshold
+        if threshold is not None and floor > threshold:
+            raise ValueError(f"must be at most calibration.pixel_threshold ({threshold}), not {floor}")
+        return floor
+
+    @field_validator("n_normal")
+    @classmethod
+    def _normal(cls, n: int) -> int:
+        if n < 1:  # a model file's decision was calibrated on normal images
+            raise ValueError(f"must be at least 1, not {n}")
+        return n
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, method: str) -> str:
+        if method not in METHODS:
+            raise ValueError(f"unknown way of scoring normal images {method!r} (known: {', '.join(METHODS)})")
+        return method
+
+    @field_validator("n_synthetic")
+    @classmethod
+    def _synthetic(cls, n: int, info: ValidationInfo) -> int:
+        if n < 0:
+            raise ValueError(f"must be at least 0, not {n}")
+        if info.data.get("rule") == "synthetic-quartile" and n < MIN_ANOMALIES:
+            raise ValueError(f"must be at least {MIN_ANOMALIES} where calibration.rule is synthetic-quartile, not {n}")
+        return n
+
+    @field_validator("mixture")
+    @classmethod
+    def _modes(cls, mixture: tuple | None) -> tuple | None:
+        if mixture is None:
+            return None
+        for (weight, _, sigma), mode in zip(mixture, ("low", "high")):
+            if not 0 <= weight <= 1 or sigma <= 0:
+                raise ValueError(f"the {mode} mode's weight must lie in 0 … 1 and its σ above 0, not {weight}, {sigma}")
+        if mixture[0][1] > mixture[1][1]:
+            raise ValueError(
+                f"the low mode's mean must be at most the high one's, not {mixture[0][1]} > {mixture[1][1]}"
+            )
+        return mixture
 
     @field_validator("rule")
     @classmethod
@@ -114,6 +204,20 @@ class TensorSpec(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
     dtype: str
     shape: list[int]
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, dtype: str) -> str:
+        if dtype not in DTYPES.values():
+            raise ValueError(f"unknown tensor type {dtype!r} (known: {', '.join(DTYPES.values())})")
+        return dtype
+
+    @field_validator("shape")
+    @classmethod
+    def _sizes(cls, shape: list[int]) -> list[int]:
+        if any(size < 0 for size in shape):
+            raise ValueError(f"sizes must be at least 0, not {shape}")
+        return shape
 
 
 class ExpertState(BaseModel):
@@ -131,6 +235,9 @@ class ExpertState(BaseModel):
         return kind
 
 
+Name = Annotated[str, Field(min_length=1)]
+
+
 class Header(BaseModel):
     """The JSON header as `save_model` writes it; fields a later version adds are ignored."""
 
@@ -143,7 +250,14 @@ class Header(BaseModel):
     expert: ExpertState
     calibration: StoredCalibration
     tensors: dict[str, TensorSpec] | None = None  # None: written before the list was kept
-    references: list[str] | None = None  # names of the normal images fitted on (None: not kept)
+    references: list[Name] | None = None  # names of the normal images fitted on (None: not kept)
+
+    @field_validator("backbone_weights_sha256")
+    @classmethod
+    def _fingerprint(cls, digest: str | None) -> str | None:
+        if digest is not None and (len(digest) != 64 or digest.strip("0123456789abcdef")):
+            raise ValueError(f"must be a SHA-256 digest (64 hexadecimal digits), not {clipped(repr(digest), 80)}")
+        return digest
 
     @field_validator("format_version")
     @classmethod
@@ -173,11 +287,11 @@ class StoredModel:
         """This model, once sure it fits the inspector's backbone (its public `weights_file`, `backbone` and
         `config`): the weights it was fitted with, and features its expert can score. One blank image is
         scored, so tensors of other shapes than the backbone's fail here, not in the middle of a batch."""
-        backbone = self.config["backbone"]
+        backbone = inspector.config.backbone  # the configuration's (a field a file omits takes its default)
         if weights_sha256(inspector.weights_file) != self.header["backbone_weights_sha256"]:
             raise unusable(
                 self.path,
-                f"backbone_weights_sha256: fitted with other {backbone} weights than {inspector.weights_file} "
+                f"field backbone_weights_sha256: fitted with other {backbone} weights than {inspector.weights_file} "
                 "(load it with the weights it was fitted with)",
             )
         if inspector.backbone is not None:
@@ -189,8 +303,14 @@ class StoredModel:
                     self.expert.score(ExpertInput(pixels, features))
                 except (RuntimeError, ValueError, IndexError) as error:
                     channels = ", ".join(str(f.shape[1]) for f in features)
-                    problem = f"cannot score {backbone} features ({channels} channels): {_clipped(str(error))}"
+                    problem = f"cannot score {backbone} features ({channels} channels): {clipped(str(error))}"
                     raise unusable(self.path, f"tensors of the {self.expert.name} expert {problem}") from None
+                if self.references is not None:  # which reference an image is most like: features of its width
+                    try:
+                        self.references.nearest(features)
+                    except (RuntimeError, ValueError, IndexError) as error:
+                        problem = f"cannot be compared with {backbone} features: {clipped(str(error))}"
+                        raise unusable(self.path, f"tensor {REFERENCES} {problem}") from None
         return self
 
 
@@ -235,13 +355,17 @@ def read_header(path: str | Path) -> dict:
             metadata = handle.metadata() or {}
             found = {name: _spec(handle.get_slice(name)) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError) as error:
-        raise unusable(path, f"not a safetensors file ({_clipped(str(error))})") from None
-    if "anomalens" not in metadata:
+        raise unusable(path, f"not a safetensors file ({clipped(str(error))})") from None
+    if not isinstance(metadata.get("anomalens"), str):
         raise unusable(path, "header has no AnomaLens description (a safetensors file of something else)")
     try:
         header = Header.model_validate_json(metadata["anomalens"])
     except ValidationError as error:
-        raise unusable(path, _problem(error)) from None
+        raise unusable(path, _header_problem(error)) from None
+    try:
+        _check_header(header)
+    except FieldError as error:
+        raise unusable(path, str(error)) from None
     if header.tensors is not None:
         _check_tensors(path, {name: (spec.dtype, spec.shape) for name, spec in header.tensors.items()}, found)
     return json.loads(metadata["anomalens"])
@@ -253,30 +377,51 @@ def read_model(path: str | Path) -> StoredModel:
     tensors = load_file(path)
     names, descriptors = header.get("references"), tensors.pop(REFERENCES, None)
     if (names is None) != (descriptors is None):
-        raise unusable(path, f"references: the names and the {REFERENCES} tensor come together or not at all")
+        problem = f"the names and the {REFERENCES} tensor come together or not at all"
+        raise unusable(path, str(FieldError("references", problem)))
     try:
         references = None if names is None or descriptors is None else References(names, descriptors)
     except ValueError as error:
-        raise unusable(path, f"references: {error}") from None
+        raise unusable(path, str(FieldError("references", str(error)))) from None
     try:
         expert = EXPERTS[kind].from_state(header["expert"], tensors)
-    except KeyError as error:
+    except TensorError as error:  # the expert's tensors, named as in the file
+        raise unusable(path, str(error.within("tensors"))) from None
+    except FieldError as error:
+        raise unusable(path, str(error.within("expert"))) from None
+    except KeyError as error:  # an expert that reads its state unchecked (one from outside the package)
         raise unusable(path, f"expert {kind}: {error.args[0]!r} missing") from None
     except (ValueError, TypeError, RuntimeError, IndexError, SafetensorError) as error:
-        raise unusable(path, f"expert {kind}: {_clipped(str(error))}") from None
+        raise unusable(path, f"expert {kind}: {clipped(str(error))}") from None
     return StoredModel(Path(path), header, expert, Calibration(**header["calibration"]), references)
+
+
+def _check_header(header: Header) -> None:
+    """What holds between the header's parts: the expert the configuration names is the one saved, and no more
+    normal images calibrated the decision than the model was fitted on."""
+    named, kind = ALIASES.get(header.config.expert, header.config.expert), header.expert.kind
+    if (kind not in AUTO_KINDS) if named == "auto" else (named != kind):
+        wanted = " or ".join(AUTO_KINDS) if named == "auto" else named
+        raise FieldError(
+            "config.expert", f"{header.config.expert!r} makes a {wanted} expert, but expert.kind is {kind}"
+        )
+    n_normal, references = header.calibration.n_normal, header.references
+    if references is not None and n_normal > len(references):
+        problem = f"{n_normal} normal images, but the model was fitted on {len(references)} (references)"
+        raise FieldError("calibration.n_normal", problem)
 
 
 def _check_tensors(path: Path, listed: dict[str, tuple], found: dict[str, tuple]) -> None:
     """The file holds exactly the tensors its header lists, each of the listed dtype and shape."""
     for name in sorted(set(listed) | set(found)):
         if name not in found:
-            raise unusable(path, f"tensor {name} missing")
+            raise unusable(path, f"field tensors.{name}: tensor {name} missing from the file")
         if name not in listed:
-            raise unusable(path, f"tensor {name} is not in the header's list of tensors")
+            raise unusable(path, f"field tensors: tensor {name} is not in the header's list of tensors")
         if found[name] != listed[name]:
             (dtype, shape), (want_dtype, want_shape) = found[name], listed[name]
-            raise unusable(path, f"tensor {name} is {dtype} {shape}: the header lists it as {want_dtype} {want_shape}")
+            problem = f"tensor {name} is {dtype} {shape}: the header lists it as {want_dtype} {want_shape}"
+            raise unusable(path, f"field tensors.{name}: {problem}")
 
 
 def _spec(stored) -> tuple[str, list[int]]:
@@ -284,23 +429,11 @@ def _spec(stored) -> tuple[str, list[int]]:
     return DTYPES.get(stored.get_dtype(), stored.get_dtype()), stored.get_shape()
 
 
-def _problem(error: ValidationError) -> str:
-    """The first problem pydantic found, as "<field> <problem>"."""
-    first: ErrorDetails = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "header"
-    more = f" (and {error.error_count() - 1} more problems)" if error.error_count() > 1 else ""
-    if first["type"] == "missing":
-        return f"{field} missing{more}"
-    if first["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
-        return f"{field} is not a field of this model format{more}"
-    if first["type"] == "json_invalid":
-        return f"header is not valid JSON ({first['msg'].removeprefix('Invalid JSON: ')})"
-    message = first["msg"].removeprefix("Value error, ")
-    got = "" if first["type"] == "value_error" else f", not {_clipped(repr(first['input']), 60)}"
-    return f"{field}: {message[:1].lower()}{message[1:]}{got}{more}"
-
-
-def _clipped(text: str, limit: int = 300) -> str:
-    """On one line, and short: a message that quotes a value or a library's error."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _header_problem(error: ValidationError) -> str:
+    """The first problem pydantic found: "field <dotted.path>: <problem>", or one of the header as a whole."""
+    problem = first_problem(error)
+    if problem.field:
+        return str(problem)
+    if error.errors()[0]["type"] == "json_invalid":
+        return f"header is {problem.problem}"
+    return f"header: {problem.problem}"

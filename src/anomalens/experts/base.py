@@ -11,6 +11,8 @@ An expert says what it needs (`needs`), and the inspector provides exactly that:
 
 Model files hold an expert as `state()` → (JSON-ready config with "kind", tensors) and rebuild it with
 `from_state`; `register` makes a class known by its `name`, so any registered expert saves and loads.
+`from_state` trusts nothing it is given: it checks every field and tensor it reads, and says what it cannot
+use as a `fields.FieldError` (a field of its state) or `fields.TensorError` (one of its tensors).
 Labelled defect examples are not an expert's business: the defect-type head (`defect_types`) names a
 defect from the descriptors that results carry."""
 
@@ -23,9 +25,12 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
+from ..fields import TensorError
+
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 FEW_SHOT_MAX = 16  # "auto": the few-shot memory bank up to this many references, PatchCore above
 ALIASES = {"memory": "auto", "both": "fused"}  # the command line's names
+AUTO_KINDS = ("memory_bank", "patchcore")  # the experts "auto" makes
 
 
 @dataclass
@@ -156,3 +161,21 @@ def zero_shot_routes() -> list[str]:
 def memory_kind(n_normal: int | None) -> str:
     """The memory expert that suits this many normal images."""
     return expert_class("auto", n_normal).name
+
+
+def stored_tensor(tensors: dict[str, torch.Tensor], name: str, dims: int) -> torch.Tensor:
+    """The tensor `name` of a saved state, once it is there with `dims` dimensions (`from_state`)."""
+    if name not in tensors:
+        raise TensorError(name, "missing")
+    tensor = tensors[name]
+    if tensor.dim() != dims:
+        raise TensorError(name, f"must have {dims} dimension{'s' * (dims != 1)}, not shape {list(tensor.shape)}")
+    return tensor
+
+
+def stored_image_ids(tensors: dict[str, torch.Tensor], rows: int) -> torch.Tensor:
+    """The "image_ids" tensor of a memory's saved state: the image (≥ 0, int64) each of its `rows` came from."""
+    ids = stored_tensor(tensors, "image_ids", 1)
+    if ids.dtype != torch.int64 or len(ids) != rows or (rows and int(ids.min()) < 0):
+        raise TensorError("image_ids", f"must be {rows} image numbers (int64, ≥ 0), not {ids.dtype} {list(ids.shape)}")
+    return ids

@@ -19,14 +19,17 @@ fused, the normal statistics that normalise its maps). Test labels are never see
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from ..fields import STRICT_STATE, Count, FieldError, Positive, Seed, TensorError, validated
 from ..synth import foreground, synthesize
-from .base import Expert, ExpertInput, NormalEvidence, NormalImages, register
+from .base import Expert, ExpertInput, NormalEvidence, NormalImages, register, stored_tensor
 
 JOINT_DIM = 32
 TEMPERATURE = 0.1
@@ -214,10 +217,54 @@ class DecoderExpert(Expert):
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> DecoderExpert:
-        head = DecoderHead(config["channels"], config["dim"], config["temperature"])
+        """Rebuilt from `state()`, once every field is one it can use, and its tensors are the head's, of the
+        sizes the state gives (checked before the head is built, so no size allocates what is not there)."""
+        state = validated(DecoderState, config)
+        dim, stages = state.dim, sum(name.startswith("projections.") and name.endswith(".weight") for name in tensors)
+        if len(state.channels) != stages:
+            raise FieldError("channels", f"{len(state.channels)} stages, but the tensors hold {stages} projections")
+        expected = {"embeddings": [2, dim]}
+        for i, channels in enumerate(state.channels):
+            expected |= {f"projections.{i}.weight": [dim, channels], f"projections.{i}.bias": [dim]}
+        for name in tensors:
+            if name not in expected:
+                raise TensorError(name, f"not a tensor of a decoder of {stages} stages")
+        for name, shape in expected.items():
+            tensor = stored_tensor(tensors, name, len(shape))
+            found = list(tensor.shape)
+            if name == "embeddings" and found[1] != dim:
+                raise FieldError("dim", f"is {dim}, but the tensor embeddings is {found}")
+            if name.endswith(".weight") and found[1] != shape[1]:
+                stage = name.split(".")[1]
+                raise FieldError(f"channels.{stage}", f"is {shape[1]}, but the tensor {name} is {found}")
+            if not tensor.is_floating_point() or found != shape:
+                raise TensorError(name, f"must be {shape} numbers, not {tensor.dtype} {found}")
+        head = DecoderHead(state.channels, state.dim, state.temperature)
         head.load_state_dict(tensors)
         head.requires_grad_(False).eval()
-        return cls(head, config["seed"], config["synthetic_images"], config["history"])
+        return cls(head, state.seed, state.synthetic_images, [epoch.model_dump() for epoch in state.history])
+
+
+class Epoch(BaseModel):
+    """One epoch of training, as the decoder's history records it (losses as they were, even non-finite)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=True)
+    epoch: Count
+    train_loss: float
+    val_loss: float
+
+
+class DecoderState(BaseModel):
+    """What `DecoderExpert.state` writes beside its tensors."""
+
+    model_config = STRICT_STATE
+    kind: Literal["decoder"]
+    channels: Annotated[list[Count], Field(min_length=1)]  # the feature stages' widths
+    dim: Count
+    temperature: Positive
+    seed: Seed
+    synthetic_images: Count
+    history: list[Epoch]
 
 
 class DecoderScorer(nn.Module):

@@ -15,10 +15,14 @@ its own, and nothing label-free tells in advance when it is."""
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from ..fields import STRICT_STATE, FieldError, validated
 from ..robust import median_and_spread
 from .base import EXPERTS, Expert, ExpertInput, NormalEvidence, NormalImages, memory_kind, register
 from .decoder import DecoderExpert, DecoderScorer, held_out_split
@@ -99,16 +103,70 @@ class FusedExpert(Expert):
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> FusedExpert:
-        def part(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        """Rebuilt from `state()`: each part by its own expert (its fields' paths under "memory." and
+        "decoder."), and the normal statistics, a finite median and a scale above 0 each."""
 
-        if "decoder_logit" not in config["statistics"]:
-            raise ValueError(
+        statistics = config.get("statistics") if isinstance(config, dict) else None
+        if isinstance(statistics, dict) and "decoder_logit" not in statistics:
+            problem = (
                 "a fused model from an older AnomaLens (decoder statistics on the probability scale): fit it again"
             )
-        memory = EXPERTS[config["memory"]["kind"]].from_state(config["memory"], part("memory."))
-        decoder = DecoderExpert.from_state(config["decoder"], part("decoder."))
-        return cls(memory, decoder, config["statistics"])
+            raise FieldError("statistics", problem)
+        state = validated(FusedState, config)
+        largest = torch.finfo(torch.float32).max  # maps are float32: a statistic beyond makes them infinite
+        for name, (median, scale) in state.statistics.model_dump().items():
+            if abs(median) > largest:
+                raise FieldError(f"statistics.{name}.0", f"a median must lie within ±{largest:.3g}, not {median}")
+            if not 0 < scale <= largest:  # maps and scores are divided by it
+                raise FieldError(
+                    f"statistics.{name}.1", f"a scale must be above 0 and at most {largest:.3g}, not {scale}"
+                )
+
+        def part(name: str, kind: str) -> Expert:
+            prefix = f"{name}."
+            try:
+                return EXPERTS[kind].from_state(
+                    config[name], {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+                )
+            except FieldError as error:  # TensorErrors too: the part's tensors are "<name>.<tensor>" in the file
+                raise error.within(name) from None
+
+        memory = part("memory", state.memory.kind)
+        decoder = part("decoder", state.decoder.kind)
+        assert isinstance(decoder, DecoderExpert)  # its kind is "decoder"
+        return cls(memory, decoder, state.statistics.model_dump())
+
+
+Statistic = Annotated[list[float], Field(min_length=2, max_length=2)]  # [median, scale], finite
+
+
+class Statistics(BaseModel):
+    model_config = STRICT_STATE
+    memory_map: Statistic
+    memory_score: Statistic
+    decoder_logit: Statistic
+
+
+class MemoryPart(BaseModel):
+    """The memory part's kind; the rest of its state is its own expert's to check."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    kind: Literal["memory_bank", "patchcore"]  # the experts "auto" makes (`base.AUTO_KINDS`)
+
+
+class DecoderPart(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    kind: Literal["decoder"]
+
+
+class FusedState(BaseModel):
+    """What `FusedExpert.state` writes beside its tensors."""
+
+    model_config = STRICT_STATE
+    kind: Literal["fused"]
+    memory: MemoryPart
+    decoder: DecoderPart
+    statistics: Statistics
 
 
 def fuse(

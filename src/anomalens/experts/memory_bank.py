@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
+from typing import Annotated, Literal
 
 import torch
+from pydantic import BaseModel, Field
 from torch import nn
 
 from ..features import flatten_patches
-from .base import Expert, ExpertInput, NormalEvidence, NormalImages, register
+from ..fields import STRICT_STATE, Count, FieldError, TensorError, validated
+from .base import Expert, ExpertInput, NormalEvidence, NormalImages, register, stored_image_ids, stored_tensor
 
 SELF_EXCLUSION = 3  # with one reference, a patch may not match itself or cells within this radius
 MAP_KIND = "image-scaled-l2"  # written into model files: banks saved before maps were distances are refused
@@ -115,10 +118,35 @@ class MemoryBankExpert(Expert):
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> MemoryBankExpert:
-        if config.get("map") != MAP_KIND:
-            raise ValueError("a few-shot model from an older AnomaLens (unit-length banks, cosine maps): fit it again")
-        banks = [tensors[f"bank{i}"] for i in range(sum(k.startswith("bank") for k in tensors))]
-        return cls(banks, tensors["image_ids"], tuple(config["grid"]))
+        """Rebuilt from `state()`, once every field is one it can use: one bank per stage, the same patches
+        (rows) in each, an image for every row, and whole grids of cells."""
+        if isinstance(config, dict) and config.get("map") != MAP_KIND:
+            problem = "a few-shot model from an older AnomaLens (unit-length banks, cosine maps): fit it again"
+            raise FieldError("map", problem)
+        state = validated(MemoryBankState, config)
+        banks = [stored_tensor(tensors, f"bank{i}", 2) for i in range(sum(k.startswith("bank") for k in tensors))]
+        if not banks:
+            raise TensorError("bank0", "missing: a memory bank holds at least one stage")
+        rows = len(banks[0])
+        for i, bank in enumerate(banks):
+            if not bank.is_floating_point() or len(bank) != rows or len(bank) == 0:
+                raise TensorError(
+                    f"bank{i}", f"must hold {rows or 'some'} rows of numbers, not {bank.dtype} {list(bank.shape)}"
+                )
+        image_ids = stored_image_ids(tensors, rows)
+        h, w = state.grid
+        if rows % (h * w):
+            raise FieldError("grid", f"{h}×{w} cells an image do not divide the bank's {rows} rows")
+        return cls(banks, image_ids, (h, w))
+
+
+class MemoryBankState(BaseModel):
+    """What `MemoryBankExpert.state` writes beside its tensors."""
+
+    model_config = STRICT_STATE
+    kind: Literal["memory_bank"]
+    grid: Annotated[list[Count], Field(min_length=2, max_length=2)]  # each image's cells (h, w)
+    map: str  # MAP_KIND (`from_state` refuses banks of another kind first, as older files)
 
 
 class MemoryBankScorer(nn.Module):

@@ -9,14 +9,17 @@ with the bank. Its cell centres are stored in the model file, so a reloaded mode
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import faiss
 import numpy as np
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from ..features import flatten_patches
-from .base import Expert, ExpertInput, NormalEvidence, NormalImages, register
+from ..fields import STRICT_STATE, Count, FieldError, Fraction, Seed, TensorError, validated
+from .base import Expert, ExpertInput, NormalEvidence, NormalImages, register, stored_image_ids, stored_tensor
 from .coreset import greedy_coreset
 
 EXACT_MAX = 8_192  # banks up to this size are searched exhaustively
@@ -159,7 +162,7 @@ class PatchCoreExpert(Expert):
             "kind": self.name,
             "coreset_ratio": self.coreset_ratio,
             "max_bank": self.max_bank,
-            "num_neighbors": self.num_neighbors,
+            "num_neighbors": min(self.num_neighbors, len(self.bank)),  # as many as it searches
             "seed": self.seed,
         }
         tensors = {"bank": self.bank, "image_ids": self.image_ids}
@@ -169,8 +172,27 @@ class PatchCoreExpert(Expert):
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> PatchCoreExpert:
-        options = {k: config[k] for k in ("coreset_ratio", "max_bank", "num_neighbors", "seed")}
-        return cls(**options, bank=tensors["bank"], image_ids=tensors["image_ids"], centroids=tensors.get("centroids"))
+        """Rebuilt from `state()`, once every field is one it can use: a bank of float32 rows (faiss's type),
+        no more of them than max_bank, neighbours among them, an image for every row, and cell centres of
+        the bank's width."""
+        state = validated(PatchCoreState, config)
+        bank = stored_tensor(tensors, "bank", 2)
+        if bank.dtype != torch.float32 or len(bank) == 0:
+            raise TensorError("bank", f"must be float32 rows, not {bank.dtype} {list(bank.shape)}")
+        rows = len(bank)
+        if rows > state.max_bank:
+            raise FieldError("max_bank", f"the bank holds {rows} rows, more than max_bank {state.max_bank}")
+        if state.num_neighbors > rows:
+            raise FieldError("num_neighbors", f"must be at most the bank's {rows} rows, not {state.num_neighbors}")
+        image_ids = stored_image_ids(tensors, rows)
+        centroids = stored_tensor(tensors, "centroids", 2) if "centroids" in tensors else None
+        if centroids is not None and (
+            centroids.dtype != torch.float32 or centroids.shape[1] != bank.shape[1] or len(centroids) == 0
+        ):
+            problem = f"must be float32 rows of the bank's width {bank.shape[1]}, not {centroids.dtype} {list(centroids.shape)}"
+            raise TensorError("centroids", problem)
+        options = state.model_dump(exclude={"kind"})
+        return cls(**options, bank=bank, image_ids=image_ids, centroids=centroids)
 
     def module(self) -> PatchCoreScorer:
         if self.centroids is not None:
@@ -180,6 +202,17 @@ class PatchCoreExpert(Expert):
             )
         assert self.bank is not None
         return PatchCoreScorer(self.bank, self.num_neighbors)
+
+
+class PatchCoreState(BaseModel):
+    """What `PatchCoreExpert.state` writes beside its tensors."""
+
+    model_config = STRICT_STATE
+    kind: Literal["patchcore"]
+    coreset_ratio: Fraction
+    max_bank: Count
+    num_neighbors: Count  # at most the bank's rows (`from_state`)
+    seed: Seed
 
 
 class PatchCoreScorer(nn.Module):
