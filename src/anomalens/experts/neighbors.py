@@ -9,7 +9,7 @@ negatives are clamped to 0, as faiss does.
 torch's product runs on MKL, which detects the CPU's vector units itself; faiss's wheel bundles an OpenBLAS
 (0.3.15) that takes some AVX-512 Xeons for a generic SSE3 CPU (`Prescott`) and runs its products 2.8× slower
 there (issue 35: 251 ms as installed, 91 ms with AVX-512 kernels, for 1,024 × 40,000 × 152). On an AMD EPYC
-(Zen 4), where that OpenBLAS picks its AVX2 `Zen` kernels and MKL does not use AVX-512 either, the two are
+(Zen 4), where that OpenBLAS picks its AVX2 `Zen` kernels and MKL seems not to use AVX-512 either, the two are
 within about 10 % of each other (`bench/exact_search.md`). Queries and bank are taken in blocks of at most
 BLOCK_QUERIES × BLOCK_BANK distances (16 MB of float32), so memory does not grow with the bank or the batch."""
 
