@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 import torch
 
-from anomalens.experts.neighbors import ExactSearch
+from anomalens.experts.neighbors import ExactSearch, faiss_kernels_fit_cpu
 from kernels import kernels, markdown
 from run_bench import machine
 
@@ -32,7 +32,7 @@ def measure(n_query: int, n_bank: int, k: int, repeats: int, dim: int = 152) -> 
     query = rng.standard_normal((n_query, dim), dtype=np.float32)
     index = faiss.IndexFlatL2(dim)
     index.add(bank)
-    exact = ExactSearch(torch.from_numpy(bank))
+    exact = ExactSearch(torch.from_numpy(bank), "torch")
     torch_query = torch.from_numpy(query)
     expected_d, expected_i = index.search(query, k)
     d, i = exact.search(torch_query, k)
@@ -81,6 +81,9 @@ def main() -> None:
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on: {machine()}.",
         f"Command: `{command.strip()}`.",
+        "",
+        f"Engine `ExactSearch(engine='auto')` takes on this machine: **{'faiss' if faiss_kernels_fit_cpu() else 'torch'}**"
+        " (faiss where its OpenBLAS picked kernels of this CPU's generation, torch's MKL where it did not).",
         "",
         (__doc__ or "").strip(),
         "",

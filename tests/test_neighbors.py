@@ -34,12 +34,13 @@ def brute_force(query: np.ndarray, bank: np.ndarray, k: int) -> tuple[np.ndarray
         (500, 4199, 152, 1, 1024, 4096),  # PatchCore's shapes: 4,199 patches, a 103-row last block
     ],
 )
-def test_exact_search_equals_brute_force(n_query, n_bank, dim, k, block_queries, block_bank):
+@pytest.mark.parametrize("engine", ["torch", "faiss"])
+def test_exact_search_equals_brute_force(n_query, n_bank, dim, k, block_queries, block_bank, engine):
     rng = np.random.default_rng(n_query * 7 + n_bank)
     bank = rng.standard_normal((n_bank, dim)).astype(np.float32) * 3 + 1
     query = rng.standard_normal((n_query, dim)).astype(np.float32) * 3 + 1
     expected_d, expected_i = brute_force(query, bank, min(k, n_bank))
-    d, i = ExactSearch(torch.from_numpy(bank)).search(torch.from_numpy(query), k, block_queries, block_bank)
+    d, i = ExactSearch(torch.from_numpy(bank), engine).search(torch.from_numpy(query), k, block_queries, block_bank)
     assert d.shape == i.shape == (n_query, min(k, n_bank)) and d.dtype == torch.float32 and i.dtype == torch.int64
     np.testing.assert_allclose(d.numpy(), expected_d, rtol=1e-4, atol=1e-3)
     assert (np.diff(d.numpy(), axis=1) >= 0).all()  # ascending
@@ -61,8 +62,18 @@ def test_exact_search_finds_itself_and_the_first_of_duplicates():
     expected = torch.arange(600)
     expected[400] = 3
     assert torch.equal(i[:, 0], expected)
-    _, i = ExactSearch(bank).search(bank, 1, block_queries=100, block_bank=GROUP)
+    _, i = ExactSearch(bank, "torch").search(bank, 1, block_queries=100, block_bank=GROUP)
     assert torch.equal(i[:, 0], expected)
+
+
+def test_the_engine_is_faiss_only_where_its_blas_fits_the_cpu(monkeypatch):
+    from anomalens.experts import neighbors
+
+    bank = torch.ones(4, 3)
+    monkeypatch.setattr(neighbors, "faiss_kernels_fit_cpu", lambda: False)
+    assert ExactSearch(bank).engine == "torch"
+    monkeypatch.setattr(neighbors, "faiss_kernels_fit_cpu", lambda: True)
+    assert ExactSearch(bank).engine == "faiss"
 
 
 def test_empty_bank_is_refused():

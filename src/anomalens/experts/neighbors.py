@@ -6,20 +6,43 @@ so a block of distances costs one product and one reading pass, as in faiss's fl
 each block are kept and merged, ‖q‖² is added last (it does not change which rows are nearest) and rounding's
 negatives are clamped to 0, as faiss does.
 
-torch's product runs on MKL, which detects the CPU's vector units itself; faiss's wheel bundles an OpenBLAS
-(0.3.15) that takes some AVX-512 Xeons for a generic SSE3 CPU (`Prescott`) and runs its products 2.8× slower
-there (issue 35: 251 ms as installed, 91 ms with AVX-512 kernels, for 1,024 × 40,000 × 152). On an AMD EPYC
-(Zen 4), where that OpenBLAS picks its AVX2 `Zen` kernels and MKL seems not to use AVX-512 either, the two are
-within about 10 % of each other (`bench/exact_search.md`). Queries and bank are taken in blocks of at most
+Two engines give these answers; the faster for this CPU is taken (`engine="auto"`). faiss's flat index runs
+its products on the OpenBLAS its wheel bundles (0.3.15), which takes some AVX-512 Xeons for a generic SSE3 CPU
+(`Prescott`) and is 2.8× slower there (issue 35: 251 ms as installed, 91 ms with AVX-512 kernels, for
+1,024 × 40,000 × 152). torch's product runs on MKL, which detects the CPU's vector units itself. Where that
+OpenBLAS picked kernels of the CPU's own generation, faiss is kept: on an AMD EPYC (Zen 4, its `Zen` kernels)
+it is 10–15 % faster than MKL (`bench/exact_search.md`). Queries and bank are taken in blocks of at most
 BLOCK_QUERIES × BLOCK_BANK distances (16 MB of float32), so memory does not grow with the bank or the batch."""
 
 from __future__ import annotations
 
+import functools
+from typing import Literal
+
+import numpy as np
 import torch
 
 BLOCK_QUERIES = 1_024
 BLOCK_BANK = 4_096
 GROUP = 128  # a nearest row is found as the smallest group minimum, then its place in that group
+# OpenBLAS's names of cores older than AVX2: kernels a generation or more behind any CPU this runs on
+PRE_AVX2_CORES = {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "sandybridge", "barcelona"}
+Engine = Literal["auto", "torch", "faiss"]
+
+
+@functools.cache
+def faiss_kernels_fit_cpu() -> bool:
+    """Whether faiss's bundled OpenBLAS runs kernels of this CPU's generation: not a pre-AVX2 core on a CPU
+    that has AVX2 (threadpoolctl reads which core it picked)."""
+    import faiss  # noqa: F401  (loads its OpenBLAS)
+    from threadpoolctl import threadpool_info
+
+    with open("/proc/cpuinfo") as cpuinfo:
+        has_avx2 = " avx2" in cpuinfo.read()
+    for library in threadpool_info():
+        if library["internal_api"] == "openblas" and "faiss" in library["filepath"]:
+            return not (has_avx2 and str(library.get("architecture", "")).lower() in PRE_AVX2_CORES)
+    return True  # faiss on another BLAS: trusted to detect the CPU as torch's does
 
 
 def _argmin_rows(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,12 +61,19 @@ def _argmin_rows(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class ExactSearch:
     """An exact L2 nearest-neighbour index of `bank` (N, C): the bank prepared once, searched by `search`."""
 
-    def __init__(self, bank: torch.Tensor):
+    def __init__(self, bank: torch.Tensor, engine: Engine = "auto"):
         bank = bank.detach().float()
         if len(bank) == 0:
             raise ValueError("ExactSearch: empty bank")
         self.ntotal = len(bank)
-        self.prepared = torch.cat([bank, bank.pow(2).sum(1, keepdim=True)], 1).contiguous()  # [b, ‖b‖²]
+        self.engine = ("faiss" if faiss_kernels_fit_cpu() else "torch") if engine == "auto" else engine
+        if self.engine == "faiss":
+            import faiss
+
+            self.flat = faiss.IndexFlatL2(bank.shape[1])
+            self.flat.add(bank.contiguous().numpy())
+        else:
+            self.prepared = torch.cat([bank, bank.pow(2).sum(1, keepdim=True)], 1).contiguous()  # [b, ‖b‖²]
 
     @torch.inference_mode()
     def search(
@@ -54,6 +84,9 @@ class ExactSearch:
         query = query.detach().float()
         n, m = len(query), self.ntotal
         k = min(k, m)
+        if self.engine == "faiss":
+            distances, rows = self.flat.search(np.ascontiguousarray(query.numpy()), k)
+            return torch.from_numpy(distances), torch.from_numpy(rows)
         distances, indices = torch.empty(n, k), torch.empty(n, k, dtype=torch.long)
         # one buffer for every block's distances: a fresh 16 MB tensor per product costs its page faults each time
         buffer = torch.empty(min(n, block_queries) * min(m, block_bank))
