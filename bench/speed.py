@@ -17,6 +17,8 @@ For each category and shot count, in turn:
   img/s, plus the synthetic anomalies scored against the bank less their reference's patches ((k − 1)/k of a
   test image's scoring each), nothing else counted; floor ratio = the peer's fit s ÷ that.
 Peak MB is each process's maximum resident memory (the operating system's own accounting, `wait4`).
+Kernels: what the bound's process reported (threadpoolctl: each loaded BLAS / OpenMP library's internal_api,
+version, architecture and threads; torch's CPU capability; onnxruntime's version), under the table.
 Results: bench/speed.md and bench/speed.json."""
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from kernels import kernels, markdown
 from run_bench import DEFAULT_ROOT, HERE, PEER_TOOL, fmt, machine, run_ours
 
 
@@ -120,7 +123,7 @@ def time_bound(root: Path, category: str, shots: str) -> None:
     # each synthetic anomaly is scored against the bank less its reference's patches: (k − 1)/k of a test image
     floor = (k + SYNTHETIC_ANOMALIES) / backbone + SYNTHETIC_ANOMALIES * (k - 1) / k / scoring
     print(json.dumps({"images_per_second": both, "backbone_images_per_second": backbone,
-                      "scoring_images_per_second": scoring, "fit_floor_s": floor}))  # fmt: skip
+                      "scoring_images_per_second": scoring, "fit_floor_s": floor, "kernels": kernels()}))  # fmt: skip
 
 
 def middle(runs: list[dict], part: str, key: str) -> float | None:
@@ -190,6 +193,14 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
         refused = {run["onnx"].get("refused") for run in runs} - {None}
         if refused:
             lines.append(f"|  | ↳ ONNX: {'; '.join(sorted(refused))} |" + " |" * 19)
+    reports = [run["bound"]["kernels"] for row in rows for run in row["runs"] if "kernels" in run["bound"]]
+    if reports:
+        lines += [
+            "",
+            "Kernels the scoring ran on (the bound's process, `bench/kernels.py`):",
+            "",
+            *markdown(reports[0]),
+        ]
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -10,6 +10,7 @@ from anomalens import Inspector
 from anomalens.experts import ExpertInput, NormalImages
 from anomalens.experts.coreset import greedy_coreset
 from anomalens.experts.memory_bank import MemoryBankExpert
+from anomalens.experts.neighbors import ExactSearch
 from anomalens.metrics import image_auroc, pixel_auroc
 from anomalens.model_file import ModelFileError
 from conftest import plant_defect, texture
@@ -111,9 +112,7 @@ def test_large_banks_use_an_inverted_file_close_to_exact_search(tmp_path):
     assert len(expert.bank) > patchcore.EXACT_MAX and isinstance(expert.index, faiss.IndexIVFFlat)
     queries = [plant_defect(texture(500 + i, size=256), i, radius=20)[0] for i in range(2)] + [texture(600, size=256)]
     approx = inspector.predict(queries)
-    exact_index = faiss.IndexFlatL2(expert.bank.shape[1])
-    exact_index.add(expert.bank.numpy())
-    expert.index = exact_index
+    expert.index = ExactSearch(expert.bank)
     exact = inspector.predict(queries)
     for a, b in zip(approx, exact):
         assert a.score == pytest.approx(b.score, rel=0.05)

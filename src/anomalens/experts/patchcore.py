@@ -1,14 +1,16 @@
 """Full-shot expert (PatchCore): a greedy-coreset memory bank of all normal training patches,
-nearest-neighbour search with faiss, and PatchCore's image-score reweighting.
+nearest-neighbour search, and PatchCore's image-score reweighting.
 
-Search is exact (a flat index) for banks of up to EXACT_MAX patches. Larger banks, which come from large
+Search is exact (`neighbors.ExactSearch`, torch's matrix product, which runs on the CPU's widest kernels) for
+banks of up to EXACT_MAX patches. Larger banks, which come from large
 training sets, use an inverted-file index that visits PROBE_FRACTION of its cells: exact distances to
 the patches it visits, a nearest neighbour missed only rarely, and detection speed that no longer grows
-with the bank. Its cell centres are stored in the model file, so a reloaded model scores identically."""
+with the bank (faiss's IndexIVFFlat). Its cell centres are stored in the model file, so a reloaded model scores identically."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import faiss
@@ -21,10 +23,13 @@ from ..features import flatten_patches
 from ..fields import STRICT_STATE, Count, FieldError, Fraction, Seed, TensorError, validated
 from .base import Expert, ExpertInput, NormalEvidence, NormalImages, register, stored_image_ids, stored_tensor
 from .coreset import greedy_coreset
+from .neighbors import ExactSearch
 
 EXACT_MAX = 8_192  # banks up to this size are searched exhaustively
 PATCHES_PER_CELL = 64  # inverted-file cells hold about this many bank patches …
 PROBE_FRACTION = 1 / 16  # … and a query visits this share of the cells
+
+Searcher = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]  # (query, k) → squared distances, rows
 
 
 @register
@@ -44,7 +49,7 @@ class PatchCoreExpert(Expert):
     ):
         self.coreset_ratio, self.max_bank, self.num_neighbors, self.seed = coreset_ratio, max_bank, num_neighbors, seed
         self.bank, self.image_ids, self.centroids = bank, image_ids, centroids
-        self.index: faiss.Index | None = None
+        self.index: faiss.IndexIVFFlat | ExactSearch | None = None
         if bank is not None:
             self._build_index()
 
@@ -74,37 +79,49 @@ class PatchCoreExpert(Expert):
         assert self.bank is not None
         n, dim = self.bank.shape
         if n <= EXACT_MAX:
-            self.index, self.centroids = faiss.IndexFlatL2(dim), None
-        else:
-            if self.centroids is None:
-                kmeans = faiss.Kmeans(dim, n // PATCHES_PER_CELL, niter=20, seed=self.seed + 1)
-                kmeans.train(self.bank.numpy())
-                assert kmeans.centroids is not None  # set by train
-                self.centroids = torch.from_numpy(kmeans.centroids.copy())
-            quantizer = faiss.IndexFlatL2(dim)
-            quantizer.add(self.centroids.numpy())
-            self.index = ivf = faiss.IndexIVFFlat(quantizer, dim, len(self.centroids))
-            ivf.is_trained = True  # the cells are given, not learned again: reloads are identical
-            ivf.nprobe = max(1, round(len(self.centroids) * PROBE_FRACTION))
-            self._quantizer = quantizer  # the index does not own it
-        self.index.add(self.bank.numpy())
+            self.index, self.centroids = ExactSearch(self.bank), None
+            return
+        if self.centroids is None:
+            kmeans = faiss.Kmeans(dim, n // PATCHES_PER_CELL, niter=20, seed=self.seed + 1)
+            kmeans.train(self.bank.numpy())
+            assert kmeans.centroids is not None  # set by train
+            self.centroids = torch.from_numpy(kmeans.centroids.copy())
+        quantizer = faiss.IndexFlatL2(dim)
+        quantizer.add(self.centroids.numpy())
+        self.index = ivf = faiss.IndexIVFFlat(quantizer, dim, len(self.centroids))
+        ivf.is_trained = True  # the cells are given, not learned again: reloads are identical
+        ivf.nprobe = max(1, round(len(self.centroids) * PROBE_FRACTION))
+        self._quantizer = quantizer  # the index does not own it
+        ivf.add(self.bank.numpy())
 
-    def _searcher(
-        self, exclude_image: int | None
-    ) -> tuple[faiss.Index, np.ndarray | None, faiss.SearchParameters | None]:
-        """The index to search, the bank rows its ids stand for (None: all, in order) and its search options.
-        Leaving an image out of a flat bank builds a flat index of the other rows: faiss's exclusion filter
-        would leave its matrix-product path for a much slower scan (4× slower on 1,024 × 4,199 patches)."""
+    def _searcher(self, exclude_image: int | None) -> Searcher:
+        """A search over the bank less `exclude_image`'s patches (None: the whole bank): `(query, k)` → squared
+        distances and bank rows (Q, k). Leaving an image out of an exact bank searches the other rows (one
+        ExactSearch of them); an inverted file filters them out of its cells."""
         assert self.index is not None and self.image_ids is not None and self.bank is not None
-        if exclude_image is None:
-            return self.index, None, None
-        others = self.image_ids.numpy() != exclude_image
-        if not isinstance(self.index, faiss.IndexIVFFlat):
-            index = faiss.IndexFlatL2(self.bank.shape[1])
-            index.add(self.bank.numpy()[others])
-            return index, np.flatnonzero(others), None
-        selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.flatnonzero(~others).astype("int64")))
-        return self.index, None, faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)  # type: ignore[call-arg]
+        if isinstance(self.index, ExactSearch):
+            if exclude_image is None:
+                return self.index.search
+            rows = torch.nonzero(self.image_ids != exclude_image)[:, 0]
+            others = ExactSearch(self.bank[rows])
+
+            def search_others(query: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+                distances, nearest = others.search(query, k)
+                return distances, rows[nearest]
+
+            return search_others
+        ivf, params = self.index, None
+        if exclude_image is not None:
+            excluded = np.flatnonzero(self.image_ids.numpy() == exclude_image).astype("int64")
+            selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(excluded))
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)  # type: ignore[call-arg]
+
+        def search_cells(query: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+            sq_dist, nearest = ivf.search(query.contiguous().numpy(), k, params=params)
+            # a cell may hold fewer than k rows that are allowed: faiss pads with −1, read as row 0
+            return torch.from_numpy(sq_dist), torch.from_numpy(np.maximum(nearest, 0))
+
+        return search_cells
 
     def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
         assert batch.features is not None
@@ -116,27 +133,22 @@ class PatchCoreExpert(Expert):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch anomaly maps (B, h, w) as L2 distance to the nearest bank patch, and reweighted image scores."""
         b, _, h, w = features[0].shape
-        query = flatten_patches(torch.cat(features, dim=1)).contiguous().numpy()
-        index, rows, params = self._searcher(exclude_image)
-        sq_dist, nearest = index.search(query, 1, params=params)
-        dist = torch.from_numpy(np.sqrt(np.maximum(sq_dist[:, 0], 0))).view(b, h * w)
-        nearest_ids = torch.from_numpy(nearest[:, 0] if rows is None else rows[nearest[:, 0]]).view(b, h * w)
-        queries = torch.from_numpy(query).view(b, h * w, -1)
-        return dist.view(b, h, w), self._reweight(queries, dist, nearest_ids, (index, rows, params))
+        query = flatten_patches(torch.cat(features, dim=1)).contiguous()
+        searcher = self._searcher(exclude_image)
+        sq_dist, nearest = searcher(query, 1)
+        dist = sq_dist[:, 0].clamp(min=0).sqrt().view(b, h * w)
+        nearest_ids = nearest[:, 0].view(b, h * w)
+        return dist.view(b, h, w), self._reweight(query.view(b, h * w, -1), dist, nearest_ids, searcher)
 
-    def _reweight(self, query, dist, nearest, searcher) -> torch.Tensor:
+    def _reweight(self, query, dist, nearest, searcher: Searcher) -> torch.Tensor:
         """PatchCore eq. 7: the worst patch's score is damped when its nearest bank patch sits in a dense
         neighbourhood that is nearly as close (the patch is merely unusual, not anomalous)."""
-        index, rows, params = searcher
         worst = dist.argmax(1)
         batch = torch.arange(len(dist))
         score = dist[batch, worst]
         assert self.bank is not None
-        k = min(self.num_neighbors, index.ntotal)
-        anchor = self.bank[nearest[batch, worst]].contiguous().numpy()
-        _, support_ids = index.search(anchor, k, params=params)
-        support_ids = np.maximum(support_ids, 0)
-        support = torch.from_numpy(support_ids if rows is None else rows[support_ids])
+        anchor = self.bank[nearest[batch, worst]]
+        _, support = searcher(anchor, self.num_neighbors)  # k is capped at the rows searched
         support_dist = torch.cdist(query[batch, worst][:, None], self.bank[support])[:, 0]
         weight = 1 - torch.softmax(support_dist, dim=1)[:, 0]
         return weight * score
