@@ -282,6 +282,7 @@ def test_one_bad_series_file_never_stops_the_others(tmp_path):
     assert records[0]["ok"] and records[0]["anomalous"]
     for record, path in zip(records, paths):
         assert record["ok"] or record["error"].startswith(str(path)), record
+    assert "is too large to score" in records[1]["error"]
 
 
 def test_overlay_pictures_of_every_mode_encode(batch):

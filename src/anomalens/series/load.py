@@ -18,6 +18,7 @@ import numpy as np
 
 GAP_FACTOR = 3.0  # a time step this many times the median step is a gap
 TIME_NAMES = ("timestamp", "time", "datetime", "date", "ts")
+MAX_VALUE = 1e150  # squared distances of larger values overflow float64: refused when read, with the line
 
 
 class SeriesFormatError(ValueError):
@@ -168,4 +169,6 @@ def _parse_value(path: Path, line: int, column: str, text: str) -> float:
         raise SeriesFormatError(f"{path}, line {line}: {column} = {text!r} is not a number") from None
     if not math.isfinite(value):
         raise SeriesFormatError(f"{path}, line {line}: {column} = {text!r} is not finite")
+    if abs(value) > MAX_VALUE:
+        raise SeriesFormatError(f"{path}, line {line}: {column} = {text!r} is too large to score (above {MAX_VALUE:g})")
     return value
