@@ -6,9 +6,7 @@ unreachable server. Skipped without the extra, unless ANOMALENS_REQUIRE_LLM=1 (a
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 import time
 
 import pytest
@@ -17,6 +15,7 @@ from anomalens.language import BackendError, ChatSession
 from anomalens.language.models import LlamaCppModel, OpenAICompatibleModel, default_gguf
 from conftest import free_port, running_server
 from test_language import findings
+from test_worker import killed_mid_answer
 
 pytestmark = [pytest.mark.llm, pytest.mark.e2e]
 # Asked to contradict the expert outright: a small model does, and the guard must catch it.
@@ -107,15 +106,7 @@ def test_llama_cpp_failures_are_backend_errors_and_the_chat_still_answers(llama)
 
 def test_a_killed_model_worker_is_replaced_on_the_next_turn(llama):
     """The real model's worker killed mid-answer: that turn answers from the findings, the next from the model."""
-    session = ChatSession(findings([(50, 250, 20)]), llama)
-    pid = llama.pid
-    threading.Timer(0.2, os.kill, (pid, signal.SIGKILL)).start()
-    turn = session.ask("Describe the defect in as much detail as you can.")
-    assert "SIGKILL" in turn.model_error and turn.answer == turn.grounded_answer
-    started = time.perf_counter()
-    again = session.ask("Where is the defect?")
-    assert again.model_answer and again.model_error is None and llama.pid != pid
-    assert time.perf_counter() - started < 10
+    killed_mid_answer(llama, "Describe the defect in as much detail as you can.", after=0.2)
 
 
 def test_llama_cpp_runs_the_best_cpu_backend_this_machine_has(llama):

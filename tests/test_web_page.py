@@ -127,16 +127,25 @@ def test_entering_the_key_loads_the_model_list(page):
     expect(page.locator("#status")).to_have_text("")
 
 
-def test_a_refused_upload_shows_why(page, tmp_path):
+def send_unreadable(page, tmp_path):
+    """Sends a file that is not an image; the status line refuses it. Returns the file and the status line."""
     from playwright.sync_api import expect
 
-    enter_key(page)
     notes = tmp_path / "notes.png"
     notes.write_bytes(b"this is not a picture")
     page.set_input_files("#query", str(notes))
     page.click("#inspect")
     status = page.locator("#status")
     expect(status).to_contain_text("no readable image to inspect")
+    expect(status).to_contain_text("notes.png: not a readable image")
+    return notes, status
+
+
+def test_a_refused_upload_shows_why(page, tmp_path):
+    from playwright.sync_api import expect
+
+    enter_key(page)
+    notes, status = send_unreadable(page, tmp_path)
     expect(status).to_contain_text("notes.png: not a readable image (format not recognised)")
     expect(status).to_have_class(re.compile("error"))
     good = save_png(tmp_path / "good.png", texture(7, size=64))
@@ -253,13 +262,7 @@ def test_a_refused_request_takes_the_previous_result_off_the_page(page, tmp_path
     enter_key(page)
     good = save_png(tmp_path / "good.png", texture(7, size=64))
     inspect_with_model(page, good)
-    notes = tmp_path / "notes.png"
-    notes.write_bytes(b"this is not a picture")
-    page.set_input_files("#query", str(notes))
-    page.click("#inspect")
-    status = page.locator("#status")
-    expect(status).to_contain_text("no readable image to inspect")
-    expect(status).to_contain_text("notes.png: not a readable image")
+    _, status = send_unreadable(page, tmp_path)
     expect(status).to_be_visible()
     for gone in ("#result", "#chat", "#verdict", "#original", "#overlay"):
         expect(page.locator(gone)).to_be_hidden()

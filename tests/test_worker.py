@@ -42,15 +42,22 @@ def test_a_worker_killed_by_an_illegal_instruction_leaves_the_grounded_answer(mo
     assert model.starts == 2
 
 
-def test_a_worker_killed_from_outside_mid_answer(model):
+def killed_mid_answer(model: WorkerModel, question: str, after: float) -> None:
+    """The worker killed from outside `after` seconds into answering `question`: that turn answers from the
+    findings and names the signal; the next is the model's again, from a new worker, within 10 s."""
     session = ChatSession(findings([(50, 250, 20)]), model)
     pid = model.pid
-    threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
-    turn = session.ask("Is there a defect? HANG")
+    threading.Timer(after, os.kill, (pid, signal.SIGKILL)).start()
+    turn = session.ask(question)
     assert "SIGKILL" in turn.model_error and turn.answer == turn.grounded_answer
     started = time.perf_counter()
-    assert session.ask("Is there a defect?").model_answer
-    assert time.perf_counter() - started < 10 and model.pid != pid
+    again = session.ask("Where is the defect?")
+    assert again.model_answer and again.model_error is None and model.pid != pid
+    assert time.perf_counter() - started < 10
+
+
+def test_a_worker_killed_from_outside_mid_answer(model):
+    killed_mid_answer(model, "Is there a defect? HANG", after=0.5)
 
 
 def test_a_failed_answer_keeps_the_worker(model):
