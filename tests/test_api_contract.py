@@ -22,7 +22,7 @@ from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 
-EXAMPLES = 60  # per operation and mode: 10 operations, 5 bodies also broken (3 path strings any text fits)
+EXAMPLES = 60  # per operation and mode: 12 operations, 5 bodies also broken (3 path strings any text fits)
 
 
 def aim(case, draw, real: dict) -> None:
@@ -44,13 +44,15 @@ def aim(case, draw, real: dict) -> None:
 
 @pytest.fixture
 def app_and_ids(tmp_path):
-    """The app serving a small fitted model, with a fit job and an inspection to name."""
+    """The app serving a small fitted model and keeping records (the inspections endpoints query a real
+    SQLite file), with a fit job and an inspection to name."""
+    from anomalens.records import RecordStore
     from anomalens.server import create_app
 
     models = tmp_path / "models"
     models.mkdir()
     Inspector(image_size=64).fit([texture(i, size=64) for i in range(3)]).save(models / "tiny.safetensors")
-    app = create_app(models)
+    app = create_app(models, records=RecordStore(tmp_path / "records.db"))
     png = save_png(tmp_path / "part.png", texture(9, size=64)).read_bytes()
     client = TestClient(app)
     job = client.post("/v1/models", files=[("files", ("a.png", png))], data={"model_id": "fitted"}).json()
@@ -91,4 +93,4 @@ def test_no_generated_request_gets_a_server_error(app_and_ids):
         for mode in GenerationMode:
             hunt(operation, mode, real, sent)
     print(f"\nschemathesis: {sum(sent.values())} requests: " + ", ".join(f"{k} {v}" for k, v in sorted(sent.items())))
-    assert len(sent) == 10 and sum(sent.values()) >= 600
+    assert len(sent) == 12 and sum(sent.values()) >= 720

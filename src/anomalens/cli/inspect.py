@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -34,11 +35,13 @@ from .common import (
     sample_root,
     warn,
 )
+from .records import RecordsOpt, open_records
 
 if TYPE_CHECKING:  # the models are imported by the commands that run them (`--help` and `--series` need none)
     from ..deploy import OnnxInspector
     from ..inspector import Inspector
-    from ..service import InspectionService
+    from ..records import RecordStore
+    from ..service import Inspection, InspectionService
 
 OutOpt = Annotated[Optional[Path], typer.Option(help="Output folder (default: a new one under anomalens-out/).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")]
@@ -52,10 +55,12 @@ def write_inspections(
     out: Path,
     max_pixels: int | None = None,
     batch_aware: bool = True,
+    keep: Callable[[Path, dict, Inspection], None] | None = None,
 ) -> list[dict]:
     """Inspect every image; write its JSON and overlay (from the image decoded for the model: no second
     decode); one unreadable image never stops the rest. Returns the JSON records, results.json too.
-    `batch_aware`: all are decided as one batch (files are written once all are scored)."""
+    `batch_aware`: all are decided as one batch (files are written once all are scored). `keep(path, record,
+    inspection)` is called with each image's record once its files are written (the inspection records)."""
     records: list[dict] = []
     used: set[str] = set()
     out.mkdir(parents=True, exist_ok=True)
@@ -80,6 +85,8 @@ def write_inspections(
                     record = inspection.result.to_dict()
             if not inspection.ok:
                 warn(str(inspection.result.error), "skipped")
+            if keep is not None:
+                keep(path, record, inspection)
             records.append(record)
     (out / "results.json").write_text(json.dumps(records, indent=2))
     return records
@@ -138,6 +145,7 @@ def detect(
     criteria: Annotated[
         Optional[Path], typer.Option(help="--series: normality criteria YAML (name, description, known defects).")
     ] = None,
+    records: RecordsOpt = None,
 ):
     """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays.
     With --series, time series: anomalous time windows, described, and a plot."""
@@ -163,6 +171,7 @@ def detect(
     paths = image_paths(images)
     if not paths:
         fail("no images to inspect")
+    store = open_records(records) if records and not series else None  # before any work: a bad URL ends it
     out = fresh_output_dir(out, overwrite, "detect")
     from ..service import InspectionService  # the models: imported once the options are known to be usable
 
@@ -174,20 +183,65 @@ def detect(
     else:
         clip, options = bool(clip_weights or clip_model), resolution(image_size, scale, tile)
         inspector = chosen_inspector(service, model, refs, zero_shot, clip, class_name, **options)
+    keep = recorder(store, model, refs, zero_shot, class_name or "") if store is not None else None
     try:
-        records = write_inspections(service, inspector, paths, out, max_pixels, not per_image)
+        results = write_inspections(service, inspector, paths, out, max_pixels, not per_image, keep)
     except ValueError as error:  # zero-shot with fewer than 2 readable images
         fail(str(error))
-    console.print(results_table(records))
-    n_bad = sum(1 for r in records if r["ok"] and r["anomalous"])
-    n_err = sum(1 for r in records if not r["ok"])
+    console.print(results_table(results))
+    n_bad = sum(1 for r in results if r["ok"] and r["anomalous"])
+    n_err = sum(1 for r in results if not r["ok"])
     console.print(
-        f"{n_bad} of {len(records) - n_err} images defective"
+        f"{n_bad} of {len(results) - n_err} images defective"
         + (f", {n_err} not inspected" if n_err else "")
         + f"; results and overlays in {escape(str(out))}"
+        + (f"; {len(results)} records in {escape(repr(store))}" if store is not None else "")
     )
-    if n_err == len(records):
+    if n_err == len(results):
         raise typer.Exit(1)
+
+
+def recorder(
+    store: RecordStore, model: Path | None, refs: Path | None, zero_shot: bool, class_name: str
+) -> Callable[[Path, dict, Inspection], None]:
+    """Writes each image's result to the records (committed one by one: a run stopped half way keeps what
+    was inspected), with the model's id and version: a model file's stem and the hash of its contents; few-
+    shot, the hash of the reference images; zero-shot, the route."""
+    import hashlib
+
+    from ..records import inspection_record, sha256_file
+    from ..records.chats import findings_json
+
+    identity: dict[str, str | None]
+    if model is not None:
+        identity = {"model_id": model.stem, "model_version": sha256_file(model)}
+    elif refs is not None:
+        digest = hashlib.sha256()
+        for file in image_paths([refs]):
+            digest.update(bytes.fromhex(sha256_file(file)))
+        identity = {"model_id": "few-shot", "model_version": digest.hexdigest()}
+    else:
+        identity = {"model_id": "zero-shot", "model_version": None}
+
+    def keep(path: Path, record: dict, inspection: Inspection) -> None:
+        guess = inspection.findings.defect_type if inspection.findings else None
+        try:
+            store.add_inspection(
+                inspection_record(
+                    record,
+                    image_path=str(path.resolve()),
+                    image_sha256=sha256_file(path) if path.is_file() else None,
+                    expert=inspection.result.expert,
+                    findings=findings_json(inspection.findings),
+                    defect_type=guess.name if guess else None,
+                    class_name=class_name,
+                    **identity,
+                )
+            )
+        except Exception as error:  # noqa: BLE001 - an audit trail with a hole is no audit trail: stop
+            fail(f"{path}: the record could not be written to {store!r}: {type(error).__name__}: {error}")
+
+    return keep
 
 
 def check_engine(engine: str, model: Path | None) -> None:

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from .common import ClipModelOpt, ClipWeightsOpt, MaxPixelsOpt, app, check_writable, err, fail
+from .records import RecordsOpt, open_records
 
 SERVE_MODULES = {"fastapi", "uvicorn", "starlette", "multipart", "python_multipart"}  # what the serve extra installs
 
@@ -39,6 +40,7 @@ def serve(
     max_pixels: MaxPixelsOpt = 40_000_000,
     clip_weights: ClipWeightsOpt = None,
     clip_model: ClipModelOpt = None,
+    records: RecordsOpt = None,
 ):
     """Start the inspection service: REST API under /v1 (docs at /docs) and the web chat page at /."""
     try:
@@ -58,6 +60,7 @@ def serve(
     except BackendError as error:
         fail(str(error))
     check_writable(models)
+    store = open_records(records) if records else None  # inspections, chats and fit jobs outlive a restart
     request_bytes = int(max_request_mb * 1024 * 1024)
     limits = Limits(
         max_request_bytes=request_bytes, max_file_bytes=min(request_bytes, Limits.max_file_bytes), max_pixels=max_pixels
@@ -70,8 +73,10 @@ def serve(
         limits=limits,
         clip_weights=clip_weights,
         clip_model=clip_model,
+        records=store,
     )
     err.print(
         f"AnomaLens at http://{escape(host)}:{port}/ (API docs: /docs); models in {escape(str(models.resolve()))}"
+        + (f"; records in {escape(repr(store))}" if store else "")
     )
     uvicorn.run(application, host=host, port=port, log_level="warning")

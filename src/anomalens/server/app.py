@@ -6,14 +6,16 @@ only the language model, whose llama.cpp context is not thread-safe, answers one
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import secrets
 import threading
 import uuid
 from importlib.resources import files as package_files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -26,10 +28,14 @@ from ..language import LanguageModel
 from ..series import series_failure
 from ..series.answers import answer_series
 from ..service import Conversations, Inspection, InspectionService, ModelStore, StoreError
+from ..service.store import SUFFIXES
 from ..version import __version__
 from .limits import BodyLimit
 from .series import SeriesChats, inspect_upload, plot_png
 from .uploads import Limits, read_uploads, return_freed_memory
+
+if TYPE_CHECKING:
+    from ..records import RecordStore
 
 
 class ChatRequest(BaseModel):
@@ -69,7 +75,10 @@ def create_app(
     limits: Limits = Limits(),
     clip_weights: str | Path | None = None,
     clip_model: str | None = None,
+    records: RecordStore | None = None,
 ) -> FastAPI:
+    """The app; with `records`, every inspection, chat turn, series inspection and fit job is written there,
+    and an inspection (and its chat) is found there after a restart."""
     return_freed_memory()
     app = FastAPI(
         title="AnomaLens",
@@ -83,6 +92,10 @@ def create_app(
     sessions = Conversations()  # inspections kept for chat, bounded in count and in picture bytes
     series_chats = SeriesChats(language_model)  # series findings kept for chat
     model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
+    if records is not None:
+        from ..records import inspection_record, model_version
+        from ..records.chats import findings_json, restored_session
+    saved_jobs: dict[str, dict] = {}  # each fit job as last written to the records
 
     # ---- errors and limits ---------------------------------------------------------------------
     @app.exception_handler(ApiError)
@@ -146,11 +159,18 @@ def create_app(
         skipped = [f"{u.name}: {u.error}" for u in decoded if u.error]
         if not good:
             raise ApiError(400, "no readable normal image to fit on", skipped=skipped)
-        return store.start_fit(model_id, good, skipped).to_dict()
+        return recorded_job(store.start_fit(model_id, good, skipped).to_dict())
 
     @app.get("/v1/jobs/{job_id}")
     def job(job_id: str) -> dict:
-        return store.job(job_id).to_dict()
+        return recorded_job(store.job(job_id).to_dict())
+
+    def recorded_job(job: dict) -> dict:
+        """The job, written to the records when it changed since last written there."""
+        if records is not None and saved_jobs.get(job["job_id"]) != job:
+            records.save_fit_job(job)
+            saved_jobs[job["job_id"]] = job
+        return job
 
     @app.get("/v1/models/{model_id}")
     def describe_model(model_id: str) -> dict:
@@ -184,7 +204,10 @@ def create_app(
             raise ApiError(
                 400, "give exactly one of model_id (a fitted model), references (normal images) or zero_shot"
             )
-        queries = read_uploads(uploads(files), limits)
+        given = uploads(files)
+        queries = read_uploads(given, limits)
+        given_refs: list[tuple[str, bytes]] = []  # few-shot: the references, whose hash is the model's version
+        digests = {id(u): hashlib.sha256(data).hexdigest() for u, (_, data) in zip(queries, given)}
         inspector: Inspector | OnnxInspector
         if zero_shot:
             try:
@@ -194,11 +217,15 @@ def create_app(
         elif model_id is not None:
             inspector = store.get(model_id)
         else:
-            refs = read_uploads(uploads(references), limits)
+            given_refs = uploads(references)
+            refs = read_uploads(given_refs, limits)
             normal = [u.image for u in refs if u.image is not None]
             if not normal:
                 raise ApiError(400, "no readable reference image", references=[f"{u.name}: {u.error}" for u in refs])
             inspector = service.fit(normal)
+        model = {"model_id": model_id, "model_version": None, "class_name": class_name or ""}
+        if records is not None:
+            model |= model_identity(model_id, zero_shot, given_refs)
         readable = [u for u in queries if u.image is not None]
         if not readable:
             raise ApiError(
@@ -216,7 +243,7 @@ def create_app(
                 )
             )
             results = [
-                _record(u, next(inspections), overlay)
+                _record(u, next(inspections), overlay, model | {"image_sha256": digests[id(u)]})
                 if u.image is not None
                 else {"file": u.name, "ok": False, "error": u.error}
                 for u in queries
@@ -225,26 +252,52 @@ def create_app(
             raise ApiError(400, str(error)) from None
         return {"model_id": model_id, "expert": inspector.expert_name, "results": results}
 
-    def _record(upload, inspection: Inspection, want_overlay: bool) -> dict:
-        """The image's result, kept for chat; one that fails here (its overlay, its answer) is its own error."""
+    def model_identity(model_id: str | None, zero_shot: bool, references: list[tuple[str, bytes]]) -> dict:
+        """Which model decided, for the records: a stored model's id and the hash of its file; few-shot, the
+        hash of the reference images (the same references, the same version); zero-shot, its route."""
+        if model_id is not None:
+            files = [file for suffix in SUFFIXES if (file := store.folder / f"{model_id}{suffix}").is_file()]
+            return {"model_version": model_version(files[0]) if files else None}
+        if zero_shot:
+            return {"model_id": "zero-shot", "model_version": None}
+        digest = hashlib.sha256()
+        for _, data in references:
+            digest.update(hashlib.sha256(data).digest())
+        return {"model_id": "few-shot", "model_version": digest.hexdigest()}
+
+    def _record(upload, inspection: Inspection, want_overlay: bool, fields: dict) -> dict:
+        """The image's result, kept for chat (and in the records); one that fails here (its overlay, its
+        answer, its record) is its own error."""
         try:
-            return _inspected(upload, inspection, want_overlay)
+            return _inspected(upload, inspection, want_overlay, fields)
         except Exception as error:  # noqa: BLE001 - this image's failure alone, never the request's
             failed = inspection.failed(error).result
             return {"file": upload.name, "ok": False, "error": failed.error}
 
-    def _inspected(upload, inspection: Inspection, want_overlay: bool) -> dict:
+    def _inspected(upload, inspection: Inspection, want_overlay: bool, fields: dict) -> dict:
         if not inspection.ok:
             return {"file": upload.name, "ok": False, "error": inspection.result.error}
         session = service.chat(inspection)
         inspection_id = uuid.uuid4().hex
-        sessions.add(inspection_id, session)
         record = inspection.result.to_dict() | {
             "file": upload.name,
             "inspection_id": inspection_id,
             "answer": inspection.answer(),
         }
         record.pop("source")
+        if records is not None:  # written before it is answered: what a client is told is on record
+            guess = inspection.findings.defect_type if inspection.findings else None
+            records.add_inspection(
+                inspection_record(
+                    record,
+                    id=inspection_id,
+                    expert=inspection.result.expert,
+                    findings=findings_json(inspection.findings),
+                    defect_type=guess.name if guess else None,
+                    **fields,
+                )
+            )
+        sessions.add(inspection_id, session)
         if want_overlay:
             buffer = io.BytesIO()
             assert session.images is not None and session.images.overlay is not None  # service.chat shows it
@@ -258,13 +311,62 @@ def create_app(
         with model_lock:
             return session.ask(question)
 
+    def conversation(inspection_id: str):
+        """The chat about an inspection: kept in memory, else rebuilt from its record (after a restart)."""
+        session = sessions.get(inspection_id)
+        if session is None and records is not None:
+            recorded = records.get(inspection_id)
+            session = restored_session(recorded, language_model, guard) if recorded else None
+            if session is not None:
+                sessions.add(inspection_id, session)
+        return session
+
     @app.post("/v1/chat")
     def chat(request: ChatRequest) -> dict:
-        session = sessions.get(request.inspection_id)
+        session = conversation(request.inspection_id)
         if session is None:
             raise ApiError(404, f"unknown or expired inspection {request.inspection_id!r}; inspect the image again")
         turn = answered(session, request.question)
+        if records is not None:
+            records.add_chat_turn(request.inspection_id, len(session.turns), turn.to_dict())
         return {"inspection_id": request.inspection_id, **turn.to_dict(), "turn": len(session.turns)}
+
+    @app.get("/v1/inspections")
+    def list_inspections(
+        since: str | None = Query(None, max_length=100, description="From this time (ISO 8601 or epoch seconds)."),
+        until: str | None = Query(None, max_length=100, description="Before this time."),
+        model: str | None = Query(None, max_length=200, description="A model id, or its version (hash) or a prefix."),
+        verdict: str | None = Query(None, max_length=16, description="anomalous, normal or error."),
+        source: str | None = Query(None, max_length=1000, description="Part of the image's file name."),
+        limit: int = Query(50, ge=1, le=1000),
+        offset: int = Query(0, ge=0, le=2**62),
+    ) -> dict:
+        """Recorded inspections, oldest first, filtered and paged (the service needs --records)."""
+        if records is None:
+            raise ApiError(404, "the service keeps no records: start it with --records FILE_OR_URL")
+        filters = {"since": since, "until": until, "model": model, "verdict": verdict, "source": source}
+        try:
+            found = records.list(**filters, limit=limit, offset=offset)
+            total = records.count(**filters)
+        except ValueError as error:
+            raise ApiError(422, str(error)) from None
+        return {"inspections": found, "total": total, "limit": limit, "offset": offset}
+
+    @app.get("/v1/inspections/{inspection_id}")
+    def get_inspection(inspection_id: str) -> dict:
+        """One inspection: its result, the findings and the chat so far (from the records when kept)."""
+        if records is not None:
+            recorded = records.get(inspection_id)
+            if recorded is not None:
+                return {"inspection_id": inspection_id, **recorded}
+        session = sessions.get(inspection_id)
+        if session is None:
+            raise ApiError(404, f"unknown or expired inspection {inspection_id!r}")
+        return {
+            "inspection_id": inspection_id,
+            "findings": session.findings.to_dict(),
+            "chat": [turn.to_dict() for turn in session.turns],
+        }
 
     @app.post("/v1/series/inspect")
     def series_inspect(
@@ -290,6 +392,12 @@ def create_app(
         chat = series_chats.add(series_id, result, reference_points)
         record |= {"series_id": series_id, "answer": answer_series("Is anything wrong?", chat.findings)}
         record.pop("source")
+        if records is not None:
+            kept = {k: v for k, v in record.items() if k != "plot_png"}
+            windows = kept.get("windows") or []
+            records.add_series(
+                {"id": series_id, "source": name, "anomalous": bool(windows), "windows": windows, "result": kept}
+            )
         return record
 
     @app.post("/v1/series/chat")
@@ -309,4 +417,5 @@ def create_app(
         return FileResponse(static / "index.html")
 
     app.state.store = store
+    app.state.records = records
     return app
