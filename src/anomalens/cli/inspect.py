@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from .common import (
+    BatchEvidenceOpt,
     ClassOpt,
     ClipModelOpt,
     ClipWeightsOpt,
@@ -51,18 +52,22 @@ def write_inspections(
     paths: list[Path],
     out: Path,
     max_pixels: int | None = None,
-    batch_aware: bool = True,
+    batch_evidence: bool = False,
 ) -> list[dict]:
     """Inspect every image; write its JSON and overlay (from the image decoded for the model: no second
     decode); one unreadable image never stops the rest. Returns the JSON records, results.json too.
-    `batch_aware`: all are decided as one batch (files are written once all are scored)."""
+    `batch_evidence`: all are decided as one batch (files are written once all are scored)."""
     records: list[dict] = []
     used: set[str] = set()
     out.mkdir(parents=True, exist_ok=True)
     with progress_bars() as progress:
         task = progress.add_task("inspecting", total=len(paths))
         inspections = service.inspect(
-            inspector, paths, max_pixels=max_pixels, batch_aware=batch_aware, scored=lambda: progress.advance(task)
+            inspector,
+            paths,
+            max_pixels=max_pixels,
+            batch_evidence=batch_evidence,
+            scored=lambda: progress.advance(task),
         )
         for path, inspection in zip(paths, inspections):
             record = inspection.result.to_dict()
@@ -112,6 +117,7 @@ def detect(
     image_size: SizeOpt = 256,
     scale: ScaleOpt = "squash",
     tile: TileOpt = None,
+    batch_evidence: BatchEvidenceOpt = False,
     per_image: PerImageOpt = False,
     engine: Annotated[
         str,
@@ -175,7 +181,7 @@ def detect(
         clip, options = bool(clip_weights or clip_model), resolution(image_size, scale, tile)
         inspector = chosen_inspector(service, model, refs, zero_shot, clip, class_name, **options)
     try:
-        records = write_inspections(service, inspector, paths, out, max_pixels, not per_image)
+        records = write_inspections(service, inspector, paths, out, max_pixels, batch_evidence)
     except ValueError as error:  # zero-shot with fewer than 2 readable images
         fail(str(error))
     console.print(results_table(records))
