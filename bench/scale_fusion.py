@@ -67,7 +67,7 @@ def layout_outputs(root: Path, category: str, shots: str, layout: str) -> tuple[
     if not path.exists():
         train = [s.path for s in load_split(root, category, "train")]
         inspector = Inspector(**LAYOUTS[layout]).fit(train if shots == "all" else train[: int(shots)])
-        results = inspector.predict([s.path for s in load_split(root, category, "test")], batch_aware=False)
+        results = inspector.predict([s.path for s in load_split(root, category, "test")])
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, *normalised(inspector, results))
     stored = np.load(path)

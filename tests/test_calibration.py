@@ -2,8 +2,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from scipy.special import stdtr
 
-from anomalens.calibration import MIN_SCALE, calibrate, prediction_factor, upper_threshold
+from anomalens.calibration import MIN_SCALE, calibrate, prediction_factor, student_t_cdf, upper_threshold
 
 
 def test_threshold_is_median_plus_z_robust_sigma():
@@ -58,9 +59,11 @@ def test_synthetic_quartile_flat_exact_case():
     assert few.to_dict() == high.to_dict() == calibrate(normal, maps, "leave-one-out").to_dict()
     # the probability's width: the joint spread of the 13 scores (median 2.125, MAD 0.125), not normal σ alone
     assert cal.probability_scale == pytest.approx(1.4826 * 0.125, rel=1e-3) and high.probability_scale is None
-    assert cal.probability(2.125 + 1.4826 * 0.125) == pytest.approx(1 / (1 + np.exp(-1.5)), rel=1e-3)
+    # a Student-t predictive: 3 degrees of freedom (4 normal images), widened by √(1 + 1/4)
+    one_spread = stdtr(3, 1 / np.sqrt(1.25))
+    assert cal.probability(2.125 + 1.4826 * 0.125) == pytest.approx(one_spread, rel=1e-3)
     older = replace(cal, probability_scale=None)  # as a model file written before the field reads
-    assert older.probability(2.225) == pytest.approx(1 / (1 + np.exp(-1.5)), rel=1e-3)
+    assert older.probability(2.225) == pytest.approx(one_spread, rel=1e-3)
 
 
 def test_a_stated_false_alarm_rate_sets_the_threshold_from_normal_evidence_alone():
@@ -148,12 +151,67 @@ def test_an_all_defective_batch_never_raises_the_threshold(seed):
 
 
 def test_batches_it_leaves_alone():
-    from anomalens.calibration import MIXTURE_MIN, batch_refined
+    from anomalens.calibration import BATCH_EVIDENCE_MIN, batch_refined
 
     rng = np.random.default_rng(1)
     reference = _reference_calibration(3.5)
-    assert batch_refined(reference, _two_groups(rng, 3, MIXTURE_MIN - 4)) is reference  # too few to split
+    assert batch_refined(reference, _two_groups(rng, 8, BATCH_EVIDENCE_MIN - 9)) is reference  # too few
     assert batch_refined(reference, rng.normal(1.0, 0.1, 50)) is reference  # one mode
     assert batch_refined(reference, _two_groups(rng, 40, 60) + 10) is reference  # it would raise the threshold
     stated = _reference_calibration(3.5, rule="false-alarms")  # a stated operating point stays
     assert batch_refined(stated, _two_groups(rng, 40, 60)) is stated
+
+
+def test_the_probability_is_as_sure_as_the_references_behind_the_threshold():
+    """A Student-t predictive on the normal scores: 0.5 at the threshold, and the fewer the references, the
+    less sure the same margin (in normal spreads) makes it; the plain-Python t matches scipy's."""
+    for dof in (1, 2, 3, 7, 19, 200):
+        for t in (-40.0, -3.0, -0.5, 0.0, 0.7, 2.5, 12.0):
+            assert student_t_cdf(t, dof) == pytest.approx(stdtr(dof, t), abs=1e-12)
+    base = _reference_calibration(2.0, rule="t-bound")
+    few, many = replace(base, n_normal=3, image_scale=0.1), replace(base, n_normal=200, image_scale=0.1)
+    for cal in (few, many):
+        assert cal.probability(2.0) == 0.5 and cal.margin(2.3) == pytest.approx(3.0)
+    assert 0.5 < few.probability(2.3) < many.probability(2.3) and few.probability(1.7) > many.probability(1.7)
+    assert few.probability(2.3) == pytest.approx(stdtr(2, 3 / np.sqrt(1 + 1 / 3)))
+    assert many.probability(2.3) == pytest.approx(stdtr(199, 3 / np.sqrt(1 + 1 / 200)))
+
+
+def _moved(calibration, batches: np.ndarray) -> float:
+    """The share of the batches (rows) that move the threshold: the gate is computed for all at once (as
+    `bimodal` computes it for one), and those it lets through, with a few it stops, go through `batch_refined`."""
+    from anomalens.calibration import batch_refined, gate_critical, gate_statistic
+
+    passed = gate_statistic(batches) > gate_critical(batches.shape[1])
+    checked = np.r_[np.flatnonzero(passed), np.flatnonzero(~passed)[:20]]
+    moved = [batch_refined(calibration, batches[i]).image_threshold != calibration.image_threshold for i in checked]
+    assert not any(moved[int(passed.sum()) :])  # the gate's verdict for one batch is the same as for many
+    return float(np.sum(moved) / len(batches))
+
+
+@pytest.mark.parametrize("kind", ["normal", "gamma", "lognormal"])
+@pytest.mark.parametrize("size", [16, 64])
+def test_one_mode_batches_move_the_threshold_in_at_most_5_percent(kind, size):
+    """1,000 simulated one-mode batches (normal, gamma with shape 2, lognormal with σ 0.5), whose scores the
+    references' threshold sits far above (so any split of them would lower it): the bimodality gate lets at
+    most 5 % of them move it. A clearly two-group batch of the same size does move it."""
+    rng = np.random.default_rng({"normal": 10, "gamma": 11, "lognormal": 12}[kind] * 100 + size)
+    draw = {
+        "normal": lambda shape: rng.normal(1.0, 0.1, shape),
+        "gamma": lambda shape: 0.5 + 0.1 * rng.gamma(2.0, 1.0, shape),
+        "lognormal": lambda shape: rng.lognormal(0.0, 0.5, shape),
+    }[kind]
+    reference = replace(_reference_calibration(50.0), lowest_normal=None)
+    assert _moved(reference, draw((1000, size))) <= 0.05
+    two = np.stack([_two_groups(rng, size - size // 4, size // 4) for _ in range(20)])
+    assert _moved(reference, two) == 1.0
+
+
+def test_the_gate_is_calibrated_at_the_batch_size():
+    from anomalens.calibration import BATCH_EVIDENCE_MIN, GATE_CRITICAL, bimodal, gate_critical
+
+    assert GATE_CRITICAL[0][0] == BATCH_EVIDENCE_MIN and gate_critical(GATE_CRITICAL[0][0]) == GATE_CRITICAL[0][1]
+    assert gate_critical(10**4) > GATE_CRITICAL[-1][1] >= GATE_CRITICAL[0][1]
+    rng = np.random.default_rng(3)
+    assert not bimodal(_two_groups(rng, 10, BATCH_EVIDENCE_MIN - 11))  # too few, however clear
+    assert bimodal(_two_groups(rng, 12, 6)) and not bimodal(rng.normal(1.0, 0.1, 200))

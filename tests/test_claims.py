@@ -154,7 +154,8 @@ class Scripted:
 def test_guard_replaces_only_the_wrong_sentence_and_says_so():
     model = Scripted("The weld is defective. I'm 99.99% sure. It covers 10% of the image.")
     turn = ChatSession(DEFECTIVE, model).ask("How sure are you?")
-    assert turn.answer.startswith("The weld is defective. My confidence that the object is defective is moderate: 72%.")
+    answer = "The weld is defective. My confidence that the object is defective is low: 72%."  # 0.72: uncertain
+    assert turn.answer.startswith(answer) and "uncertain: 0.72 — a second look is advised" in turn.answer
     assert "10%" not in turn.answer and "about 1.4% of the image" in turn.answer
     report = turn.guard
     assert report.corrected and not report.fallback

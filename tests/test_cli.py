@@ -168,3 +168,22 @@ def test_a_false_alarm_share_is_read_as_a_percentage_or_a_fraction():
     for bad in ("0", "100%", "1.5", "often"):
         with pytest.raises(typer.BadParameter):
             false_alarm_share(bad)
+
+
+def test_the_results_table_flags_an_uncertain_verdict():
+    from rich.console import Console
+
+    from anomalens.cli.common import results_table
+
+    def record(name: str, probability: float) -> dict:
+        return {
+            "source": name, "ok": True, "error": None, "anomalous": probability >= 0.5, "probability": probability,
+            "confidence": max(probability, 1 - probability), "score": 1.0, "location": "",
+        }  # fmt: skip
+
+    console = Console(width=200, record=True)
+    console.print(results_table([record("unsure.png", 0.64), record("sure.png", 0.97), record("edge.png", 0.2)]))
+    lines = {line.split()[1]: line for line in console.export_text().splitlines() if ".png" in line}
+    assert "uncertain: 0.64 — a second look is advised" in lines["unsure.png"]
+    assert "uncertain: 0.20 — a second look is advised" in lines["edge.png"]  # the band is inclusive
+    assert "uncertain" not in lines["sure.png"] and "97%" in lines["sure.png"]

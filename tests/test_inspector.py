@@ -149,29 +149,58 @@ def test_the_decision_is_fitted_with_synthetic_anomalies_and_saved(tmp_path):
     assert stated.rule == "false-alarms" and stated.image_scale == inspector.calibration.image_scale
 
 
-def test_a_batch_is_decided_together_by_default_and_one_at_a_time_on_request(fitted):
-    images = [texture(80 + i) for i in range(6)] + [plant_defect(texture(90 + i), i)[0] for i in range(6)]
-    alone = fitted.predict(images, batch_aware=False)
-    streamed = list(fitted.iter_predict(images))  # one at a time: the per-image path
-    together = fitted.predict(images + [np.zeros((4, 4))])  # an unreadable image stays in its place
+def test_each_image_is_decided_alone_by_default_and_as_a_batch_on_request(fitted):
+    images = [texture(80 + i) for i in range(8)] + [plant_defect(texture(90 + i), i)[0] for i in range(8)]
+    alone = fitted.predict(images)
+    streamed = list(fitted.iter_predict(images))  # one at a time: the same per-image path
+    together = fitted.predict(images + [np.zeros((4, 4))], batch_evidence=True)  # an unreadable image stays put
     assert [r.score for r in alone] == [r.score for r in streamed] == [r.score for r in together[:-1]]
-    assert [r.anomalous for r in alone] == [r.anomalous for r in streamed]
-    assert all(r.calibration is fitted.calibration for r in alone)
-    assert not together[-1].ok and together[-1].error
+    assert [(r.anomalous, r.probability) for r in alone] == [(r.anomalous, r.probability) for r in streamed]
+    assert all(r.calibration is fitted.calibration and r.decision.mode == "per-image" for r in alone)
+    assert not together[-1].ok and together[-1].error and together[-1].decision is None
     (refined,) = {id(r.calibration): r.calibration for r in together[:-1]}.values()  # one for the whole batch
     assert refined.image_threshold <= fitted.calibration.image_threshold  # a batch never raises it
     assert refined.rule in (fitted.calibration.rule, "batch-mixture")
+    assert all(r.decision.mode == "batch-evidence" and r.decision.rule == refined.rule for r in together[:-1])
     assert [r.anomalous for r in together[:-1]] == [refined.decide(r.score) for r in together[:-1]]
-    assert sum(r.anomalous for r in together[6:-1]) >= sum(r.anomalous for r in alone[6:])
+    assert sum(r.anomalous for r in together[8:-1]) >= sum(r.anomalous for r in alone[8:])
+
+
+def test_the_same_image_gets_the_same_verdict_and_probability_in_any_batch(fitted):
+    """A part's verdict depends on the part and the model only: one good and one defective image alone, in
+    batches of 8 and of 64 mixed images (a third of them defective)."""
+    good, bad = texture(200), plant_defect(texture(201), 3)[0]
+    others = [plant_defect(texture(300 + i), i)[0] if i % 3 == 0 else texture(300 + i) for i in range(62)]
+    for image in (good, bad):
+        decisions = set()
+        for batch, at in (
+            ([image], 0),
+            ([*others[:3], image, *others[3:7]], 3),
+            ([*others[:31], image, *others[31:]], 31),
+        ):
+            result = fitted.predict(batch)[at]
+            decisions.add((result.anomalous, result.probability, result.confidence, str(result.decision)))
+        assert len(decisions) == 1, decisions
+
+
+def test_results_say_how_they_were_decided(fitted):
+    (result,) = fitted.predict([plant_defect(texture(95), 5)[0]])
+    decision, calibration = result.to_dict()["decision"], fitted.calibration
+    assert set(decision) == {"mode", "rule", "threshold", "score", "margin", "n_normal", "uncertain"}
+    assert decision["mode"] == "per-image" and decision["n_normal"] == calibration.n_normal == 4
+    assert decision["threshold"] == calibration.image_threshold and decision["score"] == result.score
+    assert decision["margin"] == pytest.approx((result.score - calibration.image_threshold) / calibration.image_scale)
+    assert decision["uncertain"] == (0.2 <= result.probability <= 0.8)
+    json.dumps(result.to_dict())  # plain JSON
 
 
 def test_a_batch_too_large_to_hold_is_decided_in_parts(fitted, monkeypatch):
     import anomalens.result
 
     images = [texture(80 + i) for i in range(6)] + [plant_defect(texture(90 + i), i)[0] for i in range(6)]
-    whole = fitted.predict(images)
+    whole = fitted.predict(images, batch_evidence=True)
     monkeypatch.setattr(anomalens.result, "BATCH_BYTES", 1)  # every image a part of its own: none refined
-    parts = fitted.predict(images)
+    parts = fitted.predict(images, batch_evidence=True)
     assert [r.source for r in parts] == [r.source for r in whole] and [r.score for r in parts] == [
         r.score for r in whole
     ]
@@ -181,7 +210,7 @@ def test_a_batch_too_large_to_hold_is_decided_in_parts(fitted, monkeypatch):
 def test_progress_counts_images_as_they_are_scored_before_a_batchs_results(fitted):
     counted: list[int] = []
     results = fitted.iter_predict(
-        [texture(100 + i) for i in range(4)], batch_aware=True, scored=lambda: counted.append(1)
+        [texture(100 + i) for i in range(4)], batch_evidence=True, scored=lambda: counted.append(1)
     )
     first = next(results)  # a batch's first result comes once all are scored: all four counted by then
     assert first.ok and len(counted) == 4 and len([first, *results]) == 4

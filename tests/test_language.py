@@ -94,9 +94,16 @@ def test_no_defect_answers():
 def test_low_confidence_is_flagged_for_a_person():
     f = findings([(150, 150, 20)], score=1.02)  # just above the threshold
     assert f.confidence < 0.7
+    note = f"uncertain: {f.probability:.2f} — a second look is advised"
     text = compose("Is it defective?", f).text
-    assert text.startswith("Yes, there is an anomaly") and "a person should check it" in text
-    assert "low" in compose("How confident are you?", f).text
+    assert text.startswith("Yes, there is an anomaly") and note in text and "a person should check it" in text
+    sure = compose("How confident are you?", f).text
+    assert "low" in sure and note in sure
+    assert (
+        "second look" in compose("What should I do next?", f).text.lower()
+        or "person" in compose("What should I do next?", f).text
+    )
+    assert "uncertain" not in compose("Is it defective?", findings([(150, 150, 20)], score=3.0)).text
 
 
 def test_class_name_criteria_and_defect_type():

@@ -226,7 +226,7 @@ def inspect_with_model(page, image: Path) -> None:
     page.set_input_files("#query", str(image))
     page.click("#inspect")
     expect(page.locator("#status")).to_have_text("Inspected with memory_bank.", timeout=60_000)
-    expect(page.locator("#verdict")).to_contain_text("confidence")
+    expect(page.locator("#verdict")).to_contain_text(re.compile("confidence|uncertain: "))
     for picture in ("#original", "#overlay"):
         expect(page.locator(picture)).to_be_visible()
 
@@ -291,7 +291,8 @@ def test_a_refused_request_takes_the_previous_result_off_the_page(page, tmp_path
 
 def test_an_uncertain_verdict_states_its_confidence_once(page, tmp_path):
     """The server's answer to an image near the threshold, as the composer words it, put in the real
-    response of /v1/inspect (route interception): the verdict line gives the confidence once."""
+    response of /v1/inspect (route interception): the verdict line says it is uncertain once; an answer that
+    does not say so (a language model's) gets the note from the result's decision."""
     from playwright.sync_api import expect
 
     from anomalens.language.composer import compose
@@ -312,7 +313,9 @@ def test_an_uncertain_verdict_states_its_confidence_once(page, tmp_path):
         image_size=(64, 64),
     )
     answer = compose(FIRST_QUESTION, findings).text
-    assert answer.count("62%") == 1  # the composer hedges an uncertain verdict with its confidence
+    note = "uncertain: 0.38 — a second look is advised"
+    assert answer.count(note) == 1  # the composer flags an uncertain verdict with its probability
+    answers = iter([answer, "No, there is no anomaly in the image."])
 
     good = save_png(tmp_path / "good.png", texture(7, size=64))
 
@@ -329,8 +332,9 @@ def test_an_uncertain_verdict_states_its_confidence_once(page, tmp_path):
             "confidence": 1 - probability,
             "regions": [],
             "location": "",
-            "answer": answer,
+            "answer": next(answers),
         }
+        body["results"][0]["decision"]["uncertain"] = True
         route.fulfill(response=response, json=body)
 
     enter_key(page)
@@ -339,10 +343,12 @@ def test_an_uncertain_verdict_states_its_confidence_once(page, tmp_path):
     verdict = page.locator("#verdict")
     expect(verdict).to_have_text(answer)
     text = verdict.inner_text()
-    assert text.count("62%") == 1 and text.lower().count("confidence") == 1, text
+    assert text.count(note) == 1 and "confidence" not in text.lower(), text
     OUTPUT.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(OUTPUT / "web_page_uncertain.png"), full_page=True)
+    inspect_with_model(page, good)  # an answer that does not say it: the page does, from the decision
+    expect(verdict).to_have_text(f"No, there is no anomaly in the image. ({note})")
     page.unroute("**/v1/inspect")
-    inspect_with_model(page, good)  # the real answer: the confidence said once too
+    inspect_with_model(page, good)  # the real answer: how sure, said once too
     text = verdict.inner_text()
-    assert text.lower().count("confidence") == 1, text
+    assert text.lower().count("confidence") + text.count("uncertain: ") == 1, text

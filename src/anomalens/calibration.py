@@ -16,22 +16,27 @@ the memory bank), and, where it can (`Expert.left_out_scores`), synthetic anomal
   same k − 1 references and carry the same bias. With many references it can sit above real defects
   (battery_weld full-shot), which the t-bound then catches.
 A stated operating point (`max_false_alarms`, e.g. 0.01) replaces either: the prediction bound at that level.
-The probability is a logistic of the distance from the threshold, in units of the normal scores' spread, or,
-where synthetic anomalies placed the threshold, of the normal and synthetic scores' joint spread (at few
-shots the normal scores alone spread so little that the logistic was sure of wrong verdicts).
+The probability is as sure as the evidence behind the threshold: a Student-t predictive distribution of the
+normal scores (n − 1 degrees of freedom, their spread widened by √(1 + 1/n)) at the distance from the
+threshold, or, where synthetic anomalies placed the threshold, with the normal and synthetic scores' joint
+spread (at few shots the normal scores alone spread so little that a narrow curve was sure of wrong verdicts).
 The pixel threshold, which outlines regions, is a high quantile of the normal pixels' scores. Test labels
 are never seen.
 
-Batch-aware refinement (`batch_refined`), when a batch is inspected together: the references' scores sit
+Batch evidence (`batch_refined`), only when asked for (by default each image is decided alone, so its
+verdict depends on it and the model only): the references' scores sit
 above a new normal image's at few shots and with many references alike (above), so a batch whose own scores
-form two modes says where its normal images actually are. A two-component Gaussian mixture of the batch's
-scores (BIC against one) gives the score where the two modes are equally likely; where that lies below the
-references' threshold it becomes the threshold, and the probability the high mode's posterior. It only ever
+form two modes says where its normal images actually are. Only a batch of BATCH_EVIDENCE_MIN images or more
+that the bimodality gate (`bimodal`: a likelihood-ratio test of two Gaussian components against one, critical
+values simulated on one-mode batches for a GATE_FALSE_MOVES false-move rate) finds clearly two groups may
+move it: a two-component Gaussian mixture of the batch's scores gives the score where the two modes are
+equally likely; where that lies below the references' threshold it becomes the threshold (the probability
+stays the references' predictive one, about it: never a mixture posterior of a handful of images). It only ever
 lowers the threshold, so no batch, however defective, pulls it up (raising it too, where the low mode lay
 below the references' line, lost defects on magnetic_tile and raised it on all-defective batches there).
 Nor below the lowest reference's own score (`lowest_normal`): a line that would flag every reference, each
 a known normal image scored as new, is too low (a batch whose normal images form two modes, battery_weld at
-2–4 shots, put it there); the mixture then moves up with it, so the posterior is 0.5 at the threshold.
+2–4 shots, put it there); the mixture (kept in `mixture`, for the record) then moves up with it.
 `bench/verdicts.md` measures it against the reference rule alone.
 
 With no normal images at all (zero-shot), `batch_calibration` first finds the batch's own normal images
@@ -84,7 +89,17 @@ SYNTHETIC_SOURCES = SYNTHETIC_ANOMALIES  # references kept (as pixels) while fit
 PIXEL_QUANTILE = 0.999  # normal pixels above the pixel threshold
 LOGISTIC_SLOPE = 1.5  # probability 0.95 two σ past the threshold
 SPLITS = (0.2, 0.35, 0.5, 0.65, 0.8)  # a batch mixture's EM starts from its scores split at these quantiles
-MIXTURE_MIN = 8  # batches smaller than this are not split into modes: all their images calibrate
+MIXTURE_MIN = 8  # zero-shot batches smaller than this are not split into modes: all their images calibrate
+BATCH_EVIDENCE_MIN = 16  # batches smaller than this never move the references' threshold
+GATE_FALSE_MOVES = 0.05  # share of one-mode batches the bimodality gate takes for two groups
+GATE_MIN_SIGMA = 0.05  # the gate's components are at least this wide, in the batch's σ
+GATE_SPLITS = (0.25, 0.5, 0.75)  # the gate's EM starts from its scores split at these quantiles
+TRANSFORM_POWERS = tuple(np.round(np.linspace(-1.0, 3.0, 41), 2))  # the gate's Yeo-Johnson powers
+# (batch size, highest 95 % quantile of `gate_statistic` on one-mode batches of that size, normal, gamma(2) or
+# lognormal(σ 0.5); gamma's rises with size), plus 0.5 for the simulation's own sampling error: simulated
+# once, 1,000 batches each, fixed seed, by
+# bench/bimodality_gate.py; between sizes interpolated in log size, beyond the last extended along the last step
+GATE_CRITICAL = ((16, 11.25), (24, 11.58), (32, 12.17), (48, 12.42), (64, 13.39), (128, 16.84))
 
 
 @dataclass(frozen=True)
@@ -113,15 +128,59 @@ class Calibration:
         return score >= self.image_threshold
 
     def probability(self, score: float) -> float:
-        """Anomaly probability: the high mode's posterior where a batch refined the threshold, else a
-        logistic of the distance from the threshold in units of `probability_scale` (or normal spread)."""
-        if self.mixture is not None:
-            return _high_posterior(score, self.mixture)
-        z = (score - self.image_threshold) / (self.probability_scale or self.image_scale)
-        return 1.0 / (1.0 + math.exp(-LOGISTIC_SLOPE * max(min(z, 50.0), -50.0)))
+        """Anomaly probability, as sure as the evidence behind the threshold: the Student-t predictive
+        distribution of the normal scores (n − 1 degrees of freedom, scale `probability_scale` or the normal
+        spread, widened by √(1 + 1/n)) at the distance from the threshold, 0.5 on it; few references give
+        heavy tails, so less sure probabilities. With no normal image (text probabilities): a logistic."""
+        if self.n_normal < 1:
+            z = (score - self.image_threshold) / (self.probability_scale or self.image_scale)
+            return 1.0 / (1.0 + math.exp(-LOGISTIC_SLOPE * max(min(z, 50.0), -50.0)))
+        spread = (self.probability_scale or self.image_scale) * math.sqrt(1 + 1 / self.n_normal)
+        return student_t_cdf((score - self.image_threshold) / spread, max(self.n_normal - 1, 1))
+
+    def margin(self, score: float) -> float:
+        """How far `score` lies from the threshold, in normal spreads (σ of the normal image scores)."""
+        return (score - self.image_threshold) / self.image_scale
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def student_t_cdf(t: float, dof: float) -> float:
+    """P(T ≤ t) of Student's t with `dof` degrees of freedom, in plain Python (deciding needs no scipy): the
+    regularised incomplete beta function I_x(dof/2, 1/2), x = dof/(dof + t²), by its continued fraction."""
+    if not math.isfinite(t):
+        return 1.0 if t > 0 else 0.0 if t < 0 else 0.5
+    tail = 0.5 * _incomplete_beta(dof / 2, 0.5, dof / (dof + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b) (Lentz's continued fraction, Numerical Recipes)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast below this point: use the symmetry there
+        return 1.0 - _incomplete_beta(b, a, 1 - x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    value = d
+    for m in range(1, 300):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            value *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * value / a
 
 
 def upper_threshold(values: np.ndarray) -> tuple[float, float]:
@@ -233,21 +292,106 @@ def batch_calibration(scores: np.ndarray, maps: np.ndarray | Sequence[np.ndarray
 
 def batch_refined(calibration: Calibration, scores: Sequence[float]) -> Calibration:
     """`calibration` refined by a batch's own image scores (see the module's docstring); unchanged for
-    batches under MIXTURE_MIN images, one mode, modes that would raise the threshold (or lower it no further
-    than the lowest normal score), or a rule that is not the references' own (a stated false-alarm rate, text
-    probabilities, a zero-shot batch's)."""
+    batches under BATCH_EVIDENCE_MIN images, batches the bimodality gate (`bimodal`) does not find clearly two
+    groups, modes that would raise the threshold (or lower it no further than the lowest normal score), or a
+    rule that is not the references' own (a stated false-alarm rate, text probabilities, a zero-shot batch's).
+    The probability stays the references' predictive one, about the moved threshold."""
     values = np.asarray([s for s in scores if math.isfinite(s)], dtype=np.float64)
-    if calibration.rule not in REFINED or calibration.method == "batch-mixture" or len(values) < MIXTURE_MIN:
+    if calibration.rule not in REFINED or calibration.method == "batch-mixture" or len(values) < BATCH_EVIDENCE_MIN:
+        return calibration
+    if not bimodal(values):
         return calibration
     fit = _two_modes(values)
     threshold = None if fit is None else _equal_odds(fit)
     floor = -math.inf if calibration.lowest_normal is None else calibration.lowest_normal
     if fit is None or threshold is None or max(threshold, floor) >= calibration.image_threshold:
         return calibration
-    if threshold < floor:  # both modes move up: the posterior is 0.5 at the floor
+    if threshold < floor:  # both modes move up: they are equally likely at the floor
         fit = tuple((weight, mean + floor - threshold, sigma) for weight, mean, sigma in fit)  # type: ignore[assignment]
         threshold = floor
     return replace(calibration, image_threshold=threshold, rule="batch-mixture", mixture=fit)
+
+
+def bimodal(values: Sequence[float] | np.ndarray) -> bool:
+    """Whether a batch's scores are clearly two groups: the likelihood ratio of a two-component Gaussian
+    mixture against one component (`gate_statistic`) exceeds what one-mode batches of that size reach in
+    GATE_FALSE_MOVES of cases (`gate_critical`). Under BATCH_EVIDENCE_MIN scores: never."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return len(x) >= BATCH_EVIDENCE_MIN and float(gate_statistic(x[None])[0]) > gate_critical(len(x))
+
+
+def gate_critical(n: int) -> float:
+    """The (1 − GATE_FALSE_MOVES) quantile of `gate_statistic` on one-mode batches of n scores: GATE_CRITICAL
+    interpolated in log n; beyond its last size, extended linearly in n along its last step (a slightly skewed
+    mode's statistic grows with n)."""
+    sizes, values = zip(*GATE_CRITICAL)
+    if n > sizes[-1]:
+        return values[-1] + (values[-1] - values[-2]) / (sizes[-1] - sizes[-2]) * (n - sizes[-1])
+    return float(np.interp(math.log(max(n, sizes[0])), np.log(sizes), values))
+
+
+def gate_statistic(batches: np.ndarray) -> np.ndarray:
+    """2·(log-likelihood of two Gaussian components − of one) for each row of (B, n) scores, after the
+    Yeo-Johnson power that makes the row most like one Gaussian (`_most_gaussian`: a skewed single mode,
+    lognormal or gamma-like, shifted or not, is not taken for two). Vectorised over rows, plain numpy."""
+    x = _most_gaussian(np.asarray(batches, dtype=np.float64))
+    x = (x - x.mean(1, keepdims=True)) / np.maximum(x.std(1, keepdims=True), 1e-300)  # the ratio is affine-free
+    n = x.shape[1]
+    one = -0.5 * n * (1 + math.log(2 * math.pi))  # standardised: σ = 1 is the fit
+    best = np.full(len(x), -np.inf)
+    for split in GATE_SPLITS:
+        best = np.maximum(best, _em_rows(x, split))
+    return np.maximum(2 * (best - one), 0.0)
+
+
+def _most_gaussian(x: np.ndarray) -> np.ndarray:
+    """Each row, standardised by its median and robust spread, Yeo-Johnson transformed by the power in
+    TRANSFORM_POWERS of highest profile likelihood as one Gaussian: a skewed single mode, wherever it lies,
+    is made symmetric before the mixture is tried."""
+    median = np.median(x, 1, keepdims=True)
+    spread = 1.4826 * np.median(np.abs(x - median), 1, keepdims=True)
+    z = (x - median) / np.maximum(spread, 1e-12 * np.maximum(np.abs(median), 1.0))
+    up, down = np.log1p(np.maximum(z, 0)), np.log1p(np.maximum(-z, 0))
+    jacobian = (up - down).sum(1)  # Σ sign(z)·log(1 + |z|)
+    n = x.shape[1]
+    best, chosen = np.full(len(x), -np.inf), z
+    for power in TRANSFORM_POWERS:
+        high = up if power == 0 else np.expm1(power * up) / power
+        low = down if power == 2 else np.expm1((2 - power) * down) / (2 - power)
+        y = np.where(z >= 0, high, -low)
+        likelihood = -0.5 * n * np.log(np.maximum(y.var(1), 1e-300)) + (power - 1) * jacobian
+        better = likelihood > best
+        best = np.where(better, likelihood, best)
+        chosen = np.where(better[:, None], y, chosen)
+    return chosen
+
+
+def _em_rows(x: np.ndarray, split: float, steps: int = 300) -> np.ndarray:
+    """Log-likelihood of a two-component Gaussian mixture fitted by EM to each row of standardised (B, n)
+    values, started from the row split at quantile `split`; a row stops once a step gains under 1e-5. A
+    component's σ never falls below GATE_MIN_SIGMA (of the row's σ = 1): two values alone make no mode."""
+    n = x.shape[1]
+    cut = np.quantile(x, split, axis=1, keepdims=True)
+    share = np.stack([(x <= cut), (x > cut)], -1).astype(np.float64)  # (B, n, 2) responsibilities
+    result = np.full(len(x), -np.inf)
+    active = np.arange(len(x))  # the rows still moving
+    values = x
+    for _ in range(steps):
+        counts = share.sum(1) + 1e-12  # (B, 2)
+        mean = (share * values[..., None]).sum(1) / counts
+        deviation = values[..., None] - mean[:, None]
+        sigma = np.maximum(np.sqrt((share * deviation**2).sum(1) / counts), GATE_MIN_SIGMA)
+        joint = -0.5 * (deviation / sigma[:, None]) ** 2 + np.log(np.maximum(counts / n, 1e-300) / sigma)[:, None]
+        total = np.logaddexp(joint[..., 0], joint[..., 1])
+        likelihood = total.sum(1) - 0.5 * n * math.log(2 * math.pi)
+        moving = likelihood - result[active] >= 1e-5
+        result[active] = likelihood
+        if not moving.any():
+            break
+        active, values = active[moving], values[moving]
+        share = np.exp(joint[moving] - total[moving][..., None])
+    return result
 
 
 def _two_modes(values: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:

@@ -57,21 +57,21 @@ class OnnxInspector:
             raise OnnxModelError(path, f"its {METADATA_KEY!r} metadata is unusable ({error!r})") from None
 
     def predict(
-        self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None = None, batch_aware: bool = True
+        self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None = None, batch_evidence: bool = False
     ) -> list[InspectionResult]:
-        return list(self.iter_predict(images, max_pixels, batch_aware))
+        return list(self.iter_predict(images, max_pixels, batch_evidence))
 
     def iter_predict(
         self,
         images: ImageInput | Iterable[ImageInput],
         max_pixels: int | None = None,
-        batch_aware: bool = False,
+        batch_evidence: bool = False,
         scored: Callable[[], None] | None = None,
     ) -> Iterator[InspectionResult]:
         """Results in input order, one input (the image, or each of its tiles) at a time through the graph
         (exported for a batch of one); an unreadable image gives a result with `error` set, not an exception.
-        `batch_aware`, `scored`: as `Inspector.iter_predict`."""
-        return decided(self._scored(images, max_pixels), batch_aware, scored)
+        `batch_evidence`, `scored`: as `Inspector.iter_predict`."""
+        return decided(self._scored(images, max_pixels), batch_evidence, scored)
 
     def _scored(
         self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None

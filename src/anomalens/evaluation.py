@@ -30,15 +30,15 @@ def evaluate_category(
     progress: Callable[[str, int, int], None] | None = None,
     eval_size: int | None = None,
     zero_shot: str | None = None,
-    batch_aware: bool = True,
+    batch_evidence: bool = False,
 ) -> dict:
     """Metrics, verdict quality and timings for one category; `progress(stage, done, total)` is optional.
     Pixel metrics are computed at each image's own resolution, or, with `eval_size`, on maps and masks
     resized to eval_size × eval_size (anomalib's protocol, for comparisons with it). With `zero_shot`,
     no training image is read: route "mutual" scores the test images as one batch (its time counts as
     detection); route "clip" compares each with text about the category, named after its folder, using
-    the CLIP of `options["clip_weights"]` / `options["clip_model"]`. `batch_aware`: the test set is decided
-    as one batch (`calibration.batch_refined`); False: each image alone."""
+    the CLIP of `options["clip_weights"]` / `options["clip_model"]`. By default each test image is decided
+    alone; `batch_evidence`: the test set is decided as one batch (`calibration.batch_refined`)."""
     train = [] if zero_shot else load_split(root, category, "train")
     if shots:
         train = train[:shots]
@@ -70,8 +70,9 @@ def evaluate_category(
 
     test_started = time.perf_counter()  # the whole test pass: results, masks and metrics (as anomalib's test)
     labels, scores, maps, masks, verdicts, probabilities, skipped = [], [], [], [], [], [], list(inspector.skipped)
+    modes: set[str] = set()  # how the results were decided
     calibration = inspector.calibration
-    predictions = inspector.iter_predict([s.path for s in test], batch_aware=batch_aware)
+    predictions = inspector.iter_predict([s.path for s in test], batch_evidence=batch_evidence)
     detect_seconds = 0.0  # time spent producing results (decoding included), not reading masks or scoring
     for i, sample in enumerate(test, start=1):
         started = time.perf_counter()
@@ -92,6 +93,7 @@ def evaluate_category(
         scores.append(result.score)
         verdicts.append(result.anomalous)
         probabilities.append(result.probability)
+        modes |= {result.decision.mode} if result.decision else set()
         calibration = result.calibration  # a zero-shot batch's own comes with its results
         if eval_size is not None:
             maps.append(_resized(result.anomaly_map, eval_size, "bilinear"))
@@ -113,6 +115,7 @@ def evaluate_category(
         **metrics,
         **verdict_quality(np.array(labels), np.array(verdicts, bool), np.array(probabilities)),
         "calibration": calibration.to_dict() if calibration else None,
+        "decision_mode": ", ".join(sorted(modes)) or None,
         "fit_seconds": fit_seconds,
         "detect_images_per_second": len(test) / detect_seconds if detect_seconds else float("nan"),
         "test_images_per_second": len(test) / test_seconds,

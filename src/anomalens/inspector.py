@@ -175,22 +175,23 @@ class Inspector:
             yield list(owners), list(indices), np.stack(pixels)
 
     def predict(
-        self, images: Images, max_pixels: int | None = None, batch_aware: bool = True
+        self, images: Images, max_pixels: int | None = None, batch_evidence: bool = False
     ) -> list[InspectionResult]:
-        """All results at once; `batch_aware`: verdicts refined by the batch's own scores
-        (`calibration.batch_refined`; False: each image decided alone, as `iter_predict` does)."""
-        return list(self.iter_predict(images, max_pixels, batch_aware))
+        """All results at once, each image decided alone (its verdict depends on it and the model only);
+        `batch_evidence`: the threshold may move on the batch's own scores where they are clearly two groups
+        (`calibration.batch_refined`). Results say which (`InspectionResult.decision`)."""
+        return list(self.iter_predict(images, max_pixels, batch_evidence))
 
     def iter_predict(
         self,
         images: Images,
         max_pixels: int | None = None,
-        batch_aware: bool = False,
+        batch_evidence: bool = False,
         scored: Callable[[], None] | None = None,
     ) -> Iterator[InspectionResult]:
         """Results in input order; an unreadable image gives a result with `error` set, not an exception.
         Images are decoded a little ahead on a worker thread. An expert that scores a batch against itself
-        ("batch") reads and embeds the whole batch before the first result, as does `batch_aware`;
+        ("batch") reads and embeds the whole batch before the first result, as does `batch_evidence`;
         `scored()` is called as each image is scored (progress)."""
         if self.expert is None or (self.calibration is None and "batch" not in self.expert.needs):
             raise RuntimeError("the inspector is not fitted: call fit(normal_images) or Inspector.load(path)")
@@ -199,7 +200,7 @@ class Inspector:
         expert = self.expert
         together = [list(groups)] if "batch" in expert.needs else ([item] for item in groups)
         items = (item for group in together for item in self._scored(group, expert, layout))
-        yield from decided(items, batch_aware, scored)
+        yield from decided(items, batch_evidence, scored)
 
     def _scored(
         self, group: list[list[Decoded] | Unreadable], expert: Expert, layout: Layout

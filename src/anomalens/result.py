@@ -1,5 +1,11 @@
 """What the inspector says about one image, and how a scored map becomes that answer: the calibrated
-verdict and probability, the map at the image's own size, and the regions a positive verdict points at."""
+verdict and probability, what decided it (`Decision`), the map at the image's own size, and the regions a
+positive verdict points at.
+
+A part's verdict and probability depend on the part and the model only: each image is decided alone
+("per-image") unless batch evidence is asked for ("batch-evidence": the threshold may move on the batch's
+own scores, `calibration.batch_refined`, where they are clearly two groups). A zero-shot batch scored against
+itself has no model: it is always decided from its batch ("batch (zero-shot)")."""
 
 from __future__ import annotations
 
@@ -12,6 +18,45 @@ from .calibration import Calibration, batch_refined
 from .preprocessing import Decoded, failure
 from .regions import Region, describe_location, find_regions
 from .resampling import at_image_size
+
+PER_IMAGE, BATCH_EVIDENCE, ZERO_SHOT_BATCH = "per-image", "batch-evidence", "batch (zero-shot)"  # decision modes
+UNCERTAIN = (0.2, 0.8)  # a probability of a defect in this band (inclusive) is an uncertain verdict
+
+
+def uncertain(probability: float) -> bool:
+    """Whether a verdict of this defect probability is uncertain: a second look is advised."""
+    return UNCERTAIN[0] <= probability <= UNCERTAIN[1]
+
+
+def uncertain_note(probability: float) -> str:
+    """How an uncertain verdict is flagged, everywhere alike: "uncertain: 0.64 — a second look is advised"."""
+    return f"uncertain: {probability:.2f} — a second look is advised"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What decided a verdict: the mode (PER_IMAGE, BATCH_EVIDENCE or ZERO_SHOT_BATCH), the rule that placed
+    the threshold, the threshold and score, the margin between them in normal spreads, the normal images
+    behind the threshold, and whether the probability lies in the UNCERTAIN band."""
+
+    mode: str
+    rule: str
+    threshold: float
+    score: float
+    margin: float
+    n_normal: int
+    uncertain: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "rule": self.rule,
+            "threshold": self.threshold,
+            "score": self.score,
+            "margin": self.margin,
+            "n_normal": self.n_normal,
+            "uncertain": self.uncertain,
+        }
 
 
 @dataclass
@@ -35,6 +80,7 @@ class InspectionResult:
     calibration: Calibration | None = field(default=None, repr=False)
     descriptor: np.ndarray | None = field(default=None, repr=False)  # where it departs from normal (defect types)
     nearest_reference: str = ""  # the normal reference image it is most like ("": not known)
+    decision: Decision | None = None  # what decided it
 
     @classmethod
     def failed(cls, source: str, error: BaseException) -> InspectionResult:
@@ -59,6 +105,7 @@ class InspectionResult:
             "location": self.location,
             "regions": [r.to_dict() for r in self.regions],
             "image_size": self.image_size,
+            "decision": self.decision.to_dict() if self.decision else None,
         }
 
 
@@ -70,9 +117,11 @@ def decide(
     expert: str = "",
     descriptor: np.ndarray | None = None,
     nearest_reference: str = "",
+    mode: str = PER_IMAGE,
 ) -> InspectionResult:
-    """The result for one scored image: `small_map` is its smoothed map at the input size. The map comes back
-    at the decoded image's size; region boxes are in the pixels of the image as given."""
+    """The result for one scored image: `small_map` is its smoothed map at the input size, `mode` how it is
+    decided (see `Decision`). The map comes back at the decoded image's size; region boxes are in the pixels
+    of the image as given."""
     shape, (width, height) = decoded.image.shape[:2], decoded.size
     anomalous = calibration.decide(score)
     probability = calibration.probability(score)
@@ -100,6 +149,15 @@ def decide(
         expert=expert,
         descriptor=descriptor,
         nearest_reference=nearest_reference,
+        decision=Decision(
+            mode=mode,
+            rule=calibration.rule,
+            threshold=float(calibration.image_threshold),
+            score=float(score),
+            margin=float(calibration.margin(score)),
+            n_normal=int(calibration.n_normal),
+            uncertain=uncertain(probability),
+        ),
     )
 
 
@@ -115,17 +173,20 @@ class Scored:
     descriptor: np.ndarray | None = None
     nearest_reference: str = ""
 
-    def decided(self, calibration: Calibration | None = None) -> InspectionResult:
-        """Its result; an exception while deciding it (its regions, its map at its size) is its error result."""
+    def decided(self, calibration: Calibration | None = None, mode: str = PER_IMAGE) -> InspectionResult:
+        """Its result; an exception while deciding it (its regions, its map at its size) is its error result.
+        A zero-shot batch's own calibration is always ZERO_SHOT_BATCH."""
+        own = calibration or self.calibration
         try:
             return decide(
                 self.decoded,
                 self.score,
                 self.small_map,
-                calibration or self.calibration,
+                own,
                 self.expert,
                 self.descriptor,
                 self.nearest_reference,
+                ZERO_SHOT_BATCH if own.method == "batch-mixture" else mode,
             )
         except Exception as error:  # noqa: BLE001 - this image's failure alone
             return InspectionResult.failed(self.decoded.source, error)
@@ -135,15 +196,19 @@ BATCH_BYTES = 1 << 30  # decoded images and maps a batch decided together may ho
 
 
 def decided(
-    items: Iterable[Scored | InspectionResult], batch_aware: bool = False, scored: Callable[[], None] | None = None
+    items: Iterable[Scored | InspectionResult],
+    batch_evidence: bool = False,
+    scored: Callable[[], None] | None = None,
 ) -> Iterator[InspectionResult]:
-    """Results in order from scored images (and unreadable images' results). One at a time, each by its own
-    calibration; `batch_aware`: all scored first, then decided by their calibration refined on the batch's
-    scores (`calibration.batch_refined`). The batch's decoded images and maps are held meanwhile, up to
-    BATCH_BYTES: past that, what is held is decided (refined on its own scores) and the rest follows.
-    `scored()` is called as each item is scored (progress, before a batch's results come)."""
+    """Results in order from scored images (and unreadable images' results). By default one at a time, each
+    by its own calibration (PER_IMAGE): a part's verdict depends on the part and the model only.
+    `batch_evidence`: all scored first, then decided by their calibration refined on the batch's scores
+    (`calibration.batch_refined`: it moves only for a batch large enough and clearly two groups). The batch's
+    decoded images and maps are held meanwhile, up to BATCH_BYTES: past that, what is held is decided
+    (refined on its own scores) and the rest follows. `scored()` is called as each item is scored (progress,
+    before a batch's results come)."""
     items = _counted(items, scored) if scored is not None else items
-    if not batch_aware:
+    if not batch_evidence:
         yield from (item.decided() if isinstance(item, Scored) else item for item in items)
         return
     held: list[Scored | InspectionResult] = []
@@ -163,7 +228,10 @@ def _decided_together(items: list[Scored | InspectionResult]) -> Iterator[Inspec
     for calibration in {id(item.calibration): item.calibration for item in scored}.values():
         scores = [item.score for item in scored if item.calibration is calibration]
         refined[id(calibration)] = batch_refined(calibration, scores)
-    yield from (item.decided(refined[id(item.calibration)]) if isinstance(item, Scored) else item for item in items)
+    yield from (
+        item.decided(refined[id(item.calibration)], BATCH_EVIDENCE) if isinstance(item, Scored) else item
+        for item in items
+    )
 
 
 def _counted(

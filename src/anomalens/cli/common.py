@@ -95,14 +95,17 @@ FalseAlarmsOpt = Annotated[
         "from the normal references alone. Default: the threshold between normal and synthetic anomalies.",
     ),
 ]
-PerImageOpt = Annotated[
+BatchEvidenceOpt = Annotated[
     bool,
     typer.Option(
-        "--per-image",
-        help="Decide each image alone. Default: images inspected together are decided as one batch, the "
-        "threshold refined by the batch's own score modes (never raised by a mode the references flag).",
+        "--batch-evidence",
+        help="Decide the images as one batch: the threshold may move on the batch's own scores where they are "
+        "clearly two groups (at least 16 images; never raised). Default: each image alone, its verdict "
+        "depending on it and the model only. Each result's decision.mode says which.",
     ),
 ]
+# the default before batch evidence was asked for; accepted, and changes nothing
+PerImageOpt = Annotated[bool, typer.Option("--per-image", hidden=True, help="Deprecated: the default now.")]
 ZeroShotOpt = Annotated[
     bool,
     typer.Option(
@@ -325,6 +328,8 @@ def results_table(records: list[dict], truth: dict[str, str] | None = None) -> T
         table.add_column("truth")
     for name in ("verdict", "confidence", "score", "where"):
         table.add_column(name)
+    from ..result import uncertain, uncertain_note  # here, not above: `--help` imports no numpy
+
     for r in records:
         truth_cell = [truth.get(r["source"], "")] if truth else []
         name = escape(Path(r["source"]).name)
@@ -332,6 +337,9 @@ def results_table(records: list[dict], truth: dict[str, str] | None = None) -> T
             table.add_row(name, *truth_cell, "[red]not inspected[/]", "", "", escape(r["error"] or ""))
             continue
         verdict = "[bold red]DEFECT[/]" if r["anomalous"] else "[green]ok[/]"
-        cells = (verdict, f"{r['confidence']:.0%}", f"{r['score']:.3g}", escape(r["location"]))
+        sure = f"{r['confidence']:.0%}"
+        if r["probability"] is not None and uncertain(r["probability"]):
+            sure = f"[yellow]{uncertain_note(r['probability'])}[/]"
+        cells = (verdict, sure, f"{r['score']:.3g}", escape(r["location"]))
         table.add_row(name, *truth_cell, *cells)
     return table

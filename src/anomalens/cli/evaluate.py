@@ -14,6 +14,7 @@ from rich.table import Table
 from ..names import DEFAULT_BACKBONE
 from .common import (
     BackboneOpt,
+    BatchEvidenceOpt,
     ClipModelOpt,
     ClipWeightsOpt,
     ExpertOpt,
@@ -57,6 +58,7 @@ def evaluate_cmd(
     ] = None,
     seed: SeedOpt = 0,
     max_false_alarms: FalseAlarmsOpt = None,
+    batch_evidence: BatchEvidenceOpt = False,
     per_image: PerImageOpt = False,
     out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json and metrics.csv.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
@@ -105,7 +107,7 @@ def evaluate_cmd(
             try:
                 rows.append(
                     evaluate_category(
-                        root, name, shots, options, stage_bars(progress, f"{name}: "), eval_size, route, not per_image
+                        root, name, shots, options, stage_bars(progress, f"{name}: "), eval_size, route, batch_evidence
                     )
                 )
             except (FileNotFoundError, ValueError) as error:

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from .common import (
+    BatchEvidenceOpt,
     ClassOpt,
     ClipModelOpt,
     ClipWeightsOpt,
@@ -54,12 +55,12 @@ def write_inspections(
     paths: list[Path],
     out: Path,
     max_pixels: int | None = None,
-    batch_aware: bool = True,
+    batch_evidence: bool = False,
     keep: Callable[[Path, dict, Inspection], None] | None = None,
 ) -> list[dict]:
     """Inspect every image; write its JSON and overlay (from the image decoded for the model: no second
     decode); one unreadable image never stops the rest. Returns the JSON records, results.json too.
-    `batch_aware`: all are decided as one batch (files are written once all are scored). `keep(path, record,
+    `batch_evidence`: all are decided as one batch (files are written once all are scored). `keep(path, record,
     inspection)` is called with each image's record once its files are written (the inspection records)."""
     records: list[dict] = []
     used: set[str] = set()
@@ -67,7 +68,11 @@ def write_inspections(
     with progress_bars() as progress:
         task = progress.add_task("inspecting", total=len(paths))
         inspections = service.inspect(
-            inspector, paths, max_pixels=max_pixels, batch_aware=batch_aware, scored=lambda: progress.advance(task)
+            inspector,
+            paths,
+            max_pixels=max_pixels,
+            batch_evidence=batch_evidence,
+            scored=lambda: progress.advance(task),
         )
         for path, inspection in zip(paths, inspections):
             record = inspection.result.to_dict()
@@ -119,6 +124,7 @@ def detect(
     image_size: SizeOpt = 256,
     scale: ScaleOpt = "squash",
     tile: TileOpt = None,
+    batch_evidence: BatchEvidenceOpt = False,
     per_image: PerImageOpt = False,
     engine: Annotated[
         str,
@@ -185,7 +191,7 @@ def detect(
         inspector = chosen_inspector(service, model, refs, zero_shot, clip, class_name, **options)
     keep = recorder(store, model, refs, zero_shot, class_name or "") if store is not None else None
     try:
-        results = write_inspections(service, inspector, paths, out, max_pixels, not per_image, keep)
+        results = write_inspections(service, inspector, paths, out, max_pixels, batch_evidence, keep)
     except ValueError as error:  # zero-shot with fewer than 2 readable images
         fail(str(error))
     console.print(results_table(results))

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..regions import Region, location_names
+from ..result import UNCERTAIN, uncertain, uncertain_note
 from .claims import false_premise, read_claims
 from .findings import Findings
 
@@ -53,7 +54,9 @@ YES_NO = re.compile(r"^((is|are|does|do|did|any|has|have|was|were)|(can|could|sh
 # expert 0.512 → 0.560). Ordinals count in that order; size words pick by area.
 ORDINALS = {"first": 0, "main": 0, "strongest": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4, "last": -1}
 SIZE_ORDINALS = {"largest": 0, "biggest": 0, "smallest": -1}
-LOW_CONFIDENCE = 0.70  # below this the verdict is flagged for a person to check
+# a verdict whose defect probability lies in the UNCERTAIN band (confidence at most this) is flagged for a
+# second look; above it, confidence is moderate, then high
+LOW_CONFIDENCE = UNCERTAIN[1]
 HIGH_CONFIDENCE = 0.90
 
 
@@ -162,10 +165,11 @@ def _places(regions) -> str:
 
 
 def _hedge(findings: Findings) -> str:
-    if findings.confidence < LOW_CONFIDENCE:
+    """ " The verdict is uncertain: 0.64 — a second look is advised …" for an uncertain verdict, else ""."""
+    if uncertain(findings.probability):
         return (
-            f" I am not sure, though (confidence {findings.confidence:.0%}): "
-            "the image is close to the decision threshold, so a person should check it."
+            f" The verdict is {uncertain_note(findings.probability)}: the image is close to the decision "
+            "threshold, so a person should check it."
         )
     return ""
 
@@ -232,7 +236,7 @@ def answer_size(f: Findings, focus: int | None) -> str:
 
 
 def answer_confidence(f: Findings, focus: int | None) -> str:
-    level = "high" if f.confidence >= HIGH_CONFIDENCE else "moderate" if f.confidence >= LOW_CONFIDENCE else "low"
+    level = "low" if uncertain(f.probability) else "moderate" if f.confidence < HIGH_CONFIDENCE else "high"
     verdict = "defective" if f.anomalous else "normal"
     text = f"My confidence that the {f.subject} is {verdict} is {level}: {f.confidence:.0%}."
     if f.n_normal and f.scale == f.scale:  # a calibrated decision: explain it in units of normal spread
@@ -242,6 +246,8 @@ def answer_confidence(f: Findings, focus: int | None) -> str:
             f" Its anomaly score {f.score:.3g} is {abs(sigmas):.1f} normal spreads {side} the threshold "
             f"{f.threshold:.3g}, which {f.n_normal} normal image{'s' * (f.n_normal != 1)} set."
         )
+    if uncertain(f.probability):
+        text += f" The verdict is {uncertain_note(f.probability)}."
     return text
 
 
@@ -329,7 +335,7 @@ def answer_why(f: Findings, focus: int | None) -> str:
 
 def answer_next(f: Findings, focus: int | None) -> str:
     """What a quality engineer would do with the verdict."""
-    if f.confidence < LOW_CONFIDENCE:
+    if uncertain(f.probability):
         return (
             f"Have a person check the {f.subject}: the verdict ({'defective' if f.anomalous else 'normal'}, "
             f"{f.confidence:.0%} confidence) is close to the decision threshold."

@@ -194,10 +194,11 @@ def create_app(
         ),
         class_name: str | None = Form(None, max_length=100, description="Product class, for the answers."),
         overlay: bool = Form(False, description="Include the heatmap overlay PNG (base64)."),
-        per_image: bool = Form(
+        batch_evidence: bool = Form(
             False,
-            description="Decide each image alone. Default: the request's images are decided as one batch, the "
-            "threshold refined by the batch's own score modes.",
+            description="Decide the request's images as one batch: the threshold may move on the batch's own "
+            "scores where they are clearly two groups (at least 16 images). Default: each image alone, its "
+            "verdict depending on it and the model only. Each result's `decision.mode` says which.",
         ),
     ) -> dict:
         if zero_shot + (model_id is not None) + bool(references) != 1:
@@ -239,7 +240,7 @@ def create_app(
                     inspector,
                     [u.image for u in readable if u.image is not None],
                     class_name=class_name or "",
-                    batch_aware=not per_image,
+                    batch_evidence=batch_evidence,
                 )
             )
             results = [

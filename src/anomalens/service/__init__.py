@@ -136,13 +136,13 @@ class InspectionService:
         references: Sequence[str] = (),
         defect_types: DefectTypeExpert | None = None,
         max_pixels: int | None = None,
-        batch_aware: bool = False,
+        batch_evidence: bool = False,
         scored: Callable[[], None] | None = None,
     ) -> Iterator[Inspection]:
         """Inspections in input order; an unreadable image is an Inspection whose result has `error` set.
-        `batch_aware`: the images are decided as one batch (`calibration.batch_refined`); `scored()` is
-        called as each image is scored (progress)."""
-        for result in inspector.iter_predict(images, max_pixels, batch_aware, scored):
+        Each image is decided alone; `batch_evidence`: as one batch (`calibration.batch_refined`). `scored()`
+        is called as each image is scored (progress)."""
+        for result in inspector.iter_predict(images, max_pixels, batch_evidence, scored):
             if not result.ok:
                 yield Inspection(result, None)
                 continue

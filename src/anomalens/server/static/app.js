@@ -9,8 +9,9 @@ let batch = { files: [], results: [] };  // the last inspection's images and res
 let originalUrl = null;  // the object URL the shown image is drawn from (revoked when replaced)
 let latest = 0;  // counts the inspection requests: only the latest one's answer is shown
 const LIST_FAILED = "Could not list models";
-// The answer says the confidence itself when the verdict is uncertain ("I am not sure, though (confidence 62%)")
-const STATES_CONFIDENCE = /\bconfidence \d+(\.\d+)?\s?%/i;
+// The answer says how sure it is itself when the verdict is uncertain ("uncertain: 0.64 — a second look is
+// advised") or states its confidence ("confidence 62%")
+const STATES_CONFIDENCE = /\bconfidence \d+(\.\d+)?\s?%|\buncertain: \d/i;
 
 function headers() {
   const key = $("api-key").value.trim();
@@ -103,9 +104,12 @@ function showResult(index) {
   setOriginal(batch.files[index]);
   $("overlay").src = `data:image/png;base64,${result.overlay_png}`;
   const verdict = $("verdict");
-  // an uncertain verdict's answer already gives its confidence: it is not repeated
-  verdict.textContent = STATES_CONFIDENCE.test(result.answer)
-    ? result.answer : `${result.answer} (confidence ${Math.round(result.confidence * 100)}%)`;
+  // an uncertain verdict's answer already says so: it is not repeated; one whose answer does not (a language
+  // model's) says it here, from the result's decision
+  const unsure = result.decision && result.decision.uncertain;
+  verdict.textContent = STATES_CONFIDENCE.test(result.answer) ? result.answer
+    : unsure ? `${result.answer} (uncertain: ${result.probability.toFixed(2)} — a second look is advised)`
+    : `${result.answer} (confidence ${Math.round(result.confidence * 100)}%)`;
   verdict.className = result.anomalous ? "defect" : "ok";
   const list = $("regions");
   list.innerHTML = "";
