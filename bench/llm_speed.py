@@ -84,7 +84,9 @@ def main() -> None:
         "",
         f"`python bench/llm_speed.py{' --native-site DIR' if args.native_site else ''}` on {cpu_model()} "
         f"({os.cpu_count()} cores); SmolLM2-135M-Instruct GGUF, greedy, 2 threads, best of 3 runs of "
-        f"{args.tokens} tokens. `auto` is what the chat runs: ggml's choice among the levels built.",
+        f"{args.tokens} tokens. `auto` is what the chat runs: ggml's choice among the levels built. Each row is "
+        "a process of its own, in turn: on this shared machine the same code (`auto` and the level it picks) "
+        "has differed by up to 20 % between rows.",
         "",
         "| build, CPU backend | generation tokens/s | llama.cpp's CPU features |",
         "|---|---|---|",
