@@ -24,9 +24,9 @@ $(STAMP): pyproject.toml
 LLAMA := llama-cpp-python==0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON \
 	-DCMAKE_INSTALL_BINDIR=llama_cpp/lib -DLLAVA_BUILD=OFF
-LLAMA_LIB = $$($(BIN)/python -c "import importlib.util as u; print(u.find_spec('llama_cpp').submodule_search_locations[0])")/lib
+LLAMA_LIB = $$($(BIN)/python -c "import importlib.util as u; print(u.find_spec('llama_cpp').submodule_search_locations[0])" 2>/dev/null)/lib
 $(TEST_STAMP): $(STAMP)
-	test -f "$(LLAMA_LIB)/libggml-cpu-x64.so" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
+	test -f "$(LLAMA_LIB)/libggml-cpu-x64.so" || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
 		$(BIN)/python -m pip install -q --force-reinstall --no-deps --no-cache-dir "$(LLAMA)"
 	rm -f "$(LLAMA_LIB)/libggml-cpu-sapphirerapids.so"
 	$(BIN)/python -m pip install -q -e ".[test]" "$(LLAMA)"
