@@ -141,3 +141,12 @@ def test_a_killed_worker_loses_nothing(cluster, model, tmp_path):
 def test_ray_without_a_model_says_what_it_needs(images):
     result = CliRunner().invoke(app, ["detect", str(images), "--ray"])
     assert result.exit_code != 0 and "--model" in result.output
+
+
+def test_ray_without_the_extra_says_how_to_install_it(images, model, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    result = CliRunner().invoke(app, ["detect", str(images), "--model", str(model), "--ray"])
+    assert result.exit_code != 0 and "pip install 'anomalens[scale]'" in result.output

@@ -19,11 +19,12 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import math
 import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -157,8 +158,6 @@ class InspectWorker:
         return pa.Table.from_pylist(rows, schema=row_schema())
 
     def _row(self, path: str, inspection) -> dict[str, Any]:
-        from .records.chats import findings_json
-
         overlay = None
         if inspection.ok:
             digest = hashlib.sha1(path.encode()).hexdigest()[:10]
@@ -196,7 +195,7 @@ class InspectWorker:
             "time": datetime.now(UTC),
             "worker": self.worker,
             "result": json.dumps(_plain(record)),
-            "findings": json.dumps(findings_json(inspection.findings)) if inspection.findings else None,
+            "findings": json.dumps(_plain(asdict(inspection.findings))) if inspection.findings else None,
         }
 
 
@@ -342,14 +341,19 @@ def _write_part(out: Path, table) -> Path:
 
 
 def _plain(value: Any) -> Any:
-    """JSON-ready: numpy numbers and tuples as Python's."""
+    """Plain JSON, as the records keep it (`records.chats.findings_json`, without needing the records extra):
+    numpy numbers and arrays as Python's, tuples as lists, non-finite floats as None."""
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    if isinstance(value, np.ndarray | np.generic):
+        return _plain(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    return str(value)
 
 
 def read_rows(out: str | os.PathLike, columns: Iterable[str] | None = None) -> list[dict]:
