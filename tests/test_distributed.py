@@ -150,3 +150,19 @@ def test_ray_without_the_extra_says_how_to_install_it(images, model, monkeypatch
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
     result = CliRunner().invoke(app, ["detect", str(images), "--model", str(model), "--ray"])
     assert result.exit_code != 0 and "pip install 'anomalens[scale]'" in result.output
+
+
+def test_an_exported_model_runs_on_ray_as_it_does_locally(cluster, model, images, tmp_path):
+    from anomalens.deploy import OnnxInspector
+    from anomalens.export import export_onnx
+
+    onnx = export_onnx(Inspector.load(model), tmp_path / "weld.onnx")
+    paths = [p for p in source_paths(images) if p.name != "broken.png"][:5]
+    inspect_dataset(paths, onnx, tmp_path / "ray", batch_size=3, num_workers=1)
+    rows = {r["source"]: r for r in read_rows(tmp_path / "ray")}
+    local = OnnxInspector(onnx)
+    for result in local.predict([str(p) for p in paths]):
+        row = rows[result.source]
+        assert row["verdict"] == ("anomalous" if result.anomalous else "normal")
+        assert row["score"] == pytest.approx(result.score, abs=1e-5)
+        assert (row["engine"], row["model_id"], row["model_version"]) == ("onnx", "weld", sha256_file(onnx))
