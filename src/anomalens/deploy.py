@@ -14,7 +14,7 @@ from pathlib import Path
 from .calibration import Calibration
 from .data import ImageError
 from .preprocessing import SQUASH, ImageInput, ImageMaps, Layout, as_images, checked_scale, decode_ahead
-from .result import InspectionResult, Scored, decided
+from .result import InspectionResult, ModelMetadata, Scored, decided, file_version
 
 METADATA_KEY = "anomalens"  # what `export_onnx` writes: version, config, expert, calibration, input size
 DECODE_AHEAD = 2  # images decoded on the worker thread while the graph runs
@@ -32,6 +32,8 @@ class OnnxInspector:
     carry no defect descriptor, which would need the backbone's features)."""
 
     def __init__(self, path: str | Path):
+        self.model_file = Path(path)
+        self._version: str | None = None
         try:
             import onnxruntime
         except ImportError:
@@ -55,6 +57,18 @@ class OnnxInspector:
             self.layout = Layout(self.input_size, checked_scale(header.get("scale", SQUASH)))  # older: squashed
         except (ValueError, KeyError, TypeError) as error:
             raise OnnxModelError(path, f"its {METADATA_KEY!r} metadata is unusable ({error!r})") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> OnnxInspector:
+        """The exported model in `path` (`predictor.Predictor`); raises OnnxModelError if it cannot be run."""
+        return cls(path)
+
+    @property
+    def metadata(self) -> ModelMetadata:
+        """The model file's stem and the hash of its bytes (`predictor.Predictor`)."""
+        if self._version is None:
+            self._version = file_version(self.model_file)
+        return ModelMetadata(self.model_file.stem, self._version, "onnx", self.expert_name)
 
     def predict(
         self, images: ImageInput | Iterable[ImageInput], max_pixels: int | None = None, batch_evidence: bool = False

@@ -43,7 +43,7 @@ from .preprocessing import (
     checked_scale,
 )
 from .references import References
-from .result import InspectionResult, Scored, decided
+from .result import InspectionResult, ModelMetadata, Scored, decided, file_version
 from .scale import Probe, choose_scale
 
 __all__ = ["ImageInput", "InspectionResult", "Inspector", "InspectorConfig"]
@@ -79,6 +79,8 @@ class Inspector:
         self.skipped: list[str] = []  # training images that could not be read
         self.references: References | None = None  # which normal image a result is most like
         self.scale_probes: list[Probe] = []  # scale="auto": the layouts tried (`scale.choose_scale`)
+        self.model_file: Path | None = None  # the file it was loaded from (`load`)
+        self._version: str | None = None
 
     @classmethod
     def zero_shot_clip(cls, clip_weights=None, clip_model=None, *, class_name=None, defects=(), writer=None, **options):
@@ -300,6 +302,17 @@ class Inspector:
     def expert_name(self) -> str:  # as an exported model (`deploy.OnnxInspector`) names it
         return self.expert.name if self.expert else expert_class(self.config.expert).name
 
+    @property
+    def metadata(self) -> ModelMetadata:
+        """What this inspector is (`predictor.Predictor`): a loaded model's file stem and the hash of its bytes;
+        fitted in memory, "few-shot"; a zero-shot one, "zero-shot" (neither has a version)."""
+        if self.model_file is not None:
+            if self._version is None:
+                self._version = file_version(self.model_file)
+            return ModelMetadata(self.model_file.stem, self._version, "torch", self.expert_name)
+        zero_shot = self.expert is not None and "normal" not in self.expert.needs
+        return ModelMetadata("zero-shot" if zero_shot else "few-shot", None, "torch", self.expert_name)
+
     def graph(self) -> InferenceGraph:
         """The fitted model's tensor part as one torch module (pixels → smoothed maps, scores), for export."""
         return InferenceGraph.of(self)
@@ -315,4 +328,5 @@ class Inspector:
         inspector = cls(**model.config, weights=weights)
         inspector.expert, inspector.calibration = model.matching(inspector).expert, model.calibration
         inspector.references = model.references
+        inspector.model_file = Path(path)
         return inspector

@@ -9,8 +9,10 @@ itself has no model: it is always decided from its batch ("batch (zero-shot)")."
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -57,6 +59,30 @@ class Decision:
             "n_normal": self.n_normal,
             "uncertain": self.uncertain,
         }
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What made a result (`predictor.Predictor.metadata`): `model_id` (a model file's stem; "few-shot" or
+    "zero-shot" for one made in memory), `model_version` (the SHA-256 of the model file's bytes; None when there
+    is no file), the `engine` ("torch", "onnx") and the `expert` that scores."""
+
+    model_id: str
+    model_version: str | None
+    engine: str
+    expert: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def file_version(path: str | Path) -> str:
+    """A model file's version: the SHA-256 (hex) of its bytes (the same bytes, the same version)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @dataclass

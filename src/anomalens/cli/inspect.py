@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -26,6 +27,7 @@ from .common import (
     check_route,
     chosen_inspector,
     console,
+    err,
     fail,
     fit_with_progress,
     fresh_output_dir,
@@ -40,7 +42,7 @@ from .records import RecordsOpt, open_records
 
 if TYPE_CHECKING:  # the models are imported by the commands that run them (`--help` and `--series` need none)
     from ..deploy import OnnxInspector
-    from ..inspector import Inspector
+    from ..predictor import Predictor
     from ..records import RecordStore
     from ..service import Inspection, InspectionService
 
@@ -51,7 +53,7 @@ ENGINES = ("torch", "onnx")
 
 def write_inspections(
     service: InspectionService,
-    inspector: Inspector | OnnxInspector,
+    inspector: Predictor,
     paths: list[Path],
     out: Path,
     max_pixels: int | None = None,
@@ -152,9 +154,41 @@ def detect(
         Optional[Path], typer.Option(help="--series: normality criteria YAML (name, description, known defects).")
     ] = None,
     records: RecordsOpt = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Inspect on Ray Data (--model only), on a local cluster unless --ray-address names one. Writes "
+            "Parquet rows and overlays; a rerun into the same --out skips what is done. Needs anomalens[scale].",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        Optional[str], typer.Option(help="--ray: a Ray cluster's address (host:port, or auto); implies --ray.")
+    ] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="--ray: worker actors (default: one per CPU).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="--ray: images per batch (and per Parquet file).")] = 16,
 ):
     """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays.
-    With --series, time series: anomalous time windows, described, and a plot."""
+    With --series, time series: anomalous time windows, described, and a plot. With --ray, on a Ray cluster."""
+    if ray or ray_address:
+        if series or refs or zero_shot or model is None:
+            fail(
+                "--ray inspects with a fitted model: give --model MODEL (.safetensors, or .onnx from anomalens export)"
+            )
+        detect_on_ray(
+            images,
+            model,
+            out,
+            overwrite,
+            ray_address or "local",
+            workers,
+            batch_size,
+            weights,
+            max_pixels,
+            class_name,
+            records,
+        )
+        return
     if series:
         from ..language.criteria import CriteriaError, load_criteria
         from .series import detect_series
@@ -182,7 +216,7 @@ def detect(
     from ..service import InspectionService  # the models: imported once the options are known to be usable
 
     service = InspectionService(weights=weights, clip_weights=clip_weights, clip_model=clip_model)
-    inspector: Inspector | OnnxInspector
+    inspector: Predictor
     if engine == "onnx":
         assert model is not None  # check_engine
         inspector = onnx_inspector(model)
@@ -204,6 +238,78 @@ def detect(
         + (f"; {len(results)} records in {escape(repr(store))}" if store is not None else "")
     )
     if n_err == len(results):
+        raise typer.Exit(1)
+
+
+def detect_on_ray(
+    images: list[Path],
+    model: Path,
+    out: Path | None,
+    overwrite: bool,
+    address: str,
+    workers: int | None,
+    batch_size: int,
+    weights: Path | None,
+    max_pixels: int | None,
+    class_name: str | None,
+    records: str | None,
+) -> None:
+    """`detect --ray`: the images (folders, globs, list files) inspected on Ray Data into Parquet rows and
+    overlays in --out; an --out that already holds rows is resumed (its images skipped)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("pyarrow") is None:
+        fail("--ray needs the scale extra: pip install 'anomalens[scale]'")
+    if not model.is_file():
+        fail(f"{model}: no such model file")
+    resumed = out is not None and out.is_dir() and any(out.glob("part-*.parquet"))
+    out = out if resumed else fresh_output_dir(out, overwrite, "detect")
+    assert out is not None
+    store = open_records(records) if records else None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..distributed import inspect_dataset, source_paths
+
+    total = len(source_paths(images))
+    if not total:
+        fail("no images to inspect")
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bars:
+        task = bars.add_task(f"inspecting on Ray ({address})", total=None, rate="")
+
+        def advance(done: int, todo: int) -> None:
+            seconds = time.perf_counter() - started
+            bars.update(task, completed=done, total=todo, rate=f"{done / seconds:.1f} img/s" if seconds else "")
+
+        try:
+            summary = inspect_dataset(
+                images, model, out, address=None if address == "local" else address, records=store,
+                batch_size=batch_size, num_workers=workers, weights=weights, max_pixels=max_pixels,
+                class_name=class_name or "", progress=advance,
+            )  # fmt: skip
+        except ConnectionError as error:
+            fail(f"Ray cluster {address!r}: {error}")
+        finally:
+            if store is not None:
+                store.close()
+    inspected = summary.inspected - summary.errors
+    console.print(
+        f"{summary.defective} of {inspected} images defective"
+        + (f", {summary.errors} not inspected" if summary.errors else "")
+        + (f"; {summary.skipped} already done, skipped" if summary.skipped else "")
+        + f"; {summary.inspected} in {summary.seconds:.1f} s ({summary.rate:.1f} img/s)"
+        + f"; Parquet rows and overlays in {escape(str(out))}"
+        + (f"; {summary.inspected} records in {escape(repr(store))}" if store is not None else "")
+    )
+    if summary.inspected and summary.errors == summary.inspected:
         raise typer.Exit(1)
 
 

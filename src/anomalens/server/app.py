@@ -22,9 +22,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..deploy import OnnxInspector
-from ..inspector import Inspector
 from ..language import LanguageModel
+from ..predictor import Predictor
 from ..series import series_failure
 from ..series.answers import answer_series
 from ..service import Conversations, Inspection, InspectionService, ModelStore, StoreError
@@ -209,7 +208,7 @@ def create_app(
         queries = read_uploads(given, limits)
         given_refs: list[tuple[str, bytes]] = []  # few-shot: the references, whose hash is the model's version
         digests = {id(u): hashlib.sha256(data).hexdigest() for u, (_, data) in zip(queries, given)}
-        inspector: Inspector | OnnxInspector
+        inspector: Predictor
         if zero_shot:
             try:
                 inspector = service.zero_shot(class_name)
@@ -251,7 +250,7 @@ def create_app(
             ]
         except ValueError as error:  # route B with fewer than 2 readable images
             raise ApiError(400, str(error)) from None
-        return {"model_id": model_id, "expert": inspector.expert_name, "results": results}
+        return {"model_id": model_id, "expert": inspector.metadata.expert, "results": results}
 
     def model_identity(model_id: str | None, zero_shot: bool, references: list[tuple[str, bytes]]) -> dict:
         """Which model decided, for the records: a stored model's id and the hash of its file; few-shot, the

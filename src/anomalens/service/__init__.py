@@ -17,11 +17,11 @@ from PIL import Image
 
 from ..backbones import DEFAULT_BACKBONE
 from ..data import reduced, to_uint8
-from ..deploy import OnnxInspector
 from ..experts.defect_types import DefectGuess, DefectTypeExpert
 from ..inspector import Inspector
 from ..language import ChatImages, ChatSession, Criteria, Findings, LanguageModel, compose, findings_from
 from ..overlay import render_overlay
+from ..predictor import Predictor
 from ..preprocessing import ImageInput
 from ..resampling import at_image_size
 from ..result import InspectionResult
@@ -128,7 +128,7 @@ class InspectionService:
     # ---- results → findings → overlay → chat ---------------------------------------------------
     def inspect(
         self,
-        inspector: Inspector | OnnxInspector,
+        inspector: Predictor,
         images: Iterable[ImageInput],
         *,
         class_name: str = "",

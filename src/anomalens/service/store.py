@@ -26,6 +26,7 @@ import numpy as np
 from ..deploy import OnnxInspector, OnnxModelError
 from ..inspector import Inspector
 from ..model_file import ModelFileError, read_header
+from ..predictor import Predictor, load_predictor
 from ..preprocessing import Decoded
 
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # matched whole (fullmatch)
@@ -67,7 +68,7 @@ class ModelStore:
     def __init__(self, folder: str | Path, cache_size: int = 4):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._cache: OrderedDict[str, Inspector | OnnxInspector] = OrderedDict()
+        self._cache: OrderedDict[str, Predictor] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._jobs: dict[str, FitJob] = {}
@@ -133,14 +134,14 @@ class ModelStore:
             "created": path.stat().st_mtime,
         }
 
-    def get(self, model_id: str) -> Inspector | OnnxInspector:
+    def get(self, model_id: str) -> Predictor:
         with self._lock:
             if model_id in self._cache:
                 self._cache.move_to_end(model_id)
                 return self._cache[model_id]
         path = self._file(model_id)
         try:
-            inspector = OnnxInspector(path) if path.suffix == ".onnx" else Inspector.load(path)
+            inspector = load_predictor(path)
         except (ModelFileError, OnnxModelError, FileNotFoundError, ValueError) as error:
             raise StoreError(422, f"model {model_id!r} cannot be loaded: {error}") from None
         with self._lock:
