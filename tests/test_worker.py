@@ -82,6 +82,11 @@ def test_a_worker_that_dies_while_starting_is_a_clear_error():
         WorkerModel("scripted_engines:crash_at_start", {}, name="crashing")
 
 
+def test_an_engine_that_cannot_be_built_says_why():
+    with pytest.raises(BackendError, match="cannot start scripted_engines:missing: AttributeError"):
+        WorkerModel("scripted_engines:missing", {}, name="missing")
+
+
 def test_exit_reasons_in_words():
     assert exit_reason(-signal.SIGSEGV) == "SIGSEGV, segmentation fault"
     assert exit_reason(3) == "exit code 3"

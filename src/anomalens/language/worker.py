@@ -151,6 +151,9 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> int:
     except BackendError as error:
         reply({"error": str(error)})
         return 1
+    except Exception as error:  # noqa: BLE001 — an engine that cannot be built says why, not only "it died"
+        reply({"error": f"cannot start {spec.get('factory')}: {error.__class__.__name__}: {error}"})
+        return 1
     reply({"context": engine.context, "system_info": getattr(engine, "system_info", "")})
     for line in requests:
         request = json.loads(line)
