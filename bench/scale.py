@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from anomalens.inspector import Inspector  # noqa: E402
 from conftest import plant_defect, save_png, texture  # noqa: E402
 
+LOAD_AT_START = os.getloadavg()[0]
 CLI = [sys.executable, "-c", "from anomalens.cli import app; app(prog_name='anomalens')"]
 
 
@@ -116,10 +117,10 @@ def main() -> None:
         f"{args.n} generated 256² PNGs (a tenth with a planted defect), one few-shot model (16 generated normal "
         "images, the default backbone and expert), timed end to end in a fresh process as a user runs it: start-up, "
         "the local Ray cluster's start and each worker's model load included; every overlay written. "
-        f"{date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
-        "(shared with other work while it ran: the figures are indicative).",
+        f"{date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{LOAD_AT_START:.1f} when it started (above 0.5, other work shared the machine: figures indicative).",
         "",
-        "| run | workers | wall (s) | images/s | vs local | peak RSS per worker (MiB) |",
+        "| run | workers | wall (s) | images/s | vs local | peak RSS per Ray worker process seen (MiB) |",
         "|---|---|---:|---:|---:|---|",
     ]
     for name, workers, seconds, rate, peak, _ in rows:
