@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # the tests also need the optional parts: language models, the service, and playwright for the browser
-# test (which uses Debian's chromium). llama-cpp-python builds from source (once, ~10 min) for any x86-64
+# test (which uses Debian's chromium). llama-cpp-python builds from source (once, 7–20 min) for any x86-64
 # CPU, never for only this one: its CPU backend once per instruction-set level (plain x86-64 … AVX-512),
 # the best loaded at run time (language/llama_engine.py). The AMX level is left out: CPUs that advertise AMX
 # have faulted on its first tile instruction under some hypervisors. --no-cache-dir: never reuse a wheel built
