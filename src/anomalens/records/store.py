@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import csv
-import hashlib
 import json
 import math
 import os
@@ -31,6 +30,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, false, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 
+from ..result import file_version
 from .schema import ChatTurnRow, FitJobRow, InspectionRow, SeriesInspectionRow
 
 ENV_URL = "ANOMALENS_RECORDS_URL"
@@ -123,13 +123,10 @@ def sha256_file(path: str | os.PathLike) -> str:
     with _hashes_lock:
         if key in _hashes:
             return _hashes[key]
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
+    digest = file_version(path)
     with _hashes_lock:
-        _hashes[key] = digest.hexdigest()
-    return _hashes[key]
+        _hashes[key] = digest
+    return digest
 
 
 def model_version(path: str | os.PathLike | None) -> str | None:
