@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomalens.experts.neighbors import GROUP, ExactSearch, nearest
+from anomalens.experts.neighbors import GROUP, ExactSearch
 
 
 def all_distances(query: np.ndarray, bank: np.ndarray) -> np.ndarray:
@@ -57,7 +57,7 @@ def test_exact_search_finds_itself_and_the_first_of_duplicates():
     rng = np.random.default_rng(0)
     bank = torch.from_numpy(rng.standard_normal((600, 24)).astype(np.float32))
     bank[400] = bank[3]  # a duplicate, in another group and block: the first row wins, as in one pass
-    d, i = nearest(bank, bank)
+    d, i = ExactSearch(bank).search(bank)
     assert (d[:, 0] >= 0).all() and d.max() < 1e-3
     expected = torch.arange(600)
     expected[400] = 3

@@ -115,8 +115,3 @@ class ExactSearch:
             distances[start : start + len(q)] = (best_d + q.pow(2).sum(1, keepdim=True)).clamp_(min=0)
             indices[start : start + len(q)] = best_i
         return distances, indices
-
-
-def nearest(query: torch.Tensor, bank: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """`ExactSearch(bank).search(query, k)`, for a bank searched once."""
-    return ExactSearch(bank).search(query, k)
