@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_ROOT = HERE.parent.parent / "shared" / "datasets"
-CATEGORIES = ("battery_weld", "magnetic_tile", "mpdd_metal_plate")
+CATEGORIES = ("ballscrew_pitting", "battery_weld", "magnetic_tile", "mpdd_metal_plate", "mvtec_transistor")
 SCALES = ("squash", "aspect", "1", "auto")
 COLUMNS = ("image_auroc", "pixel_auroc", "aupro", "verdict_accuracy", "fit_seconds", "test_images_per_second")
 

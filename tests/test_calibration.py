@@ -1,10 +1,22 @@
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
 from scipy.special import stdtr
 
-from anomalens.calibration import MIN_SCALE, calibrate, prediction_factor, student_t_cdf, upper_threshold
+from anomalens.calibration import (
+    MIN_SCALE,
+    DecisionRule,
+    calibrate,
+    image_decision,
+    prediction_factor,
+    reference_shift,
+    student_t_cdf,
+    upper_threshold,
+)
+from anomalens.calibration import calibrate as calibrate_with
+from anomalens.result import shift_note
 
 
 def test_threshold_is_median_plus_z_robust_sigma():
@@ -42,15 +54,17 @@ def test_calibration_fields_and_probability():
         calibrate(np.array([]), maps[:0], "leave-one-out")
 
 
-def test_synthetic_quartile_flat_exact_case():
+def test_synthetic_quantile_flat_exact_case():
     """Normal scores all 2 (σ at its floor, 5 % of the median): the t-bound is 2 + 0.1·factor(4) = 2.183.
-    Synthetic anomaly scores 2, 2.0625, …, 2.5 (exact in binary): their lower quartile, 2.125, lies below it
-    and is the threshold; scores 1, 2, …, 9 (quartile 3) lie above it, and the t-bound stays."""
+    Synthetic anomaly scores 2, 2.0625, …, 2.5 (exact in binary), at the lower quartile (a rule's constant,
+    given here; the default's is `DecisionRule().anomaly_quantile`): 2.125 lies below the t-bound and is the
+    threshold; scores 1, 2, …, 9 (quartile 3) lie above it, and the t-bound stays."""
     maps = np.zeros((4, 8, 8), np.float32)
     normal = np.full(4, 2.0)
     t_bound = 2 + prediction_factor(4) * 0.1
+    calibrate = partial(calibrate_with, rule=DecisionRule(anomaly_quantile=0.25))
     cal = calibrate(normal, maps, "leave-one-out", anomaly_scores=2 + np.arange(9) * 0.0625)
-    assert cal.rule == "synthetic-quartile" and cal.n_synthetic == 9
+    assert cal.rule == "synthetic-anomalies" and cal.n_synthetic == 9
     assert cal.image_threshold == 2.125 and cal.image_scale == pytest.approx(0.1)
     assert cal.decide(2.125) and not cal.decide(2.1249) and cal.probability(2.125) == 0.5
     high = calibrate(normal, maps, "leave-one-out", anomaly_scores=np.arange(1.0, 10.0))
@@ -93,7 +107,7 @@ def test_synthetic_anomalies_are_scored_with_their_reference_left_out():
     assert not torch.equal(expert.left_out_scores(swapped, [0, 1]), evidence.scores[[1, 0]])
 
 
-def _reference_calibration(threshold: float, rule: str = "synthetic-quartile"):
+def _reference_calibration(threshold: float, rule: str = "synthetic-anomalies"):
     from dataclasses import replace
 
     return replace(calibrate(np.array([1.0, 1.1, 0.9, 1.05]), [np.zeros((4, 4))], "leave-one-out"), image_threshold=threshold, rule=rule)  # fmt: skip
@@ -215,3 +229,42 @@ def test_the_gate_is_calibrated_at_the_batch_size():
     rng = np.random.default_rng(3)
     assert not bimodal(_two_groups(rng, 10, BATCH_EVIDENCE_MIN - 11))  # too few, however clear
     assert bimodal(_two_groups(rng, 12, 6)) and not bimodal(rng.normal(1.0, 0.1, 200))
+
+
+def test_the_decision_rule_says_when_synthetic_anomalies_place_the_line_and_how_wide_the_probability_is():
+    """The constants `bench/verdicts.py` chooses: the synthetic rule applies only up to `synthetic_max_normal`
+    normal images (beyond, the t-bound alone: many references need no synthetic help, and its line fell among
+    good parts there), and `width` scales the spread the probability uses."""
+    maps = np.zeros((4, 8, 8), np.float32)
+    normal, synthetic = np.full(4, 2.0), 2 + np.arange(9) * 0.0625
+    few = DecisionRule(anomaly_quantile=0.25, synthetic_max_normal=4, width=1.0)
+    assert calibrate(normal, maps, "leave-one-out", synthetic, rule=few).image_threshold == 2.125
+    too_many = calibrate(normal, maps, "leave-one-out", synthetic, rule=replace(few, synthetic_max_normal=3))
+    assert too_many.rule == "t-bound" and too_many.image_threshold == pytest.approx(2 + prediction_factor(4) * 0.1)
+    wide = calibrate(normal, maps, "leave-one-out", synthetic, rule=replace(few, width=2.0))
+    narrow = calibrate(normal, maps, "leave-one-out", synthetic, rule=few)
+    assert wide.probability_scale == pytest.approx(2 * narrow.probability_scale)
+    assert 0.5 < wide.probability(2.3) < narrow.probability(2.3)
+    plain = calibrate(normal, maps, "leave-one-out", rule=replace(few, width=2.0))
+    assert plain.probability_scale == pytest.approx(0.2) and plain.image_scale == pytest.approx(0.1)
+    assert image_decision(normal, synthetic, None, few) == ("synthetic-anomalies", 2.125, narrow.probability_scale)
+
+
+def test_a_batch_whose_normal_parts_score_unlike_the_references_is_measured_and_noted():
+    """`reference_shift`: the batch's low mode against the references' median, in normal spreads (no labels);
+    `shift_note` turns a large one into words and leaves verdicts alone."""
+    rng = np.random.default_rng(1)
+    references = rng.normal(10, 1, 40)
+    cal = calibrate(references, np.zeros((40, 4, 4), np.float32), "leave-one-out")
+    assert cal.normal_median == pytest.approx(np.median(references))
+    shifted = np.r_[rng.normal(12, 1, 48), rng.normal(25, 1, 16)]  # normal parts 2 σ up, and defects
+    expected = (np.median(shifted[:48]) - np.median(references)) / cal.image_scale  # the low mode: the 48
+    assert reference_shift(cal, shifted) == pytest.approx(expected, abs=0.1) and expected > 1.5
+    assert abs(reference_shift(cal, rng.normal(10, 1, 64))) < 0.5
+    assert reference_shift(cal, shifted[:15]) is None  # too few to tell
+    assert reference_shift(replace(cal, normal_median=None), shifted) is None  # a model file written before
+    note = shift_note([(cal, float(s)) for s in shifted])
+    assert note is not None and "above the model's references" in note and "verdicts are unchanged" in note
+    assert shift_note([(cal, float(s)) for s in rng.normal(10, 1, 64)]) is None
+    other = replace(cal, image_threshold=cal.image_threshold + 1)
+    assert shift_note([(cal, 12.0)] * 10 + [(other, 12.0)] * 10) is None  # not one model's batch

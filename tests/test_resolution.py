@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from anomalens import Inspector
 from anomalens.cli import app
 from anomalens.preprocessing import Decoded, ImageMaps, Layout, Stitching, checked_scale, tile_starts
+from anomalens.scale import ScaleProbe, scale_reason
 from conftest import save_png, texture
 
 
@@ -173,5 +174,7 @@ def test_auto_scale_chooses_the_cheapest_layout_that_finds_small_synthetic_defec
     passing = [scale for scale, separated, _ in inspector.scale_probes if separated >= 0.9]
     best = max(inspector.scale_probes, key=lambda probe: probe[1])[0]
     assert inspector.config.scale == (passing[0] if passing else best)
+    reason = scale_reason(inspector.scale_probes)  # what `fit` prints: why this layout
+    assert ("cheapest layout" in reason) == bool(passing) and f"{ScaleProbe().min_defect_px} px a side" in reason
     path = inspector.save(tmp_path / "auto.safetensors")  # the model holds the scale chosen, never "auto"
     assert Inspector.load(path).config.scale == inspector.config.scale

@@ -12,9 +12,14 @@ the memory bank), and, where it can (`Expert.left_out_scores`), synthetic anomal
   leave-one-out scores sit well above a new normal image's at k ≤ 8 (a reference is matched against k − 1
   others, a new image against all k), so it put the threshold above most defects (`bench/verdicts.md`,
   battery_weld k = 2: every defect passed).
-- "synthetic-quartile": the lower quartile of the synthetic anomalies' scores, which are matched against the
-  same k − 1 references and carry the same bias. With many references it can sit above real defects
-  (battery_weld full-shot), which the t-bound then catches.
+- "synthetic-anomalies": the median (ANOMALY_QUANTILE) of the synthetic anomalies' scores, which are matched
+  against the same k − 1 references and carry the same bias; used only from 2 to 8 references
+  (SYNTHETIC_MIN_NORMAL, SYNTHETIC_MAX_NORMAL): with one reference both are scored against themselves, and
+  with many the t-bound needs no help (there the synthetic line fell among good parts: 74 % of a steel
+  product's good parts flagged full-shot). Model files written before may say "synthetic-quartile" (the lower
+  quartile, at any number of references): they are decided by the threshold they were saved with.
+Every constant of the two (`DecisionRule`) was chosen leave-one-set-out over the five shared sets
+(`bench/verdicts.py`, bench/verdicts.md).
 A stated operating point (`max_false_alarms`, e.g. 0.01) replaces either: the prediction bound at that level.
 The probability is as sure as the evidence behind the threshold: a Student-t predictive distribution of the
 normal scores (n − 1 degrees of freedom, their spread widened by √(1 + 1/n)) at the distance from the
@@ -67,22 +72,29 @@ __all__ = [
     "MIN_SCALE",
     "RULES",
     "Calibration",
+    "DecisionRule",
     "batch_calibration",
     "anomalous_evidence",
     "batch_refined",
     "calibrate",
+    "image_decision",
     "normal_mode",
     "prediction_factor",
+    "reference_shift",
     "probability_calibration",
     "upper_threshold",
 ]
 
 PREDICTION_LEVEL = 0.90  # "t-bound": a new normal image scores below the image threshold with this probability
-ANOMALY_QUANTILE = 0.25  # "synthetic-quartile": the image threshold is this quantile of synthetic anomalies' scores
-RULES = ("t-bound", "synthetic-quartile", "false-alarms", "text-probability", "batch-mixture")  # what `rule` may say
+ANOMALY_QUANTILE = 0.5  # "synthetic-anomalies": the image threshold is this quantile of synthetic anomalies' scores
+SYNTHETIC_MAX_NORMAL = 8  # … where there are at most this many normal images …
+SYNTHETIC_MIN_NORMAL = 2  # … and at least this many
+PROBABILITY_WIDTH = 1.0  # the probability's Student-t scale, in units of the spread behind the threshold
+SYNTHETIC_RULES = ("synthetic-anomalies", "synthetic-quartile")  # the latter: model files written before
+RULES = ("t-bound", *SYNTHETIC_RULES, "false-alarms", "text-probability", "batch-mixture")  # what `rule` may say
 # what `method` may say: how the normal scores were obtained
 METHODS = ("leave-one-out", "self-similarity", "held-out", "batch-mixture", "text-probability")
-REFINED = ("t-bound", "synthetic-quartile")  # rules a batch refines (not a stated operating point, not text)
+REFINED = ("t-bound", *SYNTHETIC_RULES)  # rules a batch refines (not a stated operating point, not text)
 MIN_ANOMALIES = 8  # fewer synthetic anomaly scores than this are not used
 SYNTHETIC_ANOMALIES = 24  # made from the first references, in turn
 SYNTHETIC_SOURCES = SYNTHETIC_ANOMALIES  # references kept (as pixels) while fitting, to make them from
@@ -112,16 +124,17 @@ class Calibration:
     n_normal: int
     method: str  # how normal scores were obtained: "leave-one-out" or "self-similarity"
     # how the image threshold was placed: "t-bound" (normal evidence alone; model files written before this
-    # field hold it), "synthetic-quartile", "false-alarms" (a stated operating point), "text-probability"
+    # field hold it), "synthetic-anomalies", "false-alarms" (a stated operating point), "text-probability"
     rule: str = "t-bound"
     n_synthetic: int = 0  # synthetic anomalies it was fitted on
     # a batch's two score modes (`batch_refined`): ((weight, mean, σ) of the low one, … of the high one), both
     # moved up where the lowest normal score held the threshold above their equal-odds point
     mixture: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
     # the probability's width where it is not image_scale: the joint spread of normal and synthetic anomaly
-    # scores when those placed the threshold ("synthetic-quartile"); model files written before: None
+    # scores when those placed the threshold (SYNTHETIC_RULES) — times the rule's width; files written before: None
     probability_scale: float | None = None
     lowest_normal: float | None = None  # the lowest normal image score (model files written before: None)
+    normal_median: float | None = None  # the normal image scores' median (model files written before: None)
 
     def decide(self, score: float) -> bool:
         """The verdict: anomalous at or above the image threshold."""
@@ -135,8 +148,14 @@ class Calibration:
         if self.n_normal < 1:
             z = (score - self.image_threshold) / (self.probability_scale or self.image_scale)
             return 1.0 / (1.0 + math.exp(-LOGISTIC_SLOPE * max(min(z, 50.0), -50.0)))
-        spread = (self.probability_scale or self.image_scale) * math.sqrt(1 + 1 / self.n_normal)
-        return student_t_cdf((score - self.image_threshold) / spread, max(self.n_normal - 1, 1))
+        spread, dof = self.predictive()
+        return student_t_cdf((score - self.image_threshold) / spread, dof)
+
+    def predictive(self) -> tuple[float, int]:
+        """(scale, degrees of freedom) of the Student-t predictive distribution `probability` uses."""
+        return (self.probability_scale or self.image_scale) * math.sqrt(1 + 1 / self.n_normal), max(
+            self.n_normal - 1, 1
+        )
 
     def margin(self, score: float) -> float:
         """How far `score` lies from the threshold, in normal spreads (σ of the normal image scores)."""
@@ -198,12 +217,53 @@ def prediction_factor(n: int, level: float = PREDICTION_LEVEL) -> float:
     return float(stdtrit(max(n - 1, 1), level) * math.sqrt(1 + 1 / n))
 
 
+@dataclass(frozen=True)
+class DecisionRule:
+    """The constants that place the image threshold and shape the probability. Defaults chosen
+    leave-one-set-out over every shared set by `bench/verdicts.py` (bench/verdicts.md)."""
+
+    prediction_level: float = PREDICTION_LEVEL  # "t-bound": the one-sided prediction level
+    anomaly_quantile: float = ANOMALY_QUANTILE  # "synthetic-anomalies": this quantile of the synthetic scores …
+    synthetic_max_normal: int = SYNTHETIC_MAX_NORMAL  # … used only with at most this many normal images …
+    synthetic_min_normal: int = SYNTHETIC_MIN_NORMAL  # … and at least this many (one: scored against itself)
+    width: float = PROBABILITY_WIDTH  # the probability's spread, in units of the spread behind the threshold
+
+
+def image_decision(
+    scores: np.ndarray,
+    anomalies: np.ndarray,
+    max_false_alarms: float | None = None,
+    rule: DecisionRule = DecisionRule(),
+) -> tuple[str, float, float | None]:
+    """(rule name, image threshold, probability scale or None for the normal spread) from the normal images'
+    scores as if new and synthetic anomalies' scores (may be empty)."""
+    median, scale = median_and_spread(scores)
+    if max_false_alarms is not None:
+        if not 0 < max_false_alarms < 1:
+            raise ValueError(
+                f"max_false_alarms is a share of normal images above 0 and below 1, not {max_false_alarms}"
+            )
+        name, threshold = "false-alarms", median + prediction_factor(scores.size, 1 - max_false_alarms) * scale
+    else:
+        name, threshold = "t-bound", median + prediction_factor(scores.size, rule.prediction_level) * scale
+        usable = (
+            anomalies.size >= MIN_ANOMALIES and rule.synthetic_min_normal <= scores.size <= rule.synthetic_max_normal
+        )
+        if usable and np.quantile(anomalies, rule.anomaly_quantile) < threshold:
+            name, threshold = "synthetic-anomalies", float(np.quantile(anomalies, rule.anomaly_quantile))
+    # a threshold placed by synthetic anomalies is as unsure as the two populations are spread: at few shots
+    # the normal scores alone spread little, and a curve that narrow was sure of wrong verdicts
+    spread = max(median_and_spread(np.r_[scores, anomalies])[1], scale) if name == "synthetic-anomalies" else scale
+    return name, float(threshold), (rule.width * spread if rule.width * spread != scale else None)
+
+
 def calibrate(
     normal_scores: np.ndarray,
     normal_maps: np.ndarray | Sequence[np.ndarray],
     method: str,
     anomaly_scores: np.ndarray | None = None,
     max_false_alarms: float | None = None,
+    rule: DecisionRule = DecisionRule(),
 ) -> Calibration:
     """normal_scores (n,) image scores and normal_maps, the n normal images' anomaly maps (an (n, H, W) array,
     or n maps of their own sizes: images laid out at their aspect ratio), scored as if new; anomaly_scores
@@ -215,32 +275,20 @@ def calibrate(
     pixels = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in normal_maps])
     peaks = np.array([np.max(m) for m in normal_maps])
     anomalies = np.asarray([] if anomaly_scores is None else anomaly_scores, dtype=np.float64)
-    median, scale = median_and_spread(scores)
-    if max_false_alarms is not None:
-        if not 0 < max_false_alarms < 1:
-            raise ValueError(
-                f"max_false_alarms is a share of normal images above 0 and below 1, not {max_false_alarms}"
-            )
-        rule, threshold = "false-alarms", median + prediction_factor(scores.size, 1 - max_false_alarms) * scale
-    else:
-        rule, threshold = "t-bound", median + prediction_factor(scores.size) * scale
-        if anomalies.size >= MIN_ANOMALIES and np.quantile(anomalies, ANOMALY_QUANTILE) < threshold:
-            rule, threshold = "synthetic-quartile", float(np.quantile(anomalies, ANOMALY_QUANTILE))
-    # a threshold placed by synthetic anomalies is as unsure as the two populations are spread: at few shots
-    # the normal scores alone spread little, and a logistic that narrow was sure of wrong verdicts
-    joint = median_and_spread(np.r_[scores, anomalies])[1] if rule == "synthetic-quartile" else 0.0
+    name, threshold, probability_scale = image_decision(scores, anomalies, max_false_alarms, rule)
     return Calibration(
         image_threshold=threshold,
-        image_scale=scale,
+        image_scale=median_and_spread(scores)[1],
         pixel_threshold=float(np.quantile(pixels, PIXEL_QUANTILE)),
         region_threshold=upper_threshold(peaks)[0],
         pixel_floor=float(np.median(pixels)),
         n_normal=int(scores.size),
         method=method,
-        rule=rule,
-        n_synthetic=int(anomalies.size) if rule == "synthetic-quartile" else 0,
-        probability_scale=joint if joint > scale else None,
+        rule=name,
+        n_synthetic=int(anomalies.size) if name == "synthetic-anomalies" else 0,
+        probability_scale=probability_scale,
         lowest_normal=float(scores.min()),
+        normal_median=float(np.median(scores)),
     )
 
 
@@ -310,6 +358,17 @@ def batch_refined(calibration: Calibration, scores: Sequence[float]) -> Calibrat
         fit = tuple((weight, mean + floor - threshold, sigma) for weight, mean, sigma in fit)  # type: ignore[assignment]
         threshold = floor
     return replace(calibration, image_threshold=threshold, rule="batch-mixture", mixture=fit)
+
+
+def reference_shift(calibration: Calibration, scores: Sequence[float]) -> float | None:
+    """How far a batch's normal-looking images (the low mode of its scores, `normal_mode`) sit from the
+    references' own scores: the medians' difference in normal spreads. Positive: today's parts score higher
+    than the references did (more false alarms than stated); negative: lower (defects near the line pass).
+    None for batches under BATCH_EVIDENCE_MIN scores, or a calibration with no references' median."""
+    values = np.asarray([s for s in scores if math.isfinite(s)], dtype=np.float64)
+    if calibration.normal_median is None or len(values) < BATCH_EVIDENCE_MIN:
+        return None
+    return float((np.median(values[normal_mode(values)]) - calibration.normal_median) / calibration.image_scale)
 
 
 def bimodal(values: Sequence[float] | np.ndarray) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .calibration import reference_shift
 from .data import ImageError, load_mask, load_split
 from .inspector import Inspector
 from .metrics import calibration_errors, evaluate
@@ -116,6 +117,8 @@ def evaluate_category(
         **verdict_quality(np.array(labels), np.array(verdicts, bool), np.array(probabilities)),
         "calibration": calibration.to_dict() if calibration else None,
         "decision_mode": ", ".join(sorted(modes)) or None,
+        # the test set's normal-looking images against the references, in normal spreads (no labels used)
+        "reference_shift": reference_shift(calibration, scores) if calibration else None,
         "fit_seconds": fit_seconds,
         "detect_images_per_second": len(test) / detect_seconds if detect_seconds else float("nan"),
         "test_images_per_second": len(test) / test_seconds,

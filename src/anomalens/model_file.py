@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .backbones import BACKBONES, weights_sha256
-from .calibration import METHODS, MIN_ANOMALIES, RULES, Calibration
+from .calibration import METHODS, MIN_ANOMALIES, RULES, SYNTHETIC_RULES, Calibration
 from .config import BATCH_MAX, IMAGE_SIZES, InspectorConfig
 from .experts import EXPERTS, Expert, ExpertInput, expert_class
 from .experts.base import ALIASES, AUTO_KINDS
@@ -174,8 +174,10 @@ class StoredCalibration(Calibration):
     def _synthetic(cls, n: int, info: ValidationInfo) -> int:
         if n < 0:
             raise ValueError(f"must be at least 0, not {n}")
-        if info.data.get("rule") == "synthetic-quartile" and n < MIN_ANOMALIES:
-            raise ValueError(f"must be at least {MIN_ANOMALIES} where calibration.rule is synthetic-quartile, not {n}")
+        if info.data.get("rule") in SYNTHETIC_RULES and n < MIN_ANOMALIES:
+            raise ValueError(
+                f"must be at least {MIN_ANOMALIES} where synthetic anomalies placed the threshold, not {n}"
+            )
         return n
 
     @field_validator("mixture")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import Calibration, batch_refined
+from .calibration import Calibration, batch_refined, reference_shift
 from .preprocessing import Decoded, failure
 from .regions import Region, describe_location, find_regions
 from .resampling import at_image_size
@@ -59,6 +59,28 @@ class Decision:
             "n_normal": self.n_normal,
             "uncertain": self.uncertain,
         }
+
+
+SHIFT_NOTE = 0.5  # a batch whose normal-looking parts sit this many normal spreads from the references is noted
+
+
+def shift_note(scored: Iterable[tuple[Calibration, float]]) -> str | None:
+    """A note for the user where a batch's normal-looking parts score unlike the model's references
+    (`calibration.reference_shift`, SHIFT_NOTE spreads or more), from its (calibration, score) pairs: the
+    verdicts stay as they are — the note says what to expect and what to do. None where they agree, or the
+    batch is too small or not one model's."""
+    pairs = list(scored)
+    if not pairs or len({id(calibration) for calibration, _ in pairs}) > 1:
+        return None
+    shift = reference_shift(pairs[0][0], [score for _, score in pairs])
+    if shift is None or abs(shift) < SHIFT_NOTE:
+        return None
+    effect = "expect more false alarms than the model states" if shift > 0 else "defects close to the line may pass"
+    return (
+        f"the normal-looking parts of this batch score {abs(shift):.1f} normal spreads "
+        f"{'above' if shift > 0 else 'below'} the model's references: {effect}; verdicts are unchanged — if today's "
+        "parts differ from the references (lighting, batch, wear), refit on current good parts"
+    )
 
 
 @dataclass(frozen=True)

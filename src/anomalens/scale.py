@@ -1,7 +1,8 @@
 """`--scale auto`: the cheapest layout that still sees small defects, chosen from normal images alone.
 
 Probes fit on a few of the normal images and must rank SEPARATED of the held-out ones with synthetic
-defects of DEFECT_AREA (`synth`, smooth noise; PLANTS per image) above every held-out normal one. Candidates
+defects of DEFECT_AREA, at least MIN_DEFECT_PX a side (`synth`, smooth noise; PLANTS per image) above every
+held-out normal one (`ScaleProbe` holds the three). Candidates
 go from the squashed whole image to native pixels (`preprocessing.candidate_scales`), a finer one only while
 its expected time (4× the last: twice the resolution) fits BUDGET_S. None passing: the one that separated
 most (the cheaper on ties)."""
@@ -12,7 +13,7 @@ import copy
 import math
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -41,12 +42,39 @@ class Fittable(Protocol):  # the Inspector, as a probe uses it
     def iter_predict(self, images: Iterable[ImageInput]) -> Iterator[InspectionResult]: ...
 
 
-def choose_scale(inspector: Fittable, images: list[ImageInput]) -> tuple[str | float, list[Probe]]:
-    """The scale to fit `inspector` at, and each probe's (scale, share separated, seconds). Probes are copies
-    of the (unfitted) inspector: they share its backbone and leave it as it was."""
+@dataclass(frozen=True)
+class ScaleProbe:
+    """What the probes plant and ask for. Defaults chosen leave-one-set-out by bench/scale_choice.py."""
+
+    defect_area: float = DEFECT_AREA
+    min_defect_px: int = MIN_DEFECT_PX
+    separated: float = SEPARATED
+
+
+def choose_scale(
+    inspector: Fittable, images: list[ImageInput], probe: ScaleProbe = ScaleProbe()
+) -> tuple[str | float, list[Probe]]:
+    """The scale to fit `inspector` at, and each probe's (scale, share separated, seconds): the cheapest whose
+    share reaches `probe.separated`, else the one that separated most (the cheaper on ties)."""
+    probes = probe_scales(inspector, images, probe, stop_at=probe.separated)
+    return (picked(probes, probe)[0] if probes else SQUASH), probes
+
+
+def picked(probes: list[Probe], probe: ScaleProbe = ScaleProbe()) -> Probe:
+    """The probe `choose_scale` goes by: the first (cheapest) to separate `probe.separated` of the planted
+    defects, else the one that separated most (the cheaper on ties)."""
+    return next((p for p in probes if p[1] >= probe.separated), None) or max(probes, key=lambda p: p[1])
+
+
+def probe_scales(
+    inspector: Fittable, images: list[ImageInput], probe: ScaleProbe = ScaleProbe(), stop_at: float = math.inf
+) -> list[Probe]:
+    """Each candidate layout's probe, cheapest first, until one separates `stop_at` of the planted defects or
+    the next would overrun BUDGET_S. Probes are copies of the (unfitted) inspector: they share its backbone
+    and leave it as it was. None with fewer than three readable images (too few to hold any out)."""
     sample = [d for _, d in decode_ahead(images[: sum(IMAGES)], 2, max_side=None) if isinstance(d, Decoded)]
-    if len(sample) < 3:  # too few to hold any out
-        return SQUASH, []
+    if len(sample) < 3:
+        return []
     fit = sample[: min(IMAGES[0], len(sample) - 2)]
     held = sample[len(fit) :]
     seed = inspector.config.seed
@@ -55,7 +83,7 @@ def choose_scale(inspector: Fittable, images: list[ImageInput]) -> tuple[str | f
         rng = np.random.default_rng(seed)
         for i, entry in enumerate(held):
             target = as_float(entry.image)
-            side = max(math.sqrt(DEFECT_AREA), MIN_DEFECT_PX / min(target.shape[:2]))
+            side = max(math.sqrt(probe.defect_area), probe.min_defect_px / min(target.shape[:2]))
             everywhere = np.ones(target.shape[:2], bool)
             for k in range(PLANTS):
                 defect = synthesize(target, target, rng, mode="noise", object_mask=everywhere, side=(side, side))
@@ -69,12 +97,22 @@ def choose_scale(inspector: Fittable, images: list[ImageInput]) -> tuple[str | f
         if probes and time.perf_counter() - started + 4 * probes[-1][2] > BUDGET_S:
             break
         probe_started = time.perf_counter()
-        probe = copy.copy(inspector)
-        probe.config = replace(inspector.config, scale=scale)
-        probe.fit(fit)
-        normal_top = max(float(r.score or 0) for r in probe.iter_predict(held))
-        separated = float(np.mean([float(r.score or 0) > normal_top for r in probe.iter_predict(planted())]))
+        trial = copy.copy(inspector)
+        trial.config = replace(inspector.config, scale=scale)
+        trial.fit(fit)
+        normal_top = max(float(r.score or 0) for r in trial.iter_predict(held))
+        separated = float(np.mean([float(r.score or 0) > normal_top for r in trial.iter_predict(planted())]))
         probes.append((scale, separated, time.perf_counter() - probe_started))
-        if separated >= SEPARATED:
-            return scale, probes
-    return max(probes, key=lambda probe: probe[1])[0], probes
+        if separated >= stop_at:
+            break
+    return probes
+
+
+def scale_reason(probes: list[Probe], probe: ScaleProbe = ScaleProbe()) -> str:
+    """Why `choose_scale` picked the layout it did, in words, from its probes."""
+    planted = f"synthetic defects of {probe.defect_area:.2%} of the image, at least {probe.min_defect_px} px a side"
+    chosen, separated, _ = picked(probes, probe)
+    if separated >= probe.separated:
+        cheaper = "" if chosen == probes[0][0] else ", where every cheaper one found fewer"
+        return f"the cheapest layout that found {separated:.0%} of {planted} (≥ {probe.separated:.0%} asked){cheaper}"
+    return f"no layout found {probe.separated:.0%} of {planted}; this one found the most ({separated:.0%})"

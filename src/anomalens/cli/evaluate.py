@@ -33,6 +33,7 @@ from .common import (
     progress_bars,
     resolution,
     stage_bars,
+    warn,
 )
 
 
@@ -86,6 +87,7 @@ def evaluate_cmd(
         return
     from ..data.datasets import list_categories
     from ..evaluation import evaluate_category
+    from ..result import SHIFT_NOTE
 
     categories = category or list_categories(root)
     if not categories:
@@ -138,6 +140,11 @@ def evaluate_cmd(
     for row in rows:
         table.add_row(escape(row["category"]), *(fmt(row.get(key)) for key in shown))
     console.print(table)
+    for row in rows:
+        shift = row.get("reference_shift")
+        if shift is not None and abs(shift) >= SHIFT_NOTE:
+            warn(f"{row['category']}: the test set's normal-looking images score {shift:+.1f} normal spreads from "
+                 "the references (verdicts unchanged; see `reference_shift` in metrics.json)", "note")  # fmt: skip
     console.print(f"metrics written to {escape(str(out / 'metrics.json'))} and {escape(str(out / 'metrics.csv'))}")
 
 

@@ -41,6 +41,7 @@ from .common import (
 from .records import RecordsOpt, open_records
 
 if TYPE_CHECKING:  # the models are imported by the commands that run them (`--help` and `--series` need none)
+    from ..calibration import Calibration
     from ..deploy import OnnxInspector
     from ..predictor import Predictor
     from ..records import RecordStore
@@ -64,7 +65,10 @@ def write_inspections(
     decode); one unreadable image never stops the rest. Returns the JSON records, results.json too.
     `batch_evidence`: all are decided as one batch (files are written once all are scored). `keep(path, record,
     inspection)` is called with each image's record once its files are written (the inspection records)."""
+    from ..result import shift_note  # here: the CLI's start stays light (names.py)
+
     records: list[dict] = []
+    scored: list[tuple[Calibration, float]] = []
     used: set[str] = set()
     out.mkdir(parents=True, exist_ok=True)
     with progress_bars() as progress:
@@ -95,7 +99,12 @@ def write_inspections(
             if keep is not None:
                 keep(path, record, inspection)
             records.append(record)
+            if inspection.ok and inspection.result.calibration is not None:  # a score, not its image: memory
+                scored.append((inspection.result.calibration, float(inspection.result.score or 0.0)))
     (out / "results.json").write_text(json.dumps(records, indent=2))
+    note = shift_note(scored)
+    if note is not None:
+        warn(note, "note")
     return records
 
 

@@ -73,6 +73,10 @@ def fit(
     assert inspector.expert is not None and cal is not None  # saved, so fitted
     for tried, separated, seconds in inspector.scale_probes:
         console.print(f"scale auto: {tried} found {separated:.0%} of the synthetic defects ({seconds:.0f}s)")
+    if inspector.scale_probes:
+        from ..scale import scale_reason  # the model code is loaded by now (fitted above)
+
+        console.print(f"scale auto chose {inspector.config.scale}: {scale_reason(inspector.scale_probes)}")
     console.print(
         f"fitted [bold]{inspector.expert.name}[/] on {len(paths) - len(inspector.skipped)} normal images "
         f"in {time.perf_counter() - started:.1f}s → {escape(str(output))}"
