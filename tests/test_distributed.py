@@ -138,6 +138,30 @@ def test_a_killed_worker_loses_nothing(cluster, model, tmp_path):
     assert killed[0] in workers and len(workers) >= 2  # the killed actor's batches were redone by its successor
 
 
+def test_a_driver_dead_between_records_and_parquet_leaves_no_duplicate_record(cluster, model, tmp_path, monkeypatch):
+    import anomalens.distributed as distributed
+
+    folder, out, records = tmp_path / "in", tmp_path / "ray", tmp_path / "records.db"
+    for i in range(6):
+        save_png(folder / f"{i}.png", texture(600 + i, size=96))
+
+    def die(out: Path, table) -> Path:  # the first batch is in the records; its Parquet file never comes
+        raise RuntimeError("the driver died")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(distributed, "_write_part", die)
+        with pytest.raises(RuntimeError, match="driver died"):
+            inspect_dataset(folder, model, out, records=str(records), batch_size=2, num_workers=1)
+    with RecordStore(records) as store:
+        assert store.count() == 2 and read_rows(out) == []
+    summary = inspect_dataset(folder, model, out, records=str(records), batch_size=2, num_workers=1)
+    assert summary.inspected == 6  # the rerun inspects the recorded batch again: it is not in the output
+    with RecordStore(records) as store:
+        kept = store.list(limit=100)
+    assert sorted(k["image_path"] for k in kept) == sorted(str(p) for p in source_paths(folder))
+    assert len({k["run"] for k in kept}) == 1 and len(read_rows(out)) == 6
+
+
 def test_ray_without_a_model_says_what_it_needs(images):
     result = CliRunner().invoke(app, ["detect", str(images), "--ray"])
     assert result.exit_code != 0 and "--model" in result.output

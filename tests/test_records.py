@@ -205,6 +205,38 @@ def test_pages_are_stable_and_never_overlap(url):
     assert [r["id"] for r in store.list(limit=7, offset=14)] == ids[14:21]  # asked again: the same page
 
 
+def test_a_run_writes_each_inspection_once(url):
+    """A batch sent again by its run (a Ray driver that died between the batch's records and its Parquet file,
+    then reran) is not written twice; another image content, model version or run is another inspection."""
+    store = RecordStore(url)
+    batch = [
+        {"verdict": "normal", "run": "run-1", "image_path": f"/line/{i}.png", "image_sha256": f"{i:064x}"}
+        | {"model_version": "ab" * 32, "score": float(i)}
+        for i in range(20)
+    ]
+    first = store.add_inspections(batch)
+    assert len(first) == 20 and store.add_inspections(batch) == [] and store.count() == 20
+    assert store.add_inspection(batch[3] | {"id": "sent-again"}) == first[3]  # the one recorded already
+    others = [
+        batch[0] | {"image_sha256": "f" * 64},  # the file changed between the runs
+        batch[1] | {"model_version": "cd" * 32},
+        batch[2] | {"run": "run-2"},
+        {"verdict": "normal", "image_path": "/line/0.png"},  # no run (the service): every one is its own
+        {"verdict": "normal", "image_path": "/line/0.png"},
+    ]
+    assert len(store.add_inspections(others + batch[:5])) == 5
+    assert store.count() == 25 and store.count(model="ab") == 22
+    assert {r["run"] for r in store.list(limit=100)} == {"run-1", "run-2", None}
+    for value in HOSTILE:  # a run named anything is a value, never SQL
+        hostile = {"verdict": "error", "run": value[:64], "image_path": value[:4096]}
+        assert len(store.add_inspections([hostile, hostile])) == 1
+    assert store.count() == 25 + len(HOSTILE)
+    with pytest.raises(ValueError, match="run: 65 characters, at most 64"):  # refused alike by both databases
+        store.add_inspection({"verdict": "normal", "run": "r" * 65})
+    with pytest.raises(ValueError, match="unknown record field.*run_key"):
+        store.add_inspection({"verdict": "normal", "run_key": "forged"})
+
+
 def test_opening_migrates_once_and_the_tables_match_the_models(tmp_path):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -218,7 +250,7 @@ def test_opening_migrates_once_and_the_tables_match_the_models(tmp_path):
     with store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     with sqlite3.connect(path) as connection:
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 

@@ -262,13 +262,13 @@ def detect_on_ray(
         fail("--ray needs the scale extra: pip install 'anomalens[scale]'")
     if not model.is_file():
         fail(f"{model}: no such model file")
-    resumed = out is not None and out.is_dir() and any(out.glob("part-*.parquet"))
+    from ..distributed import PARTS, RUN, inspect_dataset, source_paths
+
+    resumed = out is not None and ((out / RUN).is_file() or any(out.glob(f"{PARTS}*.parquet")))
     out = out if resumed else fresh_output_dir(out, overwrite, "detect")
     assert out is not None
     store = open_records(records) if records else None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from ..distributed import inspect_dataset, source_paths
 
     total = len(source_paths(images))
     if not total:
@@ -318,8 +318,10 @@ def recorder(
 ) -> Callable[[Path, dict, Inspection], None]:
     """Writes each image's result to the records (committed one by one: a run stopped half way keeps what
     was inspected), with the model's id and version: a model file's stem and the hash of its contents; few-
-    shot, the hash of the reference images; zero-shot, the route."""
+    shot, the hash of the reference images; zero-shot, the route. This command is one run (its records carry
+    its id)."""
     import hashlib
+    import uuid
 
     from ..records import inspection_record, sha256_file
     from ..records.chats import findings_json
@@ -334,6 +336,7 @@ def recorder(
         identity = {"model_id": "few-shot", "model_version": digest.hexdigest()}
     else:
         identity = {"model_id": "zero-shot", "model_version": None}
+    run = uuid.uuid4().hex
 
     def keep(path: Path, record: dict, inspection: Inspection) -> None:
         guess = inspection.findings.defect_type if inspection.findings else None
@@ -347,6 +350,7 @@ def recorder(
                     findings=findings_json(inspection.findings),
                     defect_type=guess.name if guess else None,
                     class_name=class_name,
+                    run=run,
                     **identity,
                 )
             )

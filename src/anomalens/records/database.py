@@ -14,14 +14,17 @@ from typing import Self
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Insert, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
+from .schema import Base
 from .values import default_station
 
 ENV_URL = "ANOMALENS_RECORDS_URL"
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x616E6F6D  # PostgreSQL advisory lock held while migrating ("anom")
+DIALECTS = ("sqlite", "postgresql")  # the databases records are kept in
 
 
 def database_url(target: str | os.PathLike | None = None) -> str:
@@ -49,6 +52,8 @@ class Database:
         self.url = database_url(url)
         self.station = station if station is not None else default_station()
         self.dialect = make_url(self.url).get_backend_name()
+        if self.dialect not in DIALECTS:
+            raise ValueError(f"records are kept in SQLite or PostgreSQL, not {self.dialect}")
         self.engine = _engine(self.url, self.dialect)
         self.writer = self.engine.execution_options(records_write=True)  # BEGIN IMMEDIATE on SQLite
         self._migrate()
@@ -64,6 +69,13 @@ class Database:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def insert_once(self, table: type[Base], key: str) -> Insert:
+        """An INSERT that leaves out a row whose unique `key` column the table holds already (SQLite's and
+        PostgreSQL's ON CONFLICT DO NOTHING): a row sent again is written once."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
 
     def _migrate(self) -> None:
         """The tables brought to the current revision, once however many processes open the database together:

@@ -35,6 +35,7 @@ LISTED = [  # an inspection's columns in a listing or an export, in this order
     "class_name",
     "error",
     "regions",
+    "run",
 ]
 
 

@@ -40,11 +40,14 @@ class InspectionRow(Base):
     regions: Mapped[Any] = mapped_column(JSON, nullable=False, default=list)
     result: Mapped[Any] = mapped_column(JSON, nullable=False, default=dict)  # the result as it was answered
     findings: Mapped[Any] = mapped_column(JSON, nullable=True)  # what a chat about it is rebuilt from (None: not kept)
+    run: Mapped[str | None] = mapped_column(String(64))  # the batch run that wrote it (None: the service)
+    run_key: Mapped[str | None] = mapped_column(String(64))  # unique: a run writes an inspection once (`run_key`)
 
     __table_args__ = (
         Index("ix_inspections_created", "created", "id"),
         Index("ix_inspections_model", "model_id"),
         Index("ix_inspections_verdict", "verdict"),
+        Index("uq_inspections_run_key", "run_key", unique=True),
     )
 
 

@@ -18,30 +18,44 @@ from sqlalchemy import insert, select, update
 from .export import export_rows
 from .queries import Queries
 from .schema import ChatTurnRow, FitJobRow, InspectionRow, SeriesInspectionRow
-from .values import VERDICTS, clean, finite, jsonable
+from .values import VERDICTS, clean, finite, fitting, jsonable, run_key
 
-INSPECTION_COLUMNS = {column.name for column in InspectionRow.__table__.columns}
+INSPECTION_COLUMNS = [column.name for column in InspectionRow.__table__.columns]
+GIVEN_COLUMNS = set(INSPECTION_COLUMNS) - {"run_key"}  # what a record may hold: its run key is made here
 SERIES_COLUMNS = {column.name for column in SeriesInspectionRow.__table__.columns}
 
 
 class RecordStore(Queries):
     def add_inspection(self, record: Mapping[str, Any]) -> str:
-        """One inspection, committed before this returns; its id (given, or a new one)."""
-        return self.add_inspections([record])[0]
+        """One inspection, committed before this returns; its id (given, or a new one; the one recorded
+        already when its run holds it)."""
+        row = self._inspection_row(record)
+        if self._insert([row]):
+            return row["id"]
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(InspectionRow.id).where(InspectionRow.run_key == row["run_key"])
+            ).scalar_one()
 
     def add_inspections(self, records: Iterable[Mapping[str, Any]]) -> builtins.list[str]:
-        """Inspections in one transaction (all or none), their ids in order."""
-        rows = [self._inspection_row(record) for record in records]
-        if rows:
-            with self.writer.begin() as connection:
-                connection.execute(insert(InspectionRow), rows)
-        return [row["id"] for row in rows]
+        """Inspections in one transaction (all or none); the ids of those written, in order. A record given a
+        `run` is written once: one that its run holds already (the same image and model version, `run_key`)
+        is left out, however often a rerun sends it."""
+        return self._insert([self._inspection_row(record) for record in records])
+
+    def _insert(self, rows: builtins.list[dict]) -> builtins.list[str]:
+        if not rows:
+            return []
+        query = self.insert_once(InspectionRow, "run_key").returning(InspectionRow.id)
+        with self.writer.begin() as connection:
+            written = set(connection.execute(query, rows).scalars())
+        return [row["id"] for row in rows if row["id"] in written]
 
     def _inspection_row(self, record: Mapping[str, Any]) -> dict:
-        unknown = set(record) - INSPECTION_COLUMNS
+        unknown = set(record) - GIVEN_COLUMNS
         if unknown:
             raise ValueError(f"unknown record field(s): {', '.join(sorted(unknown))}")
-        row: dict[str, Any] = {
+        row: dict[str, Any] = dict.fromkeys(INSPECTION_COLUMNS) | {  # every column: rows written together alike
             "station": self.station,
             "source": "",
             "expert": "",
@@ -54,13 +68,16 @@ class RecordStore(Queries):
         row |= {key: value for key, value in record.items() if value is not None or key not in row}
         row["id"] = str(row.get("id") or uuid.uuid4().hex)
         row["created"] = float(row.get("created") or time.time())
+        if row.get("run") is not None:
+            image = str(row.get("image_path") or row["source"])
+            row["run_key"] = run_key(str(row["run"]), image, row.get("image_sha256"), row.get("model_version"))
         if row.get("verdict") not in VERDICTS:
             raise ValueError(f"verdict is one of {', '.join(VERDICTS)}, not {row.get('verdict')!r}")
         for key in ("score", "probability", "confidence"):
             row[key] = finite(row.get(key))
         for key in ("regions", "result", "findings"):
             row[key] = jsonable(row[key])
-        return {key: clean(value) for key, value in row.items()}
+        return fitting({key: clean(value) for key, value in row.items()}, InspectionRow.__table__)
 
     def add_chat_turn(self, inspection_id: str, turn: int, detail: Mapping[str, Any]) -> None:
         """A question and its answer (`detail`: the turn as answered: question, answer, backend, guard, …)."""

@@ -3,6 +3,7 @@ a record made from a result's JSON, and values made storable (plain JSON, no NUL
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import socket
@@ -75,6 +76,14 @@ def model_version(path: str | os.PathLike | None) -> str | None:
     return sha256_file(path) if path is not None else None
 
 
+def run_key(run: str, image: str, image_sha256: str | None, model_version: str | None) -> str:
+    """What makes an inspection one of its run's: the run, the image (path and content) and the model version.
+    A run that writes it again (a rerun after a driver died between a batch's records and its Parquet file)
+    gives the same key, and the records keep the first."""
+    parts = (run, image, image_sha256 or "", model_version or "")
+    return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def default_station() -> str:
     return os.environ.get("ANOMALENS_STATION") or socket.gethostname()
 
@@ -102,6 +111,16 @@ def inspection_record(result: Mapping, **fields: Any) -> dict:
         "result": result,
     }
     return record | fields
+
+
+def fitting(row: dict[str, Any], table) -> dict[str, Any]:
+    """The row, its text checked against the table's column lengths: a value too long is an error naming the
+    field (PostgreSQL refuses it, SQLite would keep it: the two never differ)."""
+    for column in table.columns:
+        length, value = getattr(column.type, "length", None), row.get(column.name)
+        if length and isinstance(value, str) and len(value) > length:
+            raise ValueError(f"{column.name}: {len(value)} characters, at most {length}")
+    return row
 
 
 def finite(value: Any) -> float | None:
