@@ -77,7 +77,11 @@ def test_rows_equal_local_detect_and_go_to_the_records(cluster, model, images, t
     expected = source_paths(images)
     assert sorted(r["source"] for r in rows) == sorted(map(str, expected)) and summary.inspected == len(expected)
 
-    local = CliRunner().invoke(app, ["detect", str(images), "--model", str(model), "--out", str(tmp_path / "local")])
+    local_records = tmp_path / "local.db"
+    local = CliRunner().invoke(
+        app, ["detect", str(images), "--model", str(model), "--out", str(tmp_path / "local")]
+        + ["--records", str(local_records)]
+    )  # fmt: skip
     assert local.exit_code == 0, local.output
     detected = {Path(r["source"]).resolve(): r for r in json.loads((tmp_path / "local" / "results.json").read_text())}
     assert len(detected) == len(rows)
@@ -95,10 +99,11 @@ def test_rows_equal_local_detect_and_go_to_the_records(cluster, model, images, t
         assert row["decision_mode"] == "per-image" and Path(row["overlay"]).is_file()
     assert summary.errors == 1 and summary.defective == sum(r["verdict"] == "anomalous" for r in rows)
 
-    with RecordStore(records) as store:
-        kept = store.list(limit=100)
-    assert len(kept) == len(rows)
-    assert {k["model_version"] for k in kept} == {sha256_file(model)}
+    with RecordStore(records) as store, RecordStore(local_records) as local_store:
+        kept, local_kept = store.list(limit=100), local_store.list(limit=100)
+    assert len(kept) == len(local_kept) == len(rows)
+    identities = {(k["model_id"], k["model_version"]) for k in kept}  # one model, one id and version
+    assert identities == {(k["model_id"], k["model_version"]) for k in local_kept} == {("weld", sha256_file(model))}
     assert sorted(k["verdict"] for k in kept) == sorted(r["verdict"] for r in rows)
 
 

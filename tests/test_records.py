@@ -346,6 +346,57 @@ def test_detect_writes_records_and_the_records_command_lists_and_exports_them(tm
 
 
 @pytest.mark.e2e
+def test_the_cli_and_the_service_record_one_model_identity(tmp_path):
+    """`detect --records` and the service name a model alike (`predictor.model_identity`): a model file, on
+    either engine, by its stem and the hash of its bytes; few-shot references by the hash of their hashes, in
+    the order fitted, whether they were files or uploads."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from anomalens.cli import app
+    from anomalens.export import export_onnx
+    from anomalens.inspector import Inspector
+    from anomalens.predictor import load_predictor, model_identity
+    from anomalens.records import sha256_file
+    from anomalens.server import create_app
+
+    refs, models = tmp_path / "refs", tmp_path / "models"
+    references = [save_png(refs / f"{i}.png", texture(i, size=64)) for i in range(3)]
+    query = save_png(tmp_path / "in" / "part.png", plant_defect(texture(30, size=64), 0)[0])
+    fitted = Inspector(image_size=64).fit(references)
+    model = fitted.save(models / "bracket.safetensors")
+    onnx = export_onnx(fitted, tmp_path / "bracket.onnx")
+
+    runs = iter(range(10))
+
+    def detected(*route: str) -> tuple[str, str]:
+        run = next(runs)
+        db, out = tmp_path / f"cli-{run}.db", tmp_path / f"out-{run}"
+        result = CliRunner().invoke(app, ["detect", str(query), *route, "--out", str(out), "--records", str(db)])
+        assert result.exit_code == 0, result.output
+        (row,) = RecordStore(db).list()
+        return row["model_id"], row["model_version"]
+
+    records = RecordStore(tmp_path / "service.db")
+    client = TestClient(create_app(models, records=records))
+    uploads = [("references", (p.name, p.read_bytes(), "image/png")) for p in references]
+    for route in ({"data": {"model_id": "bracket"}}, {"files": uploads}):
+        files = [("files", ("part.png", query.read_bytes(), "image/png"))] + route.pop("files", [])
+        assert client.post("/v1/inspect", files=files, **route).status_code == 200
+    by_model, few_shot = [(r["model_id"], r["model_version"]) for r in records.list()]
+
+    assert detected("--model", str(model)) == by_model == ("bracket", sha256_file(model))
+    assert detected("--model", str(onnx), "--engine", "onnx") == ("bracket", sha256_file(onnx))
+    assert model_identity(load_predictor(onnx)) == ("bracket", sha256_file(onnx))
+    assert detected("--refs", str(refs)) == few_shot == model_identity(fitted, references)
+    assert few_shot[0] == "few-shot" and len(few_shot[1]) == 64
+    assert model_identity(fitted, [p.read_bytes() for p in references]) == few_shot  # bytes or files: alike
+    assert model_identity(fitted, references[::-1]) != few_shot and model_identity(fitted) == ("few-shot", None)
+    assert model_identity(Inspector(zero_shot="mutual")) == ("zero-shot", None)
+
+
+@pytest.mark.e2e
 def test_inspections_and_chats_survive_a_service_restart(tmp_path):
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("fastapi")

@@ -149,12 +149,13 @@ class InspectWorker:
     rows, and draws each readable image's overlay beside the Parquet files."""
 
     def __init__(self, model: str, weights: str | None, overlays: str, max_pixels: int | None, class_name: str):
-        from .predictor import load_predictor
+        from .predictor import load_predictor, model_identity
         from .service import InspectionService
 
         self.service = InspectionService(weights=weights)
         self.predictor = load_predictor(model, weights)
         self.metadata = self.predictor.metadata  # the model file hashed once per actor
+        self.model_id, self.model_version = model_identity(self.predictor)  # what `detect --records` records
         self.overlays = Path(overlays)
         self.overlays.mkdir(parents=True, exist_ok=True)
         self.max_pixels, self.class_name = max_pixels, class_name
@@ -199,8 +200,8 @@ class InspectWorker:
             "regions": [region.to_dict() for region in result.regions],
             "defect_type": guess.name if guess else None,
             "error": result.error,
-            "model_id": meta.model_id,
-            "model_version": meta.model_version,
+            "model_id": self.model_id,
+            "model_version": self.model_version,
             "engine": meta.engine,
             "expert": result.expert or meta.expert,
             "decision_mode": result.decision.mode if result.decision else None,

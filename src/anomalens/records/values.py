@@ -71,11 +71,6 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest
 
 
-def model_version(path: str | os.PathLike | None) -> str | None:
-    """A model's version: the hash of its file's contents (the same bytes, the same version)."""
-    return sha256_file(path) if path is not None else None
-
-
 def run_key(run: str, image: str, image_sha256: str | None, model_version: str | None) -> str:
     """What makes an inspection one of its run's: the run, the image (path and content) and the model version.
     A run that writes it again (a rerun after a driver died between a batch's records and its Parquet file)

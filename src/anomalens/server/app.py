@@ -23,11 +23,10 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..language import LanguageModel
-from ..predictor import Predictor
+from ..predictor import Predictor, model_identity
 from ..series import series_failure
 from ..series.answers import answer_series
 from ..service import Conversations, Inspection, InspectionService, ModelStore, StoreError
-from ..service.store import SUFFIXES
 from ..version import __version__
 from .limits import BodyLimit
 from .series import SeriesChats, inspect_upload, plot_png
@@ -92,7 +91,7 @@ def create_app(
     series_chats = SeriesChats(language_model)  # series findings kept for chat
     model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
     if records is not None:
-        from ..records import inspection_record, model_version
+        from ..records import inspection_record
         from ..records.chats import findings_json, restored_session
     saved_jobs: dict[str, dict] = {}  # each fit job as last written to the records
 
@@ -206,7 +205,7 @@ def create_app(
             )
         given = uploads(files)
         queries = read_uploads(given, limits)
-        given_refs: list[tuple[str, bytes]] = []  # few-shot: the references, whose hash is the model's version
+        given_refs: list[tuple[str, bytes]] = []  # few-shot: the references, whose hashes make the model's version
         digests = {id(u): hashlib.sha256(data).hexdigest() for u, (_, data) in zip(queries, given)}
         inspector: Predictor
         if zero_shot:
@@ -223,9 +222,9 @@ def create_app(
             if not normal:
                 raise ApiError(400, "no readable reference image", references=[f"{u.name}: {u.error}" for u in refs])
             inspector = service.fit(normal)
-        model = {"model_id": model_id, "model_version": None, "class_name": class_name or ""}
-        if records is not None:
-            model |= model_identity(model_id, zero_shot, given_refs)
+        model: dict = {"class_name": class_name or ""}
+        if records is not None:  # few-shot: the version is the hash of the reference images as uploaded
+            model |= dict(zip(("model_id", "model_version"), model_identity(inspector, [d for _, d in given_refs])))
         readable = [u for u in queries if u.image is not None]
         if not readable:
             raise ApiError(
@@ -251,19 +250,6 @@ def create_app(
         except ValueError as error:  # route B with fewer than 2 readable images
             raise ApiError(400, str(error)) from None
         return {"model_id": model_id, "expert": inspector.metadata.expert, "results": results}
-
-    def model_identity(model_id: str | None, zero_shot: bool, references: list[tuple[str, bytes]]) -> dict:
-        """Which model decided, for the records: a stored model's id and the hash of its file; few-shot, the
-        hash of the reference images (the same references, the same version); zero-shot, its route."""
-        if model_id is not None:
-            files = [file for suffix in SUFFIXES if (file := store.folder / f"{model_id}{suffix}").is_file()]
-            return {"model_version": model_version(files[0]) if files else None}
-        if zero_shot:
-            return {"model_id": "zero-shot", "model_version": None}
-        digest = hashlib.sha256()
-        for _, data in references:
-            digest.update(hashlib.sha256(data).digest())
-        return {"model_id": "few-shot", "model_version": digest.hexdigest()}
 
     def _record(upload, inspection: Inspection, want_overlay: bool, fields: dict) -> dict:
         """The image's result, kept for chat (and in the records); one that fails here (its overlay, its
