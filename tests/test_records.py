@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -250,7 +251,7 @@ def test_opening_migrates_once_and_the_tables_match_the_models(tmp_path):
     with store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     with sqlite3.connect(path) as connection:
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -394,6 +395,51 @@ def test_the_cli_and_the_service_record_one_model_identity(tmp_path):
     assert model_identity(fitted, [p.read_bytes() for p in references]) == few_shot  # bytes or files: alike
     assert model_identity(fitted, references[::-1]) != few_shot and model_identity(fitted) == ("few-shot", None)
     assert model_identity(Inspector(zero_shot="mutual")) == ("zero-shot", None)
+
+
+@pytest.mark.e2e
+def test_inspections_chats_and_fit_jobs_are_there_for_a_new_app_on_the_same_records(url, tmp_path):
+    """The service restarted (a new app on the same database): GET /v1/inspections/{id} gives the inspection
+    and its chat as they were, the listing pages through them, and the fit job answers as it ended; the job
+    was kept in the database, not in files beside the models."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from anomalens.server import create_app
+    from test_server import png_bytes
+
+    key, models = "records-key", tmp_path / "models"
+
+    def started() -> TestClient:
+        app = create_app(models, api_key=key, records=RecordStore(url))
+        return TestClient(app, headers={"X-API-Key": key})
+
+    first = started()
+    defective = [png_bytes(plant_defect(texture(40 + i, size=64), i)[0]) for i in range(2)]
+    files = [("files", (f"part{i}.png", data, "image/png")) for i, data in enumerate(defective)]
+    files += [("references", (f"r{i}.png", png_bytes(texture(i, size=64)), "image/png")) for i in range(3)]
+    ids = [r["inspection_id"] for r in first.post("/v1/inspect", files=files).json()["results"]]
+    asked = first.post("/v1/chat", json={"inspection_id": ids[1], "question": "Where is it?"}).json()
+    normal = [("files", (f"good{i}.png", png_bytes(texture(i, size=64)), "image/png")) for i in range(3)]
+    job = first.post("/v1/models", files=normal, data={"model_id": "weld"}).json()
+    deadline = time.time() + 120
+    while job["status"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.2)
+        job = first.get(f"/v1/jobs/{job['job_id']}").json()
+    assert job["status"] == "done", job
+    before = [first.get(f"/v1/inspections/{i}").json() for i in ids]
+    assert [t["answer"] for t in before[1]["chat"]] == [asked["answer"]]
+
+    again = started()
+    assert [again.get(f"/v1/inspections/{i}").json() for i in ids] == before
+    assert again.get(f"/v1/jobs/{job['job_id']}").json() == job
+    pages = [again.get("/v1/inspections", params={"limit": 1, "offset": o}).json() for o in range(3)]
+    assert [[r["id"] for r in p["inspections"]] for p in pages] == [[ids[0]], [ids[1]], []]
+    assert {p["total"] for p in pages} == {2}
+    more = again.post("/v1/chat", json={"inspection_id": ids[1], "question": "How sure are you?"}).json()
+    assert more["turn"] == 2 and len(again.get(f"/v1/inspections/{ids[1]}").json()["chat"]) == 2
+    assert list((models / ".jobs").glob("*")) == []  # the job in the database; its images gone with the fit
+    assert TestClient(again.app).get("/v1/inspections").status_code == 401  # behind the API key
 
 
 @pytest.mark.e2e

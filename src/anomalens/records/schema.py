@@ -86,10 +86,12 @@ class FeedbackRow(Base):
 
 
 class FitJobRow(Base):
-    """A fit the service accepted, as last reported."""
+    """A fit the service accepted, as last reported, and whose it is: the station and the models folder."""
 
     __tablename__ = "fit_jobs"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    station: Mapped[str] = mapped_column(String(200), nullable=False, server_default="")
+    models: Mapped[str] = mapped_column(String(4096), nullable=False, server_default="")  # the folder it fits into
     model_id: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

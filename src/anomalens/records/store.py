@@ -13,11 +13,12 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 
 from .export import export_rows
+from .jobs import FitJobs
 from .queries import Queries
-from .schema import ChatTurnRow, FitJobRow, InspectionRow, SeriesInspectionRow
+from .schema import ChatTurnRow, InspectionRow, SeriesInspectionRow
 from .values import VERDICTS, clean, finite, fitting, jsonable, run_key
 
 INSPECTION_COLUMNS = [column.name for column in InspectionRow.__table__.columns]
@@ -107,33 +108,9 @@ class RecordStore(Queries):
             connection.execute(insert(SeriesInspectionRow), [{k: clean(v) for k, v in row.items()}])
         return row["id"]
 
-    def save_fit_job(self, job: Mapping[str, Any]) -> None:
-        """A fit job as now reported (`FitJob.to_dict()`), added or updated."""
-        now = time.time()
-        row = {
-            "model_id": str(job.get("model_id") or ""),
-            "status": str(job.get("status") or ""),
-            "done": int(job.get("done") or 0),
-            "total": int(job.get("total") or 0),
-            "error": job.get("error"),
-            "skipped": jsonable(list(job.get("skipped") or [])),
-            "updated": now,
-        }
-        row = {k: clean(v) for k, v in row.items()}
-        job_id = str(job.get("job_id") or job.get("id"))
-        with self.writer.begin() as connection:
-            changed = connection.execute(update(FitJobRow).where(FitJobRow.id == job_id).values(**row)).rowcount
-            if not changed:
-                connection.execute(
-                    insert(FitJobRow), [row | {"id": job_id, "started": float(job.get("started") or now)}]
-                )
-
-    def get_fit_job(self, job_id: str) -> dict | None:
-        if "\x00" in job_id:
-            return None
-        with self.engine.connect() as connection:
-            row = connection.execute(select(FitJobRow).where(FitJobRow.id == job_id)).mappings().first()
-        return None if row is None else dict(row)
+    def fit_jobs(self, models: str | os.PathLike) -> FitJobs:
+        """The fit jobs of the service that fits into the folder `models` on this station."""
+        return FitJobs(self, models)
 
     def export(self, path: str | os.PathLike, format: str | None = None, **filters: Any) -> int:
         """The filtered inspections (as `list` filters them) to a CSV or Parquet file; how many (`export_rows`)."""

@@ -83,7 +83,7 @@ def create_app(
         version=__version__,
         description="Industrial visual anomaly inspection: verdicts, anomaly maps, regions and answers.",
     )
-    store = ModelStore(models_dir)
+    store = ModelStore(models_dir, jobs=records.fit_jobs(models_dir) if records is not None else None)
     service = InspectionService(
         language_model=language_model, guard=guard, clip_weights=clip_weights, clip_model=clip_model
     )
@@ -93,7 +93,6 @@ def create_app(
     if records is not None:
         from ..records import inspection_record
         from ..records.chats import findings_json, restored_session
-    saved_jobs: dict[str, dict] = {}  # each fit job as last written to the records
 
     # ---- errors and limits ---------------------------------------------------------------------
     @app.exception_handler(ApiError)
@@ -157,18 +156,11 @@ def create_app(
         skipped = [f"{u.name}: {u.error}" for u in decoded if u.error]
         if not good:
             raise ApiError(400, "no readable normal image to fit on", skipped=skipped)
-        return recorded_job(store.start_fit(model_id, good, skipped).to_dict())
+        return store.start_fit(model_id, good, skipped).to_dict()
 
     @app.get("/v1/jobs/{job_id}")
     def job(job_id: str) -> dict:
-        return recorded_job(store.job(job_id).to_dict())
-
-    def recorded_job(job: dict) -> dict:
-        """The job, written to the records when it changed since last written there."""
-        if records is not None and saved_jobs.get(job["job_id"]) != job:
-            records.save_fit_job(job)
-            saved_jobs[job["job_id"]] = job
-        return job
+        return store.job(job_id).to_dict()
 
     @app.get("/v1/models/{model_id}")
     def describe_model(model_id: str) -> dict:
