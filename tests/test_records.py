@@ -251,8 +251,47 @@ def test_opening_migrates_once_and_the_tables_match_the_models(tmp_path):
     with store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     with sqlite3.connect(path) as connection:
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_an_older_database_is_migrated_with_its_rows_and_back(url):
+    """A database of revision 0003 (series flagged `anomalous`) opened now: its series rows get verdicts;
+    every migration also goes down (to the first tables) and up again, on both databases."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from anomalens.records.database import MIGRATIONS, database_url
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(database_url(url))
+
+    def migrate(step, revision: str) -> None:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            step(config, revision)
+
+    migrate(command.upgrade, "0003")
+    flagged = [{"id": "a", "flag": True}, {"id": "n", "flag": False}, {"id": "e", "flag": None}]
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO series_inspections (id, created, station, source, anomalous, windows, result) "
+                "VALUES (:id, 0, '', '', :flag, '[]', '{}')"
+            ),
+            flagged,
+        )
+    store = RecordStore(url)
+    assert {r["id"]: r["verdict"] for r in store.list_series()} == {"a": "anomalous", "n": "normal", "e": "error"}
+    store.close()
+    migrate(command.downgrade, "0001")
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, anomalous FROM series_inspections ORDER BY id")).all()
+    assert [(i, None if flag is None else bool(flag)) for i, flag in rows] == [("a", True), ("e", None), ("n", False)]
+    assert RecordStore(url).count_series() == 3  # and up again
+    engine.dispose()
 
 
 def test_urls_and_times(tmp_path, monkeypatch):
@@ -344,6 +383,64 @@ def test_detect_writes_records_and_the_records_command_lists_and_exports_them(tm
     assert exported.exit_code == 0 and "3 inspections written" in exported.output
     shown = runner.invoke(app, ["records", "show", by_name["good.png"]["id"], "--records", str(db)])
     assert json.loads(shown.output)["verdict"] == by_name["good.png"]["verdict"]
+
+
+@pytest.mark.e2e
+def test_series_inspections_are_recorded_and_listed(url, tmp_path):
+    """`detect --series --records` keeps each file's inspection (the file, verdict, score, windows; a file it
+    could not read, with why), as the service does; `records list --series` and `records show` find them."""
+    from typer.testing import CliRunner
+
+    from anomalens.cli import app
+    from test_series import periodic, planted
+
+    def csv_file(name: str, values) -> Path:
+        path = tmp_path / "in" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("t,pressure\n" + "\n".join(f"{i},{x:.4f}" for i, x in enumerate(values)) + "\n")
+        return path
+
+    files = [csv_file("drop.csv", planted("drop")), csv_file("calm.csv", periodic(seed=3))]
+    files.append(csv_file("bad'; DROP TABLE series_inspections; --.csv", [1.0]))
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["detect", *map(str, files), "--series", "--out", str(tmp_path / "o"), "--records", url]
+    )
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "o" / "results.json").read_text())
+
+    store = RecordStore(url)
+    rows = store.list_series()
+    assert [r["source"] for r in rows] == [str(f.resolve()) for f in files] and store.count() == 0
+    assert [r["verdict"] for r in rows] == ["anomalous", "normal", "error"]
+    assert rows[0]["windows"] == written[0]["windows"] and rows[0]["windows"][0]["kind"] == "drop"
+    assert rows[0]["score"] == written[0]["peak_score"] and rows[0]["probability"] == written[0]["probability"]
+    assert rows[2]["error"] == written[2]["error"] and rows[2]["score"] is None
+    assert store.get_series(rows[0]["id"])["result"]["answers"] == written[0]["answers"]
+    assert [r["id"] for r in store.list_series(verdict="normal")] == [rows[1]["id"]]
+    assert store.list_series(source="DROP TABLE")[0]["id"] == rows[2]["id"] and store.count_series(since=10**400) == 0
+    with pytest.raises(ValueError, match="no model"):
+        store.list_series(model="weld")
+
+    listed = runner.invoke(app, ["records", "list", "--series", "--records", url, "--verdict", "anomalous", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [json.loads(line)["id"] for line in listed.output.splitlines()] == [rows[0]["id"]]
+    table = runner.invoke(app, ["records", "list", "--series", "--records", url])
+    assert table.exit_code == 0 and "3 of 3 series inspections" in table.output and "anomalous" in table.output
+    shown = runner.invoke(app, ["records", "show", rows[1]["id"], "--records", url])
+    assert shown.exit_code == 0 and json.loads(shown.output)["verdict"] == "normal"
+    with_model = runner.invoke(app, ["records", "list", "--series", "--records", url, "--model", "weld"])
+    assert with_model.exit_code == 2 and "no model" in with_model.output
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from anomalens.server import create_app
+
+    client = TestClient(create_app(tmp_path / "models", records=RecordStore(url)))
+    sent = client.post("/v1/series/inspect", files={"file": ("line.csv", files[0].read_bytes(), "text/csv")}).json()
+    (kept,) = store.list_series(source="line.csv")
+    assert (kept["id"], kept["verdict"], kept["windows"]) == (sent["series_id"], "anomalous", sent["windows"])
 
 
 @pytest.mark.e2e

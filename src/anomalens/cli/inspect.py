@@ -39,7 +39,7 @@ from .common import (
     sample_root,
     warn,
 )
-from .records import RecordsOpt, open_records
+from .records import RecordsOpt, open_records, unrecorded
 
 if TYPE_CHECKING:  # the models are imported by the commands that run them (`--help` and `--series` need none)
     from ..deploy import OnnxInspector
@@ -202,8 +202,11 @@ def detect(
             rules = load_criteria(criteria) if criteria else None
         except CriteriaError as error:
             fail(str(error))
+        store = open_records(records) if records else None  # before any work: a bad URL ends it
         out = fresh_output_dir(out, overwrite, "detect")
-        failed = detect_series(images, out, reference, reference_fraction, column, time_column, max_false_alarms, rules)
+        failed = detect_series(
+            images, out, reference, reference_fraction, column, time_column, max_false_alarms, rules, store
+        )
         if failed == len(images):
             raise typer.Exit(1)
         return
@@ -348,7 +351,7 @@ def recorder(
                 )
             )
         except Exception as error:  # noqa: BLE001 - an audit trail with a hole is no audit trail: stop
-            fail(f"{path}: the record could not be written to {store!r}: {type(error).__name__}: {error}")
+            unrecorded(store, path, error)
 
     return keep
 

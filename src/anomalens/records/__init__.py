@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .database import ENV_URL, database_url
 from .store import RecordStore
-from .values import VERDICTS, inspection_record, parse_time, sha256_file
+from .values import VERDICTS, inspection_record, parse_time, series_record, sha256_file
 
 __all__ = [
     "ENV_URL",
@@ -20,5 +20,6 @@ __all__ = [
     "database_url",
     "inspection_record",
     "parse_time",
+    "series_record",
     "sha256_file",
 ]

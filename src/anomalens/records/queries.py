@@ -37,6 +37,7 @@ LISTED = [  # an inspection's columns in a listing or an export, in this order
     "regions",
     "run",
 ]
+SERIES_LISTED = ["id", "created", "station", "source", "verdict", "score", "probability", "error", "windows"]
 
 
 class Queries(Database):
@@ -53,65 +54,56 @@ class Queries(Database):
                 .where(ChatTurnRow.inspection_id == inspection_id)
                 .order_by(ChatTurnRow.turn, ChatTurnRow.id)
             ).scalars()
-            return listed(row) | {"result": row["result"], "findings": row["findings"], "chat": list(turns)}
+            listing = {name: row[name] for name in LISTED}
+            return listed(listing) | {"result": row["result"], "findings": row["findings"], "chat": list(turns)}
 
     def get_series(self, series_id: str) -> dict | None:
+        """A series inspection in full (its result as answered), or None."""
         if "\x00" in series_id:
             return None
+        query = select(SeriesInspectionRow).where(SeriesInspectionRow.id == series_id)
         with self.engine.connect() as connection:
-            row = (
-                connection.execute(select(SeriesInspectionRow).where(SeriesInspectionRow.id == series_id))
-                .mappings()
-                .first()
-            )
+            row = connection.execute(query).mappings().first()
         return None if row is None else dict(row) | {"created": utc(row["created"])}
 
-    def list(
-        self,
-        *,
-        since: Any = None,
-        until: Any = None,
-        model: str | None = None,
-        verdict: str | None = None,
-        source: str | None = None,
-        station: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> builtins.list[dict]:
+    def list(self, *, limit: int = 100, offset: int = 0, **filters: Any) -> builtins.list[dict]:
         """Inspections oldest first (then by id: a stable order, pages never overlap), filtered: `since`
         (inclusive) and `until` (exclusive) as `parse_time` reads them, `model` an id or a version (or the
-        start of one), `verdict` anomalous / normal / error, `source` a part of the file name."""
-        query = paged(self._filtered(since, until, model, verdict, source, station), limit, offset)
-        with self.engine.connect() as connection:
-            return [listed(row) for row in connection.execute(query).mappings()]
+        start of one), `verdict` anomalous / normal / error, `source` a part of the file name, `station`."""
+        return self._page(self._filtered(**filters), limit, offset)
 
     def count(self, **filters: Any) -> int:
-        query = select(func.count()).select_from(self._filtered(**filters).order_by(None).subquery())
+        return self._count(self._filtered(**filters))
+
+    def list_series(self, *, limit: int = 100, offset: int = 0, **filters: Any) -> builtins.list[dict]:
+        """Series inspections as `list` gives inspections: filtered by time, verdict, file and station (no
+        model: the normal data of a series is its own), their windows counted."""
+        return self._page(self._series_filtered(**filters), limit, offset)
+
+    def count_series(self, **filters: Any) -> int:
+        return self._count(self._series_filtered(**filters))
+
+    def _page(self, query, limit: int, offset: int) -> builtins.list[dict]:
         with self.engine.connect() as connection:
-            return int(connection.execute(query).scalar_one())
+            return [listed(row) for row in connection.execute(paged(query, limit, offset)).mappings()]
+
+    def _count(self, query) -> int:
+        with self.engine.connect() as connection:
+            return int(
+                connection.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one()
+            )
 
     def _filtered(self, since=None, until=None, model=None, verdict=None, source=None, station=None):
-        columns = [getattr(InspectionRow, name) for name in LISTED]
-        query = select(*columns).order_by(InspectionRow.created, InspectionRow.id)
-        start, end = parse_time(since, "since"), parse_time(until, "until")
-        words = [w for w in (model, verdict, source, station) if w is not None]
-        if any("\x00" in str(w) for w in words):  # never stored (cleaned on writing), and PostgreSQL refuses it
-            return query.where(false())
-        if start is not None:
-            query = query.where(InspectionRow.created >= start)
-        if end is not None:
-            query = query.where(InspectionRow.created < end)
+        query = matching(InspectionRow, LISTED, since, until, verdict, source, station, model)
+        if not model or "\x00" in model:  # one holding NUL matches nothing already (and is never sent)
+            return query
+        version = InspectionRow.model_version.startswith(model, autoescape=True)
+        return query.where((InspectionRow.model_id == model) | version)
+
+    def _series_filtered(self, since=None, until=None, verdict=None, source=None, station=None, model=None):
         if model:
-            query = query.where(
-                (InspectionRow.model_id == model) | InspectionRow.model_version.startswith(model, autoescape=True)
-            )
-        if verdict:
-            query = query.where(InspectionRow.verdict == verdict)
-        if source:
-            query = query.where(InspectionRow.source.contains(source, autoescape=True))
-        if station:
-            query = query.where(InspectionRow.station == station)
-        return query
+            raise ValueError("series inspections have no model: drop the model filter")
+        return matching(SeriesInspectionRow, SERIES_LISTED, since, until, verdict, source, station)
 
     def iter(self, batch: int = 2000, **filters: Any) -> Iterator[builtins.list[dict]]:
         """Every inspection the filters keep, in the listing's order, `batch` at a time."""
@@ -120,6 +112,27 @@ class Queries(Database):
             result = connection.execution_options(yield_per=batch).execute(query).mappings()
             for part in result.partitions(batch):
                 yield [listed(row) for row in part]
+
+
+def matching(table: Any, columns: builtins.list[str], since, until, verdict, source, station, *words):
+    """`columns` of `table`'s rows, oldest first (then by id), that the filters every kind shares keep: `since`
+    (inclusive) and `until` (exclusive), `verdict`, `source` (a part of it, taken literally), `station`; any
+    of these or the other `words` holding a NUL character (never stored: cleaned on writing) keeps none."""
+    query = select(*(getattr(table, name) for name in columns)).order_by(table.created, table.id)
+    start, end = parse_time(since, "since"), parse_time(until, "until")
+    if any("\x00" in str(word) for word in (verdict, source, station, *words) if word is not None):
+        return query.where(false())  # PostgreSQL refuses NUL in a parameter: never sent
+    if start is not None:
+        query = query.where(table.created >= start)
+    if end is not None:
+        query = query.where(table.created < end)
+    if verdict:
+        query = query.where(table.verdict == verdict)
+    if source:
+        query = query.where(table.source.contains(source, autoescape=True))
+    if station:
+        query = query.where(table.station == station)
+    return query
 
 
 def paged(query, limit: int, offset: int):
@@ -133,6 +146,5 @@ def paged(query, limit: int, offset: int):
 
 
 def listed(row: Mapping) -> dict:
-    out = {name: row[name] for name in LISTED}
-    out["created"] = utc(row["created"])
-    return out
+    """A listed row as a dict, its time a UTC datetime."""
+    return dict(row) | {"created": utc(row["created"])}

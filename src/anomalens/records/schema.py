@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Double, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Double, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -103,15 +103,22 @@ class FitJobRow(Base):
 
 
 class SeriesInspectionRow(Base):
-    """A time series' inspection: the file, its anomalous windows and the whole result."""
+    """A time series' inspection: the file, the verdict (as an image's), its anomalous windows and the whole
+    result."""
 
     __tablename__ = "series_inspections"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     created: Mapped[float] = mapped_column(Double, nullable=False)
     station: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     source: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
-    anomalous: Mapped[bool | None] = mapped_column(Boolean)
+    verdict: Mapped[str] = mapped_column(String(16), nullable=False)  # anomalous | normal | error
+    score: Mapped[float | None] = mapped_column(Double)  # the highest anomaly score
+    probability: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
     windows: Mapped[Any] = mapped_column(JSON, nullable=False, default=list)
     result: Mapped[Any] = mapped_column(JSON, nullable=False, default=dict)
 
-    __table_args__ = (Index("ix_series_inspections_created", "created", "id"),)
+    __table_args__ = (
+        Index("ix_series_inspections_created", "created", "id"),
+        Index("ix_series_inspections_verdict", "verdict"),
+    )

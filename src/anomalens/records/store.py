@@ -23,7 +23,7 @@ from .values import VERDICTS, clean, finite, fitting, jsonable, run_key
 
 INSPECTION_COLUMNS = [column.name for column in InspectionRow.__table__.columns]
 GIVEN_COLUMNS = set(INSPECTION_COLUMNS) - {"run_key"}  # what a record may hold: its run key is made here
-SERIES_COLUMNS = {column.name for column in SeriesInspectionRow.__table__.columns}
+SERIES_COLUMNS = [column.name for column in SeriesInspectionRow.__table__.columns]
 
 
 class RecordStore(Queries):
@@ -96,16 +96,22 @@ class RecordStore(Queries):
             connection.execute(insert(ChatTurnRow), [{k: clean(v) for k, v in row.items()}])
 
     def add_series(self, record: Mapping[str, Any]) -> str:
-        """A series inspection: id, source (the file), anomalous, windows, result."""
-        unknown = set(record) - SERIES_COLUMNS
+        """A series inspection (`series_record`: source, verdict, score, probability, error, windows, result),
+        committed before this returns; its id (given, or a new one)."""
+        unknown = set(record) - set(SERIES_COLUMNS)
         if unknown:
             raise ValueError(f"unknown series record field(s): {', '.join(sorted(unknown))}")
-        row = {"station": self.station, "source": "", "windows": [], "result": {}, "anomalous": None} | dict(record)
-        row["id"] = str(row.get("id") or uuid.uuid4().hex)
-        row["created"] = float(row.get("created") or time.time())
+        row = dict.fromkeys(SERIES_COLUMNS) | {"station": self.station, "source": "", "windows": [], "result": {}}
+        row |= {key: value for key, value in record.items() if value is not None}
+        row["id"] = str(row["id"] or uuid.uuid4().hex)
+        row["created"] = float(row["created"] or time.time())
+        if row["verdict"] not in VERDICTS:
+            raise ValueError(f"verdict is one of {', '.join(VERDICTS)}, not {row['verdict']!r}")
+        row["score"], row["probability"] = finite(row["score"]), finite(row["probability"])
         row["windows"], row["result"] = jsonable(row["windows"]), jsonable(row["result"])
+        row = fitting({k: clean(v) for k, v in row.items()}, SeriesInspectionRow.__table__)
         with self.writer.begin() as connection:
-            connection.execute(insert(SeriesInspectionRow), [{k: clean(v) for k, v in row.items()}])
+            connection.execute(insert(SeriesInspectionRow), [row])
         return row["id"]
 
     def fit_jobs(self, models: str | os.PathLike) -> FitJobs:

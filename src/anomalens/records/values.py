@@ -108,6 +108,22 @@ def inspection_record(result: Mapping, **fields: Any) -> dict:
     return record | fields
 
 
+def series_record(result: Mapping, **fields: Any) -> dict:
+    """A series record from a series result's JSON (`SeriesResult.to_dict()` and what an interface adds: the
+    file, its answers; a file that could not be inspected: `ok` false and its `error`) and other fields."""
+    result = jsonable(dict(result))
+    record = {
+        "source": str(result.get("file") or result.get("source") or ""),
+        "verdict": verdict_of(result),
+        "score": result.get("peak_score"),
+        "probability": result.get("probability"),
+        "error": result.get("error"),
+        "windows": result.get("windows") or [],
+        "result": result,
+    }
+    return record | fields
+
+
 def fitting(row: dict[str, Any], table) -> dict[str, Any]:
     """The row, its text checked against the table's column lengths: a value too long is an error naming the
     field (PostgreSQL refuses it, SQLite would keep it: the two never differ)."""

@@ -91,7 +91,7 @@ def create_app(
     series_chats = SeriesChats(language_model)  # series findings kept for chat
     model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
     if records is not None:
-        from ..records import inspection_record
+        from ..records import inspection_record, series_record
         from ..records.chats import findings_json, restored_session
 
     # ---- errors and limits ---------------------------------------------------------------------
@@ -371,11 +371,7 @@ def create_app(
         record |= {"series_id": series_id, "answer": answer_series("Is anything wrong?", chat.findings)}
         record.pop("source")
         if records is not None:
-            kept = {k: v for k, v in record.items() if k != "plot_png"}
-            windows = kept.get("windows") or []
-            records.add_series(
-                {"id": series_id, "source": name, "anomalous": bool(windows), "windows": windows, "result": kept}
-            )
+            records.add_series(series_record({k: v for k, v in record.items() if k != "plot_png"}, id=series_id))
         return record
 
     @app.post("/v1/series/chat")
