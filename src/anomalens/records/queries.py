@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import false, func, select
 
 from .database import Database
-from .schema import ChatTurnRow, InspectionRow, SeriesInspectionRow
-from .values import parse_time, utc
+from .schema import ChatTurnRow, FeedbackRow, InspectionRow, SeriesInspectionRow
+from .values import clean, parse_time, utc
 
 MAX_LIMIT = 10_000  # rows one page may hold
 MAX_OFFSET = 2**62  # beyond any table; larger ones are refused rather than overflow a 64-bit parameter
@@ -43,7 +43,7 @@ SERIES_LISTED = ["id", "created", "station", "source", "verdict", "score", "prob
 class Queries(Database):
     def get(self, inspection_id: str) -> dict | None:
         """The inspection in full (its result as answered, the findings kept for chat, its chat turns), or None."""
-        if "\x00" in inspection_id:
+        if unstorable(inspection_id):
             return None
         with self.engine.connect() as connection:
             row = connection.execute(select(InspectionRow).where(InspectionRow.id == inspection_id)).mappings().first()
@@ -54,17 +54,51 @@ class Queries(Database):
                 .where(ChatTurnRow.inspection_id == inspection_id)
                 .order_by(ChatTurnRow.turn, ChatTurnRow.id)
             ).scalars()
-            listing = {name: row[name] for name in LISTED}
-            return listed(listing) | {"result": row["result"], "findings": row["findings"], "chat": list(turns)}
+            feedback = connection.execute(feedback_query().where(FeedbackRow.inspection_id == inspection_id)).mappings()
+            listing = listed({name: row[name] for name in LISTED})
+            in_full = {"result": row["result"], "findings": row["findings"], "chat": list(turns)}
+            return listing | in_full | {"feedback": [given_feedback(f) for f in feedback]}
 
     def get_series(self, series_id: str) -> dict | None:
         """A series inspection in full (its result as answered), or None."""
-        if "\x00" in series_id:
+        if unstorable(series_id):
             return None
         query = select(SeriesInspectionRow).where(SeriesInspectionRow.id == series_id)
         with self.engine.connect() as connection:
             row = connection.execute(query).mappings().first()
         return None if row is None else dict(row) | {"created": utc(row["created"])}
+
+    def feedback_for(self, inspection_id: str) -> builtins.list[dict]:
+        """The feedback given on an inspection, oldest first."""
+        if unstorable(inspection_id):
+            return []
+        query = feedback_query().where(FeedbackRow.inspection_id == inspection_id)
+        with self.engine.connect() as connection:
+            return [given_feedback(row) for row in connection.execute(query).mappings()]
+
+    def list_feedback(
+        self, *, since=None, until=None, model=None, verdict=None, source=None, limit: int = 100, offset: int = 0
+    ) -> builtins.list[dict]:
+        """Feedback oldest first, with the inspection it is on (its image, model and verdict: what a model is
+        taught from), filtered: given `since` / `until`, on an inspection by `model` (an id, or a version or its
+        start), the feedback's `verdict` (normal, defective) and `source` (chat, page, api, cli)."""
+        inspection = (
+            InspectionRow.image_path,
+            InspectionRow.image_sha256,
+            InspectionRow.model_id,
+            InspectionRow.model_version,
+            InspectionRow.verdict.label("inspection_verdict"),
+        )
+        query = feedback_query(*inspection).join(InspectionRow, FeedbackRow.inspection_id == InspectionRow.id)
+        query = in_time(query, FeedbackRow.created, since, until)
+        if unstorable(model, verdict, source):
+            return []
+        for column, value in ((FeedbackRow.verdict, verdict), (FeedbackRow.source, source)):
+            query = query.where(column == value) if value else query
+        if model:
+            query = query.where(of_model(model))
+        with self.engine.connect() as connection:
+            return [given_feedback(row) for row in connection.execute(paged(query, limit, offset)).mappings()]
 
     def list(self, *, limit: int = 100, offset: int = 0, **filters: Any) -> builtins.list[dict]:
         """Inspections oldest first (then by id: a stable order, pages never overlap), filtered: `since`
@@ -95,10 +129,9 @@ class Queries(Database):
 
     def _filtered(self, since=None, until=None, model=None, verdict=None, source=None, station=None):
         query = matching(InspectionRow, LISTED, since, until, verdict, source, station, model)
-        if not model or "\x00" in model:  # one holding NUL matches nothing already (and is never sent)
+        if not model or unstorable(model):  # matched nothing already (and is never sent)
             return query
-        version = InspectionRow.model_version.startswith(model, autoescape=True)
-        return query.where((InspectionRow.model_id == model) | version)
+        return query.where(of_model(model))
 
     def _series_filtered(self, since=None, until=None, verdict=None, source=None, station=None, model=None):
         if model:
@@ -116,16 +149,12 @@ class Queries(Database):
 
 def matching(table: Any, columns: builtins.list[str], since, until, verdict, source, station, *words):
     """`columns` of `table`'s rows, oldest first (then by id), that the filters every kind shares keep: `since`
-    (inclusive) and `until` (exclusive), `verdict`, `source` (a part of it, taken literally), `station`; any
-    of these or the other `words` holding a NUL character (never stored: cleaned on writing) keeps none."""
+    and `until` (`in_time`), `verdict`, `source` (a part of it, taken literally), `station`; any of these or
+    the other `words` holding a NUL character keeps none."""
     query = select(*(getattr(table, name) for name in columns)).order_by(table.created, table.id)
-    start, end = parse_time(since, "since"), parse_time(until, "until")
-    if any("\x00" in str(word) for word in (verdict, source, station, *words) if word is not None):
-        return query.where(false())  # PostgreSQL refuses NUL in a parameter: never sent
-    if start is not None:
-        query = query.where(table.created >= start)
-    if end is not None:
-        query = query.where(table.created < end)
+    query = in_time(query, table.created, since, until)
+    if unstorable(verdict, source, station, *words):
+        return query.where(false())
     if verdict:
         query = query.where(table.verdict == verdict)
     if source:
@@ -133,6 +162,36 @@ def matching(table: Any, columns: builtins.list[str], since, until, verdict, sou
     if station:
         query = query.where(table.station == station)
     return query
+
+
+def in_time(query, column, since, until):
+    """The query's rows from `since` (inclusive) to `until` (exclusive), as `parse_time` reads them."""
+    start, end = parse_time(since, "since"), parse_time(until, "until")
+    if start is not None:
+        query = query.where(column >= start)
+    return query.where(column < end) if end is not None else query
+
+
+def unstorable(*words: Any) -> bool:
+    """A word holding what is never stored (a NUL character, a lone surrogate: `clean`ed on writing) matches
+    nothing, and is never sent: PostgreSQL refuses NUL, and no driver encodes a lone surrogate."""
+    return any(clean(str(word)) != str(word) for word in words if word is not None)
+
+
+def of_model(model: str):
+    """Inspections by a model: its id, or its version (a hash) or the start of one."""
+    return (InspectionRow.model_id == model) | InspectionRow.model_version.startswith(model, autoescape=True)
+
+
+def feedback_query(*more):
+    """The feedback's columns (and `more`), oldest first, then by id."""
+    columns = [getattr(FeedbackRow, column.name) for column in FeedbackRow.__table__.columns]
+    return select(*columns, *more).order_by(FeedbackRow.created, FeedbackRow.id)
+
+
+def given_feedback(row: Mapping) -> dict:
+    """A feedback row as a dict, its time a UTC datetime."""
+    return dict(row) | {"created": utc(row["created"])}
 
 
 def paged(query, limit: int, offset: int):

@@ -68,19 +68,20 @@ class ChatTurnRow(Base):
 
 
 class FeedbackRow(Base):
-    """An operator's word on an inspection (filled by the feedback work): the verdict they give, the defect
-    type, where (a box, or a reference to a mask file), who and when."""
+    """An operator's word on an inspection (the "Teach it" work, issue 32): the verdict they give (normal or
+    defective), the defect type, where (a box, or a mask file), a note, where it was given and by whom."""
 
     __tablename__ = "feedback"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     inspection_id: Mapped[str] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"), nullable=False)
     created: Mapped[float] = mapped_column(Double, nullable=False)
     author: Mapped[str] = mapped_column(String(200), nullable=False, default="")
-    verdict: Mapped[str | None] = mapped_column(String(16))
+    verdict: Mapped[str | None] = mapped_column(String(16))  # normal | defective (None: not said)
     defect_type: Mapped[str | None] = mapped_column(String(200))
     box: Mapped[Any] = mapped_column(JSON, nullable=True)  # [x0, y0, x1, y1] in the image's pixels
-    mask_ref: Mapped[str | None] = mapped_column(String(4096))
+    mask_path: Mapped[str | None] = mapped_column(String(4096))
     note: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    source: Mapped[str] = mapped_column(String(16), nullable=False)  # chat | page | api | cli
 
     __table_args__ = (Index("ix_feedback_inspection", "inspection_id"),)
 

@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from .export import export_rows
+from .feedback import UnknownInspection, feedback_row
 from .jobs import FitJobs
-from .queries import Queries
-from .schema import ChatTurnRow, InspectionRow, SeriesInspectionRow
+from .queries import Queries, given_feedback, unstorable
+from .schema import ChatTurnRow, FeedbackRow, InspectionRow, SeriesInspectionRow
 from .values import VERDICTS, clean, finite, fitting, jsonable, run_key
 
 INSPECTION_COLUMNS = [column.name for column in InspectionRow.__table__.columns]
@@ -113,6 +114,21 @@ class RecordStore(Queries):
         with self.writer.begin() as connection:
             connection.execute(insert(SeriesInspectionRow), [row])
         return row["id"]
+
+    def add_feedback(self, inspection_id: str, **given: Any) -> dict:
+        """An operator's word on a recorded inspection (`given`: verdict, defect_type, box, mask_path, note,
+        source, author; checked by `feedback_row`), committed before this returns: the feedback as kept. An
+        inspection the records do not hold is `UnknownInspection`; a value that cannot be right, ValueError."""
+        with self.writer.begin() as connection:
+            found = None
+            if not unstorable(inspection_id):
+                query = select(InspectionRow.result).where(InspectionRow.id == inspection_id)
+                found = connection.execute(query).first()
+            if found is None:
+                raise UnknownInspection(f"no inspection {inspection_id[:80]!r} in the records")
+            row = feedback_row(inspection_id, (found.result or {}).get("image_size"), **given)
+            row["id"] = connection.execute(insert(FeedbackRow).returning(FeedbackRow.id), [row]).scalar_one()
+        return given_feedback(row)
 
     def fit_jobs(self, models: str | os.PathLike) -> FitJobs:
         """The fit jobs of the service that fits into the folder `models` on this station."""

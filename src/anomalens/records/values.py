@@ -140,8 +140,12 @@ def finite(value: Any) -> float | None:
 
 
 def clean(value: Any) -> Any:
-    """Text without NUL characters (PostgreSQL refuses them; a file name could hold one)."""
-    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+    """Text that every database stores: NUL characters (PostgreSQL refuses them; a file name could hold one)
+    and lone surrogates (no driver encodes them; a JSON string could hold one) each become U+FFFD."""
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\x00", "\ufffd")
+    return value if value.isascii() else value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def jsonable(value: Any) -> Any:

@@ -15,7 +15,7 @@ from importlib.resources import files as package_files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -28,7 +28,9 @@ from ..series import series_failure
 from ..series.answers import answer_series
 from ..service import Conversations, Inspection, InspectionService, ModelStore, StoreError
 from ..version import __version__
+from .errors import ApiError
 from .limits import BodyLimit
+from .records import records_routes
 from .series import SeriesChats, inspect_upload, plot_png
 from .uploads import Limits, read_uploads, return_freed_memory
 
@@ -56,12 +58,6 @@ class SeriesChatRequest(BaseModel):
     @classmethod
     def question_has_words(cls, question: str) -> str:
         return ChatRequest.question_has_words(question)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, **extra):
-        super().__init__(message)
-        self.status, self.message, self.extra = status, message, extra
 
 
 def create_app(
@@ -309,43 +305,6 @@ def create_app(
             records.add_chat_turn(request.inspection_id, len(session.turns), turn.to_dict())
         return {"inspection_id": request.inspection_id, **turn.to_dict(), "turn": len(session.turns)}
 
-    @app.get("/v1/inspections")
-    def list_inspections(
-        since: str | None = Query(None, max_length=100, description="From this time (ISO 8601 or epoch seconds)."),
-        until: str | None = Query(None, max_length=100, description="Before this time."),
-        model: str | None = Query(None, max_length=200, description="A model id, or its version (hash) or a prefix."),
-        verdict: str | None = Query(None, max_length=16, description="anomalous, normal or error."),
-        source: str | None = Query(None, max_length=1000, description="Part of the image's file name."),
-        limit: int = Query(50, ge=1, le=1000),
-        offset: int = Query(0, ge=0, le=2**62),
-    ) -> dict:
-        """Recorded inspections, oldest first, filtered and paged (the service needs --records)."""
-        if records is None:
-            raise ApiError(404, "the service keeps no records: start it with --records FILE_OR_URL")
-        filters = {"since": since, "until": until, "model": model, "verdict": verdict, "source": source}
-        try:
-            found = records.list(**filters, limit=limit, offset=offset)
-            total = records.count(**filters)
-        except ValueError as error:
-            raise ApiError(422, str(error)) from None
-        return {"inspections": found, "total": total, "limit": limit, "offset": offset}
-
-    @app.get("/v1/inspections/{inspection_id}")
-    def get_inspection(inspection_id: str) -> dict:
-        """One inspection: its result, the findings and the chat so far (from the records when kept)."""
-        if records is not None:
-            recorded = records.get(inspection_id)
-            if recorded is not None:
-                return {"inspection_id": inspection_id, **recorded}
-        session = sessions.get(inspection_id)
-        if session is None:
-            raise ApiError(404, f"unknown or expired inspection {inspection_id!r}")
-        return {
-            "inspection_id": inspection_id,
-            "findings": session.findings.to_dict(),
-            "chat": [turn.to_dict() for turn in session.turns],
-        }
-
     @app.post("/v1/series/inspect")
     def series_inspect(
         file: UploadFile = File(description="A time series: CSV or Parquet, a time column and value columns."),
@@ -381,6 +340,8 @@ def create_app(
             raise ApiError(404, f"unknown or expired series {request.series_id!r}; inspect it again")
         turn = answered(chat, request.question)
         return {"series_id": request.series_id, **turn.to_dict(), "turn": len(chat.turns)}
+
+    app.include_router(records_routes(records, sessions))
 
     # ---- web page ------------------------------------------------------------------------------
     static = Path(str(package_files("anomalens") / "server" / "static"))
