@@ -2,7 +2,8 @@
 
 `url` is a SQLAlchemy URL (`postgresql+psycopg://user@host/db`; `postgresql://` means the same) or a bare
 path, which names a SQLite file; without one, the environment's ANOMALENS_RECORDS_URL (`database.py`: the
-engine and its settings). This module writes; `queries.py` reads; `export.py` writes files of what is read."""
+engine and its settings). This module writes; `queries.py` reads; `export.py` writes files of what is read;
+`feedback.py` checks an operator's feedback before it is written; `jobs.py` keeps the service's fit jobs."""
 
 from __future__ import annotations
 
