@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -113,3 +114,29 @@ def running_server(command: list[str], ready_url: str, log: Path, seconds: float
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def postgres_base():
+    """A real PostgreSQL server for the records tests (tests/postgres_server.py), one for the session."""
+    from postgres_server import postgres_bin, postgres_server
+
+    if postgres_bin() is None:
+        if os.environ.get("ANOMALENS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(
+                "PostgreSQL is required (ANOMALENS_REQUIRE_POSTGRES=1) but Debian's postgresql is not installed"
+            )
+        pytest.skip("Debian's postgresql package is not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg")
+    with postgres_server(free_port()) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    """A fresh records database of each kind: a SQLite file, a new database on the PostgreSQL server."""
+    from postgres_server import new_database
+
+    if request.param == "sqlite":
+        return str(tmp_path / "records.db")
+    return new_database(request.getfixturevalue("postgres_base"))

@@ -77,7 +77,11 @@ def test_rows_equal_local_detect_and_go_to_the_records(cluster, model, images, t
     expected = source_paths(images)
     assert sorted(r["source"] for r in rows) == sorted(map(str, expected)) and summary.inspected == len(expected)
 
-    local = CliRunner().invoke(app, ["detect", str(images), "--model", str(model), "--out", str(tmp_path / "local")])
+    local_records = tmp_path / "local.db"
+    local = CliRunner().invoke(
+        app, ["detect", str(images), "--model", str(model), "--out", str(tmp_path / "local")]
+        + ["--records", str(local_records)]
+    )  # fmt: skip
     assert local.exit_code == 0, local.output
     detected = {Path(r["source"]).resolve(): r for r in json.loads((tmp_path / "local" / "results.json").read_text())}
     assert len(detected) == len(rows)
@@ -95,10 +99,11 @@ def test_rows_equal_local_detect_and_go_to_the_records(cluster, model, images, t
         assert row["decision_mode"] == "per-image" and Path(row["overlay"]).is_file()
     assert summary.errors == 1 and summary.defective == sum(r["verdict"] == "anomalous" for r in rows)
 
-    with RecordStore(records) as store:
-        kept = store.list(limit=100)
-    assert len(kept) == len(rows)
-    assert {k["model_version"] for k in kept} == {sha256_file(model)}
+    with RecordStore(records) as store, RecordStore(local_records) as local_store:
+        kept, local_kept = store.list(limit=100), local_store.list(limit=100)
+    assert len(kept) == len(local_kept) == len(rows)
+    identities = {(k["model_id"], k["model_version"]) for k in kept}  # one model, one id and version
+    assert identities == {(k["model_id"], k["model_version"]) for k in local_kept} == {("weld", sha256_file(model))}
     assert sorted(k["verdict"] for k in kept) == sorted(r["verdict"] for r in rows)
 
 
@@ -136,6 +141,30 @@ def test_a_killed_worker_loses_nothing(cluster, model, tmp_path):
     assert all(r["verdict"] != "error" for r in rows)
     workers = {int(r["worker"].rsplit(":", 1)[1]) for r in rows}
     assert killed[0] in workers and len(workers) >= 2  # the killed actor's batches were redone by its successor
+
+
+def test_a_driver_dead_between_records_and_parquet_leaves_no_duplicate_record(cluster, model, tmp_path, monkeypatch):
+    import anomalens.distributed as distributed
+
+    folder, out, records = tmp_path / "in", tmp_path / "ray", tmp_path / "records.db"
+    for i in range(6):
+        save_png(folder / f"{i}.png", texture(600 + i, size=96))
+
+    def die(out: Path, table) -> Path:  # the first batch is in the records; its Parquet file never comes
+        raise RuntimeError("the driver died")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(distributed, "_write_part", die)
+        with pytest.raises(RuntimeError, match="driver died"):
+            inspect_dataset(folder, model, out, records=str(records), batch_size=2, num_workers=1)
+    with RecordStore(records) as store:
+        assert store.count() == 2 and read_rows(out) == []
+    summary = inspect_dataset(folder, model, out, records=str(records), batch_size=2, num_workers=1)
+    assert summary.inspected == 6  # the rerun inspects the recorded batch again: it is not in the output
+    with RecordStore(records) as store:
+        kept = store.list(limit=100)
+    assert sorted(k["image_path"] for k in kept) == sorted(str(p) for p in source_paths(folder))
+    assert len({k["run"] for k in kept}) == 1 and len(read_rows(out)) == 6
 
 
 def test_ray_without_a_model_says_what_it_needs(images):

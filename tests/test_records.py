@@ -1,7 +1,9 @@
 """Inspection records (issue 31): the store on a real SQLite file and a real PostgreSQL server (Debian's
-package, started here), the same rows and answers through both; hostile filters; stable pages; writers killed
-mid-stream or writing together lose nothing committed; `detect --records`, `anomalens records`, and the
-service's inspections and chats surviving a restart."""
+package, started here: conftest's `url`), the same rows and answers through both; hostile filters; stable
+pages; a run writing each inspection once; migrations up and down; writers killed mid-stream or writing
+together lose nothing committed; `detect --records`, `anomalens records`, and the service's inspections and
+chats surviving a restart. Feedback: test_feedback.py; series, the service's restart in process and the model
+identity: test_records_interfaces.py."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ pytest.importorskip("alembic")
 
 from anomalens.records import RecordStore, database_url, parse_time  # noqa: E402
 from conftest import free_port, plant_defect, running_server, save_png, texture  # noqa: E402
-from postgres_server import new_database, postgres_bin, postgres_server  # noqa: E402
+from postgres_server import new_database  # noqa: E402
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC).timestamp()
 HOSTILE = [
@@ -41,6 +43,8 @@ HOSTILE = [
     str(10**400),
     "$1",
     ":model",
+    "\ud800",  # a lone surrogate: JSON may carry one, and a file name (os.fsdecode) too
+    "part-\udcff.png",
 ]
 WRITER = """
 import sys
@@ -51,27 +55,6 @@ for i in range(count):
     store.add_inspection({"id": f"{name}-{i:06d}", "source": f"part{i}.png", "verdict": "normal", "score": float(i)})
     print(f"{name}-{i:06d}", flush=True)  # after the commit
 """
-
-
-@pytest.fixture(scope="module")
-def postgres_base():
-    if postgres_bin() is None:
-        if os.environ.get("ANOMALENS_REQUIRE_POSTGRES") == "1":
-            pytest.fail(
-                "PostgreSQL is required (ANOMALENS_REQUIRE_POSTGRES=1) but Debian's postgresql is not installed"
-            )
-        pytest.skip("Debian's postgresql package is not installed (apt-get install postgresql)")
-    pytest.importorskip("psycopg")
-    with postgres_server(free_port()) as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    """A fresh records database of each kind: a SQLite file, a new database on the PostgreSQL server."""
-    if request.param == "sqlite":
-        return str(tmp_path / "records.db")
-    return new_database(request.getfixturevalue("postgres_base"))
 
 
 def sample_records(n: int = 30) -> list[dict]:
@@ -205,6 +188,38 @@ def test_pages_are_stable_and_never_overlap(url):
     assert [r["id"] for r in store.list(limit=7, offset=14)] == ids[14:21]  # asked again: the same page
 
 
+def test_a_run_writes_each_inspection_once(url):
+    """A batch sent again by its run (a Ray driver that died between the batch's records and its Parquet file,
+    then reran) is not written twice; another image content, model version or run is another inspection."""
+    store = RecordStore(url)
+    batch = [
+        {"verdict": "normal", "run": "run-1", "image_path": f"/line/{i}.png", "image_sha256": f"{i:064x}"}
+        | {"model_version": "ab" * 32, "score": float(i)}
+        for i in range(20)
+    ]
+    first = store.add_inspections(batch)
+    assert len(first) == 20 and store.add_inspections(batch) == [] and store.count() == 20
+    assert store.add_inspection(batch[3] | {"id": "sent-again"}) == first[3]  # the one recorded already
+    others = [
+        batch[0] | {"image_sha256": "f" * 64},  # the file changed between the runs
+        batch[1] | {"model_version": "cd" * 32},
+        batch[2] | {"run": "run-2"},
+        {"verdict": "normal", "image_path": "/line/0.png"},  # no run (the service): every one is its own
+        {"verdict": "normal", "image_path": "/line/0.png"},
+    ]
+    assert len(store.add_inspections(others + batch[:5])) == 5
+    assert store.count() == 25 and store.count(model="ab") == 22
+    assert {r["run"] for r in store.list(limit=100)} == {"run-1", "run-2", None}
+    for value in HOSTILE:  # a run named anything is a value, never SQL
+        hostile = {"verdict": "error", "run": value[:64], "image_path": value[:4096]}
+        assert len(store.add_inspections([hostile, hostile])) == 1
+    assert store.count() == 25 + len(HOSTILE)
+    with pytest.raises(ValueError, match="run: 65 characters, at most 64"):  # refused alike by both databases
+        store.add_inspection({"verdict": "normal", "run": "r" * 65})
+    with pytest.raises(ValueError, match="unknown record field.*run_key"):
+        store.add_inspection({"verdict": "normal", "run_key": "forged"})
+
+
 def test_opening_migrates_once_and_the_tables_match_the_models(tmp_path):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -218,8 +233,47 @@ def test_opening_migrates_once_and_the_tables_match_the_models(tmp_path):
     with store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     with sqlite3.connect(path) as connection:
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0005",)]
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_an_older_database_is_migrated_with_its_rows_and_back(url):
+    """A database of revision 0003 (series flagged `anomalous`) opened now: its series rows get verdicts;
+    every migration also goes down (to the first tables) and up again, on both databases."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from anomalens.records.database import MIGRATIONS, database_url
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(database_url(url))
+
+    def migrate(step, revision: str) -> None:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            step(config, revision)
+
+    migrate(command.upgrade, "0003")
+    flagged = [{"id": "a", "flag": True}, {"id": "n", "flag": False}, {"id": "e", "flag": None}]
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO series_inspections (id, created, station, source, anomalous, windows, result) "
+                "VALUES (:id, 0, '', '', :flag, '[]', '{}')"
+            ),
+            flagged,
+        )
+    store = RecordStore(url)
+    assert {r["id"]: r["verdict"] for r in store.list_series()} == {"a": "anomalous", "n": "normal", "e": "error"}
+    store.close()
+    migrate(command.downgrade, "0001")
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, anomalous FROM series_inspections ORDER BY id")).all()
+    assert [(i, None if flag is None else bool(flag)) for i, flag in rows] == [("a", True), ("e", None), ("n", False)]
+    assert RecordStore(url).count_series() == 3  # and up again
+    engine.dispose()
 
 
 def test_urls_and_times(tmp_path, monkeypatch):

@@ -33,8 +33,19 @@ def test_ids_skip_file_names_that_are_not_ids(tmp_path):
     assert ModelStore(tmp_path).ids() == ["good"]
 
 
-def test_fit_jobs_accepted_before_a_restart_are_resumed_or_failed_never_unknown(tmp_path, monkeypatch):
-    crashed = ModelStore(tmp_path)
+@pytest.fixture(params=["files", "records"])
+def journal(request, tmp_path):
+    """Where fit jobs are kept: a store's files (the default), or the records database (`serve --records`)."""
+    if request.param == "files":
+        return lambda: None
+    pytest.importorskip("sqlalchemy")
+    from anomalens.records import RecordStore
+
+    return lambda: RecordStore(tmp_path / "records.db").fit_jobs(tmp_path)
+
+
+def test_fit_jobs_accepted_before_a_restart_are_resumed_or_failed_never_unknown(tmp_path, monkeypatch, journal):
+    crashed = ModelStore(tmp_path, jobs=journal())
     monkeypatch.setattr(crashed._fitting, "submit", lambda *args: None)  # accepted, then the process dies
     upload = Decoded("upload.png", (texture(2, size=64) * 255).astype(np.uint8), (64, 64))  # as the server gives
     images = [texture(0, size=64), texture(1, size=64), upload]
@@ -42,7 +53,7 @@ def test_fit_jobs_accepted_before_a_restart_are_resumed_or_failed_never_unknown(
     lost = crashed.start_fit("lost", images, skipped=[])
     shutil.rmtree(tmp_path / ".jobs" / lost.id)  # its images went with the crash
 
-    restarted = ModelStore(tmp_path)
+    restarted = ModelStore(tmp_path, jobs=journal())
     assert restarted.job(lost.id).to_dict() | {"job_id": None} == {
         "job_id": None,
         "model_id": "lost",
@@ -56,12 +67,29 @@ def test_fit_jobs_accepted_before_a_restart_are_resumed_or_failed_never_unknown(
     assert job["status"] == "done" and job["done"] == 3 and job["skipped"] == ["x.png: not an image"]
     assert restarted.describe("resumed")["n_normal"] == 3
     probe = [texture(9, size=64)]  # resumed from disk, the fit is the one the images would have given at once
-    assert restarted.get("resumed").predict(probe)[0].score == Inspector().fit(images).predict(probe)[0].score
+    at_once = Inspector().fit(images).predict(probe)[0].score  # (a fit on the store's thread: float rounding)
+    assert restarted.get("resumed").predict(probe)[0].score == pytest.approx(at_once, rel=1e-5)
     assert not (tmp_path / ".jobs" / resumable.id).exists()  # the images go once the fit has ended
 
-    again = ModelStore(tmp_path)  # finished jobs are still answered after another restart
+    again = ModelStore(tmp_path, jobs=journal())  # finished jobs are still answered after another restart
     assert again.job(resumable.id).status == "done" and again.job(lost.id).status == "failed"
     assert again.ids() == ["resumed"]
+    kept_as_files = sorted(p.name for p in (tmp_path / ".jobs").glob("*.json"))
+    assert kept_as_files == ([] if journal() else sorted(f"{j.id}.json" for j in (lost, resumable)))
+
+
+def test_fit_jobs_in_the_records_are_each_service_s_own(tmp_path):
+    pytest.importorskip("sqlalchemy")
+    from anomalens.records import RecordStore
+
+    records = RecordStore(tmp_path / "records.db", station="line-1")
+    mine, other_folder = records.fit_jobs(tmp_path / "models"), records.fit_jobs(tmp_path / "other")
+    other_station = RecordStore(tmp_path / "records.db", station="line-2").fit_jobs(tmp_path / "models")
+    job = {"id": "j1", "model_id": "weld", "total": 3, "done": 0, "status": "queued", "error": None, "skipped": []}
+    mine.save(job | {"started": 10.0})
+    mine.save(job | {"status": "failed", "error": "'; DROP TABLE fit_jobs; --\x00", "started": 99.0})
+    assert mine.load() == [job | {"status": "failed", "error": "'; DROP TABLE fit_jobs; --\ufffd", "started": 10.0}]
+    assert other_folder.load() == [] and other_station.load() == []
 
 
 def test_exported_models_are_served_beside_fitted_ones(tmp_path):

@@ -11,8 +11,10 @@ What is done is kept: each batch the driver receives is written as its own Parqu
 temporary name, then renamed: a file is whole or absent), so a run that stops keeps what it finished and a
 rerun into the same folder skips the images its Parquet files already hold. An unreadable image is a row
 with its error, never a failed job; a worker that dies mid-batch is restarted and the batch retried (nothing
-is written before the driver has the whole batch, so nothing is lost or written twice). Needs the scale
-extra: pip install 'anomalens[scale]'."""
+is written before the driver has the whole batch, so nothing is lost or written twice). The records of a
+batch are written before its Parquet file, and once: a driver that dies between the two leaves records that
+its rerun (the same output: the same run) does not write again. Needs the scale extra: pip install
+'anomalens[scale]'."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import math
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -31,10 +34,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MISSING_EXTRA", "RaySummary", "done_sources", "inspect_dataset", "row_schema", "source_paths"]
+__all__ = [
+    "MISSING_EXTRA",
+    "RaySummary",
+    "done_sources",
+    "inspect_dataset",
+    "output_run",
+    "record_rows",
+    "row_schema",
+    "source_paths",
+]
 MISSING_EXTRA = "batch inspection on Ray needs the scale extra: pip install 'anomalens[scale]'"
 PARTS = "part-"  # Parquet files of rows: part-<hash of the batch's sources>.parquet
 OVERLAYS = "overlays"  # the overlay PNGs, beside the Parquet files
+RUN = "run-id"  # the output's run id: its records are written once, however often a rerun sends them
 LIST_SUFFIXES = (".txt", ".lst", ".list")  # a list file: one image path a line (relative: to the list's folder)
 Progress = Callable[[int, int], None]  # (images done, images to do) as each batch is written
 
@@ -136,12 +149,13 @@ class InspectWorker:
     rows, and draws each readable image's overlay beside the Parquet files."""
 
     def __init__(self, model: str, weights: str | None, overlays: str, max_pixels: int | None, class_name: str):
-        from .predictor import load_predictor
+        from .predictor import load_predictor, model_identity
         from .service import InspectionService
 
         self.service = InspectionService(weights=weights)
         self.predictor = load_predictor(model, weights)
         self.metadata = self.predictor.metadata  # the model file hashed once per actor
+        self.model_id, self.model_version = model_identity(self.predictor)  # what `detect --records` records
         self.overlays = Path(overlays)
         self.overlays.mkdir(parents=True, exist_ok=True)
         self.max_pixels, self.class_name = max_pixels, class_name
@@ -186,8 +200,8 @@ class InspectWorker:
             "regions": [region.to_dict() for region in result.regions],
             "defect_type": guess.name if guess else None,
             "error": result.error,
-            "model_id": meta.model_id,
-            "model_version": meta.model_version,
+            "model_id": self.model_id,
+            "model_version": self.model_version,
             "engine": meta.engine,
             "expert": result.expert or meta.expert,
             "decision_mode": result.decision.mode if result.decision else None,
@@ -234,6 +248,7 @@ def inspect_dataset(
         return summary
     out.mkdir(parents=True, exist_ok=True)
     store = _store(records)
+    run = output_run(out)
     ours = _connect(address)
     try:
         from ray.data import DataContext
@@ -259,7 +274,7 @@ def inspect_dataset(
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             table = batch.select(row_schema().names).cast(row_schema())
             if store is not None:
-                _record(store, table, class_name)
+                record_rows(store, table, class_name, run)
             summary.files.append(_write_part(out, table))
             verdicts = table.column("verdict").to_pylist()
             summary.inspected += len(verdicts)
@@ -302,9 +317,21 @@ def _store(records: Any):
     return RecordStore(records)
 
 
-def _record(store, table, class_name: str) -> None:
-    """The batch's rows in the records, in one transaction (before its Parquet file: a row the output holds
-    is always in the records)."""
+def output_run(out: Path) -> str:
+    """The run an output folder holds: made by its first run, read again by every rerun into it."""
+    file = out / RUN
+    if not file.is_file():
+        partial = out / f".{RUN}.{os.getpid()}.tmp"
+        partial.write_text(uuid.uuid4().hex)
+        os.replace(partial, file)
+    return file.read_text().strip()
+
+
+def record_rows(store, table, class_name: str, run: str) -> None:
+    """The batch's rows in the records, in one transaction, before its Parquet file: a row the output holds
+    is always in the records, and a batch recorded by a driver that died before writing its file is not
+    recorded twice when the rerun inspects it again (the records keep one inspection per run, image and
+    model version)."""
     from .records import inspection_record, sha256_file
 
     entries = []
@@ -322,6 +349,7 @@ def _record(store, table, class_name: str) -> None:
                 model_id=row["model_id"],
                 model_version=row["model_version"],
                 created=row["time"].timestamp(),
+                run=run,
             )
         )
     store.add_inspections(entries)

@@ -18,6 +18,7 @@ from .common import (
     TileOpt,
     WeightsOpt,
     app,
+    check_route,
     chosen_inspector,
     console,
     err,
@@ -108,11 +109,12 @@ def chat(
     service = InspectionService(
         weights=weights, language_model=language_model, guard=guard, clip_weights=clip_weights, clip_model=clip_model
     )
+    check_route(model, refs, zero_shot, bool(clip_weights or clip_model))
     ref_paths = normal_images(refs, None) if refs else []
     inspector = chosen_inspector(
         service,
         model,
-        refs,
+        ref_paths,
         zero_shot,
         bool(clip_weights or clip_model),
         class_name or (rules.name if rules else None),

@@ -297,25 +297,23 @@ def check_route(model: Path | None, refs: Path | None, zero_shot: bool, clip: bo
 def chosen_inspector(
     service: InspectionService,
     model: Path | None,
-    refs: Path | None,
+    refs: list[Path],
     zero_shot: bool,
     clip: bool = False,
     class_name: str | None = None,
     defects: tuple[str, ...] = (),
     **options,
 ) -> Inspector:
-    """The inspector a command asked for: a model file, few-shot references (fitted with `options`, the
-    Inspector's), or a zero-shot route."""
+    """The inspector a command asked for: a model file, few-shot references (`refs`: the images of --refs,
+    `normal_images`; fitted with `options`, the Inspector's), or a zero-shot route (the route checked first)."""
     from ..model_file import ModelFileError
 
-    check_route(model, refs, zero_shot, clip)
     try:
         if zero_shot:
             return service.zero_shot(class_name, defects)
         if model:
             return service.load(model)
-        assert refs is not None  # exactly one of model and refs
-        return fit_with_progress(service, normal_images(refs, None), **options)
+        return fit_with_progress(service, refs, **options)
     except (ModelFileError, ValueError, FileNotFoundError) as error:
         fail(str(error))
 

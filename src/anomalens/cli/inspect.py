@@ -32,13 +32,14 @@ from .common import (
     fit_with_progress,
     fresh_output_dir,
     image_paths,
+    normal_images,
     progress_bars,
     resolution,
     results_table,
     sample_root,
     warn,
 )
-from .records import RecordsOpt, open_records
+from .records import RecordsOpt, open_records, unrecorded
 
 if TYPE_CHECKING:  # the models are imported by the commands that run them (`--help` and `--series` need none)
     from ..calibration import Calibration
@@ -210,8 +211,11 @@ def detect(
             rules = load_criteria(criteria) if criteria else None
         except CriteriaError as error:
             fail(str(error))
+        store = open_records(records) if records else None  # before any work: a bad URL ends it
         out = fresh_output_dir(out, overwrite, "detect")
-        failed = detect_series(images, out, reference, reference_fraction, column, time_column, max_false_alarms, rules)
+        failed = detect_series(
+            images, out, reference, reference_fraction, column, time_column, max_false_alarms, rules, store
+        )
         if failed == len(images):
             raise typer.Exit(1)
         return
@@ -220,19 +224,20 @@ def detect(
     paths = image_paths(images)
     if not paths:
         fail("no images to inspect")
-    store = open_records(records) if records and not series else None  # before any work: a bad URL ends it
+    store = open_records(records) if records else None  # before any work: a bad URL ends it
     out = fresh_output_dir(out, overwrite, "detect")
     from ..service import InspectionService  # the models: imported once the options are known to be usable
 
     service = InspectionService(weights=weights, clip_weights=clip_weights, clip_model=clip_model)
+    ref_paths = normal_images(refs, None) if refs else []
     inspector: Predictor
     if engine == "onnx":
         assert model is not None  # check_engine
         inspector = onnx_inspector(model)
     else:
         clip, options = bool(clip_weights or clip_model), resolution(image_size, scale, tile)
-        inspector = chosen_inspector(service, model, refs, zero_shot, clip, class_name, **options)
-    keep = recorder(store, model, refs, zero_shot, class_name or "") if store is not None else None
+        inspector = chosen_inspector(service, model, ref_paths, zero_shot, clip, class_name, **options)
+    keep = recorder(store, inspector, ref_paths, class_name or "") if store is not None else None
     try:
         results = write_inspections(service, inspector, paths, out, max_pixels, batch_evidence, keep)
     except ValueError as error:  # zero-shot with fewer than 2 readable images
@@ -271,13 +276,13 @@ def detect_on_ray(
         fail("--ray needs the scale extra: pip install 'anomalens[scale]'")
     if not model.is_file():
         fail(f"{model}: no such model file")
-    resumed = out is not None and out.is_dir() and any(out.glob("part-*.parquet"))
+    from ..distributed import PARTS, RUN, inspect_dataset, source_paths
+
+    resumed = out is not None and ((out / RUN).is_file() or any(out.glob(f"{PARTS}*.parquet")))
     out = out if resumed else fresh_output_dir(out, overwrite, "detect")
     assert out is not None
     store = open_records(records) if records else None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from ..distributed import inspect_dataset, source_paths
 
     total = len(source_paths(images))
     if not total:
@@ -323,26 +328,19 @@ def detect_on_ray(
 
 
 def recorder(
-    store: RecordStore, model: Path | None, refs: Path | None, zero_shot: bool, class_name: str
+    store: RecordStore, inspector: Predictor, references: list[Path], class_name: str
 ) -> Callable[[Path, dict, Inspection], None]:
     """Writes each image's result to the records (committed one by one: a run stopped half way keeps what
-    was inspected), with the model's id and version: a model file's stem and the hash of its contents; few-
-    shot, the hash of the reference images; zero-shot, the route."""
-    import hashlib
+    was inspected), with the model's id and version (`predictor.model_identity`: few-shot, of `references`).
+    This command is one run (its records carry its id)."""
+    import uuid
 
+    from ..predictor import model_identity
     from ..records import inspection_record, sha256_file
     from ..records.chats import findings_json
 
-    identity: dict[str, str | None]
-    if model is not None:
-        identity = {"model_id": model.stem, "model_version": sha256_file(model)}
-    elif refs is not None:
-        digest = hashlib.sha256()
-        for file in image_paths([refs]):
-            digest.update(bytes.fromhex(sha256_file(file)))
-        identity = {"model_id": "few-shot", "model_version": digest.hexdigest()}
-    else:
-        identity = {"model_id": "zero-shot", "model_version": None}
+    model_id, model_version = model_identity(inspector, references)
+    run = uuid.uuid4().hex
 
     def keep(path: Path, record: dict, inspection: Inspection) -> None:
         guess = inspection.findings.defect_type if inspection.findings else None
@@ -356,11 +354,13 @@ def recorder(
                     findings=findings_json(inspection.findings),
                     defect_type=guess.name if guess else None,
                     class_name=class_name,
-                    **identity,
+                    model_id=model_id,
+                    model_version=model_version,
+                    run=run,
                 )
             )
         except Exception as error:  # noqa: BLE001 - an audit trail with a hole is no audit trail: stop
-            fail(f"{path}: the record could not be written to {store!r}: {type(error).__name__}: {error}")
+            unrecorded(store, path, error)
 
     return keep
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 from rich.markup import escape
@@ -53,6 +53,11 @@ def open_records(target: str) -> RecordStore:
         fail(MISSING_EXTRA)
 
 
+def unrecorded(store: RecordStore, path: Path, error: Exception) -> NoReturn:
+    """Ends a command whose result could not be recorded: an audit trail with a hole is no audit trail."""
+    fail(f"{path}: the record could not be written to {store!r}: {type(error).__name__}: {error}")
+
+
 def _needed(records: str | None) -> str:
     if not records:
         fail("give the records: --records FILE_OR_URL (or set ANOMALENS_RECORDS_URL)")
@@ -76,42 +81,67 @@ def list_records(
     verdict: VerdictOpt = None,
     source: SourceOpt = None,
     station: StationOpt = None,
+    series: Annotated[bool, typer.Option("--series", help="Series inspections (detect --series) instead.")] = False,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 50,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many first.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ):
-    """List inspections, oldest first, filtered by time, model, verdict, file name and station."""
+    """List inspections (or with --series, series inspections), oldest first, filtered by time, model,
+    verdict, file name and station."""
     store = open_records(_needed(records))
     filters = {"since": since, "until": until, "model": model, "verdict": verdict, "source": source}
     try:
-        rows = store.list(**filters, station=station, limit=limit, offset=offset)
-        total = store.count(**filters, station=station)
+        listing, count = (store.list_series, store.count_series) if series else (store.list, store.count)
+        rows = listing(**filters, station=station, limit=limit, offset=offset)
+        total = count(**filters, station=station)
     except ValueError as error:
         fail(str(error))
     if as_json:
         for row in rows:
             print(json.dumps(row | {"created": row["created"].isoformat()}))
         return
+    console.print(_series_table(rows) if series else _table(rows))
+    kind = "series inspection" if series else "inspection"
+    console.print(f"{len(rows)} of {total} {kind}{'s' * (total != 1)} (from {offset + 1 if rows else 0})")
+
+
+def _table(rows: list[dict]) -> Table:
     table = Table("time (UTC)", "source", "model", "verdict", "probability", "location", "id")
     for row in rows:
-        probability = row["probability"]
         table.add_row(
-            row["created"].strftime("%Y-%m-%d %H:%M:%S"),
-            escape(row["source"]),
-            escape(row["model_id"] or ""),
-            row["verdict"],
-            "" if probability is None else f"{probability:.0%}",
-            escape(row["location"] or ""),
-            row["id"],
+            _time(row), escape(row["source"]), escape(row["model_id"] or ""), row["verdict"],
+            _percent(row["probability"]), escape(row["location"] or ""), row["id"],
+        )  # fmt: skip
+    return table
+
+
+def _series_table(rows: list[dict]) -> Table:
+    table = Table("time (UTC)", "source", "verdict", "probability", "windows", "id")
+    for row in rows:
+        windows = str(len(row["windows"])) if row["verdict"] != "error" else escape(row["error"] or "")
+        table.add_row(
+            _time(row), escape(row["source"]), row["verdict"], _percent(row["probability"]), windows, row["id"]
         )
-    console.print(table)
-    console.print(f"{len(rows)} of {total} inspection{'s' * (total != 1)} (from {offset + 1 if rows else 0})")
+    return table
+
+
+def _time(row: dict) -> str:
+    return row["created"].strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _percent(probability: float | None) -> str:
+    return "" if probability is None else f"{probability:.0%}"
 
 
 @records_app.command("show")
-def show_record(inspection_id: Annotated[str, typer.Argument(help="The inspection's id.")], records: RecordsOpt = None):
-    """One inspection in full, as JSON: its result, the findings and the chat about it."""
-    found = open_records(_needed(records)).get(inspection_id)
+def show_record(
+    inspection_id: Annotated[str, typer.Argument(help="The inspection's (or series inspection's) id.")],
+    records: RecordsOpt = None,
+):
+    """One inspection in full, as JSON: its result, the findings and the chat about it (a series inspection:
+    its result and windows)."""
+    store = open_records(_needed(records))
+    found = store.get(inspection_id) or store.get_series(inspection_id)
     if found is None:
         fail(f"no inspection {inspection_id!r} in the records")
     print(json.dumps(found | {"created": found["created"].isoformat()}, indent=2))

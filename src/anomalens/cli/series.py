@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
@@ -14,6 +15,10 @@ from ..series.answers import answer_series, series_findings
 from ..series.evaluation import evaluate_nab_layout
 from ..series.plot import plot_series
 from .common import console, fail, warn
+from .records import unrecorded
+
+if TYPE_CHECKING:
+    from ..records import RecordStore
 
 QUESTIONS = ("Is anything wrong?", "When?", "Which sensor?", "How sure are you?", "What does normal look like?")
 
@@ -27,8 +32,10 @@ def detect_series(
     time_column: str | None,
     max_false_alarms: int | None,
     criteria: Criteria | None,
+    store: RecordStore | None = None,
 ) -> int:
-    """Inspect each series file: JSON (result, findings, answers) and a PNG plot per file; returns how many failed."""
+    """Inspect each series file: JSON (result, findings, answers) and a PNG plot per file, and with `store`
+    its record (the file, verdict, score, windows; a file that failed too, with why); returns how many failed."""
     fixed: SeriesDetector | None = None
     if reference is not None:
         try:
@@ -48,15 +55,27 @@ def detect_series(
             for written in (out / f"{path.stem}.png", out / f"{path.stem}.json"):
                 written.unlink(missing_ok=True)
             warn(message, "skipped")
-            records.append({"source": str(path), "ok": False, "error": message})
-            failed += 1
-            continue
+            record, failed = {"source": str(path), "ok": False, "error": message}, failed + 1
+        else:
+            table.add_row(*row)
+        if store is not None:
+            _keep(store, path, record)
         records.append(record)
-        table.add_row(*row)
     (out / "results.json").write_text(json.dumps(records, indent=2))
     console.print(table)
-    console.print(f"results and plots in {escape(str(out))}")
+    kept = f"; {len(records)} records in {escape(repr(store))}" if store is not None else ""
+    console.print(f"results and plots in {escape(str(out))}{kept}")
     return failed
+
+
+def _keep(store: RecordStore, path: Path, record: dict) -> None:
+    """The file's record, committed before the next file is inspected."""
+    from ..records import series_record
+
+    try:
+        store.add_series(series_record(record, source=str(path.resolve())))
+    except Exception as error:  # noqa: BLE001 - an audit trail with a hole is no audit trail: stop
+        unrecorded(store, path, error)
 
 
 def _inspected_series(

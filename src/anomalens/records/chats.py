@@ -13,11 +13,11 @@ from ..language.criteria import Criteria, DefectType
 from ..language.findings import DefectGuess, Findings
 from ..language.models import LanguageModel
 from ..regions import Region
-from .store import _jsonable
+from .values import jsonable
 
 
 def findings_json(findings: Findings | None) -> dict | None:
-    return None if findings is None else _jsonable(asdict(findings))
+    return None if findings is None else jsonable(asdict(findings))
 
 
 def findings_from_json(data: dict) -> Findings:

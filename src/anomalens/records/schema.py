@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Double, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Double, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -40,11 +40,14 @@ class InspectionRow(Base):
     regions: Mapped[Any] = mapped_column(JSON, nullable=False, default=list)
     result: Mapped[Any] = mapped_column(JSON, nullable=False, default=dict)  # the result as it was answered
     findings: Mapped[Any] = mapped_column(JSON, nullable=True)  # what a chat about it is rebuilt from (None: not kept)
+    run: Mapped[str | None] = mapped_column(String(64))  # the batch run that wrote it (None: the service)
+    run_key: Mapped[str | None] = mapped_column(String(64))  # unique: a run writes an inspection once (`run_key`)
 
     __table_args__ = (
         Index("ix_inspections_created", "created", "id"),
         Index("ix_inspections_model", "model_id"),
         Index("ix_inspections_verdict", "verdict"),
+        Index("uq_inspections_run_key", "run_key", unique=True),
     )
 
 
@@ -65,28 +68,31 @@ class ChatTurnRow(Base):
 
 
 class FeedbackRow(Base):
-    """An operator's word on an inspection (filled by the feedback work): the verdict they give, the defect
-    type, where (a box, or a reference to a mask file), who and when."""
+    """An operator's word on an inspection (the "Teach it" work, issue 32): the verdict they give (normal or
+    defective), the defect type, where (a box, or a mask file), a note, where it was given and by whom."""
 
     __tablename__ = "feedback"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     inspection_id: Mapped[str] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"), nullable=False)
     created: Mapped[float] = mapped_column(Double, nullable=False)
     author: Mapped[str] = mapped_column(String(200), nullable=False, default="")
-    verdict: Mapped[str | None] = mapped_column(String(16))
+    verdict: Mapped[str | None] = mapped_column(String(16))  # normal | defective (None: not said)
     defect_type: Mapped[str | None] = mapped_column(String(200))
     box: Mapped[Any] = mapped_column(JSON, nullable=True)  # [x0, y0, x1, y1] in the image's pixels
-    mask_ref: Mapped[str | None] = mapped_column(String(4096))
+    mask_path: Mapped[str | None] = mapped_column(String(4096))
     note: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    source: Mapped[str] = mapped_column(String(16), nullable=False)  # chat | page | api | cli
 
     __table_args__ = (Index("ix_feedback_inspection", "inspection_id"),)
 
 
 class FitJobRow(Base):
-    """A fit the service accepted, as last reported."""
+    """A fit the service accepted, as last reported, and whose it is: the station and the models folder."""
 
     __tablename__ = "fit_jobs"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    station: Mapped[str] = mapped_column(String(200), nullable=False, server_default="")
+    models: Mapped[str] = mapped_column(String(4096), nullable=False, server_default="")  # the folder it fits into
     model_id: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -98,15 +104,22 @@ class FitJobRow(Base):
 
 
 class SeriesInspectionRow(Base):
-    """A time series' inspection: the file, its anomalous windows and the whole result."""
+    """A time series' inspection: the file, the verdict (as an image's), its anomalous windows and the whole
+    result."""
 
     __tablename__ = "series_inspections"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     created: Mapped[float] = mapped_column(Double, nullable=False)
     station: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     source: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
-    anomalous: Mapped[bool | None] = mapped_column(Boolean)
+    verdict: Mapped[str] = mapped_column(String(16), nullable=False)  # anomalous | normal | error
+    score: Mapped[float | None] = mapped_column(Double)  # the highest anomaly score
+    probability: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
     windows: Mapped[Any] = mapped_column(JSON, nullable=False, default=list)
     result: Mapped[Any] = mapped_column(JSON, nullable=False, default=dict)
 
-    __table_args__ = (Index("ix_series_inspections_created", "created", "id"),)
+    __table_args__ = (
+        Index("ix_series_inspections_created", "created", "id"),
+        Index("ix_series_inspections_verdict", "verdict"),
+    )

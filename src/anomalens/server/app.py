@@ -15,7 +15,7 @@ from importlib.resources import files as package_files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -23,13 +23,14 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..language import LanguageModel
-from ..predictor import Predictor
+from ..predictor import Predictor, model_identity
 from ..series import series_failure
 from ..series.answers import answer_series
 from ..service import Conversations, Inspection, InspectionService, ModelStore, StoreError
-from ..service.store import SUFFIXES
 from ..version import __version__
+from .errors import ApiError
 from .limits import BodyLimit
+from .records import records_routes
 from .series import SeriesChats, inspect_upload, plot_png
 from .uploads import Limits, read_uploads, return_freed_memory
 
@@ -59,12 +60,6 @@ class SeriesChatRequest(BaseModel):
         return ChatRequest.question_has_words(question)
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, **extra):
-        super().__init__(message)
-        self.status, self.message, self.extra = status, message, extra
-
-
 def create_app(
     models_dir: str | Path,
     *,
@@ -84,7 +79,7 @@ def create_app(
         version=__version__,
         description="Industrial visual anomaly inspection: verdicts, anomaly maps, regions and answers.",
     )
-    store = ModelStore(models_dir)
+    store = ModelStore(models_dir, jobs=records.fit_jobs(models_dir) if records is not None else None)
     service = InspectionService(
         language_model=language_model, guard=guard, clip_weights=clip_weights, clip_model=clip_model
     )
@@ -92,9 +87,8 @@ def create_app(
     series_chats = SeriesChats(language_model)  # series findings kept for chat
     model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
     if records is not None:
-        from ..records import inspection_record, model_version
+        from ..records import inspection_record, series_record
         from ..records.chats import findings_json, restored_session
-    saved_jobs: dict[str, dict] = {}  # each fit job as last written to the records
 
     # ---- errors and limits ---------------------------------------------------------------------
     @app.exception_handler(ApiError)
@@ -158,18 +152,11 @@ def create_app(
         skipped = [f"{u.name}: {u.error}" for u in decoded if u.error]
         if not good:
             raise ApiError(400, "no readable normal image to fit on", skipped=skipped)
-        return recorded_job(store.start_fit(model_id, good, skipped).to_dict())
+        return store.start_fit(model_id, good, skipped).to_dict()
 
     @app.get("/v1/jobs/{job_id}")
     def job(job_id: str) -> dict:
-        return recorded_job(store.job(job_id).to_dict())
-
-    def recorded_job(job: dict) -> dict:
-        """The job, written to the records when it changed since last written there."""
-        if records is not None and saved_jobs.get(job["job_id"]) != job:
-            records.save_fit_job(job)
-            saved_jobs[job["job_id"]] = job
-        return job
+        return store.job(job_id).to_dict()
 
     @app.get("/v1/models/{model_id}")
     def describe_model(model_id: str) -> dict:
@@ -206,7 +193,7 @@ def create_app(
             )
         given = uploads(files)
         queries = read_uploads(given, limits)
-        given_refs: list[tuple[str, bytes]] = []  # few-shot: the references, whose hash is the model's version
+        given_refs: list[tuple[str, bytes]] = []  # few-shot: the references, whose hashes make the model's version
         digests = {id(u): hashlib.sha256(data).hexdigest() for u, (_, data) in zip(queries, given)}
         inspector: Predictor
         if zero_shot:
@@ -223,9 +210,9 @@ def create_app(
             if not normal:
                 raise ApiError(400, "no readable reference image", references=[f"{u.name}: {u.error}" for u in refs])
             inspector = service.fit(normal)
-        model = {"model_id": model_id, "model_version": None, "class_name": class_name or ""}
-        if records is not None:
-            model |= model_identity(model_id, zero_shot, given_refs)
+        model: dict = {"class_name": class_name or ""}
+        if records is not None:  # few-shot: the version is the hash of the reference images as uploaded
+            model |= dict(zip(("model_id", "model_version"), model_identity(inspector, [d for _, d in given_refs])))
         readable = [u for u in queries if u.image is not None]
         if not readable:
             raise ApiError(
@@ -251,19 +238,6 @@ def create_app(
         except ValueError as error:  # route B with fewer than 2 readable images
             raise ApiError(400, str(error)) from None
         return {"model_id": model_id, "expert": inspector.metadata.expert, "results": results}
-
-    def model_identity(model_id: str | None, zero_shot: bool, references: list[tuple[str, bytes]]) -> dict:
-        """Which model decided, for the records: a stored model's id and the hash of its file; few-shot, the
-        hash of the reference images (the same references, the same version); zero-shot, its route."""
-        if model_id is not None:
-            files = [file for suffix in SUFFIXES if (file := store.folder / f"{model_id}{suffix}").is_file()]
-            return {"model_version": model_version(files[0]) if files else None}
-        if zero_shot:
-            return {"model_id": "zero-shot", "model_version": None}
-        digest = hashlib.sha256()
-        for _, data in references:
-            digest.update(hashlib.sha256(data).digest())
-        return {"model_id": "few-shot", "model_version": digest.hexdigest()}
 
     def _record(upload, inspection: Inspection, want_overlay: bool, fields: dict) -> dict:
         """The image's result, kept for chat (and in the records); one that fails here (its overlay, its
@@ -331,43 +305,6 @@ def create_app(
             records.add_chat_turn(request.inspection_id, len(session.turns), turn.to_dict())
         return {"inspection_id": request.inspection_id, **turn.to_dict(), "turn": len(session.turns)}
 
-    @app.get("/v1/inspections")
-    def list_inspections(
-        since: str | None = Query(None, max_length=100, description="From this time (ISO 8601 or epoch seconds)."),
-        until: str | None = Query(None, max_length=100, description="Before this time."),
-        model: str | None = Query(None, max_length=200, description="A model id, or its version (hash) or a prefix."),
-        verdict: str | None = Query(None, max_length=16, description="anomalous, normal or error."),
-        source: str | None = Query(None, max_length=1000, description="Part of the image's file name."),
-        limit: int = Query(50, ge=1, le=1000),
-        offset: int = Query(0, ge=0, le=2**62),
-    ) -> dict:
-        """Recorded inspections, oldest first, filtered and paged (the service needs --records)."""
-        if records is None:
-            raise ApiError(404, "the service keeps no records: start it with --records FILE_OR_URL")
-        filters = {"since": since, "until": until, "model": model, "verdict": verdict, "source": source}
-        try:
-            found = records.list(**filters, limit=limit, offset=offset)
-            total = records.count(**filters)
-        except ValueError as error:
-            raise ApiError(422, str(error)) from None
-        return {"inspections": found, "total": total, "limit": limit, "offset": offset}
-
-    @app.get("/v1/inspections/{inspection_id}")
-    def get_inspection(inspection_id: str) -> dict:
-        """One inspection: its result, the findings and the chat so far (from the records when kept)."""
-        if records is not None:
-            recorded = records.get(inspection_id)
-            if recorded is not None:
-                return {"inspection_id": inspection_id, **recorded}
-        session = sessions.get(inspection_id)
-        if session is None:
-            raise ApiError(404, f"unknown or expired inspection {inspection_id!r}")
-        return {
-            "inspection_id": inspection_id,
-            "findings": session.findings.to_dict(),
-            "chat": [turn.to_dict() for turn in session.turns],
-        }
-
     @app.post("/v1/series/inspect")
     def series_inspect(
         file: UploadFile = File(description="A time series: CSV or Parquet, a time column and value columns."),
@@ -393,11 +330,7 @@ def create_app(
         record |= {"series_id": series_id, "answer": answer_series("Is anything wrong?", chat.findings)}
         record.pop("source")
         if records is not None:
-            kept = {k: v for k, v in record.items() if k != "plot_png"}
-            windows = kept.get("windows") or []
-            records.add_series(
-                {"id": series_id, "source": name, "anomalous": bool(windows), "windows": windows, "result": kept}
-            )
+            records.add_series(series_record({k: v for k, v in record.items() if k != "plot_png"}, id=series_id))
         return record
 
     @app.post("/v1/series/chat")
@@ -407,6 +340,8 @@ def create_app(
             raise ApiError(404, f"unknown or expired series {request.series_id!r}; inspect it again")
         turn = answered(chat, request.question)
         return {"series_id": request.series_id, **turn.to_dict(), "turn": len(chat.turns)}
+
+    app.include_router(records_routes(records, sessions))
 
     # ---- web page ------------------------------------------------------------------------------
     static = Path(str(package_files("anomalens") / "server" / "static"))

@@ -26,9 +26,18 @@ from ..preprocessing import ImageInput
 from ..resampling import at_image_size
 from ..result import InspectionResult
 from .conversations import Conversations
-from .store import FitJob, ModelStore, StoreError
+from .store import FitJob, JobFiles, JobJournal, ModelStore, StoreError
 
-__all__ = ["Conversations", "FitJob", "Inspection", "InspectionService", "ModelStore", "StoreError"]
+__all__ = [
+    "Conversations",
+    "FitJob",
+    "Inspection",
+    "InspectionService",
+    "JobFiles",
+    "JobJournal",
+    "ModelStore",
+    "StoreError",
+]
 FIRST_QUESTION = "Is there any anomaly in the image?"
 DISPLAY_SIDE = 768  # a conversation keeps its pictures at most this size: under 2 MB each, whatever was uploaded
 CLIP_INSPECTORS = 4  # zero-shot route A inspectors kept (prompts embedded once per class name)

@@ -2,9 +2,10 @@
 by `anomalens export` and run by onnxruntime), a small cache of loaded ones, and fit jobs that run one at a
 time in the background with their progress.
 
-A fit job outlives the process that accepted it: `.jobs/<job id>.json` in the models folder records it, and
-`.jobs/<job id>/` holds its normal images (.npz, exactly as decoded) until the fit ends. A new store on the
-folder resumes the jobs left queued or running, or reports them failed when their images are gone."""
+A fit job outlives the process that accepted it: a journal keeps it (`JobFiles`, `.jobs/<job id>.json` in the
+models folder, by default; the records database with `serve --records`), and `.jobs/<job id>/` holds its
+normal images (.npz, exactly as decoded) until the fit ends. A new store on the folder resumes the jobs left
+queued or running, or reports them failed when their images are gone."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -64,8 +66,41 @@ class FitJob:
         }
 
 
+class JobJournal(Protocol):
+    """Where fit jobs are kept across restarts: each job saved whole as it changes (`FitJob` as a dict of its
+    fields), all of them loaded when a store starts."""
+
+    def save(self, job: dict) -> None: ...
+
+    def load(self) -> builtins.list[dict]: ...
+
+
+class JobFiles:
+    """Fit jobs as JSON files in a folder, `<job id>.json`, each written whole (a reader never sees half)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def save(self, job: dict) -> None:
+        file = self.folder / f"{job['id']}.json"
+        file.with_suffix(".partial").write_text(json.dumps(job))
+        file.with_suffix(".partial").replace(file)
+
+    def load(self) -> builtins.list[dict]:
+        """The jobs, an unreadable file a failed job that says why."""
+        jobs = []
+        for file in sorted(self.folder.glob("*.json")):
+            try:
+                job = FitJob(**json.loads(file.read_text()))
+            except (OSError, ValueError, TypeError) as error:
+                job = FitJob(file.stem, "", 0, status="failed", error=f"the job's record is unreadable: {error}")
+            jobs.append(asdict(job))
+        return jobs
+
+
 class ModelStore:
-    def __init__(self, folder: str | Path, cache_size: int = 4):
+    def __init__(self, folder: str | Path, cache_size: int = 4, jobs: JobJournal | None = None):
+        """`jobs`: where fit jobs are kept (default: `JobFiles` in the folder's `.jobs`)."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._cache: OrderedDict[str, Predictor] = OrderedDict()
@@ -75,6 +110,7 @@ class ModelStore:
         self._fitting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anomalens-fit")
         self._jobs_folder = self.folder / JOBS
         self._jobs_folder.mkdir(exist_ok=True)
+        self._journal = jobs if jobs is not None else JobFiles(self._jobs_folder)
         self._recover_jobs()
 
     def path(self, model_id: str) -> Path:
@@ -212,18 +248,12 @@ class ModelStore:
         return self._jobs_folder / job.id
 
     def _record(self, job: FitJob) -> None:
-        """Writes the job's record whole (a reader never sees half of it)."""
-        file = self._jobs_folder / f"{job.id}.json"
-        file.with_suffix(".partial").write_text(json.dumps(asdict(job)))
-        file.with_suffix(".partial").replace(file)
+        self._journal.save(asdict(job))
 
     def _recover_jobs(self) -> None:
         """Jobs a previous process accepted: finished ones are answered again, unfinished ones resumed."""
-        for file in sorted(self._jobs_folder.glob("*.json")):
-            try:
-                job = FitJob(**json.loads(file.read_text()))
-            except (OSError, ValueError, TypeError) as error:
-                job = FitJob(file.stem, "", 0, status="failed", error=f"the job's record is unreadable: {error}")
+        for saved in self._journal.load():
+            job = FitJob(**saved)
             self._jobs[job.id] = job
             if job.status not in ("queued", "running"):
                 continue
@@ -238,7 +268,7 @@ class ModelStore:
             self._record(job)
             shutil.rmtree(self._images(job), ignore_errors=True)
         for folder in self._jobs_folder.iterdir():  # images whose job was never accepted (no record)
-            if folder.is_dir() and not folder.with_suffix(".json").exists():
+            if folder.is_dir() and folder.name not in self._jobs:
                 shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -1,0 +1,94 @@
+"""The records part of the HTTP service (`serve --records`): recorded inspections listed and paged, one in
+full with its chat and feedback, and an operator's feedback on one (`POST /v1/inspections/{id}/feedback`).
+Behind the API key like every /v1 endpoint; every filter a bound parameter (the records' queries)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from ..service import Conversations
+from .errors import ApiError
+
+if TYPE_CHECKING:
+    from ..records import RecordStore
+
+NO_RECORDS = "the service keeps no records: start it with --records FILE_OR_URL"
+
+
+class FeedbackRequest(BaseModel):
+    """An operator's word on an inspection: at least one of verdict, defect_type, box, mask_path, note."""
+
+    model_config = ConfigDict(extra="forbid")
+    verdict: str | None = Field(None, max_length=16, description="normal or defective.")
+    defect_type: str | None = Field(None, max_length=200, description="The kind of defect, e.g. scratch.")
+    box: list[StrictInt] | None = Field(
+        None, min_length=4, max_length=4, description="[x0, y0, x1, y1] in the image's pixels (x1, y1 exclusive)."
+    )
+    mask_path: str | None = Field(None, max_length=4096, description="A mask image's path, where it is kept.")
+    note: str = Field("", max_length=10_000)
+    source: str = Field("api", max_length=16, description="Where it was given: chat, page, api or cli.")
+    author: str = Field("", max_length=200, description="Who gave it.")
+
+
+def records_routes(records: RecordStore | None, sessions: Conversations) -> APIRouter:
+    """The routes; without `records`, an inspection is found only among the conversations in memory."""
+    router = APIRouter()
+
+    def kept() -> RecordStore:
+        if records is None:
+            raise ApiError(404, NO_RECORDS)
+        return records
+
+    @router.get("/v1/inspections")
+    def list_inspections(
+        since: str | None = Query(None, max_length=100, description="From this time (ISO 8601 or epoch seconds)."),
+        until: str | None = Query(None, max_length=100, description="Before this time."),
+        model: str | None = Query(None, max_length=200, description="A model id, or its version (hash) or a prefix."),
+        verdict: str | None = Query(None, max_length=16, description="anomalous, normal or error."),
+        source: str | None = Query(None, max_length=1000, description="Part of the image's file name."),
+        limit: int = Query(50, ge=1, le=1000),
+        offset: int = Query(0, ge=0, le=2**62),
+    ) -> dict:
+        """Recorded inspections, oldest first, filtered and paged (the service needs --records)."""
+        filters = {"since": since, "until": until, "model": model, "verdict": verdict, "source": source}
+        try:
+            found = kept().list(**filters, limit=limit, offset=offset)
+            total = kept().count(**filters)
+        except ValueError as error:
+            raise ApiError(422, str(error)) from None
+        return {"inspections": found, "total": total, "limit": limit, "offset": offset}
+
+    @router.get("/v1/inspections/{inspection_id}")
+    def get_inspection(inspection_id: str) -> dict:
+        """One inspection: its result, the findings, the chat so far and the feedback given (from the records
+        when kept)."""
+        if records is not None:
+            recorded = records.get(inspection_id)
+            if recorded is not None:
+                return {"inspection_id": inspection_id, **recorded}
+        session = sessions.get(inspection_id)
+        if session is None:
+            raise ApiError(404, f"unknown or expired inspection {inspection_id!r}")
+        return {
+            "inspection_id": inspection_id,
+            "findings": session.findings.to_dict(),
+            "chat": [turn.to_dict() for turn in session.turns],
+        }
+
+    @router.post("/v1/inspections/{inspection_id}/feedback", status_code=201)
+    def give_feedback(inspection_id: str, feedback: FeedbackRequest) -> dict:
+        """An operator's word on a recorded inspection (the service needs --records): the feedback as kept.
+        An unknown inspection is a 404; a value that cannot be right (a box outside the image, a verdict
+        other than normal or defective, feedback that says nothing) a 422 that names it."""
+        try:
+            given = kept().add_feedback(inspection_id, **feedback.model_dump())
+        except LookupError as error:  # records.UnknownInspection
+            raise ApiError(404, str(error)) from None
+        except ValueError as error:
+            raise ApiError(422, str(error)) from None
+        return {"inspection_id": inspection_id, **given}
+
+    return router
