@@ -2,9 +2,10 @@
 """`--scale auto`'s probe chosen leave-one-set-out: which layout it picks, against the best fixed one.
 
 For each shared category and shot count (4 and all, the training images `eval` fits on: the first k), the
-probes of `anomalens.scale.probe_scales` run at every candidate layout for every probe of GRID (planted
+probes of `anomalens.scale.probe_scales` run at every candidate layout for every planted size of PLANTED (planted
 defect area × smallest side in pixels; seeded, so each layout's share of planted defects separated is
-measured once per probe) and `choose_scale`'s rule is applied for each required share. What a pick is worth
+measured once per probe) and `choose_scale`'s rule is applied for each required share and each fallback
+(none passing: the layout that separated most, or the finest probed). What a pick is worth
 is the AUPRO of that layout fitted for real, from bench/scales.json (`python bench/scales.py --scales squash
 aspect 1`: every layout at the peer's protocol). For each category left out, the probe is chosen on the others
 (fewest (category, shots) where the pick's AUPRO is more than 0.02 below the best fixed layout's; then the
@@ -65,7 +66,10 @@ def outcomes(probes: dict, aupro: dict, probe: ScaleProbe) -> dict[tuple[str, st
 
 
 def choose(probes: dict, aupro: dict, categories: list[str]) -> ScaleProbe:
-    grid = [ScaleProbe(area, px, share) for (area, px), share in itertools.product(PLANTED, SHARES)]
+    grid = [
+        ScaleProbe(area, px, share, fallback)
+        for (area, px), share, fallback in itertools.product(PLANTED, SHARES, ("most", "finest"))
+    ]
 
     def key(probe: ScaleProbe) -> tuple:
         rows = [v for k, v in outcomes(probes, aupro, probe).items() if k[0] in categories]
@@ -84,7 +88,7 @@ def write_markdown(path: Path, probes: dict, aupro: dict) -> ScaleProbe:
         "",
         (__doc__ or "").split("\n\n")[1].replace("\n", " "),
         "",
-        "| left out | shots | probe chosen on the others (area, min px, share) | picked | its AUPRO | best fixed |"
+        "| left out | shots | probe chosen on the others (area, min px, share, none passing) | picked | its AUPRO | best fixed |"
         " within 0.02 |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -92,7 +96,7 @@ def write_markdown(path: Path, probes: dict, aupro: dict) -> ScaleProbe:
         probe = choose(probes, aupro, [c for c in categories if c != left])
         for (category, shots), (chosen, value, best) in outcomes(probes, aupro, probe).items():
             if category == left:
-                described = f"{probe.defect_area:g}, {probe.min_defect_px}, {probe.separated}"
+                described = f"{probe.defect_area:g}, {probe.min_defect_px}, {probe.separated}, {probe.fallback}"
                 ok = "yes" if best - value <= TOLERANCE else "**no**"
                 lines.append(f"| {left} | {shots} | {described} | {chosen} | {value:.3f} | {best:.3f} | {ok} |")
     default = choose(probes, aupro, categories)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from anomalens import Inspector
 from anomalens.cli import app
 from anomalens.preprocessing import Decoded, ImageMaps, Layout, Stitching, checked_scale, tile_starts
-from anomalens.scale import ScaleProbe, scale_reason
+from anomalens.scale import ScaleProbe, picked, scale_reason
 from conftest import save_png, texture
 
 
@@ -171,10 +171,19 @@ def test_auto_scale_chooses_the_cheapest_layout_that_finds_small_synthetic_defec
     tried = [scale for scale, _, _ in inspector.scale_probes]
     assert tried[:2] == ["squash", "aspect"] and all(isinstance(s, float) for s in tried[2:])
     assert tried[2:] == sorted(tried[2:])
-    passing = [scale for scale, separated, _ in inspector.scale_probes if separated >= 0.9]
-    best = max(inspector.scale_probes, key=lambda probe: probe[1])[0]
-    assert inspector.config.scale == (passing[0] if passing else best)
+    passing = [scale for scale, separated, _ in inspector.scale_probes if separated >= ScaleProbe().separated]
+    assert inspector.config.scale == (passing[0] if passing else tried[-1])  # none passing: the finest probed
+    if passing:  # the cheapest that passes: no probe past it
+        assert tried[-1] == passing[0]
     reason = scale_reason(inspector.scale_probes)  # what `fit` prints: why this layout
     assert ("cheapest layout" in reason) == bool(passing) and f"{ScaleProbe().min_defect_px} px a side" in reason
     path = inspector.save(tmp_path / "auto.safetensors")  # the model holds the scale chosen, never "auto"
     assert Inspector.load(path).config.scale == inspector.config.scale
+
+
+def test_the_layout_picked_is_the_cheapest_passing_else_the_fallbacks():
+    probes = [("squash", 0.5, 1.0), ("aspect", 0.8, 2.0), (0.5, 0.6, 4.0)]  # cheapest first
+    assert picked(probes, ScaleProbe(separated=0.75))[0] == "aspect"
+    assert picked(probes, ScaleProbe(separated=0.9, fallback="finest"))[0] == 0.5
+    assert picked(probes, ScaleProbe(separated=0.9, fallback="most"))[0] == "aspect"
+    assert "finest probed" in scale_reason(probes, ScaleProbe(separated=0.9, fallback="finest"))

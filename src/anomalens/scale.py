@@ -2,10 +2,13 @@
 
 Probes fit on a few of the normal images and must rank SEPARATED of the held-out ones with synthetic
 defects of DEFECT_AREA, at least MIN_DEFECT_PX a side (`synth`, smooth noise; PLANTS per image) above every
-held-out normal one (`ScaleProbe` holds the three). Candidates
-go from the squashed whole image to native pixels (`preprocessing.candidate_scales`), a finer one only while
-its expected time (4× the last: twice the resolution) fits BUDGET_S. None passing: the one that separated
-most (the cheaper on ties)."""
+held-out normal one (`ScaleProbe` holds them). Candidates go from the squashed whole image to native pixels
+(`preprocessing.candidate_scales`), a finer one only while its expected time (4× the last: twice the
+resolution) fits BUDGET_S. None passing: the finest probed (FALLBACK; small defects are what auto is for).
+The constants were chosen leave-one-set-out over the five shared sets by
+bench/scale_choice.py (bench/scale_choice.md), which also shows what no probe of this kind can do: on two
+products of the same 512-px square layout the probes rank the layouts alike while their real defects rank
+them oppositely."""
 
 from __future__ import annotations
 
@@ -25,11 +28,12 @@ from .result import InspectionResult
 from .synth import synthesize
 
 IMAGES = (6, 4)  # normal images the probes fit on, and hold out to plant defects in
-DEFECT_AREA = 0.0005  # … PLANTS defects each of this share of the image (≈ 45 × 45 px at 2048 px) …
-MIN_DEFECT_PX = 16  # … and at least this many pixels a side (smaller is below what any scale resolves), …
+DEFECT_AREA = 0.0001  # … PLANTS defects each of this share of the image (≈ 20 × 20 px at 2048 px) …
+MIN_DEFECT_PX = 12  # … and at least this many pixels a side (smaller is below what any scale resolves), …
 PLANTS = 4
 SEPARATED = 0.9  # … this share of them must score above every held-out normal image …
 BUDGET_S = 300.0  # … within this many seconds of probing
+FALLBACK = "finest"  # none passing: the finest layout probed ("most": the one that separated most)
 
 Probe = tuple[str | float, float, float]  # (scale, share of planted defects separated, seconds)
 
@@ -49,21 +53,26 @@ class ScaleProbe:
     defect_area: float = DEFECT_AREA
     min_defect_px: int = MIN_DEFECT_PX
     separated: float = SEPARATED
+    fallback: str = FALLBACK  # none separating that share: "most" (the one that separated most) or "finest"
 
 
 def choose_scale(
     inspector: Fittable, images: list[ImageInput], probe: ScaleProbe = ScaleProbe()
 ) -> tuple[str | float, list[Probe]]:
     """The scale to fit `inspector` at, and each probe's (scale, share separated, seconds): the cheapest whose
-    share reaches `probe.separated`, else the one that separated most (the cheaper on ties)."""
+        share reaches `probe.separated`, else the one that separated most (the cheaper on ties). The constants were chosen leave-one-set-out over the five shared sets by
+    bench/scale_choice.py (bench/scale_choice.md), which also shows what no probe of this kind can do: on two
+    products of the same 512-px square layout the probes rank the layouts alike while their real defects rank
+    them oppositely."""
     probes = probe_scales(inspector, images, probe, stop_at=probe.separated)
     return (picked(probes, probe)[0] if probes else SQUASH), probes
 
 
 def picked(probes: list[Probe], probe: ScaleProbe = ScaleProbe()) -> Probe:
     """The probe `choose_scale` goes by: the first (cheapest) to separate `probe.separated` of the planted
-    defects, else the one that separated most (the cheaper on ties)."""
-    return next((p for p in probes if p[1] >= probe.separated), None) or max(probes, key=lambda p: p[1])
+    defects, else by `probe.fallback` the one that separated most (the cheaper on ties) or the finest probed."""
+    passing = next((p for p in probes if p[1] >= probe.separated), None)
+    return passing or (probes[-1] if probe.fallback == "finest" else max(probes, key=lambda p: p[1]))
 
 
 def probe_scales(
@@ -115,4 +124,5 @@ def scale_reason(probes: list[Probe], probe: ScaleProbe = ScaleProbe()) -> str:
     if separated >= probe.separated:
         cheaper = "" if chosen == probes[0][0] else ", where every cheaper one found fewer"
         return f"the cheapest layout that found {separated:.0%} of {planted} (≥ {probe.separated:.0%} asked){cheaper}"
-    return f"no layout found {probe.separated:.0%} of {planted}; this one found the most ({separated:.0%})"
+    chosen_as = "the finest probed" if probe.fallback == "finest" else "the one that found the most"
+    return f"no layout found {probe.separated:.0%} of {planted}; this is {chosen_as} ({separated:.0%})"
