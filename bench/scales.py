@@ -4,7 +4,7 @@
 For each category and shot count, `anomalens eval --eval-size 256` (the peer's protocol: maps and masks at
 256 × 256) at: squash (every image squashed to 256 × 256, the default), aspect (short side 256, aspect kept),
 native pixels in 256-pixel tiles (scale 1) and auto (chosen from the normal images alone; the row says what
-it chose). Image AUROC, pixel AUROC, AUPRO, verdict accuracy, fit seconds and test img/s (processes in turn
+it chose; what the current probe picks on every set is in bench/scale_choice.md). Image AUROC, pixel AUROC, AUPRO, verdict accuracy, fit seconds and test img/s (processes in turn
 on one machine; other work may share it: compare speeds within a run only).
 
     python bench/scales.py                       # every category, 4 shots and full-shot → bench/scales.md
@@ -18,7 +18,7 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
+from datetime import date
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -40,17 +40,19 @@ def write_markdown(path: Path, rows: list[dict], command: str) -> None:
     lines = [
         "# The shared sets at several input scales",
         "",
-        f"Command: `{command}` ({time.strftime('%Y-%m-%d')}). {(__doc__ or '').split(chr(10), 2)[2].split(chr(10) + chr(10))[0]}",
+        f"Command: `{command}` (each row's date in its last column). {(__doc__ or '').split(chr(10), 2)[2].split(chr(10) + chr(10))[0]}",
         "",
-        "| category | shots | scale | fitted at | image AUROC | pixel AUROC | AUPRO | accuracy | fit s | test img/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| category | shots | scale | fitted at | image AUROC | pixel AUROC | AUPRO | accuracy | fit s | test img/s | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         cells = [
             f"{row[c]:.3f}" if c not in ("fit_seconds", "test_images_per_second") else f"{row[c]:.1f}" for c in COLUMNS
         ]
         lines.append(
-            f"| {row['category']} | {row['shots']} | {row['requested']} | {row['scale']} | " + " | ".join(cells) + " |"
+            f"| {row['category']} | {row['shots']} | {row['requested']} | {row['scale']} | "
+            + " | ".join(cells)
+            + f" | {row['measured']} |"
         )
     path.write_text("\n".join(lines) + "\n")
 
@@ -71,7 +73,9 @@ def main() -> None:
     for category in args.categories:
         for shots in args.shots:
             for scale in args.scales:
-                rows.append(evaluate(args.root, category, shots, scale) | {"shots": shots})
+                rows.append(
+                    evaluate(args.root, category, shots, scale) | {"shots": shots, "measured": str(date.today())}
+                )
                 print(
                     json.dumps({k: rows[-1][k] for k in ("category", "shots", "requested", "scale", "aupro")}),
                     flush=True,
