@@ -169,3 +169,36 @@ def test_inspections_chats_and_fit_jobs_are_there_for_a_new_app_on_the_same_reco
     assert more["turn"] == 2 and len(again.get(f"/v1/inspections/{ids[1]}").json()["chat"]) == 2
     assert list((models / ".jobs").glob("*")) == []  # the job in the database; its images gone with the fit
     assert TestClient(again.app).get("/v1/inspections").status_code == 401  # behind the API key
+
+
+@pytest.mark.e2e
+def test_the_listing_as_csv_and_a_result_where_the_normal_scores_are(tmp_path):
+    """GET /v1/inspections.csv: the listing's columns, filtered as the listing is; a result's decision says
+    where the normal scores lie (median, predictive spread and degrees of freedom), for the page's plot."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from anomalens.inspector import Inspector
+    from anomalens.server import create_app
+    from test_server import png_bytes
+
+    models = tmp_path / "models"
+    Inspector(image_size=64).fit([texture(i, size=64) for i in range(4)]).save(models / "cloth.safetensors")
+    client = TestClient(create_app(models, records=RecordStore(tmp_path / "records.db")))
+    images = [
+        ("files", (f"{name}.png", png_bytes(texture(seed, size=64)), "image/png"))
+        for name, seed in [("a", 9), ("b", 10)]
+    ]
+    (result, _) = client.post("/v1/inspect", files=images, data={"model_id": "cloth"}).json()["results"]
+    decision = result["decision"]
+    assert decision["normal_dof"] == 3 and decision["normal_spread"] > 0
+    assert decision["normal_median"] < decision["threshold"]
+
+    exported = client.get("/v1/inspections.csv", params={"source": "a.png"})
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    header, *rows = exported.text.splitlines()
+    assert header.startswith("id,created,") and len(rows) == 1 and rows[0].startswith(result["inspection_id"])
+    assert len(client.get("/v1/inspections.csv").text.splitlines()) == 3
+    assert client.get("/v1/inspections.csv", params={"since": "yesterday"}).status_code == 422
+    without = TestClient(create_app(models)).get("/v1/inspections.csv")
+    assert without.status_code == 404 and "--records" in without.json()["error"]

@@ -157,6 +157,14 @@ class Calibration:
             self.n_normal - 1, 1
         )
 
+    def normal_predictive(self) -> dict:
+        """Where a new normal part's score falls: the normal median and the Student-t predictive spread around it
+        (the normal spread widened by √(1 + 1/n), n − 1 degrees of freedom); empty without normal scores."""
+        if self.normal_median is None or self.n_normal < 1:
+            return {}
+        spread = self.image_scale * math.sqrt(1 + 1 / self.n_normal)
+        return {"normal_median": self.normal_median, "normal_spread": spread, "normal_dof": max(self.n_normal - 1, 1)}
+
     def margin(self, score: float) -> float:
         """How far `score` lies from the threshold, in normal spreads (σ of the normal image scores)."""
         return (score - self.image_threshold) / self.image_scale

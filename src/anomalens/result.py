@@ -48,6 +48,9 @@ class Decision:
     margin: float
     n_normal: int
     uncertain: bool
+    normal_median: float | None = None
+    normal_spread: float | None = None
+    normal_dof: int | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -58,6 +61,9 @@ class Decision:
             "margin": self.margin,
             "n_normal": self.n_normal,
             "uncertain": self.uncertain,
+            "normal_median": self.normal_median,
+            "normal_spread": self.normal_spread,
+            "normal_dof": self.normal_dof,
         }
 
 
@@ -205,6 +211,7 @@ def decide(
             margin=float(calibration.margin(score)),
             n_normal=int(calibration.n_normal),
             uncertain=uncertain(probability),
+            **calibration.normal_predictive(),
         ),
     )
 

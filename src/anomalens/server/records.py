@@ -1,12 +1,14 @@
-"""The records part of the HTTP service (`serve --records`): recorded inspections listed and paged, one in
-full with its chat and feedback, and an operator's feedback on one (`POST /v1/inspections/{id}/feedback`).
-Behind the API key like every /v1 endpoint; every filter a bound parameter (the records' queries)."""
+"""The records part of the HTTP service (`serve --records`): recorded inspections listed and paged (and as
+CSV), one in full with its chat and feedback, and an operator's feedback on one
+(`POST /v1/inspections/{id}/feedback`). Behind the API key like every /v1 endpoint; every filter a bound parameter (the records' queries)."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from ..service import Conversations
@@ -42,24 +44,43 @@ def records_routes(records: RecordStore | None, sessions: Conversations) -> APIR
             raise ApiError(404, NO_RECORDS)
         return records
 
-    @router.get("/v1/inspections")
-    def list_inspections(
+    def listing_filters(
         since: str | None = Query(None, max_length=100, description="From this time (ISO 8601 or epoch seconds)."),
         until: str | None = Query(None, max_length=100, description="Before this time."),
         model: str | None = Query(None, max_length=200, description="A model id, or its version (hash) or a prefix."),
         verdict: str | None = Query(None, max_length=16, description="anomalous, normal or error."),
         source: str | None = Query(None, max_length=1000, description="Part of the image's file name."),
+    ) -> dict:
+        return {"since": since, "until": until, "model": model, "verdict": verdict, "source": source}
+
+    @router.get("/v1/inspections")
+    def list_inspections(
+        filters: dict = Depends(listing_filters),
         limit: int = Query(50, ge=1, le=1000),
         offset: int = Query(0, ge=0, le=2**62),
     ) -> dict:
         """Recorded inspections, oldest first, filtered and paged (the service needs --records)."""
-        filters = {"since": since, "until": until, "model": model, "verdict": verdict, "source": source}
         try:
             found = kept().list(**filters, limit=limit, offset=offset)
             total = kept().count(**filters)
         except ValueError as error:
             raise ApiError(422, str(error)) from None
         return {"inspections": found, "total": total, "limit": limit, "offset": offset}
+
+    @router.get("/v1/inspections.csv", response_class=Response)
+    def export_inspections(filters: dict = Depends(listing_filters)) -> Response:
+        """The filtered inspections as a CSV file (the records' export: the listing's columns)."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "inspections.csv"
+            try:
+                kept().export(path, "csv", **filters)
+            except ValueError as error:
+                raise ApiError(422, str(error)) from None
+            return Response(
+                path.read_bytes(),
+                media_type="text/csv",
+                headers={"Content-Disposition": 'attachment; filename="inspections.csv"'},
+            )
 
     @router.get("/v1/inspections/{inspection_id}")
     def get_inspection(inspection_id: str) -> dict:
