@@ -15,6 +15,7 @@ import re
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.e2e  # through the CLI, a server or a browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUTPUT = Path(os.environ.get("ANOMALENS_TEST_OUTPUT", Path(__file__).resolve().parent.parent / "test-output"))
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "page"  # shown in the README
 API_KEY = "web-key-1"
 WELD = sample_root() / "battery_weld"
 
@@ -40,27 +42,54 @@ def browser_missing() -> str | None:
     return None if Path(CHROMIUM).exists() else f"no Chromium at {CHROMIUM}"
 
 
-@pytest.fixture(scope="module")
-def page_server(tmp_path_factory):
-    """The app with an API key, serving one small fitted model ("textile")."""
+@contextmanager
+def serving(app):
+    """The app served on a free port in this process while the block runs: its URL."""
     import uvicorn
 
-    from anomalens.server import create_app
-
-    models = tmp_path_factory.mktemp("models")
-    Inspector(image_size=64).fit([texture(i, size=64) for i in range(4)]).save(models / "textile.safetensors")
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(models, api_key=API_KEY), host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
     while not server.started and time.time() < deadline:
         time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """A folder with one small fitted model ("textile")."""
+    models = tmp_path_factory.mktemp("models")
+    Inspector(image_size=64).fit([texture(i, size=64) for i in range(4)]).save(models / "textile.safetensors")
+    return models
+
+
+@pytest.fixture(scope="module")
+def page_server(models):
+    """The app with an API key, serving the models, keeping no records."""
+    from anomalens.server import create_app
+
+    with serving(create_app(models, api_key=API_KEY)) as url:
+        yield url
+
+
+def records_app(models: Path, records: Path):
+    """The app with an API key, serving the models and keeping its records in the SQLite file `records`."""
+    from anomalens.records import RecordStore
+    from anomalens.server import create_app
+
+    return create_app(models, api_key=API_KEY, records=RecordStore(records))
+
+
+@pytest.fixture(scope="module")
+def records_server(models, tmp_path_factory):
+    with serving(records_app(models, tmp_path_factory.mktemp("records") / "records.db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

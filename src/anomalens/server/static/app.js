@@ -1,11 +1,14 @@
 // The AnomaLens page: what the API does, from a browser. Inspect images through /v1/inspect (a fitted
 // model, normal references or zero-shot), chat about a result through /v1/chat, and fit a model from
 // normal images through /v1/models and /v1/jobs; inspect a time series through /v1/series/inspect and chat
-// about it through /v1/series/chat.
+// about it through /v1/series/chat. The batch's gallery and one part in detail: gallery.js; review: review.js;
+// the records' history: history.js.
 const $ = (id) => document.getElementById(id);
 let inspectionId = null;
 let seriesId = null;  // set while the chat is about a series (then inspectionId is null), and the reverse
-let batch = { files: [], results: [] };  // the last inspection's images and results, in the same order
+// the last inspection's images, results (as they arrive) and the feedback given, all in upload order
+let batch = { files: [], results: [], reviews: [] };
+const CHUNK = 8;  // images per request with a fitted model: the first verdicts show while the rest are scored
 let originalUrl = null;  // the object URL the shown image is drawn from (revoked when replaced)
 let latest = 0;  // counts the inspection requests: only the latest one's answer is shown
 const LIST_FAILED = "Could not list models";
@@ -34,7 +37,11 @@ function fileErrors(body) {
 async function call(path, options = {}) {
   const response = await fetch(path, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
   const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
-  if (!response.ok) throw new Error([body.error || `HTTP ${response.status}`, ...fileErrors(body)].join("\n"));
+  if (!response.ok) {
+    const error = new Error([body.error || `HTTP ${response.status}`, ...fileErrors(body)].join("\n"));
+    error.body = body;
+    throw error;
+  }
   return body;
 }
 
@@ -64,8 +71,10 @@ async function loadModels(selected) {
 function setOriginal(file) {
   if (originalUrl) URL.revokeObjectURL(originalUrl);
   originalUrl = file ? URL.createObjectURL(file) : null;
-  if (originalUrl) $("original").src = originalUrl;
-  else $("original").removeAttribute("src");
+  for (const img of [$("original"), $("overlay-base")]) {  // the heatmap is laid over the image: opacity
+    if (originalUrl) img.src = originalUrl;
+    else img.removeAttribute("src");
+  }
 }
 
 // Takes the previous result off the page (verdict, pictures, regions, batch, chat) as a new inspection is
@@ -74,11 +83,13 @@ function setOriginal(file) {
 function clearResult() {
   inspectionId = null;
   seriesId = null;
-  batch = { files: [], results: [] };
+  batch = { files: [], results: [], reviews: [] };
   $("result").hidden = true;
   $("chat").hidden = true;
   $("batch").innerHTML = "";
-  $("batch").hidden = true;
+  $("gallery").hidden = true;
+  $("review").hidden = true;
+  $("distribution").hidden = true;
   $("verdict").textContent = "";
   $("verdict").className = "";
   setOriginal(null);
@@ -90,51 +101,6 @@ function clearResult() {
   if (!$("status").textContent.startsWith(LIST_FAILED)) setStatus("");
   show($("series-status"), "");
   return ++latest;
-}
-
-function showResult(index) {
-  const result = batch.results[index];
-  inspectionId = result.inspection_id;
-  seriesId = null;
-  $("series-figure").hidden = true;
-  $("pictures").hidden = false;
-  $("result").hidden = false;
-  $("chat").hidden = false;
-  [...$("batch").children].forEach((item, i) => item.classList.toggle("shown", i === index));
-  setOriginal(batch.files[index]);
-  $("overlay").src = `data:image/png;base64,${result.overlay_png}`;
-  const verdict = $("verdict");
-  // an uncertain verdict's answer already says so: it is not repeated; one whose answer does not (a language
-  // model's) says it here, from the result's decision
-  const unsure = result.decision && result.decision.uncertain;
-  verdict.textContent = STATES_CONFIDENCE.test(result.answer) ? result.answer
-    : unsure ? `${result.answer} (uncertain: ${result.probability.toFixed(2)} — a second look is advised)`
-    : `${result.answer} (confidence ${Math.round(result.confidence * 100)}%)`;
-  verdict.className = result.anomalous ? "defect" : "ok";
-  const list = $("regions");
-  list.innerHTML = "";
-  result.regions.forEach((r, i) => {
-    const item = document.createElement("li");
-    item.textContent = `Region ${i + 1}: ${r.location}, ${(r.area_fraction * 100).toFixed(1)}% of the image, ` +
-      `box (${r.box[0]}, ${r.box[1]})–(${r.box[2]}, ${r.box[3]})`;
-    list.appendChild(item);
-  });
-  $("messages").innerHTML = "";
-  addMessage("bot", result.answer);
-}
-
-// With several images, one line each; a click shows that image's result and chats about it.
-function showBatch() {
-  const list = $("batch");
-  list.innerHTML = "";
-  list.hidden = batch.results.length < 2;
-  batch.results.forEach((r, i) => {
-    const item = document.createElement("li");
-    item.textContent = r.ok ? `${r.file}: ${r.anomalous ? "anomalous" : "normal"} (score ${r.score.toFixed(3)})`
-      : `${r.file}: ${r.error}`;
-    if (r.ok) item.addEventListener("click", () => showResult(i));
-    list.appendChild(item);
-  });
 }
 
 function addMessage(who, text, note) {
@@ -151,36 +117,57 @@ function addMessage(who, text, note) {
   $("messages").scrollTop = $("messages").scrollHeight;
 }
 
+// The form's images and their model as /v1/inspect forms: one per CHUNK images with a fitted model, one for
+// all otherwise (references are fitted per request; zero-shot compares a request's images with each other).
+function inspectForms(files) {
+  const mode = document.querySelector("input[name=mode]:checked").value;
+  const chunk = mode === "model" ? CHUNK : files.length;
+  const forms = [];
+  for (let start = 0; start < files.length; start += chunk) {
+    const form = new FormData();
+    for (const file of files.slice(start, start + chunk)) form.append("files", file);
+    form.append("overlay", "true");
+    const className = $("class-name").value.trim();
+    if (className) form.append("class_name", className);
+    if (mode === "model") form.append("model_id", $("model").value);
+    else if (mode === "refs") for (const ref of $("refs").files) form.append("references", ref);
+    else form.append("zero_shot", "true");
+    forms.push({ form, start });
+  }
+  return forms;
+}
+
 $("inspect").addEventListener("click", async () => {
   const files = [...$("query").files];
   if (!files.length) return setStatus("Choose a product image first.", true);
-  const form = new FormData();
-  for (const file of files) form.append("files", file);
-  form.append("overlay", "true");
-  const className = $("class-name").value.trim();
-  if (className) form.append("class_name", className);
   const mode = document.querySelector("input[name=mode]:checked").value;
-  if (mode === "model") {
-    if (!$("model").value) return setStatus("No fitted model: choose reference images instead.", true);
-    form.append("model_id", $("model").value);
-  } else if (mode === "refs") {
-    const refs = $("refs").files;
-    if (!refs.length) return setStatus("Choose one or more normal reference images.", true);
-    for (const ref of refs) form.append("references", ref);
-  } else {
-    form.append("zero_shot", "true");
-  }
+  if (mode === "model" && !$("model").value) return setStatus("No fitted model: choose reference images instead.", true);
+  if (mode === "refs" && !$("refs").files.length) return setStatus("Choose one or more normal reference images.", true);
   $("inspect").disabled = true;
   const request = clearResult();
+  batch.files = files;
   setStatus("Inspecting…");
+  let expert = null;
+  let refused = null;  // a request none of whose images could be read: its refusal, said if no image was
   try {
-    const body = await call("/v1/inspect", { method: "POST", body: form });
-    if (request !== latest) return;  // a newer inspection was sent meanwhile
-    batch = { files, results: body.results };
-    showBatch();
-    const first = body.results.findIndex((r) => r.ok);
-    if (first >= 0) showResult(first);
-    setStatus([`Inspected with ${body.expert}.`, ...fileErrors(body)].join("\n"));
+    for (const { form, start } of inspectForms(files)) {
+      let body;
+      try {
+        body = await call("/v1/inspect", { method: "POST", body: form });
+      } catch (error) {
+        if (!(error.body && error.body.results)) throw error;
+        body = error.body;  // every image of this chunk refused: each says why, the rest go on
+        refused = error;
+      }
+      if (request !== latest) return;  // a newer inspection was sent meanwhile
+      expert = body.expert || expert;
+      body.results.forEach((result, i) => { batch.results[start + i] = result; });
+      showGallery();
+      if (!inspectionId) showFirst();
+      if (files.length > CHUNK) setStatus(`Inspected ${batch.results.length} of ${files.length}…`);
+    }
+    if (!expert) throw refused;
+    setStatus([`Inspected with ${expert}.`, ...fileErrors({ results: batch.results })].join("\n"));
   } catch (error) {
     if (request === latest) setStatus(error.message, true);
   } finally {
@@ -193,7 +180,9 @@ function showSeries(result) {
   inspectionId = null;
   $("result").hidden = false;
   $("chat").hidden = false;
-  $("batch").hidden = true;
+  $("gallery").hidden = true;
+  $("review").hidden = true;
+  $("distribution").hidden = true;
   $("pictures").hidden = true;
   $("series-figure").hidden = false;
   $("series-plot").src = `data:image/png;base64,${result.plot_png}`;

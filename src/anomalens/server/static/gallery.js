@@ -1,0 +1,138 @@
+// A batch in a gallery (thumbnails with verdict and probability, sorted, filtered, counted) and one part in
+// detail: image, heatmap (toggle, opacity), regions and where its score sits among the normal scores.
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function verdictOf(result) {
+  return !result.ok ? "error" : result.anomalous ? "anomalous" : "normal";
+}
+
+// The parts shown, as indices into the batch: filtered by verdict and review, in the chosen order.
+function visibleOrder() {
+  const verdict = $("filter-verdict").value;
+  const review = $("filter-review").value;
+  const order = batch.results.map((_, i) => i).filter((i) => batch.results[i]).filter((i) =>
+    (!verdict || verdictOf(batch.results[i]) === verdict) &&
+    (!review || (review === "reviewed") === Boolean(batch.reviews[i])));
+  const score = (i) => (batch.results[i].ok ? batch.results[i].score : -Infinity);
+  if ($("sort").value === "score-desc") order.sort((a, b) => score(b) - score(a));
+  if ($("sort").value === "score-asc") order.sort((a, b) => score(a) - score(b));
+  return order;
+}
+
+function thumbnail(i) {
+  const result = batch.results[i];
+  const item = document.createElement("li");
+  item.dataset.index = i;
+  item.className = verdictOf(result);
+  item.classList.toggle("shown", result.inspection_id === inspectionId && Boolean(inspectionId));
+  const caption = document.createElement("span");
+  const review = batch.reviews[i];
+  caption.textContent = result.ok
+    ? `${result.file}: ${verdictOf(result)} · p ${result.probability.toFixed(2)}` + (review ? ` · reviewed: ${review.label}` : "")
+    : `${result.file}: ${result.error}`;
+  if (result.ok) {
+    const img = document.createElement("img");
+    img.src = `data:image/png;base64,${result.overlay_png}`;
+    img.alt = `${result.file}, ${verdictOf(result)}`;
+    item.appendChild(img);
+    item.tabIndex = 0;
+    item.setAttribute("role", "button");
+    item.setAttribute("aria-label", caption.textContent);
+    item.addEventListener("click", () => showResult(i));
+  }
+  if (review) item.classList.add("reviewed");
+  item.appendChild(caption);
+  return item;
+}
+
+// With several images, a thumbnail each; a click shows that part in detail and chats about it.
+function showGallery() {
+  const results = batch.results.filter(Boolean);
+  $("gallery").hidden = results.length < 2;
+  $("batch").replaceChildren(...visibleOrder().map(thumbnail));
+  const defective = results.filter((r) => r.ok && r.anomalous).length;
+  const reviewed = batch.reviews.filter(Boolean).length;
+  const failed = results.filter((r) => !r.ok).length;
+  $("counts").textContent = `${defective} defective of ${results.length}` +
+    (failed ? `, ${failed} not inspected` : "") + `; ${reviewed} reviewed`;
+}
+
+function showFirst() {
+  const first = visibleOrder().find((i) => batch.results[i].ok);
+  if (first !== undefined) showResult(first);
+}
+
+function showResult(index) {
+  const result = batch.results[index];
+  inspectionId = result.inspection_id;
+  seriesId = null;
+  $("series-figure").hidden = true;
+  $("pictures").hidden = false;
+  $("result").hidden = false;
+  $("chat").hidden = false;
+  $("review").hidden = false;
+  for (const item of $("batch").children) item.classList.toggle("shown", Number(item.dataset.index) === index);
+  setOriginal(batch.files[index]);
+  $("overlay").src = `data:image/png;base64,${result.overlay_png}`;
+  const verdict = $("verdict");
+  // an uncertain verdict's answer already says so: it is not repeated; one whose answer does not (a language
+  // model's) says it here, from the result's decision
+  const unsure = result.decision && result.decision.uncertain;
+  verdict.textContent = STATES_CONFIDENCE.test(result.answer) ? result.answer
+    : unsure ? `${result.answer} (uncertain: ${result.probability.toFixed(2)} — a second look is advised)`
+    : `${result.answer} (confidence ${Math.round(result.confidence * 100)}%)`;
+  verdict.className = result.anomalous ? "defect" : "ok";
+  const list = $("regions");
+  list.innerHTML = "";
+  result.regions.forEach((r, i) => {
+    const item = document.createElement("li");
+    item.textContent = `Region ${i + 1}: ${r.location}, ${(r.area_fraction * 100).toFixed(1)}% of the image, ` +
+      `box (${r.box[0]}, ${r.box[1]})–(${r.box[2]}, ${r.box[3]})`;
+    list.appendChild(item);
+  });
+  drawDistribution(result.decision);
+  showReview(index);
+  $("messages").innerHTML = "";
+  addMessage("bot", result.answer);
+}
+
+function svgElement(name, attributes, text) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+  if (text) element.textContent = text;
+  return element;
+}
+
+// The normal scores' predictive distribution (Student-t: the decision's median, spread and degrees of freedom)
+// with the threshold and this part's score marked; hidden where the model has no normal scores.
+function drawDistribution(decision) {
+  const figure = $("distribution");
+  figure.hidden = !(decision && decision.normal_median !== null && decision.normal_median !== undefined);
+  if (figure.hidden) return;
+  const { normal_median: median, normal_spread: spread, normal_dof: dof, threshold, score } = decision;
+  const lo = Math.min(median - 4 * spread, score, threshold);
+  const hi = Math.max(median + 4 * spread, score, threshold);
+  const pad = (hi - lo) * 0.05;
+  const [width, base, top] = [400, 100, 14];
+  const x = (value) => (10 + ((value - lo + pad) / (hi - lo + 2 * pad)) * (width - 20)).toFixed(1);
+  const density = (value) => (1 + ((value - median) / spread) ** 2 / dof) ** (-(dof + 1) / 2);  // peak 1
+  const steps = Array.from({ length: 121 }, (_, k) => lo - pad + (k / 120) * (hi - lo + 2 * pad));
+  const curve = steps.map((v) => `${x(v)},${(base - density(v) * (base - top)).toFixed(1)}`).join(" ");
+  const plot = $("distribution-plot");
+  plot.replaceChildren(
+    svgElement("polygon", { class: "normal", points: `${x(steps[0])},${base} ${curve} ${x(steps[120])},${base}` }),
+    svgElement("line", { class: "axis", x1: 10, x2: width - 10, y1: base, y2: base }),
+    svgElement("line", { class: "threshold", x1: x(threshold), x2: x(threshold), y1: top - 8, y2: base }),
+    svgElement("text", { class: "threshold", x: x(threshold), y: base + 14 }, "threshold"),
+    svgElement("line", { class: "part", x1: x(score), x2: x(score), y1: top - 8, y2: base }),
+    svgElement("circle", { class: "part", cx: x(score), cy: base, r: 5 }),
+    svgElement("text", { class: "part", x: x(score), y: base + 28 }, "this part"),
+  );
+  $("distribution-caption").textContent = `This part's score ${score.toFixed(3)}; threshold ${threshold.toFixed(3)}; ` +
+    `normal parts: median ${median.toFixed(3)}, spread ${spread.toFixed(3)} (${decision.n_normal} normal images)`;
+}
+
+for (const id of ["sort", "filter-verdict", "filter-review"]) $(id).addEventListener("change", showGallery);
+$("heatmap").addEventListener("change", () => { $("overlay").hidden = !$("heatmap").checked; });
+$("heatmap-opacity").addEventListener("input", () => { $("overlay").style.opacity = $("heatmap-opacity").value / 100; });
