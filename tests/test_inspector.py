@@ -195,11 +195,14 @@ def test_the_same_image_gets_the_same_verdict_and_probability_in_any_batch(fitte
 def test_results_say_how_they_were_decided(fitted):
     (result,) = fitted.predict([plant_defect(texture(95), 5)[0]])
     decision, calibration = result.to_dict()["decision"], fitted.calibration
-    assert set(decision) == {"mode", "rule", "threshold", "score", "margin", "n_normal", "uncertain"}
+    normal = {"normal_median", "normal_spread", "normal_dof"}  # where the normal scores lie, for the page's plot
+    assert set(decision) == {"mode", "rule", "threshold", "score", "margin", "n_normal", "uncertain"} | normal
     assert decision["mode"] == "per-image" and decision["n_normal"] == calibration.n_normal == 4
     assert decision["threshold"] == calibration.image_threshold and decision["score"] == result.score
     assert decision["margin"] == pytest.approx((result.score - calibration.image_threshold) / calibration.image_scale)
     assert decision["uncertain"] == (0.2 <= result.probability <= 0.8)
+    assert decision["normal_median"] == calibration.normal_median and decision["normal_dof"] == 3
+    assert decision["normal_spread"] == pytest.approx(calibration.image_scale * (1 + 1 / 4) ** 0.5)
     json.dumps(result.to_dict())  # plain JSON
 
 
