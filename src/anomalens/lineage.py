@@ -26,6 +26,7 @@ class TaughtImage(BaseModel):
     where: Literal["mask", "box", "image"] | None = None
     inspection: str | None = None
     correction: str | None = None
+    confirmed: bool = False  # confirmed by the person after it was flagged
 
 
 class Step(BaseModel):

@@ -104,4 +104,5 @@ def _taught_image(correction: Correction) -> TaughtImage:
         where=correction.where,  # type: ignore[arg-type]
         inspection=correction.inspection,
         correction=correction.id,
+        confirmed=correction.confirmed,
     )

@@ -26,7 +26,8 @@ class Correction:
     """One image's verdict, given by a person. A defect may carry its `type`, and where it lies: a `mask`
     (an image, nonzero on the defect, the size of the image) or a `box` (x0, y0, x1, y1 in the image's pixels
     as given, x1 and y1 excluded); with neither, only that the image is defective. `inspection` is the
-    inspection it corrects, `id` its own (given one by `teach` where it has none)."""
+    inspection it corrects, `id` its own (given one by `teach` where it has none); `confirmed`: the person
+    confirmed it after it was flagged against strong evidence."""
 
     image: ImageInput
     verdict: str
@@ -35,6 +36,7 @@ class Correction:
     mask: ImageInput | None = None
     inspection: str | None = None
     id: str | None = None
+    confirmed: bool = False  # the person confirmed it when it was flagged: no guard rail holds it back
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -74,7 +76,7 @@ class Correction:
         box = list(self.box) if self.box is not None else None
         return {
             "id": self.id, "image": path(self.image), "verdict": self.verdict, "type": self.type,
-            "box": box, "mask": path(self.mask), "inspection": self.inspection,
+            "box": box, "mask": path(self.mask), "inspection": self.inspection, "confirmed": self.confirmed,
         }  # fmt: skip
 
     @classmethod
@@ -90,9 +92,12 @@ class Correction:
         for key, value in text.items():
             if value is not None and not isinstance(value, str):
                 raise TeachingError(f"{at}{key} must be text, not {value!r}")
+        confirmed = data.get("confirmed", False)
+        if not isinstance(confirmed, bool):
+            raise TeachingError(f"{at}confirmed must be true or false, not {confirmed!r}")
         try:
             return cls(data["image"], text["verdict"] or "", text["type"], tuple(box) if box else None,
-                       text["mask"], text["inspection"], text["id"])  # fmt: skip
+                       text["mask"], text["inspection"], text["id"], confirmed)  # fmt: skip
         except TeachingError as error:
             raise TeachingError(f"{at}{error}") from None
 

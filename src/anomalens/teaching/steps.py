@@ -10,9 +10,11 @@ the evidence the model keeps (`evidence.DecisionEvidence`), as a fit calibrates 
 - Typed defects teach the defect-type head (`experts.defect_types.DefectExamples`).
 
 Guard rails: no one image can make every later defect pass. A verdict against strong evidence (the model's
-defect probability beyond STRONG the other way) is taken, and flagged; an image so taught as normal joins the
-memory but for the patches the model outlines as a defect (above its pixel threshold), which are held back, so
-a mislabelled defect does not teach the memory that defects like it are normal. A taught normal image's score
+defect probability beyond STRONG the other way) is taken, and flagged. An image so taught as normal whose
+departure is local (a result would outline at most LOCAL of it, as it outlines a defect) joins the memory but
+for the patches outlined, which are held back, so that a mislabelled defect does not teach the memory that defects like it
+are normal, unless the person confirms the correction (`Correction.confirmed`); one that departs from normal
+all over (a new lighting, a turned part) is taken whole. A taught normal image's score
 counts in the decision at most MAX_PULL normal spreads above the threshold in force, and each labelled defect's
 share of the head's training is capped (`experts.head_training`)."""
 
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..calibration import anomalous_evidence
+from ..calibration import Calibration, anomalous_evidence
 from ..embedded import Embedded, embedded, expert_input
 from ..experts import ExpertInput, FusedExpert, NormalEvidence, NormalImages
 from ..experts.base import AUTO_KINDS, LabelledDefects
@@ -37,6 +39,8 @@ from ..preprocessing import SQUASH
 from .corrections import Correction, TeachingError, mask_array
 
 STRONG = 0.99  # a normal verdict on a defect probability above this (a defect one below 1 − it) is flagged
+LOCAL = 0.25  # … and, outlined on at most this share of it (a defect is a local departure), guarded
+HELD_BACK = "the defect it outlines is held back from its memory (confirm the correction to teach it whole)"
 MAX_PULL = 2.0  # normal spreads above the threshold in force a taught normal image's score counts at most
 
 
@@ -47,16 +51,18 @@ def normal_step(inspector: Inspector, corrections: list[Correction]) -> list[str
     seen = _embedded(inspector, [c.image for c in corrections])
     normal = seen.normal_images()
     predicted = NormalEvidence(*inspector.expert.score(ExpertInput(features=normal.features)), "predicted")
-    strong = np.array([before.probability(score) > STRONG for score in seen.per_image(predicted)[0]])
-    outlined = F.adaptive_max_pool2d(smooth(predicted.maps, seen.layout.size)[:, None], predicted.maps.shape[-2:])
-    held_back = (outlined[:, 0] > before.pixel_threshold) & torch.from_numpy(strong)[seen.image_owners()][:, None, None]
-    added = inspector.expert.add_normal(normal, held_back)
+    probabilities = [before.probability(score) for score in seen.per_image(predicted)[0]]
+    outlined = _outlined(predicted.maps, seen.layout.size, before)  # (inputs, h, w)
+    owners = seen.image_owners()
+    local = torch.zeros(len(corrections)).index_add_(0, owners, outlined.flatten(1).float().mean(1)) <= LOCAL
+    guarded = torch.tensor([p > STRONG and not c.confirmed for c, p in zip(corrections, probabilities)]) & local
+    added = inspector.expert.add_normal(normal, outlined & guarded[owners][:, None, None])
     scores, maps = seen.per_image(added)
     flags = [
-        f"{c.name}: taught as normal, though the model gave it a defect probability of "
-        f"{before.probability(score):.3f}; what it outlines as a defect is held back from its memory"
-        for c, score, held in zip(corrections, scores, strong)
-        if held
+        f"{c.name}: taught as normal, though the model gave it a defect probability of {p:.3f}; "
+        + (HELD_BACK if held else "it departs from normal all over, and is taken whole")
+        for c, p, held in zip(corrections, probabilities, guarded.tolist())
+        if p > STRONG and not c.confirmed
     ]
     ceiling = before.image_threshold + MAX_PULL * before.image_scale
     pixels = None if seen.tiled else torch.from_numpy(np.stack(seen.first_tiles))
@@ -66,6 +72,15 @@ def normal_step(inspector: Inspector, corrections: list[Correction]) -> list[str
     if inspector.references is not None and features is not None:
         inspector.references = inspector.references.extended(seen.sources, features)
     return flags
+
+
+def _outlined(patch_maps: torch.Tensor, size: int, calibration: Calibration) -> torch.Tensor:
+    """(n, h, w) the patches a positive result outlines as its defect (`result.decide`): where the smoothed map
+    reaches half its peak's height above a normal pixel, and the pixel threshold."""
+    smoothed = smooth(patch_maps, size)[:, None]
+    peaks = smoothed.flatten(1).amax(1)[:, None, None]
+    level = torch.clamp((calibration.pixel_floor + peaks) / 2, min=calibration.pixel_threshold)
+    return F.adaptive_max_pool2d(smoothed, (patch_maps.shape[-2], patch_maps.shape[-1]))[:, 0] >= level
 
 
 def defect_step(inspector: Inspector, corrections: list[Correction]) -> list[str]:
@@ -164,17 +179,17 @@ def _kept_normal(inspector: Inspector) -> NormalImages:
 
 
 def _learn_types(inspector: Inspector, corrections: list[Correction], features, regions: torch.Tensor) -> None:
-    """Typed defects' descriptors join the model's examples: weighted by where the defect was marked, or,
-    where only the image was, by the model's own map (as a result's descriptor is)."""
+    """Typed defects' descriptors join the model's examples: described where the model's map departs from
+    normal (as a result's descriptor is), within where the person marked the defect."""
     assert inspector.expert is not None
     typed = [i for i, c in enumerate(corrections) if c.type]
     if not typed:
         return
     chosen = [f[typed] for f in features]
     maps = inspector.expert.score(ExpertInput(features=chosen))[0]
-    marked = F.adaptive_avg_pool2d(regions[typed][:, None], (maps.shape[-2], maps.shape[-1]))[:, 0]
-    whole = torch.tensor([corrections[i].where == "image" for i in typed])
-    descriptors = defect_descriptors(chosen, torch.where(whole[:, None, None], maps, marked))
+    marked = F.adaptive_max_pool2d(regions[typed][:, None], (maps.shape[-2], maps.shape[-1]))[:, 0]
+    floor = maps.flatten(1).amin(1)[:, None, None]  # the map's own zero: what lies outside counts for nothing
+    descriptors = defect_descriptors(chosen, floor + (maps - floor) * marked)
     names = [str(corrections[i].type).strip() for i in typed]
     known = inspector.defect_examples or DefectExamples((), np.empty((0, descriptors.shape[1]), np.float32))
     inspector.defect_examples = known.with_examples(names, descriptors)
