@@ -94,3 +94,18 @@ def test_a_mask_that_does_not_fit_its_image_is_named(corrected, tmp_path):
     save_png(tmp_path / "masks" / "d.png", np.ones((10, 10), bool))
     done = run("teach", corrected / "line.safetensors", "--defect", tmp_path / "defect", "--masks", tmp_path / "masks")
     assert done.exit_code == 2 and "mask is 10x10 but its image is 64x64" in " ".join(done.output.split())
+
+
+@pytest.mark.e2e
+def test_the_chat_names_the_types_a_model_was_taught(corrected, tmp_path):
+    model = tmp_path / "typed.safetensors"
+    taught = run(
+        "teach", corrected / "line.safetensors", "--defect", corrected / "defect", "--types", corrected / "types.csv",
+        "--out", model,
+    )  # fmt: skip
+    assert taught.exit_code == 0, taught.output
+    query = save_png(tmp_path / "query.png", scratch(texture(95, 128), 5)[::2, ::2])
+    done = run("chat", query, "--model", model, "--ask", "Which defect is it?", "--json")
+    assert done.exit_code == 0, done.output
+    record = json.loads(done.output[done.output.index("{") :])
+    assert record["findings"]["defect_type"]["name"] == "scratch"

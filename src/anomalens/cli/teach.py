@@ -55,6 +55,14 @@ def teach(
             "-o", "--out", help="File to write. Default: the next version beside MODEL (line.v2.safetensors)."
         ),
     ] = None,
+    confirm: Annotated[
+        bool,
+        typer.Option(
+            "--confirm",
+            help="The images marked normal are sure: taught whole even where the model is sure of a defect "
+            "(without, what it outlines there is held back, and you are told).",
+        ),
+    ] = False,
     restore: Annotated[
         Optional[int],
         typer.Option(min=1, help="Bring back this earlier version of MODEL as its next one, instead of teaching."),
@@ -68,7 +76,7 @@ def teach(
             fail("--restore brings back a version: give no images or corrections with it")
         _restore(model, restore, out, weights)
         return
-    taught = _corrections(normal or [], defect or [], masks, types, corrections)
+    taught = _corrections(normal or [], defect or [], masks, types, corrections, confirm)
     if not taught:
         fail("nothing to teach: give --normal, --defect or --corrections")
     from ..model_file import ModelFileError
@@ -111,7 +119,7 @@ def _restore(model: Path, version: int, out: Path | None, weights: Path | None) 
 
 
 def _corrections(
-    normal: list[Path], defect: list[Path], masks: Path | None, types: Path | None, listed: Path | None
+    normal: list[Path], defect: list[Path], masks: Path | None, types: Path | None, listed: Path | None, sure: bool
 ) -> list[Correction]:
     """The corrections the options give, each file checked before any model is loaded."""
     from ..teaching import Correction, TeachingError, read_corrections
@@ -120,7 +128,7 @@ def _corrections(
         fail(f"{masks}: not a folder of masks")
     defects = image_paths(defect)
     named = _types(types, {p.name for p in defects}) if types else {}
-    found = [Correction(p, "normal") for p in image_paths(normal)]
+    found = [Correction(p, "normal", confirmed=sure) for p in image_paths(normal)]
     found += [Correction(p, "defective", named.get(p.name), mask=_mask(masks, p)) for p in defects]
     try:
         return found + (read_corrections(listed) if listed else [])
