@@ -124,3 +124,15 @@ def test_what_teaching_keeps_in_a_model_file_is_checked_by_name(fitted, tmp_path
     save_file(load_file(taught), broken, metadata={"anomalens": json.dumps(header)})
     with pytest.raises(ModelFileError, match=message):
         Inspector.load(broken)
+
+
+def test_a_model_saved_before_teaching_kept_its_evidence_says_to_fit_it_again(fitted, tmp_path):
+    with safe_open(fitted, framework="pt") as handle:
+        header = json.loads(handle.metadata()["anomalens"])
+    del header["evidence"]
+    header["tensors"] = {k: v for k, v in header["tensors"].items() if not k.startswith("evidence.")}
+    tensors = {k: v for k, v in load_file(fitted).items() if not k.startswith("evidence.")}
+    older = tmp_path / "older.safetensors"
+    save_file(tensors, older, metadata={"anomalens": json.dumps(header)})
+    with pytest.raises(TeachingError, match="keeps no evidence of its decision.*fit it again"):
+        teach(Inspector.load(older), [Correction(texture(82, 64), "normal")])

@@ -50,20 +50,9 @@ def normal_step(inspector: Inspector, corrections: list[Correction]) -> list[str
     before = inspector.calibration
     seen = _embedded(inspector, [c.image for c in corrections])
     normal = seen.normal_images()
-    predicted = NormalEvidence(*inspector.expert.score(ExpertInput(features=normal.features)), "predicted")
-    probabilities = [before.probability(score) for score in seen.per_image(predicted)[0]]
-    outlined = _outlined(predicted.maps, seen.layout.size, before)  # (inputs, h, w)
-    owners = seen.image_owners()
-    local = torch.zeros(len(corrections)).index_add_(0, owners, outlined.flatten(1).float().mean(1)) <= LOCAL
-    guarded = torch.tensor([p > STRONG and not c.confirmed for c, p in zip(corrections, probabilities)]) & local
-    added = inspector.expert.add_normal(normal, outlined & guarded[owners][:, None, None])
+    held_back, flags = _guarded(inspector, corrections, seen, normal)
+    added = inspector.expert.add_normal(normal, held_back)
     scores, maps = seen.per_image(added)
-    flags = [
-        f"{c.name}: taught as normal, though the model gave it a defect probability of {p:.3f}; "
-        + (HELD_BACK if held else "it departs from normal all over, and is taken whole")
-        for c, p, held in zip(corrections, probabilities, guarded.tolist())
-        if p > STRONG and not c.confirmed
-    ]
     ceiling = before.image_threshold + MAX_PULL * before.image_scale
     pixels = None if seen.tiled else torch.from_numpy(np.stack(seen.first_tiles))
     first_id = int(added.memory_ids[0]) if added.memory_ids is not None else -1
@@ -72,6 +61,29 @@ def normal_step(inspector: Inspector, corrections: list[Correction]) -> list[str
     if inspector.references is not None and features is not None:
         inspector.references = inspector.references.extended(seen.sources, features)
     return flags
+
+
+def _guarded(
+    inspector: Inspector, corrections: list[Correction], seen: Embedded, normal: NormalImages
+) -> tuple[torch.Tensor, list[str]]:
+    """(inputs, h, w) the patches held back from the memory — what the model outlines on an image taught as
+    normal against strong evidence, where that is local and not confirmed — and what the person is told."""
+    assert inspector.expert is not None and inspector.calibration is not None
+    before = inspector.calibration
+    predicted = NormalEvidence(*inspector.expert.score(ExpertInput(features=normal.features)), "predicted")
+    probabilities = [before.probability(score) for score in seen.per_image(predicted)[0]]
+    outlined = _outlined(predicted.maps, seen.layout.size, before)  # (inputs, h, w)
+    owners = seen.image_owners()
+    shares = torch.zeros(len(corrections)).index_add_(0, owners, outlined.flatten(1).float().mean(1))
+    local = shares / torch.bincount(owners, minlength=len(corrections)) <= LOCAL  # an image's mean over its tiles
+    strong = torch.tensor([p > STRONG and not c.confirmed for c, p in zip(corrections, probabilities)])
+    flags = [
+        f"{c.name}: taught as normal, though the model gave it a defect probability of {p:.3f}; "
+        + (HELD_BACK if held else "it departs from normal all over, and is taken whole")
+        for c, p, sure, held in zip(corrections, probabilities, strong.tolist(), local.tolist())
+        if sure
+    ]
+    return outlined & (strong & local)[owners][:, None, None], flags
 
 
 def _outlined(patch_maps: torch.Tensor, size: int, calibration: Calibration) -> torch.Tensor:
