@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import islice
 
 import numpy as np
@@ -65,17 +66,20 @@ class Embedded:
         """Whether some image was cut into several inputs."""
         return len(self.tiles) > len(self.plans)
 
+    @cached_property
     def joined(self) -> ExpertInput:
+        """Every input in one batch."""
         return ExpertInput.joined(self.parts)
 
-    def normal_images(self, embed=None, text_start=None, progress=None, memory_ids=None) -> NormalImages:
-        """The inputs as what fitting (or teaching) gives an expert: with, when tiled, where each tile lies."""
-        joined = self.joined()
+    def normal_images(self, embed=None, text_start=None, progress=None) -> NormalImages:
+        """The inputs as what fitting (or teaching) gives an expert (`NormalImages`' fields): with, when tiled,
+        where each tile lies."""
+        joined = self.joined
         places = [(image, *self.plans[image].origins[index]) for image, index in self.tiles]
         tiled = self.tiled
         return NormalImages(
             joined.features, joined.pixels, embed, text_start, progress,
-            torch.tensor(places) if tiled else None, self.layout.size if tiled else None, memory_ids,
+            torch.tensor(places) if tiled else None, self.layout.size if tiled else None,
         )  # fmt: skip
 
     def per_image(self, evidence: NormalEvidence) -> tuple[np.ndarray, list[np.ndarray]]:

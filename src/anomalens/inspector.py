@@ -19,9 +19,9 @@ import torch
 from .backbones import DEFAULT_BACKBONE, create_backbone, resolve_weights
 from .calibration import anomalous_evidence, batch_calibration, calibrate, probability_calibration
 from .config import InspectorConfig
-from .embedded import embedded, expert_input, tile_batches
+from .embedded import Embedded, embedded, expert_input, tile_batches
 from .evidence import DecisionEvidence
-from .experts import ClipZeroShotExpert, Expert, ExpertInput, expert_class
+from .experts import ClipZeroShotExpert, Expert, ExpertInput, NormalEvidence, expert_class
 from .experts.base import Progress
 from .experts.defect_types import DefectExamples, DefectTypeExpert, defect_descriptors
 from .features import patch_features
@@ -49,6 +49,7 @@ __all__ = ["ImageInput", "InspectionResult", "Inspector", "InspectorConfig"]
 Weights = str | Path | None  # a backbone weights file; None: the one its package ships
 Images = ImageInput | Iterable[ImageInput]  # one image (path or array) or many
 Count = Callable[[int], None]  # images embedded so far
+Embed = Callable[[torch.Tensor], list[torch.Tensor]]  # float pixel batches → patch features
 ImageScore = tuple[float, np.ndarray, np.ndarray | None, str]  # an image's score, map, descriptor, nearest reference
 
 
@@ -101,13 +102,7 @@ class Inspector:
             images = list(as_images(images))
             scale, self.scale_probes = choose_scale(self, images) if kind.reads_tiles else (SQUASH, [])
             self.config = replace(self.config, scale=scale)
-        layout = self.layout(kind)
-        seen = embedded(as_images(images), layout, kind, self.backbone, self.config.batch_size, progress)
-        self.skipped = seen.skipped
-        if not seen.parts:
-            raise ValueError("no readable normal image to fit on" + (f": {self.skipped[0]}" if self.skipped else ""))
-        joined = seen.joined()
-        self.references = References.of(seen.sources, joined.features) if joined.features is not None else None
+        seen = self._normal_embedded(images, kind, progress)
         embed = partial(patch_features, self.backbone) if self.backbone else None
         text_start = getattr(getattr(self.backbone, "network", None), "decoder_start", None)  # CLIP backbones
         normal = seen.normal_images(embed, text_start, train_progress)
@@ -115,16 +110,32 @@ class Inspector:
         self.expert = expert_class(self.config.expert, len(normal) if len(seen.plans) > 1 else 1).create(
             self.config, len(normal)
         )
-        evidence = self.expert.fit(normal)
-        # untiled: scores and maps as the expert gives them (every reference's, or its held-out ones')
+        self._calibrate(seen, self.expert.fit(normal), embed)
+        return self
+
+    def _normal_embedded(self, images: Images, kind: type[Expert], progress: Count | None) -> Embedded:
+        """The normal images as the expert's inputs, and the references they are; unreadable ones are listed in
+        `skipped`, and none readable is an error."""
+        seen = embedded(as_images(images), self.layout(kind), kind, self.backbone, self.config.batch_size, progress)
+        self.skipped = seen.skipped
+        if not seen.parts:
+            raise ValueError("no readable normal image to fit on" + (f": {self.skipped[0]}" if self.skipped else ""))
+        features = seen.joined.features
+        self.references = References.of(seen.sources, features) if features is not None else None
+        return seen
+
+    def _calibrate(self, seen: Embedded, evidence: NormalEvidence, embed: Embed | None) -> None:
+        """The decision placed on the normal images' evidence (untiled: scores and maps as the expert gives them,
+        every reference's or its held-out ones') and on synthetic anomalies made of untiled references, which
+        bound the threshold; the evidence kept for teaching."""
+        assert self.expert is not None  # just fitted
         scores, maps = seen.per_image(evidence)
         made_from = None if seen.tiled or embed is None else torch.from_numpy(np.stack(seen.first_tiles))
-        anomalies = None  # synthetic anomalies bound the threshold (made of untiled references only)
+        anomalies = None
         if made_from is not None and embed is not None:
             anomalies = anomalous_evidence(self.expert, made_from, embed, self.config.seed)
         self.evidence = DecisionEvidence.of(scores, maps, evidence.method, anomalies, made_from)
         self.calibration = calibrate(scores, maps, evidence.method, anomalies, self.config.max_false_alarms)
-        return self
 
     def layout(self, kind: Expert | type[Expert]) -> Layout:
         """How images are laid out as this expert's inputs (experts that read whole images squash them)."""

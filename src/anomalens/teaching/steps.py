@@ -57,7 +57,7 @@ def normal_step(inspector: Inspector, corrections: list[Correction]) -> list[str
     pixels = None if seen.tiled else torch.from_numpy(np.stack(seen.first_tiles))
     first_id = int(added.memory_ids[0]) if added.memory_ids is not None else -1
     inspector.evidence = inspector.evidence.with_normal(np.minimum(scores, ceiling), maps, pixels, first_id)
-    features = seen.joined().features
+    features = seen.joined.features
     if inspector.references is not None and features is not None:
         inspector.references = inspector.references.extended(seen.sources, features)
     return flags
@@ -103,7 +103,7 @@ def defect_step(inspector: Inspector, corrections: list[Correction]) -> list[str
     if layout.scale != SQUASH:
         raise TeachingError(f"defects are taught to models that read whole images (scale squash), not {layout.scale}")
     seen = _embedded(inspector, [c.image for c in corrections])
-    features = seen.joined().features
+    features = seen.joined.features
     assert features is not None  # the memory experts need them
     regions = torch.from_numpy(np.stack([_region(c, size, layout.size) for c, size in zip(corrections, seen.sizes)]))
     exact = torch.tensor([c.where == "mask" for c in corrections])
