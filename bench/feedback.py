@@ -63,7 +63,9 @@ def mask_of(sample, result) -> np.ndarray:
     return np.zeros((height, width), bool)
 
 
-def operator(sample, result, model: Inspector, variant: str, typed: bool, rng: random.Random) -> Correction | None:
+def correction_for(
+    sample, result, model: Inspector, variant: str, typed: bool, rng: random.Random
+) -> Correction | None:
     """What the simulated operator says about one prediction, if anything."""
     head = model.defect_types
     named = head.classify(result.descriptor).name if head and result.descriptor is not None else None
@@ -134,7 +136,7 @@ def run(
         [result] = model.predict(sample.path)
         if not result.ok:
             continue
-        if (correction := operator(sample, result, model, variant, len(types) > 1, rng)) is not None:
+        if (correction := correction_for(sample, result, model, variant, len(types) > 1, rng)) is not None:
             pending.append(correction)
         if taught + len(pending) >= goal or (sample is stream[-1] and pending):
             model, taught = teach(model, pending).inspector, taught + len(pending)
