@@ -38,7 +38,7 @@ def test_help_and_every_command_help_import_no_heavy_module():
 
         codes = {}
         for args in (["--help"], *([name, "--help"] for name in
-                     ("fit", "detect", "eval", "chat", "serve", "synth", "demo", "info", "export"))):
+                     ("fit", "teach", "detect", "eval", "chat", "serve", "synth", "demo", "info", "export"))):
             try:
                 app(args, prog_name="anomalens")
             except SystemExit as done:

@@ -9,8 +9,9 @@ import torch
 
 from anomalens import Inspector
 from anomalens.experts import ExpertInput
-from anomalens.experts.decoder import held_out_split, segmentation_loss
+from anomalens.experts.decoder import held_out_split
 from anomalens.experts.fusion import decoder_logits, fuse, map_statistics
+from anomalens.experts.head_training import segmentation_loss
 from anomalens.features import patch_features
 from anomalens.maps import smooth as smooth_maps
 from anomalens.metrics import image_auroc, pixel_auroc

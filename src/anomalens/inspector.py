@@ -11,24 +11,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from functools import partial
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .backbones import DEFAULT_BACKBONE, create_backbone, resolve_weights
-from .calibration import SYNTHETIC_SOURCES, anomalous_evidence, batch_calibration, calibrate, probability_calibration
+from .calibration import anomalous_evidence, batch_calibration, calibrate, probability_calibration
 from .config import InspectorConfig
-from .data import to_uint8
-from .experts import ClipZeroShotExpert, Expert, ExpertInput, NormalImages, expert_class
+from .embedded import Embedded, embedded, expert_input, tile_batches
+from .evidence import DecisionEvidence
+from .experts import ClipZeroShotExpert, Expert, ExpertInput, NormalEvidence, expert_class
 from .experts.base import Progress
-from .experts.defect_types import defect_descriptors
+from .experts.defect_types import DefectExamples, DefectTypeExpert, defect_descriptors
 from .features import patch_features
 from .graph import InferenceGraph
+from .lineage import Step
 from .maps import smooth
 from .model_file import read_model, save_model
-from .pixels import standardise_exposure
 from .preprocessing import (
     AUTO,
     SQUASH,
@@ -36,7 +36,6 @@ from .preprocessing import (
     ImageInput,
     ImageMaps,
     Layout,
-    TilePlan,
     Unreadable,
     as_images,
     batches,
@@ -50,6 +49,7 @@ __all__ = ["ImageInput", "InspectionResult", "Inspector", "InspectorConfig"]
 Weights = str | Path | None  # a backbone weights file; None: the one its package ships
 Images = ImageInput | Iterable[ImageInput]  # one image (path or array) or many
 Count = Callable[[int], None]  # images embedded so far
+Embed = Callable[[torch.Tensor], list[torch.Tensor]]  # float pixel batches → patch features
 ImageScore = tuple[float, np.ndarray, np.ndarray | None, str]  # an image's score, map, descriptor, nearest reference
 
 
@@ -80,6 +80,9 @@ class Inspector:
         self.references: References | None = None  # which normal image a result is most like
         self.scale_probes: list[Probe] = []  # scale="auto": the layouts tried (`scale.choose_scale`)
         self.model_file: Path | None = None  # the file it was loaded from (`load`)
+        self.evidence: DecisionEvidence | None = None  # what the decision was calibrated on (teaching reads it)
+        self.lineage: tuple[Step, ...] = ()  # the teaching steps that made it (`lineage`)
+        self.defect_examples: DefectExamples | None = None  # typed defects it was taught
         self._version: str | None = None
 
     @classmethod
@@ -99,82 +102,45 @@ class Inspector:
             images = list(as_images(images))
             scale, self.scale_probes = choose_scale(self, images) if kind.reads_tiles else (SQUASH, [])
             self.config = replace(self.config, scale=scale)
-        layout = self.layout(kind)
-        self.skipped, parts, sources = [], [], []
-        plans: list[TilePlan] = []
-        anomaly_sources: list[np.ndarray] = []
-        tiles: list[tuple[int, int]] = []  # (image, tile index in its plan) of every input
-        for item in batches(as_images(images), self._group_size(layout), max_side=layout.max_side):
-            if isinstance(item, tuple):  # (source, error): unreadable
-                self.skipped.append(str(item[1]))
-                continue
-            group_plans = [layout.plan(entry) for entry in item]
-            for owners, indices, pixels in self._tile_batches(item, group_plans, kind):
-                wanted = SYNTHETIC_SOURCES - len(anomaly_sources)  # the first inputs, as uint8, to make anomalies of
-                anomaly_sources += [to_uint8(t) for t in pixels[:wanted]]
-                batch = self._input(pixels, kind)
-                if batch.pixels is not None:  # kept small, as uint8; never the decoded images
-                    batch.pixels = batch.pixels.mul(255).round_().to(torch.uint8)
-                parts.append(batch)
-                tiles += [(len(plans) + o, t) for o, t in zip(owners, indices)]
-                sources += [item[o].source for o in owners]
-            plans += group_plans
-            if progress:
-                progress(len(item))
-        if not parts:
-            raise ValueError("no readable normal image to fit on" + (f": {self.skipped[0]}" if self.skipped else ""))
-        joined = ExpertInput.joined(parts)
-        self.references = References.of(sources, joined.features) if joined.features is not None else None
+        seen = self._normal_embedded(images, kind, progress)
         embed = partial(patch_features, self.backbone) if self.backbone else None
         text_start = getattr(getattr(self.backbone, "network", None), "decoder_start", None)  # CLIP backbones
-        tiled = len(tiles) > len(plans)
-        places = [(image, *plans[image].origins[index]) for image, index in tiles]
-        normal = NormalImages(
-            joined.features, joined.pixels, embed, text_start, train_progress,
-            torch.tensor(places) if tiled else None, layout.size if tiled else None,
-        )  # fmt: skip
+        normal = seen.normal_images(embed, text_start, train_progress)
         # the few-shot bank holds every patch of its references: "auto" counts tiles, unless there is one image
-        self.expert = expert_class(self.config.expert, len(normal) if len(plans) > 1 else 1).create(
+        self.expert = expert_class(self.config.expert, len(normal) if len(seen.plans) > 1 else 1).create(
             self.config, len(normal)
         )
-        evidence = self.expert.fit(normal)
-        tile_maps = smooth(evidence.maps, layout.size).numpy()
-        # untiled: scores and maps as the expert gives them (every reference's, or its held-out ones')
-        scores, maps, anomalies = evidence.scores.numpy(), list(tile_maps), None
-        if tiled:  # an image's map stitched from its tiles', its score its highest tile's
-            per_image = ImageMaps(plans)
-            for (image, index), tile_map, score in zip(tiles, tile_maps, evidence.scores.tolist()):
-                per_image.add(image, index, tile_map, score)
-            scores, maps = per_image.scores, per_image.maps()
-        elif embed:  # synthetic anomalies bound the threshold (made of untiled references only)
-            made_from = torch.from_numpy(np.stack(anomaly_sources[:SYNTHETIC_SOURCES]))  # (n, 3, S, S)
-            anomalies = anomalous_evidence(self.expert, made_from, embed, self.config.seed)
-        self.calibration = calibrate(scores, maps, evidence.method, anomalies, self.config.max_false_alarms)
+        self._calibrate(seen, self.expert.fit(normal), embed)
         return self
+
+    def _normal_embedded(self, images: Images, kind: type[Expert], progress: Count | None) -> Embedded:
+        """The normal images as the expert's inputs, and the references they are; unreadable ones are listed in
+        `skipped`, and none readable is an error."""
+        seen = embedded(as_images(images), self.layout(kind), kind, self.backbone, self.config.batch_size, progress)
+        self.skipped = seen.skipped
+        if not seen.parts:
+            raise ValueError("no readable normal image to fit on" + (f": {self.skipped[0]}" if self.skipped else ""))
+        features = seen.joined.features
+        self.references = References.of(seen.sources, features) if features is not None else None
+        return seen
+
+    def _calibrate(self, seen: Embedded, evidence: NormalEvidence, embed: Embed | None) -> None:
+        """The decision placed on the normal images' evidence (untiled: scores and maps as the expert gives them,
+        every reference's or its held-out ones') and on synthetic anomalies made of untiled references, which
+        bound the threshold; the evidence kept for teaching."""
+        assert self.expert is not None  # just fitted
+        scores, maps = seen.per_image(evidence)
+        made_from = None if seen.tiled or embed is None else torch.from_numpy(np.stack(seen.first_tiles))
+        anomalies = None
+        if made_from is not None and embed is not None:
+            anomalies = anomalous_evidence(self.expert, made_from, embed, self.config.seed)
+        self.evidence = DecisionEvidence.of(scores, maps, evidence.method, anomalies, made_from)
+        self.calibration = calibrate(scores, maps, evidence.method, anomalies, self.config.max_false_alarms)
 
     def layout(self, kind: Expert | type[Expert]) -> Layout:
         """How images are laid out as this expert's inputs (experts that read whole images squash them)."""
         size = kind.input_size or self.config.image_size
         return Layout(size, self.config.scale if kind.reads_tiles else SQUASH)
-
-    def _group_size(self, layout: Layout) -> int:
-        """Images decoded and scored together: one at a time when tiled at a stated scale (a 20-megapixel image
-        holds hundreds of tiles), else a batch."""
-        return 1 if layout.max_side is None else self.config.batch_size
-
-    def _tile_batches(
-        self, images: list[Decoded], plans: list[TilePlan], kind: Expert | type[Expert]
-    ) -> Iterator[tuple[list[int], list[int], np.ndarray]]:
-        """The images' tiles in batches of `batch_size`, streamed: (each tile's image index in `images`, its
-        index in that image's plan, the (B, 3, S, S) tiles)."""
-        tiles = (
-            (owner, index, pixels)
-            for owner, (image, plan) in enumerate(zip(images, plans))
-            for index, pixels in enumerate(plan.tiles(image.image, kind.resize_mode))
-        )
-        while chunk := list(islice(tiles, self.config.batch_size)):
-            owners, indices, pixels = zip(*chunk)
-            yield list(owners), list(indices), np.stack(pixels)
 
     def predict(
         self, images: Images, max_pixels: int | None = None, batch_evidence: bool = False
@@ -198,7 +164,8 @@ class Inspector:
         if self.expert is None or (self.calibration is None and "batch" not in self.expert.needs):
             raise RuntimeError("the inspector is not fitted: call fit(normal_images) or Inspector.load(path)")
         layout = self.layout(self.expert)
-        groups = batches(as_images(images), self._group_size(layout), max_pixels, layout.max_side)  # larger: refused
+        group = 1 if layout.max_side is None else self.config.batch_size  # tiled at a stated scale: one at a time
+        groups = batches(as_images(images), group, max_pixels, layout.max_side)  # larger: refused
         expert = self.expert
         together = [list(groups)] if "batch" in expert.needs else ([item] for item in groups)
         items = (item for group in together for item in self._scored(group, expert, layout))
@@ -256,7 +223,7 @@ class Inspector:
 
     def _embedded(self, entry: Decoded, expert: Expert, layout: Layout) -> None:
         """One image laid out, cut into tiles and embedded alone: raises what it alone raises."""
-        for _, _, tiles in self._tile_batches([entry], [layout.plan(entry)], expert):
+        for _, _, tiles in tile_batches([entry], [layout.plan(entry)], expert, self.config.batch_size):
             self._input(tiles, expert)
 
     def _scored_together(self, decoded: list[Decoded], expert: Expert, layout: Layout) -> list[ImageScore]:
@@ -266,15 +233,15 @@ class Inspector:
         per_image = ImageMaps([layout.plan(entry) for entry in decoded])
         descriptors: list[np.ndarray | None] = [None] * len(decoded)
         nearest = [""] * len(decoded)
-        tile_batches: Iterator[tuple[list[int], list[int], ExpertInput]] = (
+        batched: Iterator[tuple[list[int], list[int], ExpertInput]] = (
             (owners, indices, self._input(tiles, expert))
-            for owners, indices, tiles in self._tile_batches(decoded, per_image.plans, expert)
+            for owners, indices, tiles in tile_batches(decoded, per_image.plans, expert, self.config.batch_size)
         )
         if "batch" in expert.needs:
-            chunks = list(tile_batches)
+            chunks = list(batched)
             whole = [c[0] for c in chunks], [c[1] for c in chunks], ExpertInput.joined([c[2] for c in chunks])
-            tile_batches = iter([(sum(whole[0], []), sum(whole[1], []), whole[2])])
-        for owners, indices, batch in tile_batches:
+            batched = iter([(sum(whole[0], []), sum(whole[1], []), whole[2])])
+        for owners, indices, batch in batched:
             patch_maps, tile_scores = expert.score(batch)
             tile_maps = smooth(patch_maps, layout.size).numpy()
             features = batch.features
@@ -290,13 +257,13 @@ class Inspector:
         ]
 
     def _input(self, tiles: np.ndarray, kind: Expert | type[Expert]) -> ExpertInput:
-        """What the expert (or its class, before it is fitted) needs of these (B, 3, S, S) tiles: pixels,
-        features or both."""
-        pixels = torch.from_numpy(tiles)
-        if kind.standardises_exposure:
-            pixels = standardise_exposure(pixels)
-        features = patch_features(self.backbone, pixels) if "features" in kind.needs else None
-        return ExpertInput(pixels if "pixels" in kind.needs or "normal_pixels" in kind.needs else None, features)
+        """What the expert needs of these (B, 3, S, S) tiles (`embedded.expert_input`)."""
+        return expert_input(self.backbone, tiles, kind)
+
+    @property
+    def defect_types(self) -> DefectTypeExpert | None:
+        """The defect-type head of the typed defects it was taught (None: fewer than two types)."""
+        return self.defect_examples.head() if self.defect_examples is not None else None
 
     @property
     def expert_name(self) -> str:  # as an exported model (`deploy.OnnxInspector`) names it
@@ -327,6 +294,7 @@ class Inspector:
         model = read_model(path)
         inspector = cls(**model.config, weights=weights)
         inspector.expert, inspector.calibration = model.matching(inspector).expert, model.calibration
-        inspector.references = model.references
+        inspector.references, inspector.evidence = model.references, model.evidence
+        inspector.lineage, inspector.defect_examples = model.lineage, model.defect_examples
         inspector.model_file = Path(path)
         return inspector

@@ -27,10 +27,13 @@ from safetensors.torch import load_file, safe_open, save_file
 from .backbones import BACKBONES, weights_sha256
 from .calibration import METHODS, MIN_ANOMALIES, RULES, SYNTHETIC_RULES, Calibration
 from .config import BATCH_MAX, IMAGE_SIZES, InspectorConfig
+from .evidence import DecisionEvidence
 from .experts import EXPERTS, Expert, ExpertInput, expert_class
 from .experts.base import ALIASES, AUTO_KINDS
+from .experts.defect_types import DefectExamples
 from .features import patch_features
 from .fields import SEED_MAX, FieldError, TensorError, clipped, first_problem
+from .lineage import Step, lineage_of
 from .preprocessing import checked_scale
 from .references import TENSOR as REFERENCES
 from .references import References
@@ -253,6 +256,10 @@ class Header(BaseModel):
     calibration: StoredCalibration
     tensors: dict[str, TensorSpec] | None = None  # None: written before the list was kept
     references: list[Name] | None = None  # names of the normal images fitted on (None: not kept)
+    # what teaching reads and writes (`evidence`, `lineage`, `experts.defect_types`): checked by their readers
+    evidence: dict | None = None
+    lineage: list | None = None
+    defect_types: dict | None = None
 
     @field_validator("backbone_weights_sha256")
     @classmethod
@@ -280,6 +287,9 @@ class StoredModel:
     expert: Expert
     calibration: Calibration
     references: References | None = None
+    evidence: DecisionEvidence | None = None
+    lineage: tuple[Step, ...] = ()
+    defect_examples: DefectExamples | None = None
 
     @property
     def config(self) -> dict:  # the inspector's configuration
@@ -323,7 +333,8 @@ def save_model(path: str | Path, inspector, overwrite: bool = False) -> Path:
         raise FileExistsError(f"{path} already exists; choose another name or allow overwriting")
     expert_config, tensors = inspector.expert.state()
     names, reference_tensors = inspector.references.state() if inspector.references else (None, {})
-    tensors = {name: tensor.contiguous() for name, tensor in (tensors | reference_tensors).items()}
+    taught, taught_tensors = _taught_state(inspector)
+    tensors = {name: tensor.contiguous() for name, tensor in (tensors | reference_tensors | taught_tensors).items()}
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -333,6 +344,7 @@ def save_model(path: str | Path, inspector, overwrite: bool = False) -> Path:
         "expert": expert_config,
         "calibration": inspector.calibration.to_dict(),
         "references": names,
+        **taught,
         "tensors": {
             name: {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)} for name, t in tensors.items()
         },
@@ -385,6 +397,7 @@ def read_model(path: str | Path) -> StoredModel:
         references = None if names is None or descriptors is None else References(names, descriptors)
     except ValueError as error:
         raise unusable(path, str(FieldError("references", str(error)))) from None
+    evidence, lineage, examples = _taught_parts(Path(path), header, tensors)
     try:
         expert = EXPERTS[kind].from_state(header["expert"], tensors)
     except TensorError as error:  # the expert's tensors, named as in the file
@@ -395,7 +408,42 @@ def read_model(path: str | Path) -> StoredModel:
         raise unusable(path, f"expert {kind}: {error.args[0]!r} missing") from None
     except (ValueError, TypeError, RuntimeError, IndexError, SafetensorError) as error:
         raise unusable(path, f"expert {kind}: {clipped(str(error))}") from None
-    return StoredModel(Path(path), header, expert, Calibration(**header["calibration"]), references)
+    calibration = Calibration(**header["calibration"])
+    return StoredModel(Path(path), header, expert, calibration, references, evidence, lineage, examples)
+
+
+def _taught_state(inspector) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The header fields and tensors of what teaching keeps: the decision's evidence, the lineage, typed
+    defects (each only where the inspector has it)."""
+    fields: dict = {}
+    tensors: dict[str, torch.Tensor] = {}
+    for name, part in (("evidence", inspector.evidence), ("defect_types", inspector.defect_examples)):
+        if part is not None:
+            fields[name], more = part.state()
+            tensors |= more
+    if inspector.lineage:
+        fields["lineage"] = [step.model_dump() for step in inspector.lineage]
+    return fields, tensors
+
+
+def _taught_parts(path: Path, header: dict, tensors: dict[str, torch.Tensor]):
+    """(evidence, lineage, typed defects) from the header and their tensors, which leave `tensors`."""
+    own = {name: tensors.pop(name) for name in list(tensors) if name.startswith(("evidence.", "defect_types."))}
+    size = header["config"].get("image_size", InspectorConfig.image_size)
+
+    def part(name: str, read):
+        if header.get(name) is None:
+            return None
+        try:
+            return read(header[name])
+        except TensorError as error:  # named as in the file
+            raise unusable(path, str(error.within("tensors"))) from None
+        except FieldError as error:
+            raise unusable(path, str(error.within(name))) from None
+
+    evidence = part("evidence", lambda state: DecisionEvidence.from_state(state, own, size))
+    examples = part("defect_types", lambda state: DefectExamples.from_state(state, own))
+    return evidence, part("lineage", lineage_of) or (), examples
 
 
 def _check_header(header: Header) -> None:

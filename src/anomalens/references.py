@@ -28,6 +28,11 @@ class References:
     def of(cls, sources: list[str], features: list[torch.Tensor]) -> References:
         return cls([Path(source).name for source in sources], global_descriptors(features))
 
+    def extended(self, sources: list[str], features: list[torch.Tensor]) -> References:
+        """These references and more (taught normal images)."""
+        more = References.of(sources, features)
+        return References(self.names + more.names, torch.cat([self.descriptors, more.descriptors]))
+
     def nearest(self, features: list[torch.Tensor]) -> list[str]:
         """For each image of a batch, the name of the reference most like it."""
         similarity = global_descriptors(features) @ self.descriptors.T

@@ -1,4 +1,4 @@
-"""`anomalens fit` and `anomalens info`: model files."""
+"""`anomalens fit`, `anomalens info` and `anomalens export`: model files."""
 
 from __future__ import annotations
 
@@ -89,15 +89,28 @@ def fit(
 
 
 @app.command()
-def info(model: Annotated[Path, typer.Argument(help="Model file.")]):
-    """Print a model file's description (configuration, backbone, thresholds, version), once it is sure the
-    file is a usable model (header, tensors and expert checked)."""
+def info(
+    model: Annotated[Path, typer.Argument(help="Model file.")],
+    lineage: Annotated[
+        bool, typer.Option("--lineage", help="Only its versions: the teaching steps that made it, one a line.")
+    ] = False,
+):
+    """Print a model file's description (configuration, backbone, thresholds, its lineage when taught), once it
+    is sure the file is a usable model (header, tensors and expert checked)."""
     from ..model_file import ModelFileError, read_model
 
     try:
-        console.print_json(json.dumps(read_model(model).header))
+        stored = read_model(model)
     except ModelFileError as error:
         fail(str(error))
+    if not lineage:
+        console.print_json(json.dumps(stored.header))
+        return
+    console.print("v1: fitted" + ("" if stored.lineage else " (never taught)"))
+    for step in stored.lineage:
+        console.print(escape(step.summary()))
+        for flag in step.flags:
+            console.print(f"  [yellow]warned:[/] {escape(flag)}")
 
 
 @app.command()

@@ -13,8 +13,10 @@ Model files hold an expert as `state()` → (JSON-ready config with "kind", tens
 `from_state`; `register` makes a class known by its `name`, so any registered expert saves and loads.
 `from_state` trusts nothing it is given: it checks every field and tensor it reads, and says what it cannot
 use as a `fields.FieldError` (a field of its state) or `fields.TensorError` (one of its tensors).
-Labelled defect examples are not an expert's business: the defect-type head (`defect_types`) names a
-defect from the descriptors that results carry."""
+Teaching changes a fitted expert in place, with no refit: `add_normal` takes more normal images into its memory
+(a false alarm marked normal), and an expert that `learns_defects` trains on defects a person labelled
+(`LabelledDefects`). Naming a defect's type is not an expert's business: the defect-type head
+(`defect_types`) names it from the descriptors that results carry."""
 
 from __future__ import annotations
 
@@ -64,6 +66,9 @@ class NormalImages:
     # canvas in pixels, and the tiles' side. None: every entry is a whole image of its own.
     places: torch.Tensor | None = None
     tile_size: int | None = None
+    # Teaching: the memory image (its id in the expert's memory) each entry is, -1 where it is not in the
+    # memory: such an image is scored as if new by leaving itself out (`Expert.left_out`).
+    memory_ids: torch.Tensor | None = None
 
     def __len__(self) -> int:
         if self.features is not None:
@@ -77,12 +82,27 @@ class NormalImages:
 
 
 @dataclass
+class LabelledDefects:
+    """Defective images a person labelled, as teaching gives them: their patch features, and what is known of
+    where each defect lies, at the input size: `regions` (n, S, S) in [0, 1] is the defect's mask where it was
+    drawn (`exact`), else the box it lies in, or the whole image where only the verdict was given."""
+
+    features: list[torch.Tensor]  # per stage (n, C_i, h, w)
+    regions: torch.Tensor  # (n, S, S)
+    exact: torch.Tensor  # (n,) bool: regions[i] is the defect's own mask, not a place it lies somewhere in
+
+    def __len__(self) -> int:
+        return len(self.regions)
+
+
+@dataclass
 class NormalEvidence:
     """Normal images scored as if new (leave-one-out or held out): what the decision is calibrated on."""
 
     maps: torch.Tensor  # (n, h, w) patch maps
     scores: torch.Tensor  # (n,)
     method: str  # how they were obtained: "leave-one-out", "self-similarity", "held-out"
+    memory_ids: torch.Tensor | None = None  # `add_normal`: the id each image was given in the memory
 
 
 class Expert:
@@ -99,6 +119,7 @@ class Expert:
     # Scores tiles of an image one by one (leave-one-out by image); experts that read whole images squash
     # each image to the input size whatever the inspector's scale.
     reads_tiles: ClassVar[bool] = False
+    learns_defects: ClassVar[bool] = False  # implements `learn_defects`
 
     @classmethod
     def create(cls, config: Any, n_normal: int | None = None) -> Expert:
@@ -111,6 +132,22 @@ class Expert:
     def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch anomaly maps (B, h, w) and image scores (B,)."""
         raise NotImplementedError
+
+    def add_normal(self, normal: NormalImages, held_back: torch.Tensor | None = None) -> NormalEvidence:
+        """Takes more normal images into the memory in place (no refit from scratch) and gives their evidence:
+        each scored as if new, leaving itself out of the memory it just joined. `held_back` (n, h, w): patches
+        that add nothing to the memory (where an image taught as normal is outlined as a defect)."""
+        raise TypeError(f"the {self.name} expert cannot take normal images in place: fit it again with them")
+
+    def learn_defects(self, normal: NormalImages, defects: LabelledDefects) -> NormalEvidence:
+        """Learns what these labelled defects look like, beside the normal images given (with `memory_ids`),
+        and gives the normal evidence its maps are now calibrated on. Only where `learns_defects`."""
+        raise TypeError(f"the {self.name} expert does not learn labelled defects")
+
+    def left_out(self, features: list[torch.Tensor], owners: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch maps (B, h, w) and image scores (B,) of images scored with memory image `owners[j]` left out
+        (-1: none), as a reference's own normal evidence was."""
+        raise TypeError(f"the {self.name} expert has no memory to leave images out of")
 
     def left_out_scores(self, features: list[torch.Tensor], owners: list[int]) -> torch.Tensor | None:
         """Image scores (B,) of images made from fitted reference `owners[j]` (synthetic anomalies), each scored

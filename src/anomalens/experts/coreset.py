@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from .neighbors import ExactSearch
+
 CHUNK = 8_192  # patches per first-stage chunk: 8 images at 256 px
 PROJECTED_DIM = 64
 
@@ -35,13 +37,31 @@ def greedy_coreset(x: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
     return _greedy(x, size, generator)
 
 
-def _greedy(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+def extend_coreset(coreset: torch.Tensor, x: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+    """Indices of `size` rows of x (N, D) that extend `coreset` (M, D) in place of a refit: picked greedily as
+    `greedy_coreset` picks, each farthest from the coreset so far, the rows it already holds included (in the
+    same projection, drawn from the same seed)."""
+    if size >= x.shape[0]:
+        return torch.arange(x.shape[0])
+    generator = torch.Generator().manual_seed(seed)
+    if x.shape[1] > PROJECTED_DIM:
+        projection = torch.randn(x.shape[1], PROJECTED_DIM, generator=generator)
+        x, coreset = x @ projection, coreset @ projection
+    return _greedy(x, size, generator, ExactSearch(coreset, engine="torch").search(x)[0][:, 0])
+
+
+def _greedy(x: torch.Tensor, size: int, generator: torch.Generator, start: torch.Tensor | None = None) -> torch.Tensor:
+    """`start`: each row's squared distance to rows chosen before (None: none; the first pick is random)."""
     size = min(size, x.shape[0])
     x = x.float().contiguous()
     sq = (x * x).sum(1)
     chosen = torch.empty(size, dtype=torch.long)
-    min_dist = torch.full_like(sq, float("inf"))
-    j = int(torch.randint(x.shape[0], (1,), generator=generator))
+    if start is None:
+        min_dist = torch.full_like(sq, float("inf"))
+        j = int(torch.randint(x.shape[0], (1,), generator=generator))
+    else:
+        min_dist = start.float().clone()
+        j = int(torch.argmax(min_dist))
     for i in range(size):
         chosen[i] = j
         # ‖x − c‖² = ‖x‖² − 2 x·c + ‖c‖², one matrix-vector product per pick

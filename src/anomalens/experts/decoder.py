@@ -4,11 +4,10 @@ patch features, trained on normal images made abnormal by synthesis (`anomalens.
 Per stage, one linear projection into a joint space, compared by cosine similarity with two learnable
 embeddings, "normal" and "anomalous"; a softmax with temperature gives each patch's anomaly probability
 (with two classes, a sigmoid of the difference of the two cosines, which is what is computed), averaged
-over stages. Loss = FOCAL_WEIGHT·focal + DICE_WEIGHT·dice on the synthetic masks, with the map upsampled
-to LOSS_SIZE. The backbone runs once per synthetic image (its features are then cached), so training the
-head itself is cheap. Early stopping: the weights of the epoch with the lowest loss on a held-out split of
-synthetic images are kept (the checkpoint that goes into the model file), and training stops PATIENCE
-epochs after it.
+over stages. It is trained as `head_training` says: on the synthetic masks, with early stopping on held-out
+synthetic images (the checkpoint that goes into the model file), and, taught, on labelled defects besides.
+The backbone runs once per synthetic image (its features are then cached), so training the head itself is
+cheap.
 
 Leave-one-out, which calibrates the memory experts, does not suit a trained decoder (every normal image
 shaped its weights), so a held-out split of the NORMAL training images — HELD_OUT_FRACTION of them, drawn
@@ -28,18 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ..fields import STRICT_STATE, Count, FieldError, Positive, Seed, TensorError, validated
-from ..synth import foreground, synthesize
-from .base import Expert, ExpertInput, NormalEvidence, NormalImages, register, stored_tensor
+from .base import Expert, ExpertInput, LabelledDefects, NormalEvidence, NormalImages, register, stored_tensor
+from .head_training import LOSS_SIZE, VALIDATION_FRACTION, Progress, TrainingSet, fit_head, synthetic_set
 
 JOINT_DIM = 32
 TEMPERATURE = 0.1
-LOSS_SIZE = 64  # maps and masks are compared at this resolution
-FOCAL_WEIGHT, DICE_WEIGHT, FOCAL_GAMMA = 1.0, 1.0, 2.0
-VALIDATION_FRACTION = 0.2  # of the synthetic images, held out for early stopping
-MAX_EPOCHS, PATIENCE, BATCH, LEARNING_RATE = 25, 4, 16, 3e-3
 HELD_OUT_FRACTION = 0.25
-
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 class DecoderHead(nn.Module):
@@ -78,6 +71,13 @@ class DecoderHead(nn.Module):
             projection.bias.sub_(projection.weight @ (mean / std))
             projection.weight /= std
 
+    @torch.no_grad()
+    def unfold_standardisation(self, means: list[torch.Tensor], stds: list[torch.Tensor]) -> None:
+        """Make a head that takes raw features take standardised ones (x − mean) / std, to train it further."""
+        for projection, mean, std in zip(self.linears, means, stds):
+            projection.bias.add_(projection.weight @ mean)
+            projection.weight *= std
+
     @property
     def linears(self) -> list[nn.Linear]:
         """The per-stage projections, typed as what they are."""
@@ -109,10 +109,19 @@ class DecoderExpert(Expert):
     def fit(self, normal: NormalImages) -> NormalEvidence:
         """Trained on synthetic anomalies from all but a held-out split of the normal images, which it is
         then calibrated on."""
+        return self._trained(normal)
+
+    def retrain(self, normal: NormalImages, defects: LabelledDefects) -> NormalEvidence:
+        """Trained again, from the head it has, as `fit` trains it and on labelled `defects` besides (a fused
+        expert's `learn_defects`): the held-out split's evidence."""
+        return self._trained(normal, defects)
+
+    def _trained(self, normal: NormalImages, defects: LabelledDefects | None = None) -> NormalEvidence:
         assert normal.pixels is not None and normal.features is not None and normal.embed is not None  # its needs
         train, held = held_out_split(len(normal), self.seed)
         text_start = normal.text_start() if normal.text_start else None
-        self.train(normal.pixels[train], [f[train] for f in normal.features], normal.embed, normal.progress, text_start)
+        features = [f[train] for f in normal.features]
+        self.train(normal.pixels[train], features, normal.embed, normal.progress, text_start, defects)
         return NormalEvidence(
             *self.score(ExpertInput(normal.pixels[held], [f[held] for f in normal.features])), "held-out"
         )
@@ -124,74 +133,44 @@ class DecoderExpert(Expert):
         embed: Callable,
         progress: Progress | None = None,
         text_start: torch.Tensor | None = None,
+        defects: LabelledDefects | None = None,
     ) -> DecoderExpert:
         """Train on normal `images` (N, 3, S, S) uint8 whose patch `features` are given; `embed` maps a float
         image batch to patch features. Synthetic anomalies are made from these images only. `text_start`
         (2, E): for a CLIP backbone, whose features live in the joint space, the text embeddings of
-        "normal" and "anomalous" the head starts from (see DecoderHead.start_from_text)."""
+        "normal" and "anomalous" the head starts from (see DecoderHead.start_from_text). `defects`: labelled
+        defects learnt besides, from the head it has (`head_training.TrainingSet.labelled`)."""
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
-        n_synthetic = self.synthetic_images
-        synthetic, masks = _synthetic_set(images, features, embed, rng, n_synthetic, progress)
-        n_val = max(1, round(VALIDATION_FRACTION * n_synthetic))
-        # training: synthetic anomalies and the clean normal images; validation: held-out synthetic ones
-        normal_masks = torch.zeros(len(images), LOSS_SIZE, LOSS_SIZE)
-        train = (
-            [torch.cat([s[n_val:], f]) for s, f in zip(synthetic, features)],
-            torch.cat([masks[n_val:], normal_masks]),
-        )
-        val = ([s[:n_val] for s in synthetic], masks[:n_val])
-
+        synthetic, masks = synthetic_set(images, features, embed, rng, self.synthetic_images, progress)
+        n_val = max(1, round(VALIDATION_FRACTION * self.synthetic_images))
+        # training: synthetic anomalies, the clean normal images and labelled defects; validation: held-out
+        # synthetic ones
+        train = TrainingSet.masked([s[n_val:] for s in synthetic], masks[n_val:])
+        train += TrainingSet.masked(features, torch.zeros(len(images), LOSS_SIZE, LOSS_SIZE))
+        if defects is not None:
+            train += TrainingSet.labelled(defects, self.synthetic_images)
+        val = TrainingSet.masked([s[:n_val] for s in synthetic], masks[:n_val])
         # standardised once here rather than in every step (stages differ in scale); folded back at the end
-        means = [f.mean((0, 2, 3)) for f in train[0]]
-        stds = [f.std((0, 2, 3)).clamp_min(1e-4) for f in train[0]]
-        train = ([_standardised(f, m, s) for f, m, s in zip(train[0], means, stds)], train[1])
-        val = ([_standardised(f, m, s) for f, m, s in zip(val[0], means, stds)], val[1])
-        if text_start is None:
-            self.head = DecoderHead([f.shape[1] for f in features])
-        else:
-            self.head = DecoderHead([f.shape[1] for f in features], dim=text_start.shape[1])
-            self.head.start_from_text(text_start, means, stds)
-        optimiser = torch.optim.Adam(self.head.parameters(), lr=LEARNING_RATE)
-        best, best_loss, stale, self.history = None, float("inf"), 0, []
-        for epoch in range(1, MAX_EPOCHS + 1):
-            train_loss = self._epoch(*train, optimiser)
-            with torch.no_grad():
-                val_loss = self._epoch(*val)
-            self.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-            if progress:
-                progress("training decoder (epochs)", epoch, MAX_EPOCHS)
-            if val_loss < best_loss - 1e-4:
-                best, best_loss, stale = {k: v.clone() for k, v in self.head.state_dict().items()}, val_loss, 0
-            else:
-                stale += 1
-                if stale >= PATIENCE:
-                    break
-        assert best is not None  # set by the first epoch
-        self.head.load_state_dict(best)
+        means, stds = train.moments()
+        self.head = self._start([f.shape[1] for f in features], text_start, defects is not None, means, stds)
+        self.history = fit_head(self.head, train.standardised(means, stds), val.standardised(means, stds), progress)
         self.head.fold_standardisation(means, stds)
         self.head.requires_grad_(False).eval()
         return self
 
-    def _epoch(self, features: list[torch.Tensor], masks: torch.Tensor, optimiser=None) -> float:
-        """One pass (shuffled, with updates, if an optimiser is given); the mean loss per batch."""
-        assert self.head is not None
-        n = len(masks)
-        order = torch.randperm(n) if optimiser else torch.arange(n)
-        losses = []
-        for start in range(0, n, BATCH):
-            pick = order[start : start + BATCH]
-            loss = segmentation_loss(self._upsampled(self.head([f[pick] for f in features])), masks[pick])
-            if optimiser:
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-            losses.append(loss.item())
-        return float(np.mean(losses))
-
-    @staticmethod
-    def _upsampled(maps: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(maps[:, None], size=(LOSS_SIZE, LOSS_SIZE), mode="bilinear", align_corners=False)[:, 0]
+    def _start(self, channels: list[int], text_start, keep: bool, means, stds) -> DecoderHead:
+        """The head training starts from: the one it has (taught more defects), CLIP's own comparison of text
+        (`text_start`), or a new one."""
+        if keep and self.head is not None:
+            self.head.requires_grad_(True).train()
+            self.head.unfold_standardisation(means, stds)
+            return self.head
+        if text_start is None:
+            return DecoderHead(channels)
+        head = DecoderHead(channels, dim=text_start.shape[1])
+        head.start_from_text(text_start, means, stds)
+        return head
 
     @torch.inference_mode()
     def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,47 +265,3 @@ def held_out_split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_held = min(n - 1, max(1, round(HELD_OUT_FRACTION * n)))
     return order[n_held:].sort().values, order[:n_held].sort().values
-
-
-def segmentation_loss(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """FOCAL_WEIGHT·focal + DICE_WEIGHT·dice between anomaly probabilities and (soft) masks, both (B, H, W)."""
-    p = maps.clamp(1e-6, 1 - 1e-6)
-    bce = -(masks * p.log() + (1 - masks) * (1 - p).log())
-    p_true = masks * p + (1 - masks) * (1 - p)
-    focal = ((1 - p_true) ** FOCAL_GAMMA * bce).mean()
-    dice = 1 - (2 * (p * masks).sum() + 1) / (p.sum() + masks.sum() + 1)
-    return FOCAL_WEIGHT * focal + DICE_WEIGHT * dice
-
-
-def _standardised(fmap: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Standardised per channel, in channels-last memory: the head's projections then read it unpermuted."""
-    return ((fmap - mean[:, None, None]) / std[:, None, None]).contiguous(memory_format=torch.channels_last)
-
-
-def _synthetic_set(
-    images: torch.Tensor,
-    features: list[torch.Tensor],
-    embed: Callable,
-    rng: np.random.Generator,
-    n: int,
-    progress: Progress | None,
-) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """n synthetic anomalies, each in a random normal image with a patch from another, as backbone
-    features (embedded batch by batch, never all images at once) and masks at LOSS_SIZE."""
-    arrays = images.permute(0, 2, 3, 1).numpy()
-    objects: dict[int, np.ndarray] = {}  # foreground estimates, computed once per image used
-    chunks, masks, batch = [], [], []
-    for i in range(n):
-        t, s = int(rng.integers(len(arrays))), int(rng.integers(len(arrays)))
-        target = arrays[t].astype(np.float32) / 255
-        if t not in objects:
-            objects[t] = foreground(target)
-        result = synthesize(target, arrays[s].astype(np.float32) / 255, rng, object_mask=objects[t])
-        batch.append(torch.from_numpy(result.image).permute(2, 0, 1))
-        masks.append(F.adaptive_avg_pool2d(torch.from_numpy(result.mask).float()[None], LOSS_SIZE)[0])
-        if len(batch) == BATCH or i == n - 1:
-            chunks.append(embed(torch.stack(batch)))
-            batch = []
-            if progress:
-                progress("synthesising anomalies", i + 1, n)
-    return [torch.cat(stage).clone() for stage in zip(*chunks)], torch.stack(masks)  # clone: out of inference mode

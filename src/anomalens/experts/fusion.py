@@ -11,7 +11,10 @@ The image score — *whether* — is the memory expert's alone (normalised the s
 the two normalised image scores let a weak decoder decide: on magnetic_tile (decoder image AUROC 0.68)
 a decoder share of 0.25 took image AUROC from 0.954 to 0.834, since z-scores are unbounded and the
 decoder's tail on new normal images is long. The decoder's image score is not a reliable detector on
-its own, and nothing label-free tells in advance when it is."""
+its own, and nothing label-free tells in advance when it is.
+
+Taught, a fused expert keeps its memory and trains its decoder again on defects a person labelled
+(`learn_defects`); a memory expert that is taught defects becomes the memory of a fused one (`around`)."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from torch import nn
 
 from ..fields import STRICT_STATE, FieldError, validated
 from ..robust import median_and_spread
-from .base import EXPERTS, Expert, ExpertInput, NormalEvidence, NormalImages, memory_kind, register
+from .base import EXPERTS, Expert, ExpertInput, LabelledDefects, NormalEvidence, NormalImages, memory_kind, register
 from .decoder import DecoderExpert, DecoderScorer, held_out_split
 
 MAP_DECODER_WEIGHT = 0.25  # the decoder's share of the fused map (bench: ≥ memory AUPRO on all 3 sets; 0.5 on 2)
@@ -52,6 +55,7 @@ def score_statistics(scores: torch.Tensor) -> list[float]:
 class FusedExpert(Expert):
     name = "fused"
     needs = DecoderExpert.needs
+    learns_defects = True
 
     def __init__(self, memory: Expert, decoder: DecoderExpert, statistics: dict | None = None):
         """`statistics`: for "memory_map", "memory_score" and "decoder_logit", [median, scale] of that
@@ -77,8 +81,43 @@ class FusedExpert(Expert):
             *fuse((memory.maps[held], memory.scores[held]), decoder.maps, self.statistics), "held-out"
         )
 
+    @classmethod
+    def around(cls, memory: Expert, config, memory_scores: np.ndarray) -> FusedExpert:
+        """A fused expert over a fitted memory expert, its decoder not yet trained (`learn_defects` trains it);
+        its image scores normalised by the memory's normal `memory_scores`, scored as if new (as `fit`)."""
+        statistics = {"memory_score": score_statistics(torch.as_tensor(memory_scores))}
+        return cls(memory, DecoderExpert.create(config), statistics)
+
+    def add_normal(self, normal: NormalImages, held_back: torch.Tensor | None = None) -> NormalEvidence:
+        memory = self.memory.add_normal(normal, held_back)
+        decoder_maps = self.decoder.score(ExpertInput(features=normal.features))[0]
+        fused = fuse((memory.maps, memory.scores), decoder_maps, self.statistics)
+        return NormalEvidence(*fused, memory.method, memory.memory_ids)
+
+    def learn_defects(self, normal: NormalImages, defects: LabelledDefects) -> NormalEvidence:
+        """The decoder trained again on synthetic anomalies from a split of `normal` and on the labelled
+        `defects`; the memory as it is. Map statistics as `fit` takes them: the memory's on every normal image
+        (each left out of the memory), the decoder's on the split it was not trained on, whose fused maps and
+        scores are the evidence."""
+        assert normal.features is not None  # its needs
+        decoder = self.decoder.retrain(normal, defects)
+        owners = normal.memory_ids if normal.memory_ids is not None else torch.full((len(normal),), -1)
+        memory_maps, memory_scores = self.memory.left_out(normal.features, owners)
+        _, held = held_out_split(len(normal), self.decoder.seed)
+        self.statistics |= {
+            "memory_map": map_statistics(memory_maps),
+            "decoder_logit": map_statistics(decoder_logits(decoder.maps)),
+        }
+        return NormalEvidence(
+            *fuse((memory_maps[held], memory_scores[held]), decoder.maps, self.statistics), "held-out"
+        )
+
     def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
         return fuse(self.memory.score(batch), self.decoder.score(batch)[0], self.statistics)
+
+    def left_out(self, features: list[torch.Tensor], owners: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        decoder_maps = self.decoder.score(ExpertInput(features=features))[0]
+        return fuse(self.memory.left_out(features, owners), decoder_maps, self.statistics)
 
     def left_out_scores(self, features: list[torch.Tensor], owners: list[int]) -> torch.Tensor | None:
         scores = self.memory.left_out_scores(features, owners)

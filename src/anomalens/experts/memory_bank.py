@@ -76,8 +76,9 @@ class MemoryBankExpert(Expert):
     def _left_out(
         self, features: list[torch.Tensor], owners: torch.Tensor, near: Callable[[int], torch.Tensor]
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(map, score) of each entry `i`, matched against the bank less reference `owners[i]`'s patches; with a
-        single reference, against all of it except the cells `near(i)` marks. Banks are split once per owner."""
+        """(map, score) of each entry `i`, matched against the bank less reference `owners[i]`'s patches (-1: a
+        new image, against all of it); with a single reference, against all of it except the cells `near(i)`
+        marks. Banks are split once per owner."""
         assert self.banks is not None and self.image_ids is not None
         single = int(self.image_ids.max()) == 0
         results: list = [None] * len(owners)
@@ -85,7 +86,7 @@ class MemoryBankExpert(Expert):
             banks = [split_bank(b if single else b[self.image_ids != image]) for b in self.banks]
             for i in (owners == image).nonzero()[:, 0].tolist():
                 query = [f[i : i + 1] for f in features]
-                results[i] = patch_scores(query, banks, forbid=near(i) if single else None)
+                results[i] = patch_scores(query, banks, forbid=near(i) if single and image >= 0 else None)
         return results
 
     def _near_cells(self, normal: NormalImages, entry: int) -> torch.Tensor:
@@ -104,11 +105,34 @@ class MemoryBankExpert(Expert):
         offset = (origins[entry] + cells)[:, None] - bank_cells[None]
         return (offset.abs() <= SELF_EXCLUSION + 0.5).all(2)
 
+    def add_normal(self, normal: NormalImages, held_back: torch.Tensor | None = None) -> NormalEvidence:
+        """The images' patches appended to the banks, each image a memory image of its own (so the banks are
+        those a refit on all of them builds); their evidence scored leaving each out. A held-back patch is
+        replaced by its image's nearest patch that is not (the image's grid stays whole, and adds nothing
+        there); an image held back everywhere adds nothing."""
+        assert self.banks is not None and self.image_ids is not None and normal.features is not None
+        _, _, h, w = normal.features[0].shape
+        if (h, w) != self.grid:
+            raise ValueError(f"features on a {h}×{w} grid cannot join a memory of {self.grid} grids")
+        ids = int(self.image_ids.max()) + 1 + normal.owners()
+        rows = [flatten_patches(image_scaled(f)) for f in normal.features]
+        row_ids = ids.repeat_interleave(h * w)
+        if held_back is not None:
+            rows, row_ids = without_held_back(rows, row_ids, held_back.flatten())
+        self.banks = [torch.cat([b, r]) for b, r in zip(self.banks, rows)]
+        self.image_ids = torch.cat([self.image_ids, row_ids])
+        return NormalEvidence(*self.left_out(normal.features, ids), "leave-one-out", ids)
+
     @torch.inference_mode()
+    def left_out(self, features: list[torch.Tensor], owners: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `leave_one_out`, for untiled images each left out as memory image `owners[j]` (-1: none)."""
+        near = cache(lambda: self._near_cells(NormalImages([f[:1] for f in features]), 0))  # the same for all
+        results = self._left_out(features, owners, lambda _: near())
+        return torch.stack([m for m, _ in results]), torch.stack([s for _, s in results])
+
     def left_out_scores(self, features: list[torch.Tensor], owners: list[int]) -> torch.Tensor:
         """As `leave_one_out`, for images made from reference `owners[j]` (untiled references only)."""
-        near = cache(lambda: self._near_cells(NormalImages([f[:1] for f in features]), 0))  # the same for all
-        return torch.stack([s for _, s in self._left_out(features, torch.tensor(owners), lambda _: near())])
+        return self.left_out(features, torch.tensor(owners))[1]
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         assert self.banks is not None and self.image_ids is not None and self.grid is not None  # fitted or loaded
@@ -194,3 +218,22 @@ def patch_scores(
         distance += (squared.amin(1) + query_lengths.square()).clamp_(min=0).sqrt()
         dissimilarity += 1.0 - projected.amax(1) / query_lengths.clamp(min=1e-12)
     return distance.view(h, w), dissimilarity.max()
+
+
+def without_held_back(
+    rows: list[torch.Tensor], ids: torch.Tensor, held: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Per-stage rows (and their images) with each `held` row replaced by its image's nearest row that is not
+    held (the stages' distances summed); an image whose rows are all held is left out."""
+    rows, kept = [r.clone() for r in rows], torch.ones(len(ids), dtype=torch.bool)
+    for image in ids.unique():
+        own = ids == image
+        free, back = (own & ~held).nonzero()[:, 0], (own & held).nonzero()[:, 0]
+        if len(free) == 0:
+            kept &= ~own
+        elif len(back):
+            distances = torch.stack([torch.cdist(r[back], r[free]) for r in rows]).sum(0)
+            nearest = free[distances.argmin(1)]
+            for r in rows:
+                r[back] = r[nearest]
+    return [r[kept] for r in rows], ids[kept]

@@ -22,7 +22,7 @@ from torch import nn
 from ..features import flatten_patches
 from ..fields import STRICT_STATE, Count, FieldError, Fraction, Seed, TensorError, validated
 from .base import Expert, ExpertInput, NormalEvidence, NormalImages, register, stored_image_ids, stored_tensor
-from .coreset import greedy_coreset
+from .coreset import extend_coreset, greedy_coreset
 from .neighbors import ExactSearch
 
 EXACT_MAX = 8_192  # banks up to this size are searched exhaustively
@@ -74,6 +74,26 @@ class PatchCoreExpert(Expert):
         self.image_ids = (torch.arange(n) if owners is None else owners).repeat_interleave(h * w)[keep]
         self._build_index()
         return self
+
+    def add_normal(self, normal: NormalImages, held_back: torch.Tensor | None = None) -> NormalEvidence:
+        """The coreset extended by the images' patches farthest from it (as many as the coreset ratio gives
+        them, `coreset.extend_coreset`), held-back patches never among them; each image a memory image of its
+        own; their evidence scored leaving each out. Taught rows may take the bank past max_bank: a correction
+        is never dropped for room."""
+        assert self.bank is not None and self.image_ids is not None and normal.features is not None
+        _, _, h, w = normal.features[0].shape
+        ids = int(self.image_ids.max()) + 1 + normal.owners()
+        patches = flatten_patches(torch.cat(normal.features, dim=1))
+        row_ids = ids.repeat_interleave(h * w)
+        if held_back is not None:
+            patches, row_ids = patches[~held_back.flatten()], row_ids[~held_back.flatten()]
+        size = max(1, math.ceil(self.coreset_ratio * len(patches)))
+        keep = extend_coreset(self.bank, patches, size, self.seed) if len(patches) else torch.arange(0)
+        self.bank = torch.cat([self.bank, patches[keep]]).contiguous()
+        self.image_ids = torch.cat([self.image_ids, row_ids[keep]])
+        self.max_bank = max(self.max_bank, len(self.bank))
+        self._build_index()
+        return NormalEvidence(*self.left_out(normal.features, ids), "leave-one-out", ids)
 
     def _build_index(self) -> None:
         assert self.bank is not None
@@ -162,8 +182,12 @@ class PatchCoreExpert(Expert):
         maps, scores = torch.empty(len(owners), *features[0].shape[2:]), torch.empty(len(owners))
         for image in owners.unique().tolist():
             entries = (owners == image).nonzero()[:, 0]
-            maps[entries], scores[entries] = self.search([f[entries] for f in features], exclude_image=image)
+            left_out = image if image >= 0 else None  # -1: an image not in the bank
+            maps[entries], scores[entries] = self.search([f[entries] for f in features], exclude_image=left_out)
         return maps, scores
+
+    def left_out(self, features: list[torch.Tensor], owners: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.leave_one_out(features, owners)
 
     def left_out_scores(self, features: list[torch.Tensor], owners: list[int]) -> torch.Tensor:
         return self.leave_one_out(features, torch.tensor(owners))[1]

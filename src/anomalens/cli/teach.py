@@ -1,0 +1,174 @@
+"""`anomalens teach`: a model taught by what people said about its results (images marked normal, defects with
+their masks and types, or a file of corrections), written as its next version beside it; `--restore` brings an
+earlier version back. `anomalens info --lineage` shows a model's versions."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from .common import WeightsOpt, app, console, fail, image_paths, warn
+
+if TYPE_CHECKING:
+    from ..teaching import Correction
+
+MASK_ENDINGS = ("", "_mask")  # x.png's mask in --masks: x.<suffix> or x_mask.<suffix> (MVTec's name)
+
+
+@app.command()
+def teach(
+    model: Annotated[Path, typer.Argument(help="Fitted (or taught) model file.")],
+    normal: Annotated[
+        Optional[list[Path]],
+        typer.Option(metavar="PATH", help="Images (or folders of them) a person marked normal: false alarms."),
+    ] = None,
+    defect: Annotated[
+        Optional[list[Path]],
+        typer.Option(metavar="PATH", help="Images (or folders of them) a person marked defective."),
+    ] = None,
+    masks: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Folder of defect masks, nonzero on the defect: <image stem>.png or <image stem>_mask.png. "
+            "A defect without one is taught by its verdict alone."
+        ),
+    ] = None,
+    types: Annotated[
+        Optional[Path],
+        typer.Option(help="Defect types: a JSON object, or CSV lines, of image file name → type (e.g. crack)."),
+    ] = None,
+    corrections: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Corrections as JSON lines: {image, verdict (normal/defective), type, box as \\[x0, y0, x1, y1], "
+            "mask, inspection, id}, paths relative to the file (the log beside a model holds them so)."
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "-o", "--out", help="File to write. Default: the next version beside MODEL (line.v2.safetensors)."
+        ),
+    ] = None,
+    confirm: Annotated[
+        bool,
+        typer.Option(
+            "--confirm",
+            help="The images marked normal are sure: taught whole even where the model is sure of a defect "
+            "(without, what it outlines there is held back, and you are told).",
+        ),
+    ] = False,
+    restore: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Bring back this earlier version of MODEL as its next one, instead of teaching."),
+    ] = None,
+    weights: WeightsOpt = None,
+):
+    """Teach a model: false alarms marked normal join its memory, labelled defects train its maps and move its
+    decision, typed defects teach it their names. Writes a new version beside it, never over it."""
+    if restore is not None:
+        if normal or defect or corrections:
+            fail("--restore brings back a version: give no images or corrections with it")
+        _restore(model, restore, out, weights)
+        return
+    taught = _corrections(normal or [], defect or [], masks, types, corrections, confirm)
+    if not taught:
+        fail("nothing to teach: give --normal, --defect or --corrections")
+    from ..model_file import ModelFileError
+    from ..service import InspectionService
+    from ..teaching import TeachingError, save_version
+    from ..teaching import teach as taught_model
+
+    try:
+        inspector = InspectionService(weights=weights).load(model)
+        before = inspector.calibration
+        result = taught_model(inspector, taught)
+        path = save_version(result, model, out)
+    except (ModelFileError, TeachingError, ValueError, FileExistsError) as error:
+        fail(str(error))
+    after = result.inspector.calibration
+    assert before is not None and after is not None  # a fitted model, taught
+    for flag in result.flags:
+        warn(flag, "check")
+    console.print(f"{escape(result.step.summary())} → {escape(str(path))}")
+    if result.inspector.expert_name != inspector.expert_name:
+        console.print(
+            f"expert {inspector.expert_name} → {result.inspector.expert_name}: a head beside its memory learns the "
+            "labelled defects (image scores are now in normal spreads)"
+        )
+    console.print(
+        f"image threshold {before.image_threshold:.4g} → {after.image_threshold:.4g} ({after.rule}, "
+        f"{after.n_normal} normal images)"
+    )
+
+
+def _restore(model: Path, version: int, out: Path | None, weights: Path | None) -> None:
+    from ..model_file import ModelFileError
+    from ..teaching import TeachingError, restore
+
+    try:
+        path = restore(model, version, out, weights)
+    except (ModelFileError, TeachingError, FileExistsError) as error:
+        fail(str(error))
+    console.print(f"v{version} restored → {escape(str(path))}")
+
+
+def _corrections(
+    normal: list[Path], defect: list[Path], masks: Path | None, types: Path | None, listed: Path | None, sure: bool
+) -> list[Correction]:
+    """The corrections the options give, each file checked before any model is loaded."""
+    from ..teaching import Correction, TeachingError, read_corrections
+
+    if masks is not None and not masks.is_dir():
+        fail(f"{masks}: not a folder of masks")
+    defects = image_paths(defect)
+    named = _types(types, {p.name for p in defects}) if types else {}
+    found = [Correction(p, "normal", confirmed=sure) for p in image_paths(normal)]
+    found += [Correction(p, "defective", named.get(p.name), mask=_mask(masks, p)) for p in defects]
+    try:
+        return found + (read_corrections(listed) if listed else [])
+    except TeachingError as error:
+        fail(str(error))
+
+
+def _mask(folder: Path | None, image: Path) -> Path | None:
+    """The image's mask in `folder`, if there is one."""
+    from ..data import IMAGE_SUFFIXES
+
+    if folder is None:
+        return None
+    for ending in MASK_ENDINGS:
+        for suffix in sorted(IMAGE_SUFFIXES):
+            if (candidate := folder / f"{image.stem}{ending}{suffix}").is_file():
+                return candidate
+    return None
+
+
+def _types(path: Path, images: set[str]) -> dict[str, str]:
+    """Image file name → defect type, from a JSON object or CSV lines; every name one of the `images`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        fail(f"{path}: cannot be read ({error})")
+    if path.suffix.lower() == ".json":
+        try:
+            named = json.loads(text)
+        except json.JSONDecodeError as error:
+            fail(f"{path}: not JSON ({error.msg}, line {error.lineno})")
+        if not isinstance(named, dict) or not all(isinstance(v, str) and v.strip() for v in named.values()):
+            fail(f"{path}: a JSON object of image file name → type name is expected")
+    else:
+        rows = [(n, row) for n, row in enumerate(csv.reader(text.splitlines()), 1) if "".join(row).strip()]
+        bad = next((n for n, row in rows if len(row) != 2 or not row[1].strip()), None)
+        if bad is not None:
+            fail(f"{path}: line {bad} is not 'image file name,type'")
+        named = {row[0].strip(): row[1].strip() for _, row in rows}
+    unknown = sorted(set(named) - images)
+    if unknown:
+        fail(f"{path}: {unknown[0]!r} is not one of the --defect images")
+    return named
