@@ -268,3 +268,19 @@ def test_a_batch_whose_normal_parts_score_unlike_the_references_is_measured_and_
     assert shift_note([(cal, float(s)) for s in rng.normal(10, 1, 64)]) is None
     other = replace(cal, image_threshold=cal.image_threshold + 1)
     assert shift_note([(cal, 12.0)] * 10 + [(other, 12.0)] * 10) is None  # not one model's batch
+
+
+def test_labelled_defects_place_the_line_at_any_number_of_references():
+    """An operator's labelled defects (teaching) are real evidence: MIN_ANOMALIES of them or more place the
+    line at their LABELLED_QUANTILE where that lies below the t-bound, even with more references than the
+    synthetic rule applies to; fewer leave it to the t-bound."""
+    rng = np.random.default_rng(3)
+    normal, maps = rng.normal(10, 1, 40), np.zeros((40, 4, 4), np.float32)
+    defects = np.linspace(9.5, 14, 9)  # their lower quartile, 10.625, below the t-bound (≈ 11.3)
+    cal = calibrate(normal, maps, "leave-one-out", defect_scores=defects)
+    assert cal.rule == "labelled-defects" and cal.image_threshold == pytest.approx(np.quantile(defects, 0.25))
+    assert cal.probability(cal.image_threshold) == 0.5 and cal.decide(cal.image_threshold)
+    too_few = calibrate(normal, maps, "leave-one-out", defect_scores=defects[:7])
+    assert too_few.rule == "t-bound" and too_few.image_threshold > cal.image_threshold
+    high = calibrate(normal, maps, "leave-one-out", defect_scores=defects + 10)  # all above the t-bound
+    assert high.rule == "t-bound"

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from anomalens import Inspector
+from anomalens.calibration import LABELLED_QUANTILE
 from anomalens.experts import ExpertInput, NormalImages, PatchCoreExpert
 from anomalens.features import flatten_patches, patch_features
 from anomalens.teaching import Correction, teach
@@ -116,8 +117,8 @@ def test_missed_defects_labelled_without_a_mask_bring_the_decision_down_to_them(
     taught = teach(few_shot, [Correction(image, "defective") for image in labelled]).inspector
     assert taught.expert.name == "fused" and taught.config.expert == "fused"  # the memory, and a head beside it
     cal, evidence = taught.calibration, taught.evidence
-    assert cal.rule == "synthetic-quartile" and cal.n_synthetic == 10  # the labelled defects, not synthetic ones
-    assert cal.image_threshold == pytest.approx(np.quantile(evidence.defect_scores, 0.25))
+    assert cal.rule == "labelled-defects"  # the labelled defects, not synthetic ones
+    assert cal.image_threshold == pytest.approx(np.quantile(evidence.defect_scores, LABELLED_QUANTILE))
     assert recall(taught, held_out) > recall(few_shot, held_out)
     assert all(image.where == "image" for image in taught.lineage[-1].taught)
 

@@ -91,10 +91,18 @@ SYNTHETIC_MAX_NORMAL = 8  # … where there are at most this many normal images 
 SYNTHETIC_MIN_NORMAL = 2  # … and at least this many
 PROBABILITY_WIDTH = 1.0  # the probability's Student-t scale, in units of the spread behind the threshold
 SYNTHETIC_RULES = ("synthetic-anomalies", "synthetic-quartile")  # the latter: model files written before
-RULES = ("t-bound", *SYNTHETIC_RULES, "false-alarms", "text-probability", "batch-mixture")  # what `rule` may say
+# "labelled-defects": an operator's labelled defects (teaching), MIN_ANOMALIES or more, at any number of
+# references: the threshold is this quantile of their scores where it lies below the t-bound. Real defects are
+# surer evidence than synthetic ones; not yet chosen leave-one-set-out (bench/feedback.py will measure it)
+LABELLED_QUANTILE = 0.25
+RULES = ("t-bound", *SYNTHETIC_RULES, "labelled-defects", "false-alarms", "text-probability", "batch-mixture")
 # what `method` may say: how the normal scores were obtained
 METHODS = ("leave-one-out", "self-similarity", "held-out", "batch-mixture", "text-probability")
-REFINED = ("t-bound", *SYNTHETIC_RULES)  # rules a batch refines (not a stated operating point, not text)
+REFINED = (
+    "t-bound",
+    *SYNTHETIC_RULES,
+    "labelled-defects",
+)  # rules a batch refines (not a stated operating point, not text)
 MIN_ANOMALIES = 8  # fewer synthetic anomaly scores than this are not used
 SYNTHETIC_ANOMALIES = 24  # made from the first references, in turn
 SYNTHETIC_SOURCES = SYNTHETIC_ANOMALIES  # references kept (as pixels) while fitting, to make them from
@@ -242,10 +250,12 @@ def image_decision(
     anomalies: np.ndarray,
     max_false_alarms: float | None = None,
     rule: DecisionRule = DecisionRule(),
+    defects: np.ndarray | None = None,
 ) -> tuple[str, float, float | None]:
     """(rule name, image threshold, probability scale or None for the normal spread) from the normal images'
-    scores as if new and synthetic anomalies' scores (may be empty)."""
+    scores as if new, synthetic anomalies' scores (may be empty) and labelled defects' (taught; None: none)."""
     median, scale = median_and_spread(scores)
+    placing = None
     if max_false_alarms is not None:
         if not 0 < max_false_alarms < 1:
             raise ValueError(
@@ -254,15 +264,27 @@ def image_decision(
         name, threshold = "false-alarms", median + prediction_factor(scores.size, 1 - max_false_alarms) * scale
     else:
         name, threshold = "t-bound", median + prediction_factor(scores.size, rule.prediction_level) * scale
-        usable = (
-            anomalies.size >= MIN_ANOMALIES and rule.synthetic_min_normal <= scores.size <= rule.synthetic_max_normal
-        )
-        if usable and np.quantile(anomalies, rule.anomaly_quantile) < threshold:
-            name, threshold = "synthetic-anomalies", float(np.quantile(anomalies, rule.anomaly_quantile))
-    # a threshold placed by synthetic anomalies is as unsure as the two populations are spread: at few shots
-    # the normal scores alone spread little, and a curve that narrow was sure of wrong verdicts
-    spread = max(median_and_spread(np.r_[scores, anomalies])[1], scale) if name == "synthetic-anomalies" else scale
+        placing = _placing_evidence(scores.size, anomalies, defects, rule)
+        if placing is not None and np.quantile(placing[1], placing[2]) < threshold:
+            name, threshold = placing[0], float(np.quantile(placing[1], placing[2]))
+    # a threshold placed by anomalies is as unsure as the two populations are spread: at few shots the normal
+    # scores alone spread little, and a curve that narrow was sure of wrong verdicts
+    placed = placing is not None and name == placing[0]
+    spread = max(median_and_spread(np.r_[scores, placing[1]])[1], scale) if placed and placing else scale
     return name, float(threshold), (rule.width * spread if rule.width * spread != scale else None)
+
+
+def _placing_evidence(
+    n_normal: int, anomalies: np.ndarray, defects: np.ndarray | None, rule: DecisionRule
+) -> tuple[str, np.ndarray, float] | None:
+    """(rule name, scores, quantile) of the anomalies that may place the line below the t-bound: labelled
+    defects (taught: real ones, at any number of references), else synthetic anomalies within the rule's
+    range of references; None where neither may."""
+    if defects is not None and defects.size >= MIN_ANOMALIES:
+        return "labelled-defects", defects, LABELLED_QUANTILE
+    if anomalies.size >= MIN_ANOMALIES and rule.synthetic_min_normal <= n_normal <= rule.synthetic_max_normal:
+        return "synthetic-anomalies", anomalies, rule.anomaly_quantile
+    return None
 
 
 def calibrate(
@@ -272,18 +294,20 @@ def calibrate(
     anomaly_scores: np.ndarray | None = None,
     max_false_alarms: float | None = None,
     rule: DecisionRule = DecisionRule(),
+    defect_scores: np.ndarray | None = None,
 ) -> Calibration:
     """normal_scores (n,) image scores and normal_maps, the n normal images' anomaly maps (an (n, H, W) array,
     or n maps of their own sizes: images laid out at their aspect ratio), scored as if new; anomaly_scores
     (m,), those of synthetic anomalies scored the same way (None: none); max_false_alarms, a stated share of
-    normal images that may be flagged (None: the default rule)."""
+    normal images that may be flagged (None: the default rule); defect_scores, labelled defects' (taught)."""
     scores = np.asarray(normal_scores, dtype=np.float64)
     if scores.size == 0:
         raise ValueError("calibration needs at least one normal image")
     pixels = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in normal_maps])
     peaks = np.array([np.max(m) for m in normal_maps])
     anomalies = np.asarray([] if anomaly_scores is None else anomaly_scores, dtype=np.float64)
-    name, threshold, probability_scale = image_decision(scores, anomalies, max_false_alarms, rule)
+    defects = None if defect_scores is None else np.asarray(defect_scores, dtype=np.float64)
+    name, threshold, probability_scale = image_decision(scores, anomalies, max_false_alarms, rule, defects)
     return Calibration(
         image_threshold=threshold,
         image_scale=median_and_spread(scores)[1],

@@ -87,14 +87,18 @@ class DecisionEvidence:
         )
 
     def anomalies(self) -> np.ndarray | None:
+        """The synthetic anomalies' scores, with labelled defects' while too few to place the line alone."""
         defects = self.defect_scores
-        found = defects if len(defects) >= MIN_ANOMALIES else np.r_[self.synthetic_scores, defects]
+        found = np.r_[self.synthetic_scores, defects] if len(defects) < MIN_ANOMALIES else self.synthetic_scores
         return found if len(found) else None
 
     def calibrated(self, max_false_alarms: float | None = None) -> Calibration:
         """The decision on this evidence, as the fit places it."""
         maps = expanded(self.normal_maps)
-        return calibrate(self.normal_scores, maps, self.method, self.anomalies(), max_false_alarms)
+        labelled = self.defect_scores if len(self.defect_scores) >= MIN_ANOMALIES else None
+        return calibrate(
+            self.normal_scores, maps, self.method, self.anomalies(), max_false_alarms, defect_scores=labelled
+        )
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         """JSON fields and tensors, for the model file ("evidence" and "evidence.<tensor>")."""
