@@ -124,7 +124,8 @@ class DecisionEvidence:
             raise TensorError("evidence.normal_maps", f"must be finite rows of {len(LEVELS)} numbers, not {found}")
         pixels = tensors.get("evidence.pixels")
         if pixels is not None and (pixels.dtype != torch.uint8 or list(pixels.shape[1:]) != [3, size, size]):
-            problem = f"must be uint8 images [n, 3, {size}, {size}], not {pixels.dtype} {list(pixels.shape)}"
+            shape = f"[n, 3, {size}, {size}] (config.image_size {size})"  # a check across fields: name both
+            problem = f"must be uint8 images {shape}, not {pixels.dtype} {list(pixels.shape)}"
             raise TensorError("evidence.pixels", problem)
         synthetic = _scores(tensors, "evidence.synthetic_scores")
         defects = _scores(tensors, "evidence.defect_scores")
