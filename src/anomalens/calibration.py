@@ -161,17 +161,19 @@ class Calibration:
 
     def predictive(self) -> tuple[float, int]:
         """(scale, degrees of freedom) of the Student-t predictive distribution `probability` uses."""
-        return (self.probability_scale or self.image_scale) * math.sqrt(1 + 1 / self.n_normal), max(
-            self.n_normal - 1, 1
-        )
+        return self._widened(self.probability_scale or self.image_scale)
+
+    def _widened(self, scale: float) -> tuple[float, int]:
+        """`scale` widened by √(1 + 1/n) for one new draw, and the n − 1 degrees of freedom of n normal images."""
+        return scale * math.sqrt(1 + 1 / self.n_normal), max(self.n_normal - 1, 1)
 
     def normal_predictive(self) -> dict:
         """Where a new normal part's score falls: the normal median and the Student-t predictive spread around it
         (the normal spread widened by √(1 + 1/n), n − 1 degrees of freedom); empty without normal scores."""
         if self.normal_median is None or self.n_normal < 1:
             return {}
-        spread = self.image_scale * math.sqrt(1 + 1 / self.n_normal)
-        return {"normal_median": self.normal_median, "normal_spread": spread, "normal_dof": max(self.n_normal - 1, 1)}
+        spread, dof = self._widened(self.image_scale)
+        return {"normal_median": self.normal_median, "normal_spread": spread, "normal_dof": dof}
 
     def margin(self, score: float) -> float:
         """How far `score` lies from the threshold, in normal spreads (σ of the normal image scores)."""
@@ -269,8 +271,9 @@ def image_decision(
             name, threshold = placing[0], float(np.quantile(placing[1], placing[2]))
     # a threshold placed by anomalies is as unsure as the two populations are spread: at few shots the normal
     # scores alone spread little, and a curve that narrow was sure of wrong verdicts
-    placed = placing is not None and name == placing[0]
-    spread = max(median_and_spread(np.r_[scores, placing[1]])[1], scale) if placed and placing else scale
+    spread = scale
+    if placing is not None and name == placing[0]:
+        spread = max(median_and_spread(np.r_[scores, placing[1]])[1], scale)
     return name, float(threshold), (rule.width * spread if rule.width * spread != scale else None)
 
 
