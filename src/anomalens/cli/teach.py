@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from .common import WeightsOpt, app, console, fail, image_paths, warn
+from .records import SinceOpt, UntilOpt
 
 if TYPE_CHECKING:
     from ..teaching import Correction
@@ -63,6 +64,16 @@ def teach(
             "(without, what it outlines there is held back, and you are told).",
         ),
     ] = False,
+    from_records: Annotated[
+        Optional[str],
+        typer.Option(
+            "--from-records",
+            help="Teach the feedback kept in these inspection records (a SQLite file or a database URL) on "
+            "inspections this model (any of its versions) made of image files; feedback taught before is skipped.",
+        ),
+    ] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     restore: Annotated[
         Optional[int],
         typer.Option(min=1, help="Bring back this earlier version of MODEL as its next one, instead of teaching."),
@@ -77,8 +88,12 @@ def teach(
         _restore(model, restore, out, weights)
         return
     taught = _corrections(normal or [], defect or [], masks, types, corrections, confirm)
+    if from_records:
+        taught += _from_records(from_records, model, since, until)
     if not taught:
-        fail("nothing to teach: give --normal, --defect or --corrections")
+        fail(
+            "nothing to teach: give --normal, --defect, --corrections or --from-records (with feedback not yet taught)"
+        )
     from ..model_file import ModelFileError
     from ..service import InspectionService
     from ..teaching import TeachingError, save_version
@@ -134,6 +149,42 @@ def _corrections(
         return found + (read_corrections(listed) if listed else [])
     except TeachingError as error:
         fail(str(error))
+
+
+def _from_records(target: str, model: Path, since: str | None, until: str | None) -> list[Correction]:
+    """The feedback in the records on inspections the model's family made of image files, as corrections (each
+    named by its feedback row, so that what the family's log shows taught is not taught again)."""
+    from ..teaching import Correction, TeachingError
+    from ..teaching.corrections import CorrectionLog
+    from ..teaching.versions import family, log_path
+    from .records import open_records
+
+    stem = family(model)[1]
+    taught = {line.get("id") for line in CorrectionLog(log_path(model)).read()}
+    kept, rows, offset = open_records(target), [], 0
+    while page := kept.list_feedback(since=since, until=until, limit=1000, offset=offset):
+        rows += [r for r in page if r["model_id"] and family(Path(r["model_id"] + model.suffix))[1] == stem]
+        offset += len(page)
+    found, unusable = [], {"no image file": 0, "no verdict": 0, "taught before": 0}
+    for row in rows:
+        verdict = row["verdict"] or ("defective" if row["defect_type"] or row["box"] or row["mask_path"] else None)
+        why = "taught before" if f"feedback-{row['id']}" in taught else None
+        why = why or ("no image file" if not row["image_path"] else "no verdict" if verdict is None else None)
+        if why:
+            unusable[why] += 1
+            continue
+        given = {"image": row["image_path"], "verdict": verdict, "type": row["defect_type"], "box": row["box"],
+                 "mask": row["mask_path"], "inspection": row["inspection_id"], "id": f"feedback-{row['id']}"}  # fmt: skip
+        try:
+            found.append(Correction.from_dict(given, f"feedback {row['id']} on inspection {row['inspection_id']}"))
+        except TeachingError as error:
+            fail(str(error))
+    skipped = ", ".join(f"{n} with {why}" for why, n in unusable.items() if n)
+    console.print(
+        f"{len(found)} of {len(rows)} feedback rows on {stem}'s inspections to teach"
+        + (f" ({skipped})" if skipped else "")
+    )
+    return found
 
 
 def _mask(folder: Path | None, image: Path) -> Path | None:

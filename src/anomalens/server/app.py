@@ -30,7 +30,7 @@ from ..service import Conversations, Inspection, InspectionService, ModelStore, 
 from ..version import __version__
 from .errors import ApiError
 from .limits import BodyLimit
-from .records import records_routes
+from .records import corrected_in_chat, feedback_keeper, records_routes
 from .series import SeriesChats, inspect_upload, plot_png
 from .uploads import Limits, read_uploads, return_freed_memory
 
@@ -86,6 +86,7 @@ def create_app(
     sessions = Conversations()  # inspections kept for chat, bounded in count and in picture bytes
     series_chats = SeriesChats(language_model)  # series findings kept for chat
     model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
+    keep_feedback = feedback_keeper(records, sessions, store)  # the API's, the page's and the chat's corrections
     if records is not None:
         from ..records import inspection_record, series_record
         from ..records.chats import findings_json, restored_session
@@ -301,6 +302,9 @@ def create_app(
         if session is None:
             raise ApiError(404, f"unknown or expired inspection {request.inspection_id!r}; inspect the image again")
         turn = answered(session, request.question)
+        if turn.correction is not None:  # "this one is fine", "it's a crack at the top": kept, and taught
+            said = corrected_in_chat(keep_feedback, records, request.inspection_id, turn, session.findings.image_size)
+            turn.answer = f"{turn.answer} {said}"
         if records is not None:
             records.add_chat_turn(request.inspection_id, len(session.turns), turn.to_dict())
         return {"inspection_id": request.inspection_id, **turn.to_dict(), "turn": len(session.turns)}
@@ -341,7 +345,7 @@ def create_app(
         turn = answered(chat, request.question)
         return {"series_id": request.series_id, **turn.to_dict(), "turn": len(chat.turns)}
 
-    app.include_router(records_routes(records, sessions))
+    app.include_router(records_routes(records, sessions, keep_feedback))
 
     # ---- web page ------------------------------------------------------------------------------
     static = Path(str(package_files("anomalens") / "server" / "static"))

@@ -5,13 +5,17 @@ CSV), one in full with its chat and feedback, and an operator's feedback on one
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Query, Response
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from ..service import Conversations
+from ..language.chat import Turn
+from ..service import Conversations, ModelStore
+from ..service.lessons import Lesson, learn
 from .errors import ApiError
 
 if TYPE_CHECKING:
@@ -33,16 +37,64 @@ class FeedbackRequest(BaseModel):
     note: str = Field("", max_length=10_000)
     source: str = Field("api", max_length=16, description="Where it was given: chat, page, api or cli.")
     author: str = Field("", max_length=200, description="Who gave it.")
+    teach: bool = Field(
+        True,
+        description="Teach the stored model the inspection was made with (its next version serves from now on) "
+        "and decide the image again; false: only keep the feedback.",
+    )
 
 
-def records_routes(records: RecordStore | None, sessions: Conversations) -> APIRouter:
+def kept(records: RecordStore | None) -> RecordStore:
+    if records is None:
+        raise ApiError(404, NO_RECORDS)
+    return records
+
+
+FeedbackKeeper = Callable[[str, dict, bool], dict]
+
+
+def feedback_keeper(records: RecordStore | None, sessions: Conversations, store: ModelStore) -> FeedbackKeeper:
+    """`keep(inspection_id, feedback, teach)`: the feedback (the API's fields) on record, and, with `teach`, the
+    stored model that made the inspection taught by it (`lessons.learn`); as the API answers it. The page's
+    buttons and the chat's corrections come the same way."""
+
+    def keep(inspection_id: str, feedback: dict, teach: bool) -> dict:
+        try:
+            given = kept(records).add_feedback(inspection_id, **feedback)
+        except LookupError as error:  # records.UnknownInspection
+            raise ApiError(404, str(error)) from None
+        except ValueError as error:
+            raise ApiError(422, str(error)) from None
+        if not teach:
+            return {"inspection_id": inspection_id, **given, "lesson": None}
+        session = sessions.get(inspection_id)
+        picture = session.images.query if session is not None and session.images is not None else None
+        recorded = kept(records).get(inspection_id) or {}
+        lesson = learn(store, inspection_id, recorded, given, picture if isinstance(picture, Image.Image) else None)
+        return {"inspection_id": inspection_id, **given, "lesson": lesson.to_dict()}
+
+    return keep
+
+
+def corrected_in_chat(keep_feedback: FeedbackKeeper, records, inspection_id: str, turn: Turn, size) -> str:
+    """What became of a correction said in the chat (`turn.correction`), in words added to its answer: kept
+    and taught as the page's buttons are (`size`: the image's width and height, for the place named)."""
+    if records is None:
+        return "It is not kept: the service keeps no records (start it with --records to keep and teach corrections)."
+    said = turn.correction
+    assert said is not None  # the chat recognised a correction
+    box = said.box(*size)
+    feedback = {"verdict": said.verdict, "defect_type": said.defect_type, "box": list(box) if box else None}
+    try:
+        kept = keep_feedback(inspection_id, feedback | {"note": turn.question, "source": "chat"}, True)
+    except ApiError as error:
+        return f"It could not be kept: {error.message}"
+    return Lesson(**kept["lesson"]).words()
+
+
+def records_routes(records: RecordStore | None, sessions: Conversations, keep_feedback: FeedbackKeeper) -> APIRouter:
     """The routes; without `records`, an inspection is found only among the conversations in memory."""
     router = APIRouter()
-
-    def kept() -> RecordStore:
-        if records is None:
-            raise ApiError(404, NO_RECORDS)
-        return records
 
     def listing_filters(
         since: str | None = Query(None, max_length=100, description="From this time (ISO 8601 or epoch seconds)."),
@@ -61,8 +113,8 @@ def records_routes(records: RecordStore | None, sessions: Conversations) -> APIR
     ) -> dict:
         """Recorded inspections, oldest first, filtered and paged (the service needs --records)."""
         try:
-            found = kept().list(**filters, limit=limit, offset=offset)
-            total = kept().count(**filters)
+            found = kept(records).list(**filters, limit=limit, offset=offset)
+            total = kept(records).count(**filters)
         except ValueError as error:
             raise ApiError(422, str(error)) from None
         return {"inspections": found, "total": total, "limit": limit, "offset": offset}
@@ -73,7 +125,7 @@ def records_routes(records: RecordStore | None, sessions: Conversations) -> APIR
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "inspections.csv"
             try:
-                kept().export(path, "csv", **filters)
+                kept(records).export(path, "csv", **filters)
             except ValueError as error:
                 raise ApiError(422, str(error)) from None
             return Response(
@@ -101,15 +153,10 @@ def records_routes(records: RecordStore | None, sessions: Conversations) -> APIR
 
     @router.post("/v1/inspections/{inspection_id}/feedback", status_code=201)
     def give_feedback(inspection_id: str, feedback: FeedbackRequest) -> dict:
-        """An operator's word on a recorded inspection (the service needs --records): the feedback as kept.
-        An unknown inspection is a 404; a value that cannot be right (a box outside the image, a verdict
-        other than normal or defective, feedback that says nothing) a 422 that names it."""
-        try:
-            given = kept().add_feedback(inspection_id, **feedback.model_dump())
-        except LookupError as error:  # records.UnknownInspection
-            raise ApiError(404, str(error)) from None
-        except ValueError as error:
-            raise ApiError(422, str(error)) from None
-        return {"inspection_id": inspection_id, **given}
+        """An operator's word on a recorded inspection (the service needs --records): the feedback as kept,
+        and what it taught (`lessons.Lesson`: the model's new version and the image decided again by it, or
+        why nothing was taught). An unknown inspection is a 404; a value that cannot be right (a box outside the
+        image, a verdict other than normal or defective, feedback that says nothing) a 422 that names it."""
+        return keep_feedback(inspection_id, feedback.model_dump(exclude={"teach"}), feedback.teach)
 
     return router

@@ -26,7 +26,8 @@ from ..preprocessing import ImageInput
 from ..resampling import at_image_size
 from ..result import InspectionResult
 from .conversations import Conversations
-from .store import FitJob, JobFiles, JobJournal, ModelStore, StoreError
+from .jobs import FitJob, JobFiles, JobJournal
+from .store import ModelStore, StoreError
 
 __all__ = [
     "Conversations",

@@ -1,6 +1,7 @@
 """Fitted models on disk (one model file per id in the models folder: `ID.safetensors`, or `ID.onnx` written
 by `anomalens export` and run by onnxruntime), a small cache of loaded ones, and fit jobs that run one at a
-time in the background with their progress.
+time in the background with their progress. A model taught from feedback gets versions beside it
+(`ID.v2.safetensors`, …: `teaching.versions`); its id serves the newest.
 
 A fit job outlives the process that accepted it: a journal keeps it (`JobFiles`, `.jobs/<job id>.json` in the
 models folder, by default; the records database with `serve --records`), and `.jobs/<job id>/` holds its
@@ -10,7 +11,6 @@ queued or running, or reports them failed when their images are gone."""
 from __future__ import annotations
 
 import builtins
-import json
 import re
 import shutil
 import threading
@@ -19,17 +19,20 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from ..deploy import OnnxInspector, OnnxModelError
 from ..inspector import Inspector
+from ..lineage import lineage_of, version_of
 from ..model_file import ModelFileError, read_header
 from ..predictor import Predictor, load_predictor
 from ..preprocessing import Decoded
+from ..teaching import Correction, Taught, save_version, teach, versions
+from ..teaching.versions import NUMBERED, glob_escaped
+from .jobs import FitJob, JobFiles, JobJournal, keep_image, restored_image
 
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # matched whole (fullmatch)
 SUFFIX = ".safetensors"  # what fits write
@@ -43,69 +46,15 @@ class StoreError(Exception):
         self.status = status
 
 
-@dataclass
-class FitJob:
-    id: str
-    model_id: str
-    total: int
-    done: int = 0
-    status: str = "queued"  # queued → running → done | failed
-    error: str | None = None
-    skipped: list[str] = field(default_factory=list)
-    started: float = field(default_factory=time.time)
-
-    def to_dict(self) -> dict:
-        return {
-            "job_id": self.id,
-            "model_id": self.model_id,
-            "status": self.status,
-            "done": self.done,
-            "total": self.total,
-            "error": self.error,
-            "skipped": self.skipped,
-        }
-
-
-class JobJournal(Protocol):
-    """Where fit jobs are kept across restarts: each job saved whole as it changes (`FitJob` as a dict of its
-    fields), all of them loaded when a store starts."""
-
-    def save(self, job: dict) -> None: ...
-
-    def load(self) -> builtins.list[dict]: ...
-
-
-class JobFiles:
-    """Fit jobs as JSON files in a folder, `<job id>.json`, each written whole (a reader never sees half)."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-
-    def save(self, job: dict) -> None:
-        file = self.folder / f"{job['id']}.json"
-        file.with_suffix(".partial").write_text(json.dumps(job))
-        file.with_suffix(".partial").replace(file)
-
-    def load(self) -> builtins.list[dict]:
-        """The jobs, an unreadable file a failed job that says why."""
-        jobs = []
-        for file in sorted(self.folder.glob("*.json")):
-            try:
-                job = FitJob(**json.loads(file.read_text()))
-            except (OSError, ValueError, TypeError) as error:
-                job = FitJob(file.stem, "", 0, status="failed", error=f"the job's record is unreadable: {error}")
-            jobs.append(asdict(job))
-        return jobs
-
-
 class ModelStore:
     def __init__(self, folder: str | Path, cache_size: int = 4, jobs: JobJournal | None = None):
         """`jobs`: where fit jobs are kept (default: `JobFiles` in the folder's `.jobs`)."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._cache: OrderedDict[str, Predictor] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[Path, Predictor]] = OrderedDict()  # id → (its newest file, model)
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._teaching = threading.Lock()  # one lesson at a time: versions are numbered in turn
         self._jobs: dict[str, FitJob] = {}
         self._fitting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anomalens-fit")
         self._jobs_folder = self.folder / JOBS
@@ -125,19 +74,21 @@ class ModelStore:
         return [file for suffix in SUFFIXES if (file := fitted.with_suffix(suffix)).is_file()]
 
     def _file(self, model_id: str) -> Path:
-        """The one file of a stored model; an unknown id is a 404, an id with two files a 409."""
+        """The one file of a stored model, its newest version where it was taught; an unknown id is a 404, an
+        id with two files a 409."""
         files = self._files(model_id)
         if not files:
             raise StoreError(404, f"unknown model {model_id!r}")
         if len(files) > 1:
             names = " and ".join(file.name for file in files)
             raise StoreError(409, f"model id {model_id!r} names two files, {names}: keep one")
-        return files[0]
+        return _newest(files[0])
 
     def ids(self) -> list[str]:
-        """The stored models' ids (file names only: no model file is read)."""
+        """The stored models' ids (file names only: no model file is read); a taught version is its model's."""
         stems = {p.name[: -len(suffix)] for suffix in SUFFIXES for p in self.folder.glob(f"*{suffix}")}
-        return sorted(i for i in stems if MODEL_ID.fullmatch(i))
+        versioned = {i for i in stems if (numbered := NUMBERED.match(i)) and numbered["stem"] in stems}
+        return sorted(i for i in stems - versioned if MODEL_ID.fullmatch(i))
 
     def list(self) -> list[dict]:
         return [self.describe(model_id) for model_id in self.ids()]
@@ -153,11 +104,12 @@ class ModelStore:
             if path.suffix == ".onnx":
                 model = OnnxInspector(path)
                 expert, n_normal, backbone = model.expert_name, model.calibration.n_normal, model.config["backbone"]
+                version = None  # an exported model is not taught
             else:
                 header = read_header(path)
                 expert, n_normal = header["expert"]["kind"], header["calibration"]["n_normal"]
-                backbone = header["config"]["backbone"]
-        except (ModelFileError, OnnxModelError, KeyError) as error:
+                backbone, version = header["config"]["backbone"], version_of(lineage_of(header.get("lineage")))
+        except (ModelFileError, OnnxModelError, KeyError, ValueError) as error:
             return {"id": model_id, "ok": False, "error": str(error)}
         return {
             "id": model_id,
@@ -166,34 +118,57 @@ class ModelStore:
             "expert": expert,
             "n_normal": n_normal,
             "backbone": backbone,
+            "version": version,
+            "file": path.name,
             "bytes": path.stat().st_size,
             "created": path.stat().st_mtime,
         }
 
     def get(self, model_id: str) -> Predictor:
-        with self._lock:
-            if model_id in self._cache:
-                self._cache.move_to_end(model_id)
-                return self._cache[model_id]
         path = self._file(model_id)
+        with self._lock:
+            cached = self._cache.get(model_id)
+            if cached is not None and cached[0] == path:
+                self._cache.move_to_end(model_id)
+                return cached[1]
         try:
             inspector = load_predictor(path)
         except (ModelFileError, OnnxModelError, FileNotFoundError, ValueError) as error:
             raise StoreError(422, f"model {model_id!r} cannot be loaded: {error}") from None
-        with self._lock:
-            self._cache[model_id] = inspector
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        self._cached(model_id, path, inspector)
         return inspector
 
+    def _cached(self, model_id: str, path: Path, inspector: Predictor) -> None:
+        with self._lock:
+            self._cache[model_id] = (path, inspector)
+            self._cache.move_to_end(model_id)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def teach(self, model_id: str, corrections: Sequence[Correction]) -> tuple[Taught, Path]:
+        """The stored model's next version, taught by `corrections` and saved beside it (its id serves it from
+        now on): what teaching did, and the file written. The decision is calibrated again on the evidence the
+        model kept (milliseconds), as for a stream of corrections."""
+        with self._teaching:
+            path = self._file(model_id)
+            if path.suffix != SUFFIX:
+                raise StoreError(409, f"model {model_id!r} is an exported ONNX file: teach its .safetensors model")
+            cached = self.get(model_id)
+            model = cached if isinstance(cached, Inspector) else Inspector.load(path)
+            taught = teach(model, corrections, refresh=False)
+            saved = save_version(taught, path)
+        self._cached(model_id, saved, taught.inspector)
+        return taught, saved
+
     def delete(self, model_id: str) -> None:
+        """The model and every version taught from it."""
         files = self._files(model_id)
         if not files:
             raise StoreError(404, f"unknown model {model_id!r}")
         with self._lock:
             self._cache.pop(model_id, None)
-        for file in files:
-            file.unlink()
+        for file in files + [v for v in versions(files[0]).values() if v not in files]:
+            file.unlink(missing_ok=True)
 
     # ---- fit jobs ------------------------------------------------------------------------------
     def start_fit(
@@ -201,6 +176,8 @@ class ModelStore:
     ) -> FitJob:
         """Accepts a fit: its images and record are on disk before this returns, so a restart loses nothing."""
         model_id = model_id or f"model-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        if NUMBERED.match(model_id):
+            raise StoreError(400, f"model id {model_id!r} ends like a taught version's name (.v2): choose another")
         stored = self._files(model_id)
         with self._lock:
             busy = any(j.model_id == model_id and j.status in ("queued", "running") for j in self._jobs.values())
@@ -211,7 +188,7 @@ class ModelStore:
         try:
             self._images(job).mkdir()
             for i, image in enumerate(images):
-                _keep(self._images(job) / f"{i:05d}.npz", image)
+                keep_image(self._images(job) / f"{i:05d}.npz", image)
             self._record(job)
         except OSError as error:
             with self._lock:
@@ -235,7 +212,7 @@ class ModelStore:
             job.done += n
 
         try:
-            images = [_restore(p) for p in sorted(self._images(job).glob("*.npz"))]
+            images = [restored_image(p) for p in sorted(self._images(job).glob("*.npz"))]
             inspector = Inspector().fit(images, progress=advance)
             inspector.save(self.path(job.model_id))
             job.status = "done"
@@ -272,17 +249,10 @@ class ModelStore:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def _keep(file: Path, image: np.ndarray | Decoded) -> None:
-    """One normal image on disk, exactly as it was decoded (and, for an upload, its name and size)."""
-    if isinstance(image, Decoded):
-        np.savez(file, image=image.image, size=np.asarray(image.size), source=np.asarray(image.source))
-    else:
-        np.savez(file, image=image)
-
-
-def _restore(file: Path) -> np.ndarray | Decoded:
-    with np.load(file, allow_pickle=False) as kept:
-        if "source" not in kept:
-            return kept["image"]
-        width, height = kept["size"].tolist()
-        return Decoded(str(kept["source"]), kept["image"], (width, height))
+def _newest(path: Path) -> Path:
+    """The newest version of the model at `path` (itself where it was never taught: no header is read)."""
+    folder, stem, suffix = path.parent, path.stem, path.suffix
+    if suffix != SUFFIX or not any(folder.glob(f"{glob_escaped(stem)}.v*{suffix}")):
+        return path
+    found = versions(path)
+    return found[max(found)] if found else path
