@@ -1,15 +1,21 @@
 """Corrections said in the chat: which sentences correct an inspection (and which, questions and hedges above all,
-do not), and what they are said back as."""
+do not), what they are said back as, and `anomalens chat --model` teaching the model a new version from one."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from anomalens import Inspector
+from anomalens.cli import app
 from anomalens.language import ChatCorrection, ChatSession, read_correction
 from anomalens.language.corrections import confirmation
 from anomalens.language.findings import DefectGuess
+from conftest import plant_defect, save_png, texture
 from test_language import ScriptedModel, findings
 
 NORMAL = ChatCorrection("normal")
@@ -122,3 +128,39 @@ def test_a_chat_turn_carries_the_correction_and_asks_no_model():
     assert corrected.backend == "grounded" and corrected.to_dict()["correction"]["defect_type"] == "burn_mark"
     assert session.ask("how sure are you?").correction is None and len(model.seen) == 2
     assert session.to_dict()["turns"][2]["correction"] is None
+
+
+@pytest.fixture(scope="module")
+def line(tmp_path_factory):
+    """A tiny fitted model, a normal image and one with a defect, each in a folder of its own."""
+    folder = tmp_path_factory.mktemp("line")
+    model = Inspector(image_size=64, synthetic_images=16).fit([texture(i, 64) for i in range(3)])
+    model.save(folder / "line.safetensors")
+    save_png(folder / "ok.png", texture(40, 64))
+    save_png(folder / "bad.png", plant_defect(texture(41, 64), 0, radius=6)[0])
+    return folder
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_the_chat_teaches_a_model_file_what_it_is_told(line):
+    model = line / "line.safetensors"
+    asked = run("chat", line / "ok.png", "--model", model, "--ask", "is it fine?")
+    assert asked.exit_code == 0, asked.output
+    assert not (line / "line.v2.safetensors").exists()  # a question teaches nothing
+
+    told = run("chat", line / "ok.png", "--model", model, "--ask", "this one is fine")
+    assert told.exit_code == 0, told.output
+    v2 = line / "line.v2.safetensors"
+    assert v2.exists() and "v2 from v1" in told.output and v2.name in "".join(told.output.split())
+    assert json.loads((line / "line.corrections.jsonl").read_text())["verdict"] == "normal"
+
+    crack = run("chat", line / "bad.png", "--model", v2, "--ask", "there is a crack at the top left", "--json")
+    assert crack.exit_code == 0, crack.output
+    turn = json.loads(crack.output[crack.output.index("{") :])["turns"][0]
+    assert turn["correction"] == {"verdict": "defective", "cell": "top left", "defect_type": "crack"}
+    assert turn["taught"]["version"] == 3 and turn["taught"]["path"].endswith("line.v3.safetensors")
+    logged = [json.loads(entry) for entry in (line / "line.corrections.jsonl").read_text().splitlines()]
+    assert logged[-1]["box"] == [0, 0, 21, 21] and logged[-1]["type"] == "crack"

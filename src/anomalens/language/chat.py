@@ -58,6 +58,7 @@ class Turn:
     guard: GuardReport | None = None
     model_error: str | None = None  # why the language model gave no answer (the grounded one is shown instead)
     correction: ChatCorrection | None = None  # what the person said the image is, when the question corrected it
+    taught: dict | None = None  # the model version the correction taught (path, version, flags), set by its caller
 
     def to_dict(self) -> dict:
         return {
@@ -69,6 +70,7 @@ class Turn:
             "guard": self.guard.to_dict() if self.guard else None,
             "model_error": self.model_error,
             "correction": self.correction.to_dict() if self.correction else None,
+            "taught": self.taught,
         }
 
 
