@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -26,11 +27,13 @@ from .common import (
     normal_images,
     report_skipped,
     resolution,
+    warn,
 )
 
 if TYPE_CHECKING:  # the models are imported by the command that runs them (`--help` needs none)
     from ..experts.defect_types import DefectTypeExpert
     from ..inspector import Inspector
+    from ..language.chat import ChatSession, Turn
     from ..service import InspectionService
 
 
@@ -139,10 +142,12 @@ def chat(
         session = None
     if session is None:
         fail(str(inspection.result.error), code=1)
+    assert inspection.result.image_size is not None  # a successful inspection
+    teacher = _Teacher(service, inspector, model, image, inspection.result.image_size)
     if ask:
-        _answer(session, ask, json_output)
+        _answer(session, ask, json_output, teacher)
     else:
-        _answer(session, "Is there any anomaly in the image?", False, heading=True)
+        _answer(session, "Is there any anomaly in the image?", False, teacher, heading=True)
         console.print("[dim]Ask a question (empty line, 'quit' or Ctrl-D to leave).[/]")
         while True:
             try:
@@ -151,7 +156,7 @@ def chat(
                 break
             if question.lower() in ("", "quit", "exit", "q"):
                 break
-            _answer(session, question, False)
+            _answer(session, question, False, teacher)
     if json_output:
         typer.echo(json.dumps(session.to_dict(), indent=2))
 
@@ -186,14 +191,57 @@ def _defect_type_expert(service: InspectionService, inspector: Inspector, folder
     return head
 
 
-def _answer(session, question: str, quiet: bool, heading: bool = False) -> None:
+@dataclass
+class _Teacher:
+    """Teaches the chat's model file what the person says: each correction makes its next version, which the
+    next correction teaches in turn."""
+
+    service: InspectionService
+    inspector: Inspector
+    model: Path | None  # None: references or zero-shot, no file to teach
+    image: Path
+    size: tuple[int, int]  # width, height of the image as inspected: the cell's box is in its pixels
+
+    def learn(self, turn: Turn, quiet: bool) -> None:
+        from ..model_file import ModelFileError
+        from ..teaching import Correction, TeachingError, save_version, teach
+
+        said = turn.correction
+        assert said is not None  # only a correcting turn is taught
+        if self.model is None:
+            warn("the correction is noted, but there is no model file to teach (fit one with `anomalens fit`)", "note")
+            return
+        try:  # the path in full: the corrections log beside the model reads paths relative to itself
+            taught = teach(
+                self.inspector,
+                [Correction(str(self.image.resolve()), said.verdict, said.defect_type, said.box(*self.size))],
+                refresh=False,
+            )
+            path = save_version(taught, self.model)
+        except (TeachingError, ValueError, ModelFileError, FileExistsError) as error:
+            warn(f"not taught: {error}")
+            return
+        self.inspector, self.model = self.service.load(path), path  # loaded from its file: the next step names it
+        turn.taught = {"path": str(path), "version": taught.step.version, "flags": list(taught.flags)}
+        for flag in taught.flags:
+            warn(flag, "check")
+        if not quiet:
+            console.print(f"taught {escape(taught.step.summary())} → {escape(str(path))}")
+
+
+def _answer(session: ChatSession, question: str, quiet: bool, teacher: _Teacher, heading: bool = False) -> None:
     if not question.strip():  # a question of only spaces asks nothing
         return
     turn = session.ask(question)
     if turn.model_error:
         err.print(f"[yellow]the language model failed ({escape(turn.model_error)}); answered from the findings[/]")
-    if quiet:
-        return
+    if not quiet:
+        _show(turn, heading)
+    if turn.correction is not None:
+        teacher.learn(turn, quiet)
+
+
+def _show(turn: Turn, heading: bool) -> None:
     console.print(f"[bold]{escape(turn.answer)}[/]" if heading else f"[bold green]anomalens>[/] {escape(turn.answer)}")
     if turn.guard and turn.guard.problems:
         verb = "corrected" if turn.guard.corrected else "kept"

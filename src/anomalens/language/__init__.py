@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from .chat import ChatImages, ChatSession, Turn
     from .claims import read_claims
     from .composer import Answer, classify, compose
+    from .corrections import ChatCorrection, read_correction
     from .criteria import Criteria, CriteriaError, DefectType, load_criteria
     from .findings import DefectGuess, Findings, findings_from
     from .guard import GUARD_MODES
@@ -25,6 +26,8 @@ _WHERE = {  # public name → its module
     "Answer": ".composer",
     "classify": ".composer",
     "compose": ".composer",
+    "ChatCorrection": ".corrections",
+    "read_correction": ".corrections",
     "Criteria": ".criteria",
     "CriteriaError": ".criteria",
     "DefectType": ".criteria",
@@ -43,6 +46,7 @@ __all__ = [
     "Answer",
     "BACKENDS",
     "BackendError",
+    "ChatCorrection",
     "ChatImages",
     "ChatSession",
     "Criteria",
@@ -59,6 +63,7 @@ __all__ = [
     "findings_from",
     "load_criteria",
     "read_claims",
+    "read_correction",
 ]
 
 

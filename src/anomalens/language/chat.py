@@ -13,6 +13,7 @@ from PIL import Image
 
 from ..data import to_uint8
 from .composer import Answer, compose
+from .corrections import ChatCorrection, confirmation, read_correction
 from .errors import BackendError
 from .findings import Findings
 from .guard import GUARD_MODES, JUDGE_PROMPT, GuardReport, check, correct, parse_judgement
@@ -56,6 +57,8 @@ class Turn:
     model_answer: str | None = None
     guard: GuardReport | None = None
     model_error: str | None = None  # why the language model gave no answer (the grounded one is shown instead)
+    correction: ChatCorrection | None = None  # what the person said the image is, when the question corrected it
+    taught: dict | None = None  # the model version the correction taught (path, version, flags), set by its caller
 
     def to_dict(self) -> dict:
         return {
@@ -66,6 +69,8 @@ class Turn:
             "model_answer": self.model_answer,
             "guard": self.guard.to_dict() if self.guard else None,
             "model_error": self.model_error,
+            "correction": self.correction.to_dict() if self.correction else None,
+            "taught": self.taught,
         }
 
 
@@ -95,17 +100,23 @@ class ChatSession:
         question = question.strip()
         if not question:
             raise ValueError("empty question")
+        if correction := read_correction(question, self.findings.type_names):  # said back, never asked of a model
+            said = confirmation(correction)
+            turn = Turn(question, said, "grounded", said, correction=correction)
+        else:
+            turn = self._answer(question)
+        self.turns.append(turn)
+        return turn
+
+    def _answer(self, question: str) -> Turn:
         grounded = compose(question, self.findings, self._focus, self._intents)
         self._focus, self._intents = grounded.focus, grounded.intents
         if self.model is None:
-            turn = Turn(question, grounded.text, "grounded", grounded.text)
-        else:
-            try:
-                turn = self._model_turn(question, grounded)
-            except BackendError as error:  # a model that fails or dies: the findings still answer
-                turn = Turn(question, grounded.text, "grounded", grounded.text, model_error=str(error))
-        self.turns.append(turn)
-        return turn
+            return Turn(question, grounded.text, "grounded", grounded.text)
+        try:
+            return self._model_turn(question, grounded)
+        except BackendError as error:  # a model that fails or dies: the findings still answer
+            return Turn(question, grounded.text, "grounded", grounded.text, model_error=str(error))
 
     def _model_turn(self, question: str, grounded: Answer) -> Turn:
         assert self.model is not None

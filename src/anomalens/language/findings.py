@@ -39,6 +39,13 @@ class Findings:
     def subject(self) -> str:
         return self.class_name or (self.criteria.name if self.criteria else "") or "object"
 
+    @property
+    def type_names(self) -> list[str]:
+        """The defect types this product is known to have: its criteria's, and the defect-type expert's guesses."""
+        names = [d.name for d in self.criteria.defects] if self.criteria else []
+        guessed = (self.defect_type.name, self.defect_type.runner_up) if self.defect_type else ()
+        return names + [n for n in guessed if n]
+
     def to_dict(self) -> dict:
         return {
             "source": self.source,

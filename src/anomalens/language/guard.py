@@ -87,10 +87,8 @@ class GuardReport:
 def claims_of(text: str, grounded: Answer, f: Findings) -> Claims:
     """A model's answer read in the question's terms: a yes/no in its polarity, the product's defect types."""
     intents = set(grounded.intents)
-    names = [d.name for d in f.criteria.defects] if f.criteria else []
-    names += [n for n in (f.defect_type.name, f.defect_type.runner_up) if n] if f.defect_type else []
     return read_claims(
-        text, asks_good="good" in intents, reply_is_verdict=bool({"defect", "good"} & intents), type_names=names
+        text, asks_good="good" in intents, reply_is_verdict=bool({"defect", "good"} & intents), type_names=f.type_names
     )
 
 
