@@ -103,9 +103,26 @@ def test_teach_from_records_takes_the_feedback_on_image_files_once(served, tmp_p
     records.add_feedback("on-file", note="only a note")
     taught = run("teach", str(model), "--from-records", str(tmp_path / "records.db"))
     assert taught.exit_code == 0, taught.output
-    assert (
-        "1 of 3 feedback rows on line's inspections to teach (1 with no image file, 1 with no verdict)" in taught.output
-    )
+    said = " ".join(taught.output.split())  # as wrapped to the terminal's width
+    assert "1 of 3 feedback rows on line's inspections to teach (1 with no image file, 1 with no verdict)" in said
     assert (tmp_path / "line.v2.safetensors").is_file()
     again = run("teach", str(tmp_path / "line.v2.safetensors"), "--from-records", str(tmp_path / "records.db"))
-    assert again.exit_code != 0 and "1 with taught before" in again.output and "nothing to teach" in again.output
+    said = " ".join(again.output.split())
+    assert again.exit_code != 0 and "1 with taught before" in said and "nothing to teach" in said
+
+
+def test_a_correction_said_in_the_chat_is_kept_and_taught(served):
+    _, client = served
+    part = inspected(client, turned(103))
+    assert part["anomalous"]
+    asked = client.post("/v1/chat", json={"inspection_id": part["inspection_id"], "question": "is it fine?"}).json()
+    assert asked["correction"] is None and "Taught" not in asked["answer"]  # a question changes nothing
+    said = client.post("/v1/chat", json={"inspection_id": part["inspection_id"], "question": "this one is fine"})
+    answer = said.json()
+    assert answer["correction"] == {"verdict": "normal", "cell": None, "defect_type": None}
+    assert answer["answer"].startswith("Noted") and "Taught: model tile is now version" in answer["answer"]
+    shown = client.get(f"/v1/inspections/{part['inspection_id']}").json()
+    assert [(f["verdict"], f["source"], f["note"]) for f in shown["feedback"]] == [
+        ("normal", "chat", "this one is fine")
+    ]
+    assert shown["chat"][-1]["answer"] == answer["answer"]  # the answer on record says what became of it
