@@ -14,14 +14,17 @@ loaded by each worker, every overlay written). The peak resident memory of each 
 process, VmHWM) is read from /proc while it runs. 2048² images are 256² textures scaled up by 8 (nearest
 neighbour): every one different, and a PNG of about 0.2 MB, so 2,000 of them fit on a small disk; the free
 space is checked before anything is written, and each run's output is removed once measured. The records'
-rates are the database's part: the image hashes are computed before they are timed. Results: bench/scale.md.
+rates are the database's part: the image hashes are computed before they are timed. Each size's figures are
+kept in bench/scale.json as soon as that size is done (a run of some sizes replaces only theirs), and
+bench/scale.md is written from all of them (`--table-only`: from the JSON alone).
 
-    PYTHONPATH=src python bench/scale.py [--n 2000] [--sizes 256 2048] [--workers 1 2] [--out bench/scale.md]
+    PYTHONPATH=src python bench/scale.py [--n 2000 [N_2048]] [--sizes 256 2048] [--workers 1 2] [--table-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -175,27 +178,27 @@ def records_table(out: Path, root: Path) -> list[tuple[str, float, float, float]
     return table
 
 
-def measure(size: int, args: argparse.Namespace, root: Path, env: dict) -> list[str]:
-    """One size: the runs, the records, the resumed run; its part of scale.md."""
-    check_disk(root, args.n, size)
+def measure(size: int, n: int, args: argparse.Namespace, root: Path, env: dict) -> dict:
+    """One size, `n` images: the runs, the records, the resumed run, as scale.json keeps them."""
+    check_disk(root, n, size)
     started = time.perf_counter()
     images, normal = root / f"images-{size}", root / f"normal-{size}"
-    generate(images, args.n, size)
+    generate(images, n, size)
     generate(normal, 16, size, first_seed=0, defects=False)
     model = Inspector().fit(sorted(normal.glob("*.png"))).save(root / f"model-{size}.safetensors")
-    print(f"{args.n} images of {size}² ({megabytes(images):.0f} MiB) and the model in "
+    print(f"{n} images of {size}² ({megabytes(images):.0f} MiB) and the model in "
           f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
 
     local_out = root / "local"
     seconds, said = timed(["detect", str(images), "--model", str(model), "--out", str(local_out)], env)
-    local = args.n / seconds
+    local = n / seconds
     rows = [("local `detect`", "1 process", seconds, local, "", megabytes(local_out), said)]
     shutil.rmtree(local_out)
     print(rows[-1], flush=True)
     for workers in args.workers:
         out = root / f"ray-{workers}"
         seconds, said, peak = on_ray(images, model, out, workers, env)
-        rows.append(("`detect --ray`", f"{workers} worker(s)", seconds, args.n / seconds, peak, megabytes(out), said))
+        rows.append(("`detect --ray`", f"{workers} worker(s)", seconds, n / seconds, peak, megabytes(out), said))
         print(rows[-1], flush=True)
         if workers != args.workers[-1]:
             shutil.rmtree(out)
@@ -206,13 +209,25 @@ def measure(size: int, args: argparse.Namespace, root: Path, env: dict) -> list[
     print(written, flush=True)
     shutil.rmtree(last)
     shutil.rmtree(images)
-    return report(size, args.n, rows, local, resumed, written, args.workers[-1])
+    return {
+        "n": n, "date": str(date.today()), "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(), "load_at_start": LOAD_AT_START, "workers": args.workers[-1],
+        "rows": rows, "resumed": resumed, "written": written,
+        "command": f"PYTHONPATH=src python bench/scale.py --n {n} --sizes {size}",
+    }  # fmt: skip
 
 
-def report(size, n, rows, local, resumed, written, workers) -> list[str]:
-    seconds, said = resumed
+def report(size: str, kept: dict) -> list[str]:
+    """One size's part of scale.md, from what scale.json keeps of it."""
+    n, rows, written, workers = kept["n"], kept["rows"], kept["written"], kept["workers"]
+    seconds, said = kept["resumed"]
+    local = rows[0][3]
     lines = [
         f"## {size}² images",
+        "",
+        f"{n} images; {kept['date']}, {kept['machine']}, {kept['cpus']} CPUs, load average {kept['load_at_start']:.1f} "
+        "when it started (above 0.5, other work shared the machine: figures indicative)."
+        + (f" {kept['note']}" if kept.get("note") else ""),
         "",
         "| run | workers | wall (s) | images/s | vs local | peak RSS per Ray worker process seen (MiB) | output (MiB) |",
         "|---|---|---:|---:|---:|---|---:|",
@@ -229,33 +244,39 @@ def report(size, n, rows, local, resumed, written, workers) -> list[str]:
     ]  # fmt: skip
     lines += [f"| {name} | {batched:,.0f} | {each:,.0f} | {size:,.0f} |" for name, batched, each, size in written]
     lines += ["", "What each run said:", ""] + [f"- {name}, {who}: {said}" for name, who, *_, said in rows]
-    return lines + [""]
+    return lines + ["", f"    {kept['command']}", ""]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--n", type=int, nargs="+", default=[2000], help="images: one number, or one per size")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 2048])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--tmp", type=Path, default=None, help="where images and outputs go (default: the system's)")
     parser.add_argument("--out", type=Path, default=HERE / "scale.md")
+    parser.add_argument("--table-only", action="store_true", help="write scale.md from scale.json, run nothing")
     args = parser.parse_args()
+    if len(args.n) not in (1, len(args.sizes)):
+        parser.error("--n: one number, or one per size")
+    kept_file = args.out.with_suffix(".json")
+    kept = json.loads(kept_file.read_text()) if kept_file.exists() else {}
     env = os.environ | {"COLUMNS": "200"}
+    if not args.table_only:
+        with tempfile.TemporaryDirectory(prefix="anomalens-scale-", dir=args.tmp) as tmp:
+            for size, n in zip(args.sizes, args.n * len(args.sizes) if len(args.n) == 1 else args.n):
+                kept[str(size)] = measure(size, n, args, Path(tmp), env)
+                kept_file.write_text(json.dumps(kept, indent=1))
     lines = [
         "# Batch inspection on Ray Data against local `detect`",
         "",
-        f"{args.n} generated PNGs of each size (a tenth with a planted defect; 2048² ones are 256² textures scaled "
-        "up by 8, every one different), one few-shot model per size (16 generated normal images, the default "
-        "backbone and expert, 256-px input), timed end to end in a fresh process as a user runs it: start-up, the "
-        "local Ray cluster's start and each worker's model load included; every overlay written (at the image's "
-        f"size). {date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
-        f"{LOAD_AT_START:.1f} when it started (above 0.5, other work shared the machine: figures indicative).",
+        "Generated PNGs of each size (a tenth with a planted defect; 2048² ones are 256² textures scaled up by 8, "
+        "every one different), one few-shot model per size (16 generated normal images, the default backbone and "
+        "expert, 256-px input), timed end to end in a fresh process as a user runs it: start-up, the local Ray "
+        "cluster's start and each worker's model load included; every overlay written (at the image's size).",
         "",
     ]
-    with tempfile.TemporaryDirectory(prefix="anomalens-scale-", dir=args.tmp) as tmp:
-        for size in args.sizes:
-            lines += measure(size, args, Path(tmp), env)
-    lines += [f"    PYTHONPATH=src python bench/scale.py --n {args.n} --sizes {' '.join(map(str, args.sizes))}", ""]
+    for size in sorted(kept, key=int):
+        lines += report(size, kept[size])
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))
 
