@@ -55,7 +55,9 @@ def test_a_false_alarm_marked_normal_teaches_the_model_and_the_verdict_changes(s
     again = inspected(client, turned(100))
     assert not again["anomalous"] and again["probability"] < before["probability"]
     assert [m["id"] for m in client.get("/v1/models").json()["models"]] == ["tile"]  # the id serves version 2
-    assert client.get("/v1/models/tile").json()["version"] == 2
+    described = client.get("/v1/models/tile").json()
+    assert described["version"] == 2 and described["file"] == "tile.v2.safetensors"
+    assert described["lineage"][0].startswith("v2 from v1") and "1 normal, 0 defective" in described["lineage"][0]
     kept_image = folder / "tile.taught" / f"{before['inspection_id']}.png"
     assert kept_image.is_file()
     [logged] = [json.loads(line) for line in (folder / "tile.corrections.jsonl").read_text().splitlines()]

@@ -104,11 +104,11 @@ class ModelStore:
             if path.suffix == ".onnx":
                 model = OnnxInspector(path)
                 expert, n_normal, backbone = model.expert_name, model.calibration.n_normal, model.config["backbone"]
-                version = None  # an exported model is not taught
+                lineage = ()  # an exported model is not taught
             else:
                 header = read_header(path)
                 expert, n_normal = header["expert"]["kind"], header["calibration"]["n_normal"]
-                backbone, version = header["config"]["backbone"], version_of(lineage_of(header.get("lineage")))
+                backbone, lineage = header["config"]["backbone"], lineage_of(header.get("lineage"))
         except (ModelFileError, OnnxModelError, KeyError, ValueError) as error:
             return {"id": model_id, "ok": False, "error": str(error)}
         return {
@@ -118,7 +118,8 @@ class ModelStore:
             "expert": expert,
             "n_normal": n_normal,
             "backbone": backbone,
-            "version": version,
+            "version": version_of(lineage) if path.suffix == SUFFIX else None,
+            "lineage": [step.summary() for step in lineage],  # what each taught version learned, oldest first
             "file": path.name,
             "bytes": path.stat().st_size,
             "created": path.stat().st_mtime,
