@@ -1,11 +1,13 @@
 """The page as a workplace (issue 34), in a real headless Chromium on a service that keeps records: a batch
-in a gallery sorted by score, one part's score among the normal scores, a false alarm marked and kept, the
-history after a restart with its CSV, the page at tablet width with a name on every control, and no request
-outside the server. Screenshots go to docs/page/. Needs what test_web_page.py needs."""
+in a gallery sorted by score, one part's score among the normal scores, a false alarm marked, kept and taught
+(on a copy of the models), the history after a restart with its CSV, the page at tablet width with a name on
+every control, and no request outside the server. Screenshots go to docs/page/. Needs what test_web_page.py
+needs."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,17 @@ def page(browser, records_server):  # noqa: F811 - the fixtures imported above
     page.goto(records_server)
     yield page
     page.close()
+
+
+@pytest.fixture
+def teaching_page(browser, models, tmp_path):  # noqa: F811
+    """A page on a service of its own, on a copy of the models: the feedback given on it teaches them."""
+    own = shutil.copytree(models, tmp_path / "models")
+    with serving(records_app(own, tmp_path / "records.db")) as url:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.goto(url)
+        yield page
+        page.close()
 
 
 def batch(folder: Path, normal: int, defective: int) -> list[Path]:
@@ -100,8 +113,10 @@ def test_a_part_among_the_normal_scores(page, tmp_path):
     page.screenshot(path=str(SCREENSHOTS / "distribution.png"), full_page=True)
 
 
-def test_a_false_alarm_is_marked_and_kept(page, tmp_path):
+def test_a_false_alarm_is_marked_and_kept(teaching_page, tmp_path):
     from playwright.sync_api import expect
+
+    page = teaching_page
 
     inspect(page, batch(tmp_path, normal=3, defective=1))
     page.select_option("#sort", "score-desc")
@@ -112,7 +127,8 @@ def test_a_false_alarm_is_marked_and_kept(page, tmp_path):
     expect(page.locator("#review-status")).to_have_text(re.compile("not kept: .* not with the verdict normal"))
     page.fill("#defect-type", "")
     page.click("#review-false-alarm")
-    expect(page.locator("#review-status")).to_have_text("Reviewed: false alarm (kept).")
+    taught = re.compile(r"^Reviewed: false alarm\. Kept\. Taught: model textile is now version 2 — this part is now")
+    expect(page.locator("#review-status")).to_have_text(taught, timeout=60_000)  # once the model is taught
     kept = page.request.get(f"{page.url}v1/inspections/{flagged}", headers={"X-API-Key": API_KEY}).json()
     assert [(f["verdict"], f["source"]) for f in kept["feedback"]] == [("normal", "page")]
     expect(page.locator("#batch li.reviewed")).to_have_count(1)
@@ -121,7 +137,7 @@ def test_a_false_alarm_is_marked_and_kept(page, tmp_path):
     page.keyboard.press("j")
     assert page.evaluate("inspectionId") != flagged
     page.keyboard.press("c")
-    expect(page.locator("#batch li.reviewed")).to_have_count(2)
+    expect(page.locator("#batch li.reviewed")).to_have_count(2, timeout=60_000)
     expect(page.locator("#counts")).to_contain_text("2 reviewed")
     page.select_option("#filter-review", "open")
     expect(page.locator("#batch li")).to_have_count(2)

@@ -79,11 +79,11 @@ class Inspector:
         self.skipped: list[str] = []  # training images that could not be read
         self.references: References | None = None  # which normal image a result is most like
         self.scale_probes: list[Probe] = []  # scale="auto": the layouts tried (`scale.choose_scale`)
-        self.model_file: Path | None = None  # the file it was loaded from (`load`)
+        self.model_file: Path | None = None  # the file it was loaded from (`load`) or saved as a taught version
         self.evidence: DecisionEvidence | None = None  # what the decision was calibrated on (teaching reads it)
         self.lineage: tuple[Step, ...] = ()  # the teaching steps that made it (`lineage`)
         self.defect_examples: DefectExamples | None = None  # typed defects it was taught
-        self._version: str | None = None
+        self._version: tuple[Path, str] | None = None  # model_file and its hash, read once per file
 
     @classmethod
     def zero_shot_clip(cls, clip_weights=None, clip_model=None, *, class_name=None, defects=(), writer=None, **options):
@@ -274,9 +274,9 @@ class Inspector:
         """What this inspector is (`predictor.Predictor`): a loaded model's file stem and the hash of its bytes;
         fitted in memory, "few-shot"; a zero-shot one, "zero-shot" (neither has a version)."""
         if self.model_file is not None:
-            if self._version is None:
-                self._version = file_version(self.model_file)
-            return ModelMetadata(self.model_file.stem, self._version, "torch", self.expert_name)
+            if self._version is None or self._version[0] != self.model_file:
+                self._version = (self.model_file, file_version(self.model_file))
+            return ModelMetadata(self.model_file.stem, self._version[1], "torch", self.expert_name)
         zero_shot = self.expert is not None and "normal" not in self.expert.needs
         return ModelMetadata("zero-shot" if zero_shot else "few-shot", None, "torch", self.expert_name)
 

@@ -65,6 +65,7 @@ def save_version(taught: Taught, parent: str | Path, out: str | Path | None = No
     step = taught.step.model_copy(update={"version": number})
     taught.step, taught.inspector.lineage = step, (*taught.inspector.lineage[:-1], step)
     path = taught.inspector.save(Path(out) if out is not None else sibling(parent, number))
+    taught.inspector.model_file = path  # it is that file now: what it inspects is recorded as that version's
     if log:
         CorrectionLog(log_path(parent)).append(taught.corrections, number, step.at)
     return path

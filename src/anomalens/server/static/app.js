@@ -1,8 +1,8 @@
 // The AnomaLens page: what the API does, from a browser. Inspect images through /v1/inspect (a fitted
 // model, normal references or zero-shot), chat about a result through /v1/chat, and fit a model from
 // normal images through /v1/models and /v1/jobs; inspect a time series through /v1/series/inspect and chat
-// about it through /v1/series/chat. The batch's gallery and one part in detail: gallery.js; review: review.js;
-// the records' history: history.js.
+// about it through /v1/series/chat. The batch's gallery and one part in detail: gallery.js; review: review.js
+// (a box drawn on the image: draw.js); the records' history: history.js.
 const $ = (id) => document.getElementById(id);
 let inspectionId = null;
 let seriesId = null;  // set while the chat is about a series (then inspectionId is null), and the reverse
@@ -53,7 +53,8 @@ async function loadModels(selected) {
     for (const m of models.filter((m) => m.ok)) {
       const option = document.createElement("option");
       option.value = m.id;
-      option.textContent = `${m.id} (${m.n_normal} normal images)`;
+      const taught = m.version > 1 ? `, version ${m.version}` : "";  // a version 1 is the model as fitted
+      option.textContent = `${m.id} (${m.n_normal} normal images${taught})`;
       select.appendChild(option);
     }
     if (selected) select.value = selected;
@@ -69,6 +70,7 @@ async function loadModels(selected) {
 }
 
 function setOriginal(file) {
+  clearBox();  // a box drawn marks the image it was drawn on
   if (originalUrl) URL.revokeObjectURL(originalUrl);
   originalUrl = file ? URL.createObjectURL(file) : null;
   for (const img of [$("original"), $("overlay-base")]) {  // the heatmap is laid over the image: opacity

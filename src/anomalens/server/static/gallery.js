@@ -3,8 +3,17 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 
+// A part's verdict now: the one decided again by the model its feedback taught, where it was (the operator's
+// word and the taught model then agree), so that the verdict filter and the counts go by it.
 function verdictOf(result) {
-  return !result.ok ? "error" : result.anomalous ? "anomalous" : "normal";
+  return !result.ok ? "error" : (result.redecided || result).anomalous ? "anomalous" : "normal";
+}
+
+// The verdict as the inspection gave it, then as decided again: "anomalous · p 1.00 · re-decided normal · p 0.03".
+function verdictWords(result) {
+  const again = result.redecided;
+  return `${result.anomalous ? "anomalous" : "normal"} · p ${result.probability.toFixed(2)}` +
+    (again ? ` · re-decided ${again.anomalous ? "anomalous" : "normal"} · p ${again.probability.toFixed(2)}` : "");
 }
 
 // The parts shown, as indices into the batch: filtered by verdict and review, in the chosen order.
@@ -29,7 +38,7 @@ function thumbnail(i) {
   const caption = document.createElement("span");
   const review = batch.reviews[i];
   caption.textContent = result.ok
-    ? `${result.file}: ${verdictOf(result)} · p ${result.probability.toFixed(2)}` + (review ? ` · reviewed: ${review.label}` : "")
+    ? `${result.file}: ${verdictWords(result)}` + (review ? ` · reviewed: ${review.label}` : "")
     : `${result.file}: ${result.error}`;
   if (result.ok) {
     const img = document.createElement("img");
@@ -51,7 +60,7 @@ function showGallery() {
   const results = batch.results.filter(Boolean);
   $("gallery").hidden = results.length < 2;
   $("batch").replaceChildren(...visibleOrder().map(thumbnail));
-  const defective = results.filter((r) => r.ok && r.anomalous).length;
+  const defective = results.filter((r) => verdictOf(r) === "anomalous").length;
   const reviewed = batch.reviews.filter(Boolean).length;
   const failed = results.filter((r) => !r.ok).length;
   $("counts").textContent = `${defective} defective of ${results.length}` +
@@ -75,14 +84,7 @@ function showResult(index) {
   for (const item of $("batch").children) item.classList.toggle("shown", Number(item.dataset.index) === index);
   setOriginal(batch.files[index]);
   $("overlay").src = `data:image/png;base64,${result.overlay_png}`;
-  const verdict = $("verdict");
-  // an uncertain verdict's answer already says so: it is not repeated; one whose answer does not (a language
-  // model's) says it here, from the result's decision
-  const unsure = result.decision && result.decision.uncertain;
-  verdict.textContent = STATES_CONFIDENCE.test(result.answer) ? result.answer
-    : unsure ? `${result.answer} (uncertain: ${result.probability.toFixed(2)} — a second look is advised)`
-    : `${result.answer} (confidence ${Math.round(result.confidence * 100)}%)`;
-  verdict.className = result.anomalous ? "defect" : "ok";
+  showVerdict(result);
   const list = $("regions");
   list.innerHTML = "";
   result.regions.forEach((r, i) => {
@@ -95,6 +97,22 @@ function showResult(index) {
   showReview(index);
   $("messages").innerHTML = "";
   addMessage("bot", result.answer);
+}
+
+function showVerdict(result) {
+  const verdict = $("verdict");
+  // an uncertain verdict's answer already says so: it is not repeated; one whose answer does not (a language
+  // model's) says it here, from the result's decision
+  const unsure = result.decision && result.decision.uncertain;
+  verdict.textContent = STATES_CONFIDENCE.test(result.answer) ? result.answer
+    : unsure ? `${result.answer} (uncertain: ${result.probability.toFixed(2)} — a second look is advised)`
+    : `${result.answer} (confidence ${Math.round(result.confidence * 100)}%)`;
+  const again = result.redecided;
+  if (again) {
+    verdict.textContent += ` Re-decided by the taught model: ${again.anomalous ? "anomalous" : "normal"} ` +
+      `(p ${again.probability.toFixed(2)}).`;
+  }
+  verdict.className = verdictOf(result) === "anomalous" ? "defect" : "ok";
 }
 
 function svgElement(name, attributes, text) {
