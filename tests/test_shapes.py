@@ -294,3 +294,13 @@ def test_overlay_pictures_of_every_mode_encode(batch):
         assert session.images is not None
         buffer = io.BytesIO()
         session.images.overlay.save(buffer, format="PNG")
+
+
+def test_a_positive_verdict_says_where_even_with_its_map_below_the_normal_floor():
+    """A taught model can decide an image anomalous by its score while its whole map lies below the normal
+    pixels' median (its calibration moved): the answer still needs a place (the composer's crash)."""
+    calibration = Calibration(1.0, 1.0, 0.5, 0.5, 0.9, 3, "test")  # pixel floor 0.9 above the map's peak
+    small = np.full((256, 256), 0.1, np.float32)
+    small[20:30, 200:220] = 0.6
+    result = decide(Decoded("low.png", np.zeros((64, 64, 3), np.uint8), (64, 64)), 2.0, small, calibration)
+    assert result.anomalous and result.regions and result.location == "top right"

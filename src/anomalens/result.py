@@ -187,6 +187,7 @@ def decide(
         peak = float(small_map.max())
         half_max = (calibration.pixel_floor + peak) / 2
         level = max(calibration.pixel_threshold, half_max) if peak > calibration.pixel_threshold else half_max
+        level = min(level, peak)  # a map all below the normal pixels' floor (a taught model's) still has its peak
         regions = find_regions(small_map, level, seed=calibration.region_threshold, image_size=(width, height))
     return InspectionResult(
         source=decoded.source,

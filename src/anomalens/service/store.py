@@ -158,7 +158,7 @@ class ModelStore:
             model = cached if isinstance(cached, Inspector) else Inspector.load(path)
             taught = teach(model, corrections, refresh=False)
             saved = save_version(taught, path)
-        self._cached(model_id, saved, load_predictor(saved))  # as loaded, results name the file and its hash
+        self._cached(model_id, saved, taught.inspector)  # saved: its results name that file and its hash
         return taught, saved
 
     def delete(self, model_id: str) -> None:
