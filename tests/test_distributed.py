@@ -186,7 +186,7 @@ def test_an_exported_model_runs_on_ray_as_it_does_locally(cluster, model, images
     from anomalens.export import export_onnx
 
     onnx = export_onnx(Inspector.load(model), tmp_path / "weld.onnx")
-    paths = [p for p in source_paths(images) if p.name != "broken.png"][:5]
+    paths = [p for p in source_paths(images) if Path(p).name != "broken.png"][:5]
     inspect_dataset(paths, onnx, tmp_path / "ray", batch_size=3, num_workers=1)
     rows = {r["source"]: r for r in read_rows(tmp_path / "ray")}
     local = OnnxInspector(onnx)
@@ -195,3 +195,37 @@ def test_an_exported_model_runs_on_ray_as_it_does_locally(cluster, model, images
         assert row["verdict"] == ("anomalous" if result.anomalous else "normal")
         assert row["score"] == pytest.approx(result.score, abs=1e-5)
         assert (row["engine"], row["model_id"], row["model_version"]) == ("onnx", "weld", sha256_file(onnx))
+
+
+def test_uris_name_images_on_any_file_system_pyarrow_reaches(images, tmp_path):
+    local = source_paths(images)
+    assert source_paths(f"file://{images}") == [f"file://{p}" for p in local]  # a folder, recursively
+    assert source_paths(f"file://{local[0]}") == [f"file://{local[0]}"]
+    listing = tmp_path / "mixed.txt"
+    listing.write_text(f"file://{local[0]}\n{Path(local[1]).relative_to(images)}\n")
+    shutil.copytree(images, tmp_path, dirs_exist_ok=True)
+    assert source_paths(listing) == [f"file://{local[0]}", str(tmp_path / Path(local[1]).relative_to(images))]
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        source_paths(f"file://{tmp_path}/nowhere")
+    with pytest.raises(ValueError, match="cannot be opened through pyarrow"):
+        source_paths("nosuch://bucket/images")
+
+
+def test_remote_images_are_fetched_hashed_and_inspected_by_the_workers(cluster, model, tmp_path):
+    folder = tmp_path / "remote"
+    parts = [save_png(folder / f"part-{i}.png", texture(500 + i, size=160)) for i in range(3)]
+    listing = tmp_path / "remote.txt"
+    listing.write_text("\n".join(f"file://{p}" for p in parts) + f"\nfile://{folder}/gone.png\n")
+    inspect_dataset(listing, model, tmp_path / "ray", records=str(tmp_path / "r.db"), batch_size=2, num_workers=2)
+    rows = {r["source"]: r for r in read_rows(tmp_path / "ray")}
+    assert set(rows) == {f"file://{p}" for p in parts} | {f"file://{folder}/gone.png"}
+    gone = rows.pop(f"file://{folder}/gone.png")
+    assert gone["verdict"] == "error" and gone["error"].startswith(f"file://{folder}/gone.png: cannot be read")
+    for result in Inspector.load(model).predict(parts):
+        row = rows[f"file://{result.source}"]
+        assert row["score"] == pytest.approx(result.score, abs=1e-5) and row["image_sha256"] == sha256_file(
+            result.source
+        )
+    with RecordStore(tmp_path / "r.db") as store:
+        kept = {k["image_path"]: k["image_sha256"] for k in store.list(limit=10)}
+    assert kept == {source: row["image_sha256"] for source, row in rows.items()} | {gone["source"]: None}

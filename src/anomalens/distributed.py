@@ -18,21 +18,25 @@ its rerun (the same output: the same run) does not write again. Needs the scale 
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import math
 import os
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .data.sources import fetched, is_uri, source_paths
+from .result import InspectionResult
+from .service import Inspection
 
 __all__ = [
     "MISSING_EXTRA",
@@ -48,7 +52,6 @@ MISSING_EXTRA = "batch inspection on Ray needs the scale extra: pip install 'ano
 PARTS = "part-"  # Parquet files of rows: part-<hash of the batch's sources>.parquet
 OVERLAYS = "overlays"  # the overlay PNGs, beside the Parquet files
 RUN = "run-id"  # the output's run id: its records are written once, however often a rerun sends them
-LIST_SUFFIXES = (".txt", ".lst", ".list")  # a list file: one image path a line (relative: to the list's folder)
 Progress = Callable[[int, int], None]  # (images done, images to do) as each batch is written
 
 
@@ -67,7 +70,8 @@ def row_schema():
     )
     return pa.schema(
         [
-            ("source", pa.string()),  # the image's absolute path
+            ("source", pa.string()),  # the image's absolute path, or its URI
+            ("image_sha256", pa.string()),  # of the image's bytes, taken by the worker that read them (null: unread)
             ("width", pa.int32()),
             ("height", pa.int32()),
             ("score", pa.float64()),
@@ -111,29 +115,6 @@ class RaySummary:
         return self.inspected / self.seconds if self.seconds > 0 else 0.0
 
 
-def source_paths(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """The images a source names, absolute, each once, in order: a folder (its images and its subfolders'), a
-    glob (`"/data/**/*.png"`), a list file (.txt, .lst, .list: one path a line, `#` comments), an image file,
-    or a sequence of any of these."""
-    from .data.datasets import scan_folder
-
-    if not isinstance(source, str | os.PathLike):
-        found = [path for item in source for path in source_paths(item)]
-        return list(dict.fromkeys(found))
-    text = os.fspath(source)
-    path = Path(text)
-    if any(char in text for char in "*?[") and not path.exists():
-        paths = [Path(p) for p in sorted(glob.glob(text, recursive=True)) if Path(p).is_file()]
-    elif path.is_dir():
-        paths = scan_folder(path, recursive=True)[0]
-    elif path.suffix.lower() in LIST_SUFFIXES:
-        lines = (line.strip() for line in path.read_text().splitlines())
-        paths = [path.parent / line for line in lines if line and not line.startswith("#")]
-    else:
-        paths = [path]
-    return list(dict.fromkeys(p.absolute() for p in paths))
-
-
 def done_sources(out: str | os.PathLike) -> set[str]:
     """The sources the Parquet files in `out` already hold (a resumed run skips them)."""
     import pyarrow.parquet as pq
@@ -164,14 +145,36 @@ class InspectWorker:
     def __call__(self, batch: dict[str, np.ndarray]):
         import pyarrow as pa
 
-        paths = [str(p) for p in batch["source"]]
-        inspections = self.service.inspect(
-            self.predictor, paths, class_name=self.class_name, max_pixels=self.max_pixels
-        )
-        rows = [self._row(path, inspection) for path, inspection in zip(paths, inspections)]
+        sources = [str(p) for p in batch["source"]]
+        with tempfile.TemporaryDirectory(prefix="anomalens-fetched-") as folder:
+            local = [self._read(source, Path(folder)) for source in sources]
+            readable = [path for path, _, error in local if error is None]
+            inspected = iter(
+                self.service.inspect(self.predictor, readable, class_name=self.class_name, max_pixels=self.max_pixels)
+            )
+            rows = [
+                self._row(source, _named(next(inspected), path, source), digest)
+                if error is None
+                else self._row(source, Inspection(InspectionResult(source=source, error=error), None), None)
+                for source, (path, digest, error) in zip(sources, local)
+            ]
         return pa.Table.from_pylist(rows, schema=row_schema())
 
-    def _row(self, path: str, inspection) -> dict[str, Any]:
+    @staticmethod
+    def _read(source: str, folder: Path) -> tuple[str, str | None, str | None]:
+        """(local path, SHA-256 of its bytes, error): a remote image fetched into `folder`, a local one hashed
+        here, where its bytes are read anyway, not again by the driver."""
+        from .records import sha256_file
+
+        try:
+            if is_uri(source):
+                path, digest = fetched(source, folder)
+                return str(path), digest, None
+            return source, sha256_file(source), None
+        except (OSError, ValueError) as error:
+            return source, None, f"{source}: cannot be read ({error})"
+
+    def _row(self, path: str, inspection, digest: str | None) -> dict[str, Any]:
         overlay = None
         if inspection.ok:
             digest = hashlib.sha1(path.encode()).hexdigest()[:10]
@@ -189,6 +192,7 @@ class InspectWorker:
         meta = self.metadata
         return {
             "source": path,
+            "image_sha256": digest,
             "width": width,
             "height": height,
             "score": result.score,
@@ -211,6 +215,14 @@ class InspectWorker:
             "result": json.dumps(_plain(record)),
             "findings": json.dumps(_plain(asdict(inspection.findings))) if inspection.findings else None,
         }
+
+
+def _named(inspection, path: str, source: str):
+    """A fetched image's inspection, its error naming the URI rather than the local copy."""
+    error = inspection.result.error
+    if path == source or error is None:
+        return inspection
+    return Inspection(replace(inspection.result, source=source, error=error.replace(path, source)), None)
 
 
 def inspect_dataset(
@@ -332,16 +344,15 @@ def record_rows(store, table, class_name: str, run: str) -> None:
     is always in the records, and a batch recorded by a driver that died before writing its file is not
     recorded twice when the rerun inspects it again (the records keep one inspection per run, image and
     model version)."""
-    from .records import inspection_record, sha256_file
+    from .records import inspection_record
 
     entries = []
     for row in table.to_pylist():
-        path = Path(row["source"])
         entries.append(
             inspection_record(
                 json.loads(row["result"]),
                 image_path=row["source"],
-                image_sha256=sha256_file(path) if path.is_file() else None,
+                image_sha256=row["image_sha256"],
                 expert=row["expert"] or "",
                 findings=json.loads(row["findings"]) if row["findings"] else None,
                 defect_type=row["defect_type"],

@@ -120,7 +120,14 @@ def _unique_stem(path: Path, used: set[str]) -> str:
 
 @app.command()
 def detect(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders (with --series: CSV or Parquet files).")],
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IMAGES",
+            help="Image files or folders (with --ray also globs, list files and URIs: s3://…, gs://…, file://…; "
+            "with --series: CSV or Parquet files).",
+        ),
+    ],
     model: Annotated[Optional[Path], typer.Option(help="Fitted model file.")] = None,
     refs: Annotated[
         Optional[Path], typer.Option(help="Folder of normal reference images (few-shot, no model).")
@@ -180,13 +187,14 @@ def detect(
 ):
     """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays.
     With --series, time series: anomalous time windows, described, and a plot. With --ray, on a Ray cluster."""
+    images = [Path(source) for source in sources]  # a URI is Ray's alone: pyarrow reads it
     if ray or ray_address:
         if series or refs or zero_shot or model is None:
             fail(
                 "--ray inspects with a fitted model: give --model MODEL (.safetensors, or .onnx from anomalens export)"
             )
         detect_on_ray(
-            images,
+            sources,
             model,
             out,
             overwrite,
@@ -256,7 +264,7 @@ def detect(
 
 
 def detect_on_ray(
-    images: list[Path],
+    images: list[str],
     model: Path,
     out: Path | None,
     overwrite: bool,
