@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -27,7 +26,6 @@ from .common import (
     check_route,
     chosen_inspector,
     console,
-    err,
     fail,
     fit_with_progress,
     fresh_output_dir,
@@ -120,7 +118,7 @@ def _unique_stem(path: Path, used: set[str]) -> str:
 
 @app.command()
 def detect(
-    sources: Annotated[
+    images: Annotated[
         list[str],
         typer.Argument(
             metavar="IMAGES",
@@ -187,14 +185,16 @@ def detect(
 ):
     """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays.
     With --series, time series: anomalous time windows, described, and a plot. With --ray, on a Ray cluster."""
-    images = [Path(source) for source in sources]  # a URI is Ray's alone: pyarrow reads it
+    files = [Path(image) for image in images]  # a URI is Ray's alone: pyarrow reads it
     if ray or ray_address:
         if series or refs or zero_shot or model is None:
             fail(
                 "--ray inspects with a fitted model: give --model MODEL (.safetensors, or .onnx from anomalens export)"
             )
+        from .on_ray import detect_on_ray
+
         detect_on_ray(
-            sources,
+            images,
             model,
             out,
             overwrite,
@@ -222,14 +222,14 @@ def detect(
         store = open_records(records) if records else None  # before any work: a bad URL ends it
         out = fresh_output_dir(out, overwrite, "detect")
         failed = detect_series(
-            images, out, reference, reference_fraction, column, time_column, max_false_alarms, rules, store
+            files, out, reference, reference_fraction, column, time_column, max_false_alarms, rules, store
         )
-        if failed == len(images):
+        if failed == len(files):
             raise typer.Exit(1)
         return
     check_route(model, refs, zero_shot, bool(clip_weights or clip_model))
     check_engine(engine, model)
-    paths = image_paths(images)
+    paths = image_paths(files)
     if not paths:
         fail("no images to inspect")
     store = open_records(records) if records else None  # before any work: a bad URL ends it
@@ -260,78 +260,6 @@ def detect(
         + (f"; {len(results)} records in {escape(repr(store))}" if store is not None else "")
     )
     if n_err == len(results):
-        raise typer.Exit(1)
-
-
-def detect_on_ray(
-    images: list[str],
-    model: Path,
-    out: Path | None,
-    overwrite: bool,
-    address: str,
-    workers: int | None,
-    batch_size: int,
-    weights: Path | None,
-    max_pixels: int | None,
-    class_name: str | None,
-    records: str | None,
-) -> None:
-    """`detect --ray`: the images (folders, globs, list files) inspected on Ray Data into Parquet rows and
-    overlays in --out; an --out that already holds rows is resumed (its images skipped)."""
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("pyarrow") is None:
-        fail("--ray needs the scale extra: pip install 'anomalens[scale]'")
-    if not model.is_file():
-        fail(f"{model}: no such model file")
-    from ..distributed import PARTS, RUN, inspect_dataset, source_paths
-
-    resumed = out is not None and ((out / RUN).is_file() or any(out.glob(f"{PARTS}*.parquet")))
-    out = out if resumed else fresh_output_dir(out, overwrite, "detect")
-    assert out is not None
-    store = open_records(records) if records else None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    total = len(source_paths(images))
-    if not total:
-        fail("no images to inspect")
-    started = time.perf_counter()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    ) as bars:
-        task = bars.add_task(f"inspecting on Ray ({address})", total=None, rate="")
-
-        def advance(done: int, todo: int) -> None:
-            seconds = time.perf_counter() - started
-            bars.update(task, completed=done, total=todo, rate=f"{done / seconds:.1f} img/s" if seconds else "")
-
-        try:
-            summary = inspect_dataset(
-                images, model, out, address=None if address == "local" else address, records=store,
-                batch_size=batch_size, num_workers=workers, weights=weights, max_pixels=max_pixels,
-                class_name=class_name or "", progress=advance,
-            )  # fmt: skip
-        except ConnectionError as error:
-            fail(f"Ray cluster {address!r}: {error}")
-        finally:
-            if store is not None:
-                store.close()
-    inspected = summary.inspected - summary.errors
-    console.print(
-        f"{summary.defective} of {inspected} images defective"
-        + (f", {summary.errors} not inspected" if summary.errors else "")
-        + (f"; {summary.skipped} already done, skipped" if summary.skipped else "")
-        + f"; {summary.inspected} in {summary.seconds:.1f} s ({summary.rate:.1f} img/s)"
-        + f"; Parquet rows and overlays in {escape(str(out))}"
-        + (f"; {summary.inspected} records in {escape(repr(store))}" if store is not None else "")
-    )
-    if summary.inspected and summary.errors == summary.inspected:
         raise typer.Exit(1)
 
 

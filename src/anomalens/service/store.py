@@ -26,7 +26,7 @@ import numpy as np
 
 from ..deploy import OnnxInspector, OnnxModelError
 from ..inspector import Inspector
-from ..lineage import lineage_of, version_of
+from ..lineage import Step, lineage_of, version_of
 from ..model_file import ModelFileError, read_header
 from ..predictor import Predictor, load_predictor
 from ..preprocessing import Decoded
@@ -104,7 +104,7 @@ class ModelStore:
             if path.suffix == ".onnx":
                 model = OnnxInspector(path)
                 expert, n_normal, backbone = model.expert_name, model.calibration.n_normal, model.config["backbone"]
-                lineage = ()  # an exported model is not taught
+                lineage: tuple[Step, ...] = ()  # an exported model is not taught
             else:
                 header = read_header(path)
                 expert, n_normal = header["expert"]["kind"], header["calibration"]["n_normal"]
