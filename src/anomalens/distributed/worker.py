@@ -69,8 +69,8 @@ class InspectWorker:
     rows, and draws each readable image's overlay beside the Parquet files."""
 
     def __init__(self, model: str, weights: str | None, overlays: str, max_pixels: int | None, class_name: str):
-        from .predictor import load_predictor, model_identity
-        from .service import InspectionService
+        from ..predictor import load_predictor, model_identity
+        from ..service import InspectionService
 
         self.service = InspectionService(weights=weights)
         self.predictor = load_predictor(model, weights)
@@ -103,7 +103,7 @@ class InspectWorker:
     def _read(source: str, folder: Path) -> tuple[str, str | None, str | None]:
         """(local path, SHA-256 of its bytes, error): a remote image fetched into `folder`, a local one hashed
         here, where its bytes are read anyway, not again by the driver."""
-        from .records import sha256_file
+        from ..records import sha256_file
 
         try:
             if is_uri(source):
@@ -116,8 +116,8 @@ class InspectWorker:
     def _row(self, path: str, inspection, digest: str | None) -> dict[str, Any]:
         overlay = None
         if inspection.ok:
-            digest = hashlib.sha1(path.encode()).hexdigest()[:10]
-            file = self.overlays / f"{Path(path).stem}-{digest}_overlay.png"
+            named = hashlib.sha1(path.encode()).hexdigest()[:10]  # one overlay per source, whatever its stem
+            file = self.overlays / f"{Path(path).stem}-{named}_overlay.png"
             try:
                 inspection.overlay().save(file)
                 overlay = str(file)
