@@ -29,6 +29,11 @@ _HEDGE = re.compile(
     r"think|believe|suspect|assume|seems?|appears?|unsure|uncertain|not (really |quite |entirely |completely )?"
     r"(sure|certain|know))\b"
 )
+# a message that tells the assistant what to say or do is an instruction (or an injection), never a correction
+_INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget|reply|respond|answer|say|write|repeat|pretend|act as|output|print|tell (me|us)|"
+    r"translate|explain|describe|list)\b"
+)
 _SUBJECT = r"\b(it|this|this one|that one|(the|this|that) (part|product|piece|item|sample|image|picture|photo|one))"
 _GOOD = r"(fine|ok|okay|normal|good|acceptable|flawless|perfect|defect[- ]free|alright|all right|clean)"
 _BAD = r"(defective|damaged|broken|faulty|bad|anomalous|not " + _GOOD + ")"
@@ -71,7 +76,7 @@ def read_correction(text: str, known_types: Iterable[str] = ()) -> ChatCorrectio
     """The correction a chat message makes (None: it makes none, or contradicts itself). `known_types`: the
     product's defect type names, read as types beside the common ones. Over several sentences the last one to say
     a place or a type gives it."""
-    if text.strip().endswith("?"):
+    if text.strip().endswith("?") or _INSTRUCTION.search(text.lower()):
         return None
     names = {n: n for n in TYPE_WORDS} | {n.lower().strip(): n for n in known_types if n.strip()}
     said = [s for s in (_statement(_expanded(s.lower()), names) for s in split_sentences(text)) if s]
