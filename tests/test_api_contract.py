@@ -22,12 +22,12 @@ from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 
-EXAMPLES = 60  # per operation and mode: 14 operations, 6 bodies also broken (3 path strings any text fits)
+EXAMPLES = 60  # per operation and mode: 15 operations, 6 bodies also broken (4 path strings any text fits)
 
 
 def aim(case, draw, real: dict) -> None:
-    """Half the requests name things that exist (the model, a job, an inspection) and inspect a real image,
-    so that the generated values get past the first 404 to the work behind it."""
+    """Half the requests name things that exist (the model, a job, an inspection, a reference the model keeps)
+    and inspect a real image, so that the generated values get past the first 404 to the work behind it."""
     if not draw(st.booleans()):
         return
     if case.method != "DELETE":  # the model stays
@@ -58,6 +58,7 @@ def app_and_ids(tmp_path):
     job = client.post("/v1/models", files=[("files", ("a.png", png))], data={"model_id": "fitted"}).json()
     inspected = client.post("/v1/inspect", files=[("files", ("b.png", png))], data={"model_id": "tiny"}).json()
     real = {"model_id": "tiny", "job_id": job["job_id"], "inspection_id": inspected["results"][0]["inspection_id"]}
+    real["name"] = inspected["results"][0]["nearest_reference"]  # a reference the model keeps
     return app, real | {"png": png}
 
 
@@ -93,4 +94,4 @@ def test_no_generated_request_gets_a_server_error(app_and_ids):
         for mode in GenerationMode:
             hunt(operation, mode, real, sent)
     print(f"\nschemathesis: {sum(sent.values())} requests: " + ", ".join(f"{k} {v}" for k, v in sorted(sent.items())))
-    assert len(sent) == 14 and sum(sent.values()) >= 840
+    assert len(sent) == 15 and sum(sent.values()) >= 900

@@ -31,6 +31,7 @@ from ..version import __version__
 from .errors import ApiError
 from .limits import BodyLimit
 from .records import corrected_in_chat, feedback_keeper, records_routes
+from .references import reference_routes
 from .series import SeriesChats, inspect_upload, plot_png
 from .uploads import Limits, read_uploads, return_freed_memory
 
@@ -254,14 +255,16 @@ def create_app(
             return {"file": upload.name, "ok": False, "error": inspection.result.error}
         session = service.chat(inspection)
         inspection_id = uuid.uuid4().hex
+        guess = inspection.findings.defect_type if inspection.findings else None
         record = inspection.result.to_dict() | {
             "file": upload.name,
             "inspection_id": inspection_id,
             "answer": inspection.answer(),
+            "defect_type": guess.name if guess and inspection.result.anomalous else None,  # a normal part has none
+            "nearest_reference": inspection.result.nearest_reference,
         }
         record.pop("source")
         if records is not None:  # written before it is answered: what a client is told is on record
-            guess = inspection.findings.defect_type if inspection.findings else None
             records.add_inspection(
                 inspection_record(
                     record,
@@ -346,6 +349,7 @@ def create_app(
         return {"series_id": request.series_id, **turn.to_dict(), "turn": len(chat.turns)}
 
     app.include_router(records_routes(records, sessions, keep_feedback))
+    app.include_router(reference_routes(store))
 
     # ---- web page ------------------------------------------------------------------------------
     static = Path(str(package_files("anomalens") / "server" / "static"))

@@ -2,7 +2,7 @@
 // model, normal references or zero-shot), chat about a result through /v1/chat, and fit a model from
 // normal images through /v1/models and /v1/jobs; inspect a time series through /v1/series/inspect and chat
 // about it through /v1/series/chat. The batch's gallery and one part in detail: gallery.js; review: review.js
-// (a box drawn on the image: draw.js); the records' history: history.js.
+// (a box drawn on the image: draw.js); the records' history: history.js; the models: models.js (tabs: views.js).
 const $ = (id) => document.getElementById(id);
 let inspectionId = null;
 let seriesId = null;  // set while the chat is about a series (then inspectionId is null), and the reverse
@@ -45,6 +45,7 @@ async function call(path, options = {}) {
   return body;
 }
 
+// Lists the models in the model choice (keeping `selected`) and in the models view; the list, or none on failure.
 async function loadModels(selected) {
   try {
     const { models } = await call("/v1/models");
@@ -64,6 +65,8 @@ async function loadModels(selected) {
       if (modelMode.checked) document.querySelector("input[name=mode][value=refs]").checked = true;
     }
     if ($("status").textContent.startsWith(LIST_FAILED)) setStatus("");
+    showModels(models);
+    return models;
   } catch (error) {
     setStatus(`${LIST_FAILED}: ${error.message}`, true);
   }
@@ -163,6 +166,7 @@ $("inspect").addEventListener("click", async () => {
       }
       if (request !== latest) return;  // a newer inspection was sent meanwhile
       expert = body.expert || expert;
+      batch.modelId = body.model_id ?? batch.modelId;  // the stored model, whose references the detail shows
       body.results.forEach((result, i) => { batch.results[start + i] = result; });
       showGallery();
       if (!inspectionId) showFirst();

@@ -1,7 +1,11 @@
-// A batch in a gallery (thumbnails with verdict and probability, sorted, filtered, counted) and one part in
-// detail: image, heatmap (toggle, opacity), regions and where its score sits among the normal scores.
+// A batch in a gallery (thumbnails with verdict, probability and defect type; sorted, filtered, counted) and
+// one part in detail: image, heatmap (toggle, opacity), the nearest normal reference beside them, regions and
+// where its score sits among the normal scores.
 
 const SVG = "http://www.w3.org/2000/svg";
+const NO_TYPE = "none";  // the defect-type filter's value for parts without a type; a type's is "type:<name>"
+const referenceUrls = new Map();  // "model/name" → the object URL of a reference fetched (null: not kept)
+let referenceWanted = null;  // the reference the detail shows: an answer for a part no longer shown is dropped
 
 // A part's verdict now: the one decided again by the model its feedback taught, where it was (the operator's
 // word and the taught model then agree), so that the verdict filter and the counts go by it.
@@ -16,13 +20,17 @@ function verdictWords(result) {
     (again ? ` · re-decided ${again.anomalous ? "anomalous" : "normal"} · p ${again.probability.toFixed(2)}` : "");
 }
 
-// The parts shown, as indices into the batch: filtered by verdict and review, in the chosen order.
+const typeOf = (result) => (result.ok && result.defect_type ? `type:${result.defect_type}` : NO_TYPE);
+
+// The parts shown, as indices into the batch: filtered by verdict, review and defect type, in the chosen order.
 function visibleOrder() {
   const verdict = $("filter-verdict").value;
   const review = $("filter-review").value;
+  const type = $("filter-defect-type").value;
   const order = batch.results.map((_, i) => i).filter((i) => batch.results[i]).filter((i) =>
     (!verdict || verdictOf(batch.results[i]) === verdict) &&
-    (!review || (review === "reviewed") === Boolean(batch.reviews[i])));
+    (!review || (review === "reviewed") === Boolean(batch.reviews[i])) &&
+    (!type || typeOf(batch.results[i]) === type));
   const score = (i) => (batch.results[i].ok ? batch.results[i].score : -Infinity);
   if ($("sort").value === "score-desc") order.sort((a, b) => score(b) - score(a));
   if ($("sort").value === "score-asc") order.sort((a, b) => score(a) - score(b));
@@ -38,7 +46,8 @@ function thumbnail(i) {
   const caption = document.createElement("span");
   const review = batch.reviews[i];
   caption.textContent = result.ok
-    ? `${result.file}: ${verdictWords(result)}` + (review ? ` · reviewed: ${review.label}` : "")
+    ? `${result.file}: ${verdictWords(result)}` + (result.defect_type ? ` · ${result.defect_type}` : "") +
+      (review ? ` · reviewed: ${review.label}` : "")
     : `${result.file}: ${result.error}`;
   if (result.ok) {
     const img = document.createElement("img");
@@ -55,10 +64,23 @@ function thumbnail(i) {
   return item;
 }
 
+// The defect-type filter offers the types the batch's results name (and none, where some name no type),
+// keeping the one chosen while the batch has it.
+function showTypeChoices(results) {
+  const select = $("filter-defect-type");
+  const chosen = select.value;
+  const types = [...new Set(results.map(typeOf))].sort();
+  const choices = [["", "all"], ...types.filter((t) => t !== NO_TYPE).map((t) => [t, t.slice(5)])];
+  if (types.includes(NO_TYPE)) choices.push([NO_TYPE, "none"]);
+  select.replaceChildren(...choices.map(([value, text]) => new Option(text, value)));
+  select.value = choices.some(([value]) => value === chosen) ? chosen : "";
+}
+
 // With several images, a thumbnail each; a click shows that part in detail and chats about it.
 function showGallery() {
   const results = batch.results.filter(Boolean);
   $("gallery").hidden = results.length < 2;
+  showTypeChoices(results);
   $("batch").replaceChildren(...visibleOrder().map(thumbnail));
   const defective = results.filter((r) => verdictOf(r) === "anomalous").length;
   const reviewed = batch.reviews.filter(Boolean).length;
@@ -93,6 +115,7 @@ function showResult(index) {
       `box (${r.box[0]}, ${r.box[1]})–(${r.box[2]}, ${r.box[3]})`;
     list.appendChild(item);
   });
+  showNearestReference(result);
   drawDistribution(result.decision);
   showReview(index);
   $("messages").innerHTML = "";
@@ -113,6 +136,27 @@ function showVerdict(result) {
       `(p ${again.probability.toFixed(2)}).`;
   }
   verdict.className = verdictOf(result) === "anomalous" ? "defect" : "ok";
+}
+
+// The normal reference the part is most like, beside it, where its stored model keeps that reference; hidden
+// otherwise. Fetched with the key (an image's src could not send it), once per reference.
+async function showNearestReference(result) {
+  const name = result.nearest_reference;
+  const wanted = batch.modelId && name ? `${batch.modelId}/${name}` : null;
+  referenceWanted = wanted;
+  $("reference-figure").hidden = true;
+  if (!wanted) return;
+  if (!referenceUrls.has(wanted)) {
+    const path = `/v1/models/${encodeURIComponent(batch.modelId)}/references/${encodeURIComponent(name)}`;
+    const response = await fetch(path, { headers: headers() }).catch(() => null);
+    if (!response) return;  // no answer: tried again when the part is shown again
+    referenceUrls.set(wanted, response.ok ? URL.createObjectURL(await response.blob()) : null);
+  }
+  if (referenceWanted !== wanted || !referenceUrls.get(wanted)) return;
+  $("nearest-reference").src = referenceUrls.get(wanted);
+  $("nearest-reference").alt = `the nearest normal reference, ${name}`;
+  $("reference-caption").textContent = `Nearest normal reference: ${name}`;
+  $("reference-figure").hidden = false;
 }
 
 function svgElement(name, attributes, text) {
@@ -151,6 +195,8 @@ function drawDistribution(decision) {
     `normal parts: median ${median.toFixed(3)}, spread ${spread.toFixed(3)} (${decision.n_normal} normal images)`;
 }
 
-for (const id of ["sort", "filter-verdict", "filter-review"]) $(id).addEventListener("change", showGallery);
+for (const id of ["sort", "filter-verdict", "filter-review", "filter-defect-type"]) {
+  $(id).addEventListener("change", showGallery);
+}
 $("heatmap").addEventListener("change", () => { $("overlay").hidden = !$("heatmap").checked; });
 $("heatmap-opacity").addEventListener("input", () => { $("overlay").style.opacity = $("heatmap-opacity").value / 100; });

@@ -68,16 +68,6 @@ async function exportHistory() {
   }
 }
 
-function showTab(history) {
-  $("inspect-view").hidden = history;
-  $("history-view").hidden = !history;
-  $("tab-inspect").setAttribute("aria-selected", String(!history));
-  $("tab-history").setAttribute("aria-selected", String(history));
-  if (history) loadHistory(historyOffset);
-}
-
-$("tab-inspect").addEventListener("click", () => showTab(false));
-$("tab-history").addEventListener("click", () => showTab(true));
 $("history-show").addEventListener("click", () => loadHistory(0));
 $("history-prev").addEventListener("click", () => loadHistory(Math.max(historyOffset - PAGE, 0)));
 $("history-next").addEventListener("click", () => loadHistory(historyOffset + PAGE));
