@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..data.sources import fetched, is_uri
-from ..result import InspectionResult
+from ..result import InspectionResult, file_version
 from ..service import Inspection
 
 
@@ -102,14 +102,12 @@ class InspectWorker:
     @staticmethod
     def _read(source: str, folder: Path) -> tuple[str, str | None, str | None]:
         """(local path, SHA-256 of its bytes, error): a remote image fetched into `folder`, a local one hashed
-        here, where its bytes are read anyway, not again by the driver."""
-        from ..records import sha256_file
-
+        here, where its bytes are read anyway, not again by the driver (the records' hash: `result.file_version`)."""
         try:
             if is_uri(source):
                 path, digest = fetched(source, folder)
                 return str(path), digest, None
-            return source, sha256_file(source), None
+            return source, file_version(source), None
         except (OSError, ValueError) as error:
             return source, None, f"{source}: cannot be read ({error})"
 

@@ -86,10 +86,10 @@ def corrected_in_chat(keep_feedback: FeedbackKeeper, records, inspection_id: str
     box = said.box(*size)
     feedback = {"verdict": said.verdict, "defect_type": said.defect_type, "box": list(box) if box else None}
     try:
-        kept = keep_feedback(inspection_id, feedback | {"note": turn.question, "source": "chat"}, True)
+        answered = keep_feedback(inspection_id, feedback | {"note": turn.question, "source": "chat"}, True)
     except ApiError as error:
         return f"It could not be kept: {error.message}"
-    return Lesson(**kept["lesson"]).words()
+    return Lesson(**answered["lesson"]).words()
 
 
 def records_routes(records: RecordStore | None, sessions: Conversations, keep_feedback: FeedbackKeeper) -> APIRouter:

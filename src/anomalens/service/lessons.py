@@ -1,8 +1,9 @@
 """Feedback that teaches (issue 32): an operator's word on an inspection made with a stored model — from the
 API, the page or the chat — becomes a correction of that model, taught at once as its next version (the
 store's id serves it from then on), and the image is decided again by it. What was taught is kept: the image
-as the service held it (`<models>/<model id>.taught/<inspection id>.png`, a mask beside it), the correction
-in the model's log and lineage. Feedback that cannot teach (no stored model, the image no longer held, a note
+as the service held it (`<models>/<model id>.taught/<inspection id>.png`), the correction in the model's log
+and lineage. A box places the defect; a mask path is kept on record but never read here (it names a file on
+the operator's side: `anomalens teach --from-records` reads it where it lies). Feedback that cannot teach (no stored model, the image no longer held, a note
 only) is kept all the same, and the answer says why nothing was taught."""
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from ..data import ImageError, load_mask
 from ..teaching import Correction, TeachingError
 from ..teaching.versions import NUMBERED
 from .store import ModelStore, StoreError
@@ -59,7 +59,7 @@ def learn(store: ModelStore, inspection_id: str, record: dict, feedback: dict, p
     try:
         correction = _correction(store, model_id, inspection_id, record, feedback, verdict, picture)
         taught, saved = store.teach(model_id, [correction])
-    except (TeachingError, ImageError, StoreError, ValueError) as error:
+    except (TeachingError, StoreError, ValueError) as error:
         return Lesson(not_taught=f"not taught: {error}")
     after = taught.inspector.calibration
     assert after is not None  # a taught model is calibrated
@@ -92,10 +92,16 @@ def _places_defect(feedback: dict) -> bool:
 
 
 def _correction(
-    store: ModelStore, model_id: str, inspection_id: str, record: dict, feedback: dict, verdict: str, picture
+    store: ModelStore,
+    model_id: str,
+    inspection_id: str,
+    record: dict,
+    feedback: dict,
+    verdict: str,
+    picture: Image.Image,
 ) -> Correction:
-    """The correction, on the image kept beside the model; a box or mask given on the image as inspected is
-    brought to the size the service holds it at."""
+    """The correction, on the image kept beside the model; a box given on the image as inspected is brought to
+    the size the service holds it at."""
     folder = store.folder / f"{model_id}{TAUGHT_SUFFIX}"
     folder.mkdir(exist_ok=True)
     image = folder / f"{inspection_id}.png"
@@ -103,17 +109,10 @@ def _correction(
         picture.convert("RGB").save(image)
     width, height = (record.get("result") or {}).get("image_size") or picture.size
     scale = (picture.width / width, picture.height / height)
-    mask = None
-    if verdict == "defective" and feedback.get("mask_path"):
-        mask = folder / f"{inspection_id}.mask.png"
-        given = Image.fromarray(load_mask(feedback["mask_path"], (height, width)))
-        given.resize(picture.size, Image.Resampling.NEAREST).save(mask)
-    box = _scaled(feedback.get("box"), scale, picture.size) if verdict == "defective" and mask is None else None
+    box = _scaled(feedback.get("box"), scale, picture.size) if verdict == "defective" else None
     kind = feedback.get("defect_type") if verdict == "defective" else None
-    named = (
-        f"feedback-{feedback['id']}" if feedback.get("id") is not None else None
-    )  # as `teach --from-records` names it
-    return Correction(str(image), verdict, kind, box, str(mask) if mask else None, inspection_id, named)
+    named = f"feedback-{feedback['id']}" if feedback.get("id") is not None else None  # as --from-records names it
+    return Correction(str(image), verdict, kind, box, None, inspection_id, named)
 
 
 def _scaled(box, scale: tuple[float, float], size: tuple[int, int]) -> tuple[int, int, int, int] | None:
