@@ -10,6 +10,7 @@ than detect + 15 %. Needs Chromium and playwright (as tests/test_web_page.py). R
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import subprocess
@@ -63,6 +64,7 @@ def page_seconds(url: str, images: list[Path]) -> tuple[float, float]:
 
 
 def main() -> None:
+    load = os.getloadavg()[0]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--out", type=Path, default=HERE / "page_batch.md")
@@ -83,6 +85,12 @@ def main() -> None:
         f"| page: first verdict shown | {first:.1f} | < 5 |",
         f"| page: whole batch | {whole:.1f} | ≤ {detect * 1.15:.1f} (detect + 15 %) |",
         f"| `anomalens detect` (a process) | {detect:.1f} | |",
+        "",
+        f"The bundled weld's {len(normal)} good training images fit one model; its test images, repeated, make the "
+        f"batch. {os.cpu_count()} CPUs, load average {load:.1f} at the start. The page sends the batch 8 images a "
+        "request, as an operator's upload does, and shows each verdict as it comes.",
+        "",
+        f"    PYTHONPATH=src python bench/page_batch.py --n {args.n}",
     ]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
