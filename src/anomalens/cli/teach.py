@@ -155,7 +155,7 @@ def _from_records(target: str, model: Path, since: str | None, until: str | None
     """The feedback in the records on inspections the model's family made of image files, as corrections (each
     named by its feedback row, so that what the family's log shows taught is not taught again)."""
     from ..teaching import Correction, TeachingError
-    from ..teaching.corrections import CorrectionLog
+    from ..teaching.corrections import CorrectionLog, feedback_verdict
     from ..teaching.versions import family, log_path
     from .records import open_records
 
@@ -167,7 +167,7 @@ def _from_records(target: str, model: Path, since: str | None, until: str | None
         offset += len(page)
     found, unusable = [], {"no image file": 0, "no verdict": 0, "taught before": 0}
     for row in rows:
-        verdict = row["verdict"] or ("defective" if row["defect_type"] or row["box"] or row["mask_path"] else None)
+        verdict = feedback_verdict(row)
         why = "taught before" if f"feedback-{row['id']}" in taught else None
         why = why or ("no image file" if not row["image_path"] else "no verdict" if verdict is None else None)
         if why:

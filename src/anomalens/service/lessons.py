@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..teaching import Correction, TeachingError
+from ..teaching.corrections import feedback_verdict
 from ..teaching.versions import NUMBERED
 from .store import ModelStore, StoreError
 
@@ -47,7 +48,7 @@ def learn(store: ModelStore, inspection_id: str, record: dict, feedback: dict, p
     """Teaches the stored model that made the inspection `record` (as the records keep it) what `feedback`
     (as kept) says about it; `picture`: the image as the service still holds it (None: no longer held)."""
     model_id = _stored_model(store, record.get("model_id"))
-    verdict = feedback.get("verdict") or ("defective" if _places_defect(feedback) else None)
+    verdict = feedback_verdict(feedback)
     if model_id is None:
         return Lesson(not_taught=f"the inspection was made with {record.get('model_id') or 'no model'}, not a "
                       "model this service stores: only a stored model is taught")  # fmt: skip
@@ -85,10 +86,6 @@ def _stored_model(store: ModelStore, model_id: str | None) -> str | None:
     numbered = NUMBERED.match(model_id)
     family = numbered["stem"] if numbered else model_id
     return family if family in store.ids() else None
-
-
-def _places_defect(feedback: dict) -> bool:
-    return bool(feedback.get("defect_type") or feedback.get("box") or feedback.get("mask_path"))
 
 
 def _correction(

@@ -154,8 +154,8 @@ class ModelStore:
             path = self._file(model_id)
             if path.suffix != SUFFIX:
                 raise StoreError(409, f"model {model_id!r} is an exported ONNX file: teach its .safetensors model")
-            cached = self.get(model_id)
-            model = cached if isinstance(cached, Inspector) else Inspector.load(path)
+            model = self.get(model_id)
+            assert isinstance(model, Inspector)  # a .safetensors file loads as one
             taught = teach(model, corrections, refresh=False)
             saved = save_version(taught, path)
         self._cached(model_id, saved, taught.inspector)  # saved: its results name that file and its hash

@@ -102,6 +102,13 @@ class Correction:
             raise TeachingError(f"{at}{error}") from None
 
 
+def feedback_verdict(feedback) -> str | None:
+    """The verdict an operator's feedback (as the records keep it) gives: its own, else "defective" where it
+    names a defect type, a box or a mask (a place or a kind is said of a defect), else None (a note only)."""
+    places = feedback.get("defect_type") or feedback.get("box") or feedback.get("mask_path")
+    return feedback.get("verdict") or ("defective" if places else None)
+
+
 def read_corrections(path: str | Path) -> list[Correction]:
     """Corrections from a JSON-lines file (one object a line, as `CorrectionLog` writes them); image and mask
     paths are relative to the file's folder."""
