@@ -25,7 +25,7 @@ from ..predictor import Predictor
 from ..preprocessing import ImageInput
 from ..resampling import at_image_size
 from ..result import InspectionResult
-from .conversations import Conversations
+from .conversations import Conversations, SeriesChats
 from .jobs import FitJob, JobFiles, JobJournal
 from .store import ModelStore, StoreError
 
@@ -37,6 +37,7 @@ __all__ = [
     "JobFiles",
     "JobJournal",
     "ModelStore",
+    "SeriesChats",
     "StoreError",
 ]
 FIRST_QUESTION = "Is there any anomaly in the image?"

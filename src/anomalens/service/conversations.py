@@ -6,10 +6,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from ..language import ChatSession
+from ..language import ChatSession, LanguageModel
+from ..series import SeriesResult
+from ..series.answers import SeriesChat, series_findings
 
 MAX_CONVERSATIONS = 256
 MAX_BYTES = 128 * 2**20  # pictures kept for conversations, all together
+MAX_SERIES_CHATS = 256  # series findings kept for chat (oldest dropped)
 
 
 def picture_bytes(session: ChatSession) -> int:
@@ -48,3 +51,25 @@ class Conversations:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+
+class SeriesChats:
+    """Chats about inspected series, the oldest dropped beyond `max_kept`; answered by the service's language
+    model (guarded) when it has one, else by the grounded composer."""
+
+    def __init__(self, model: LanguageModel | None = None, max_kept: int = MAX_SERIES_CHATS):
+        self.model, self.max_kept = model, max_kept
+        self._kept: OrderedDict[str, SeriesChat] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, key: str, result: SeriesResult, reference_points: int) -> SeriesChat:
+        chat = SeriesChat(series_findings(result, reference_points), self.model)
+        with self._lock:
+            self._kept[key] = chat
+            while len(self._kept) > self.max_kept:
+                self._kept.popitem(last=False)
+        return chat
+
+    def get(self, key: str) -> SeriesChat | None:
+        with self._lock:
+            return self._kept.get(key)
