@@ -24,15 +24,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..language import LanguageModel
 from ..predictor import Predictor, model_identity
-from ..series import series_failure
-from ..series.answers import answer_series
 from ..service import Conversations, Inspection, InspectionService, ModelStore, StoreError
 from ..version import __version__
 from .errors import ApiError
 from .limits import BodyLimit
 from .records import corrected_in_chat, feedback_keeper, records_routes
 from .references import reference_routes
-from .series import SeriesChats, inspect_upload, plot_png
+from .series import series_routes
 from .uploads import Limits, read_uploads, return_freed_memory
 
 if TYPE_CHECKING:
@@ -49,16 +47,6 @@ class ChatRequest(BaseModel):
         if not question.strip():
             raise ValueError("the question is empty (it holds only spaces)")
         return question.strip()
-
-
-class SeriesChatRequest(BaseModel):
-    series_id: str = Field(description="From a /v1/series/inspect result.")
-    question: str = Field(min_length=1, max_length=2000, json_schema_extra={"pattern": r"\S"})
-
-    @field_validator("question")
-    @classmethod
-    def question_has_words(cls, question: str) -> str:
-        return ChatRequest.question_has_words(question)
 
 
 def create_app(
@@ -85,11 +73,10 @@ def create_app(
         language_model=language_model, guard=guard, clip_weights=clip_weights, clip_model=clip_model
     )
     sessions = Conversations()  # inspections kept for chat, bounded in count and in picture bytes
-    series_chats = SeriesChats(language_model)  # series findings kept for chat
     model_lock = threading.Lock()  # one language-model call at a time (llama.cpp contexts are not thread-safe)
     keep_feedback = feedback_keeper(records, sessions, store)  # the API's, the page's and the chat's corrections
     if records is not None:
-        from ..records import inspection_record, series_record
+        from ..records import inspection_record
         from ..records.chats import findings_json, restored_session
 
     # ---- errors and limits ---------------------------------------------------------------------
@@ -312,42 +299,7 @@ def create_app(
             records.add_chat_turn(request.inspection_id, len(session.turns), turn.to_dict())
         return {"inspection_id": request.inspection_id, **turn.to_dict(), "turn": len(session.turns)}
 
-    @app.post("/v1/series/inspect")
-    def series_inspect(
-        file: UploadFile = File(description="A time series: CSV or Parquet, a time column and value columns."),
-        reference: UploadFile | None = File(None, description="Normal data (default: the series' first part)."),
-        reference_fraction: float = Form(0.2, gt=0, lt=1, description="Share of the series taken as normal."),
-        columns: list[str] | None = Form(None, description="Value columns (default: all but the time)."),
-        plot: bool = Form(True, description="Include the plot PNG (base64)."),
-    ) -> dict:
-        (name, data), *_ = uploads([file])
-        ref = uploads([reference])[0] if reference is not None else None
-        for upload_name, content in [(name, data)] + ([ref] if ref else []):
-            if len(content) > limits.max_file_bytes:
-                raise ApiError(413, f"{upload_name or 'upload'} is larger than {limits.max_file_bytes} bytes")
-        try:
-            result, reference_points = inspect_upload(name, data, ref, reference_fraction, columns)
-            record = result.to_dict() | {"file": name}
-            if plot:
-                record["plot_png"] = plot_png(result, reference_points, ref is None)
-        except Exception as error:  # noqa: BLE001 - a bad or extreme file is the client's error, named
-            raise ApiError(400, series_failure(name or "upload", error)) from None
-        series_id = uuid.uuid4().hex
-        chat = series_chats.add(series_id, result, reference_points)
-        record |= {"series_id": series_id, "answer": answer_series("Is anything wrong?", chat.findings)}
-        record.pop("source")
-        if records is not None:
-            records.add_series(series_record({k: v for k, v in record.items() if k != "plot_png"}, id=series_id))
-        return record
-
-    @app.post("/v1/series/chat")
-    def series_chat(request: SeriesChatRequest) -> dict:
-        chat = series_chats.get(request.series_id)
-        if chat is None:
-            raise ApiError(404, f"unknown or expired series {request.series_id!r}; inspect it again")
-        turn = answered(chat, request.question)
-        return {"series_id": request.series_id, **turn.to_dict(), "turn": len(chat.turns)}
-
+    app.include_router(series_routes(limits, language_model, records, answered))
     app.include_router(records_routes(records, sessions, keep_feedback))
     app.include_router(reference_routes(store))
 
