@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from anomalens.cli import app
-from anomalens.series import SeriesDetector, load_series, register_series_detector
+from anomalens.series import SeriesDetector, calibrate_series, load_series, register_series_detector
 from anomalens.series.regions import NormalRange, describe
 from test_series import REF, START, N, as_series, periodic, planted
 
@@ -30,20 +30,24 @@ def write_series(path: Path, columns: dict[str, np.ndarray], delimiter: str = ",
     return path
 
 
+def held_levels(n: int, seed: int) -> np.ndarray:
+    """A channel of 9 distinct values, each held 50 steps (a valve position, a pump's stage)."""
+    return np.repeat(np.random.default_rng(seed).integers(0, 9, n // 50 + 1), 50)[:n].astype(float)
+
+
 def test_a_quantised_channel_never_silences_another():
-    """A channel of few distinct values in a separate reference: the other channel's drop is still found."""
-    rng = np.random.default_rng(7)
-    quantised = lambda n: np.round(rng.normal(0, 1.2, n)).clip(-4, 4)  # noqa: E731 - 9 values, as a pump's counter
-    reference = as_series(periodic(seed=11), quantised(N), names=["flow", "counter"])
-    inspected = as_series(planted("drop"), quantised(N), names=["flow", "counter"])
-    result = SeriesDetector(reference).inspect(inspected)
-    assert len(np.unique(reference.values[:, 1])) <= 9
-    assert result.anomalous and result.windows[0].channels[0] == "flow"
-    assert any(w.start - 40 <= START <= w.end for w in result.windows)
-    assert "Šidák" in result.to_dict()["decision"] and set(result.to_dict()["channel_thresholds"]) == {
-        "flow",
-        "counter",
-    }
+    """In a separate reference, a channel of few distinct values scores its rare steps enormously; a single
+    threshold over all channels (the maximum, as before) then sat above the other channel's clear drop."""
+    reference = as_series(periodic(seed=11), held_levels(N, 1), names=["flow", "counter"])
+    inspected = as_series(planted("drop"), held_levels(N, 2), names=["flow", "counter"])
+    detector = SeriesDetector(reference)
+    one_threshold = calibrate_series(np.max(detector.normal_maps, axis=0), window=32).threshold
+    result = detector.inspect(inspected)
+    assert result.channel_scores[:, 0].max() < one_threshold  # what silenced it
+    assert [w.channels[0] for w in result.windows] == ["flow"]  # found, and the counter raises nothing
+    assert result.windows[0].start - 40 <= START <= result.windows[0].end
+    record = result.to_dict()
+    assert "Šidák" in record["decision"] and set(record["channel_thresholds"]) == {"flow", "counter"}
 
 
 def test_semicolon_csv_is_sniffed_and_the_delimiter_can_be_given(tmp_path):
@@ -117,7 +121,7 @@ def test_per_point_scores_and_decisions_in_the_json_and_the_csv(tmp_path):
     assert flagged and all(float(rows[i]["score"]) >= 1 for i in (min(flagged), max(flagged)))
     assert [int(r["anomalous"]) for r in rows] == record["point_anomalous"]
     assert "point_scores" not in json.loads((out / "results.json").read_text())[0]  # the summary stays small
-    if pytest.importorskip.__name__ and _has_pyarrow():
+    if _has_pyarrow():  # Parquet is optional
         import pyarrow.parquet as pq
 
         assert pq.read_table(out / "line.points.parquet").num_rows == N
@@ -224,3 +228,21 @@ def test_every_planted_kind_still_reads_well():
     assert all(
         len(x.split(".")[-1]) <= 2 for x in w.description.replace(")", " ").split() if x[0].isdigit() and "." in x
     )
+
+
+def test_the_service_inspects_with_a_named_detector_and_without_matplotlib(tmp_path, monkeypatch):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from anomalens.server.app import create_app
+
+    client = TestClient(create_app(tmp_path / "models"))
+    rows = "\n".join(f"{i};{x:.4f};{int(i >= START)}" for i, x in enumerate(planted("drop")))
+    upload = {"file": ("rig.csv", f"t;pressure;anomaly\n{rows}\n".encode(), "text/csv")}
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    form = {"detector": "test_level", "reference_rows": "1500"}
+    body = client.post("/v1/series/inspect", files=upload, data=form).json()
+    assert body["detector"] == "test_level" and body["anomalous"] and body["left_out_columns"] == ["anomaly"]
+    assert "plot_png" not in body and "matplotlib" in body["plot_note"]
+    unknown = client.post("/v1/series/inspect", files=upload, data={"detector": "nope"})
+    assert unknown.status_code == 400 and "unknown series detector 'nope'" in unknown.json()["error"]

@@ -147,7 +147,12 @@ def detect_files(
 
 
 def _inspected(
-    path: Path, written: Path, read: ReadOptions, options: DetectOptions, fixed: SeriesDetector | None, criteria
+    path: Path,
+    written: Path,
+    read: ReadOptions,
+    options: DetectOptions,
+    fixed: SeriesDetector | None,
+    criteria: Criteria | None,
 ) -> tuple[dict, str | None]:
     """One file inspected and written as WRITTEN.json, WRITTEN.points.csv, …: its record and a note."""
     from ..series.inspection import inspect_series, result_record
