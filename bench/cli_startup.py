@@ -2,7 +2,7 @@
 
 Commands, each run with PYTHONPATH at one source tree (the venv's `anomalens` script for the CLI ones):
 - `anomalens --help` and `anomalens detect --help`: the help alone;
-- `anomalens detect --series CSV --out DIR --overwrite`: a generated series of `POINTS` points with a planted
+- `anomalens series detect CSV --out DIR --overwrite` (`detect --series` before it had its own command): a generated series of `POINTS` points with a planted
   spike, inspected end to end (its JSON and its matplotlib plot written);
 - `python -c "import anomalens.cli"`: the import alone.
 Before: the source tree of `--before` (a git ref; default: where this branch left main, their merge base),
@@ -123,11 +123,11 @@ def main() -> None:
         commands = {
             "anomalens --help": [*cli, "--help"],
             "anomalens detect --help": [*cli, "detect", "--help"],
-            f"anomalens detect --series line.csv ({POINTS} points)": [
+            f"anomalens series detect line.csv ({POINTS} points)": [
                 *cli,
+                "series",
                 "detect",
                 str(csv),
-                "--series",
                 "--out",
                 str(work / "out"),
                 "--overwrite",

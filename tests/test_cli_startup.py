@@ -66,8 +66,8 @@ def test_series_commands_import_no_torch(tmp_path):
         from anomalens.cli import app
 
         codes = []
-        for args in (["detect", {str(tmp_path / "line.csv")!r}, "--series", "--out", {str(tmp_path / "o1")!r}],
-                     ["eval", {str(tmp_path / "nab")!r}, "--series", "--out", {str(tmp_path / "o2")!r}]):
+        for args in (["series", "detect", {str(tmp_path / "line.csv")!r}, "--out", {str(tmp_path / "o1")!r}],
+                     ["series", "eval", {str(tmp_path / "nab")!r}, "--out", {str(tmp_path / "o2")!r}]):
             try:
                 app(args, prog_name="anomalens")
             except SystemExit as done:

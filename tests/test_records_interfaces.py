@@ -1,4 +1,4 @@
-"""The records through every interface (issue 31): `detect --series --records` and the service's series;
+"""The records through every interface (issue 31): `series detect --records` and the service's series;
 one model identity from `detect`, the service and both engines; a new app on the same records (the service
 restarted, in process) finds the inspections, their chat and the fit jobs; on SQLite and PostgreSQL."""
 
@@ -19,7 +19,7 @@ from conftest import plant_defect, save_png, texture  # noqa: E402
 
 @pytest.mark.e2e
 def test_series_inspections_are_recorded_and_listed(url, tmp_path):
-    """`detect --series --records` keeps each file's inspection (the file, verdict, score, windows; a file it
+    """`series detect --records` keeps each file's inspection (the file, verdict, score, windows; a file it
     could not read, with why), as the service does; `records list --series` and `records show` find them."""
     from typer.testing import CliRunner
 
@@ -35,9 +35,7 @@ def test_series_inspections_are_recorded_and_listed(url, tmp_path):
     files = [csv_file("drop.csv", planted("drop")), csv_file("calm.csv", periodic(seed=3))]
     files.append(csv_file("bad'; DROP TABLE series_inspections; --.csv", [1.0]))
     runner = CliRunner()
-    result = runner.invoke(
-        app, ["detect", *map(str, files), "--series", "--out", str(tmp_path / "o"), "--records", url]
-    )
+    result = runner.invoke(app, ["series", "detect", *map(str, files), "--out", str(tmp_path / "o"), "--records", url])
     assert result.exit_code == 0, result.output
     written = json.loads((tmp_path / "o" / "results.json").read_text())
 

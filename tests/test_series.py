@@ -20,7 +20,6 @@ from anomalens.series import (
     calibrate_series,
     load_series,
     split_reference,
-    stream_scores,
 )
 from anomalens.series.answers import answer_series, series_findings
 
@@ -173,7 +172,7 @@ def test_threshold_from_normal_data_and_max_false_alarms():
     normal = rng.gumbel(1.0, 0.2, size=4000)
     free = calibrate_series(normal, window=8)
     assert free.threshold > np.percentile(normal, 99)
-    strict = calibrate_series(normal, window=8, max_false_alarms=0)
+    strict = calibrate_series(normal, window=8, max_reference_alarms=0)
     assert strict.threshold > normal.max() and strict.threshold >= free.threshold
 
 
@@ -208,12 +207,15 @@ def test_streaming_memory_is_bounded():
     assert all(b.stop - b.start <= d._keep for b in d._banks)
 
 
-def test_stream_scores_reports_the_driving_channel():
+def test_the_streaming_detector_by_name_reports_the_driving_channel():
     a, b = periodic(3000, seed=1), periodic(3000, seed=2)
     b[2500] += 12
-    scores, channel = stream_scores(np.stack([a, b], axis=1), learning=450)
-    peak = 2500 + int(np.argmax(scores[2500:2510]))
-    assert scores[peak] >= 0.99 and channel[peak] == 1
+    s = as_series(a, b)
+    result = SeriesDetector(s.rows(0, 450), "streaming").inspect(s, starts_with_reference=True)
+    online = StreamingDetector(learning=450).update(b)
+    np.testing.assert_allclose(result.channel_scores[450:, 1], online[450:], atol=2e-3)  # the same stream, once
+    peak = 2500 + int(np.argmax(result.scores[2500:2510]))
+    assert result.scores[peak] >= 1 and result.windows[0].channels[0] == "c1"
 
 
 # ---------------------------------------------------------------- answers and CLI
@@ -240,17 +242,18 @@ def test_cli_detect_series_writes_json_and_plot(tmp_path):
     data = write_csv(tmp_path / "line.csv", "t,pressure\n" + rows + "\n")
     bad = write_csv(tmp_path / "bad.csv", "t,pressure\n0,1\n1,oops\n")
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["detect", str(data), str(bad), "--series", "--out", str(out)])
+    result = CliRunner().invoke(app, ["series", "detect", str(data), str(bad), "--out", str(out)])
     assert result.exit_code == 0, result.output
     record = json.loads((out / "line.json").read_text())
     assert record["anomalous"] and record["windows"][0]["kind"] == "drop"
     assert (out / "line.png").stat().st_size > 10_000
     assert "Yes" in record["answers"]["Is anything wrong?"]
     assert "line 3" in result.output  # the bad file is reported and skipped
-    only_bad = CliRunner().invoke(app, ["detect", str(bad), "--series", "--out", str(tmp_path / "o2")])
+    only_bad = CliRunner().invoke(app, ["series", "detect", str(bad), "--out", str(tmp_path / "o2")])
     assert only_bad.exit_code == 1
-    mixed = CliRunner().invoke(app, ["detect", str(data), "--series", "--zero-shot", "--out", str(tmp_path / "o3")])
-    assert mixed.exit_code == 2 and "--reference" in mixed.output
+    both = ["series", "detect", str(data), "--reference-rows", "500", "--reference-until", "900"]
+    mixed = CliRunner().invoke(app, [*both, "--out", str(tmp_path / "o3")])
+    assert mixed.exit_code == 2 and "--reference-rows" in mixed.output
 
 
 def test_cli_eval_series_on_a_tiny_nab_layout(tmp_path):
@@ -264,11 +267,11 @@ def test_cli_eval_series_on_a_tiny_nab_layout(tmp_path):
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "combined_windows.json").write_text(json.dumps({"g/line.csv": [[times[2350], times[2500]]]}))
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["eval", str(tmp_path), "--series", "--out", str(out)])
+    result = CliRunner().invoke(app, ["series", "eval", str(tmp_path), "--out", str(out)])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["total"]["windows"] == 1 and metrics["total"]["found"] == 1
-    missing = CliRunner().invoke(app, ["eval", str(tmp_path / "data"), "--series", "--out", str(tmp_path / "o2")])
+    missing = CliRunner().invoke(app, ["series", "eval", str(tmp_path / "data"), "--out", str(tmp_path / "o2")])
     assert missing.exit_code == 2 and "combined_windows.json" in missing.output
 
 

@@ -275,7 +275,7 @@ def test_one_bad_series_file_never_stops_the_others(tmp_path):
         (tmp_path / name).write_text(header + "\n" + rows)
         paths.append(tmp_path / name)
     out = tmp_path / "out"
-    result = runner.invoke(app, [str(a) for a in ["detect", "--series", *paths, "--out", out]])
+    result = runner.invoke(app, [str(a) for a in ["series", "detect", *paths, "--out", out]])
     assert result.exit_code == 0 and result.exception is None or isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
     records = json.loads((out / "results.json").read_text())

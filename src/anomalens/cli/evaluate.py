@@ -74,17 +74,9 @@ def evaluate_cmd(
     ] = False,
     clip_weights: ClipWeightsOpt = None,
     clip_model: ClipModelOpt = None,
-    series: Annotated[
-        bool, typer.Option("--series", help="ROOT holds time series in NAB layout: evaluate the streaming detector.")
-    ] = False,
 ):
     """Benchmark on labelled data: image/pixel AUROC, AUPRO, F1-max, verdict quality, speed.
-    With --series: labelled time series (NAB layout), windows found and false alarms."""
-    if series:
-        from .series import evaluate_series
-
-        evaluate_series(root, fresh_output_dir(out, overwrite, "eval"))
-        return
+    Time series have their own command: `anomalens series eval`."""
     from ..data.datasets import list_categories
     from ..evaluation import evaluate_category
     from ..result import SHIFT_NOTE

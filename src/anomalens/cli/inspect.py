@@ -39,7 +39,7 @@ from .common import (
 )
 from .records import RecordsOpt, open_records, unrecorded
 
-if TYPE_CHECKING:  # the models are imported by the commands that run them (`--help` and `--series` need none)
+if TYPE_CHECKING:  # the models are imported by the commands that run them (`--help` needs none)
     from ..calibration import Calibration
     from ..deploy import OnnxInspector
     from ..predictor import Predictor
@@ -123,7 +123,7 @@ def detect(
         typer.Argument(
             metavar="IMAGES",
             help="Image files or folders (with --ray also globs, list files and URIs: s3://…, gs://…, file://…; "
-            "with --series: CSV or Parquet files).",
+            "time series: `anomalens series detect`).",
         ),
     ],
     model: Annotated[Optional[Path], typer.Option(help="Fitted model file.")] = None,
@@ -147,27 +147,6 @@ def detect(
         str,
         typer.Option(help="torch, or onnx: run an exported --model MODEL.onnx (anomalens export) with onnxruntime."),
     ] = "torch",
-    series: Annotated[
-        bool, typer.Option("--series", help="Inspect time series (CSV/Parquet) instead of images: JSON and a plot PNG.")
-    ] = False,
-    reference: Annotated[
-        Optional[Path], typer.Option(help="--series: a file of normal data (default: the first part of each series).")
-    ] = None,
-    reference_fraction: Annotated[
-        float, typer.Option(min=0.01, max=0.9, help="--series without --reference: the share taken as normal.")
-    ] = 0.2,
-    column: Annotated[
-        Optional[list[str]], typer.Option(help="--series: value column (repeatable; default: all but the time).")
-    ] = None,
-    time_column: Annotated[
-        Optional[str], typer.Option(help="--series: the time column (default: found by name).")
-    ] = None,
-    max_false_alarms: Annotated[
-        Optional[int], typer.Option(min=0, help="--series: at most this many alarms on the normal reference itself.")
-    ] = None,
-    criteria: Annotated[
-        Optional[Path], typer.Option(help="--series: normality criteria YAML (name, description, known defects).")
-    ] = None,
     records: RecordsOpt = None,
     ray: Annotated[
         bool,
@@ -184,10 +163,10 @@ def detect(
     batch_size: Annotated[int, typer.Option(min=1, help="--ray: images per batch (and per Parquet file).")] = 16,
 ):
     """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays.
-    With --series, time series: anomalous time windows, described, and a plot. With --ray, on a Ray cluster."""
+    With --ray, on a Ray cluster. Time series have their own command: `anomalens series detect`."""
     files = [Path(image) for image in images]  # a URI is Ray's alone: pyarrow reads it
     if ray or ray_address:
-        if series or refs or zero_shot or model is None:
+        if refs or zero_shot or model is None:
             fail(
                 "--ray inspects with a fitted model: give --model MODEL (.safetensors, or .onnx from anomalens export)"
             )
@@ -206,26 +185,6 @@ def detect(
             class_name,
             records,
         )
-        return
-    if series:
-        from ..language.criteria import CriteriaError, load_criteria
-        from .series import detect_series
-
-        if model or refs or zero_shot:
-            fail(
-                "--series takes its normal data from --reference (or the series' first part), not --model, --refs or --zero-shot"
-            )
-        try:
-            rules = load_criteria(criteria) if criteria else None
-        except CriteriaError as error:
-            fail(str(error))
-        store = open_records(records) if records else None  # before any work: a bad URL ends it
-        out = fresh_output_dir(out, overwrite, "detect")
-        failed = detect_series(
-            files, out, reference, reference_fraction, column, time_column, max_false_alarms, rules, store
-        )
-        if failed == len(files):
-            raise typer.Exit(1)
         return
     check_route(model, refs, zero_shot, bool(clip_weights or clip_model))
     check_engine(engine, model)

@@ -1,11 +1,13 @@
-"""Evaluating the streaming detector on labelled series in NAB layout: ``ROOT/data/<group>/<file>.csv`` and
-``ROOT/labels/combined_windows.json`` (``{"group/file.csv": [[start, end], ...]}``).
+"""Evaluating a registered series detector on labelled series in NAB layout: ``ROOT/data/<group>/<file>.csv``
+and ``ROOT/labels/combined_windows.json`` (``{"group/file.csv": [[start, end], ...]}``).
 
-Each file is scored online (past only); an alarm is a score at the detector's alarm level. As in NAB,
-the first 15 % (at most 750 points) is probation: no alarm counts there, and it sets the rest period.
-Per file: labelled windows, windows with an alarm inside (found), alarms outside every window (false),
-and how far into its window the first alarm came. NAB's normalised score needs the corpus-wide threshold
-sweep: `bench/nab_run.py`.
+Each file is inspected as `series detect` inspects it, with its first 15 % (at most 750 points, NAB's
+probation) as the normal reference; nothing in the probation counts. Per file: labelled windows, those
+with an anomalous point inside (found), anomalous windows outside every label (false alarms), how far
+into its label the first anomalous point came, and point-wise counts: a point is labelled when it lies in
+a labelled window and flagged when it lies in an anomalous window. From them the point-wise F1, the
+false-alarm rate (FAR: flagged normal points / normal points) and the missed-alarm rate (MAR: unflagged
+labelled points / labelled points). NAB's own score needs the corpus-wide threshold sweep: `bench/nab_run.py`.
 """
 
 from __future__ import annotations
@@ -18,16 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .detector import stream_scores
+from .detector import SeriesDetector, SeriesResult
 from .load import load_series
-from .streaming import ALARM
+from .registry import DEFAULT_DETECTOR
 
 
 def probation(n: int) -> int:
     return int(min(math.floor(0.15 * n), 750))
 
 
-def evaluate_nab_layout(root: Path) -> list[dict]:
+def evaluate_nab_layout(root: Path, detector: str = DEFAULT_DETECTOR) -> list[dict]:
     labels_file = root / "labels" / "combined_windows.json"
     if not labels_file.is_file():
         raise FileNotFoundError(f"{root}: no labels/combined_windows.json (NAB layout expected)")
@@ -37,29 +39,56 @@ def evaluate_nab_layout(root: Path) -> list[dict]:
         series = load_series(root / "data" / rel)
         t0 = time.perf_counter()
         skip = probation(len(series))
-        scores, _ = stream_scores(series.values, skip)
+        result = SeriesDetector(series.rows(0, skip), detector).inspect(series, starts_with_reference=True)
         seconds = time.perf_counter() - t0
-        alarms = np.flatnonzero(scores >= ALARM)
-        alarms = alarms[alarms >= skip]
-        inside = np.zeros(alarms.size, dtype=bool)
-        found, delays = 0, []
-        for start, end in windows:
-            lo = int(np.searchsorted(series.times, datetime.fromisoformat(start).timestamp(), side="left"))
-            hi = int(np.searchsorted(series.times, datetime.fromisoformat(end).timestamp(), side="right")) - 1
-            hit = (alarms >= lo) & (alarms <= hi)
-            inside |= hit
-            if hit.any():
-                found += 1
-                delays.append((int(alarms[hit][0]) - lo) / max(hi - lo + 1, 1))
-        rows.append(
-            {
-                "file": rel,
-                "points": len(series),
-                "windows": len(windows),
-                "found": found,
-                "false_alarms": int((~inside).sum()),
-                "first_alarm_in_window": round(float(np.mean(delays)), 3) if delays else None,
-                "seconds": round(seconds, 3),
-            }
-        )
+        spans = [_rows(series.times, start, end) for start, end in windows]
+        rows.append({"file": rel, **file_counts(result, spans, skip), "seconds": round(seconds, 3)})
     return rows
+
+
+def _rows(times: np.ndarray, start: str, end: str) -> tuple[int, int]:
+    """The inclusive rows of a labelled window given by its start and end times."""
+    lo = int(np.searchsorted(times, datetime.fromisoformat(start).timestamp(), side="left"))
+    hi = int(np.searchsorted(times, datetime.fromisoformat(end).timestamp(), side="right")) - 1
+    return lo, hi
+
+
+def file_counts(result: SeriesResult, spans: list[tuple[int, int]], skip: int) -> dict:
+    """Window and point-wise counts of one inspected file against its labelled rows, after `skip` rows."""
+    flagged = result.point_anomalous[skip:]
+    labelled = np.zeros(len(result.series), dtype=bool)
+    for lo, hi in spans:
+        labelled[lo : hi + 1] = True
+    labelled = labelled[skip:]
+    found, delays = 0, []
+    for lo, hi in spans:
+        hit = np.flatnonzero(flagged[max(lo - skip, 0) : max(hi + 1 - skip, 0)])
+        if hit.size:
+            found += 1
+            delays.append(float(hit[0]) / max(hi - lo + 1, 1))
+    alarms = [w for w in result.windows if w.end >= skip]
+    false = sum(1 for w in alarms if not any(w.start <= hi and lo <= w.end for lo, hi in spans))
+    return {
+        "points": len(result.series),
+        "windows": len(spans),
+        "found": found,
+        "false_alarms": false,
+        "first_alarm_in_window": round(float(np.mean(delays)), 3) if delays else None,
+        "true_positive_points": int((flagged & labelled).sum()),
+        "false_positive_points": int((flagged & ~labelled).sum()),
+        "false_negative_points": int((~flagged & labelled).sum()),
+        "true_negative_points": int((~flagged & ~labelled).sum()),
+    }
+
+
+def pointwise(rows: list[dict]) -> dict:
+    """Point-wise F1, false-alarm rate and missed-alarm rate over the rows' summed counts."""
+    tp, fp, fn, tn = (
+        sum(r[f"{k}_points"] for r in rows)
+        for k in ("true_positive", "false_positive", "false_negative", "true_negative")
+    )
+    return {
+        "f1": round(2 * tp / max(2 * tp + fp + fn, 1), 4),
+        "false_alarm_rate": round(fp / max(fp + tn, 1), 4),
+        "missed_alarm_rate": round(fn / max(fn + tp, 1), 4),
+    }

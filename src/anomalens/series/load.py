@@ -3,7 +3,9 @@
 Rows are sorted by time if they are not already (a stable sort: repeated timestamps keep their order);
 empty cells are missing values, filled by linear interpolation over time so the experts see no holes;
 gaps in the sampling (a step over `GAP_FACTOR` times the typical step) are recorded. A row that cannot
-be read raises `SeriesFormatError` naming the file, the line and why.
+be read raises `SeriesFormatError` naming the file, the line and why. A CSV's delimiter is sniffed from its
+first lines (comma when unclear) unless given. Label columns (`LABEL_NAMES`: anomaly, changepoint, …) are
+answers, not measurements: left out of the channels unless named, and listed in `Series.left_out`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import numpy as np
 
 GAP_FACTOR = 3.0  # a time step this many times the median step is a gap
 TIME_NAMES = ("timestamp", "time", "datetime", "date", "ts")
+LABEL_NAMES = ("anomaly", "changepoint", "label", "labels", "is_anomaly")
+DELIMITERS = ",;\t|"
+SNIFF_CHARS = 8192
 MAX_VALUE = 1e150  # squared distances of larger values overflow float64: refused when read, with the line
 
 
@@ -44,12 +49,20 @@ class Series:
     datetimes: bool = True  # times came from dates (else they are plain numbers)
     missing: int = 0  # cells that were empty and interpolated
     gaps: list[int] = field(default_factory=list)  # row indices that start after a gap
+    left_out: list[str] = field(default_factory=list)  # label columns recognised and not used as channels
 
     def __len__(self) -> int:
         return self.times.size
 
     def rows(self, start: int, stop: int) -> Series:
-        return Series(self.times[start:stop], self.values[start:stop], self.channels, self.source, self.datetimes)
+        return Series(
+            self.times[start:stop],
+            self.values[start:stop],
+            self.channels,
+            self.source,
+            self.datetimes,
+            left_out=self.left_out,
+        )
 
     def time_text(self, i: int) -> str:
         """Row i's time as written for people."""
@@ -67,18 +80,46 @@ def split_reference(series: Series, fraction: float) -> tuple[Series, Series]:
     return series.rows(0, n), series
 
 
-def load_series(path: str | Path, time_column: str | None = None, columns: list[str] | None = None) -> Series:
+def reference_length(series: Series, fraction: float, rows: int | None = None, until: str | None = None) -> int:
+    """How many first rows of a series are its normal reference: `rows`, those up to time `until`, else `fraction`."""
+    if rows is not None:
+        n = rows
+    elif until is not None:
+        t, is_date = _parse_time(until.strip())
+        if t is None or is_date != series.datetimes:
+            kind = "a date" if series.datetimes else "a number"
+            raise ValueError(f"{series.source}: reference end {until!r} is not {kind} like the series' times")
+        n = int(np.searchsorted(series.times, t, side="right"))
+    else:
+        return split_reference(series, fraction)[0].times.size
+    if not 8 <= n < len(series):
+        raise ValueError(
+            f"{series.source}: the reference would be {n} of {len(series)} rows; it needs 8 or more, not all"
+        )
+    return n
+
+
+def load_series(
+    path: str | Path,
+    time_column: str | None = None,
+    columns: list[str] | None = None,
+    *,
+    exclude: tuple[str, ...] = (),
+    delimiter: str | None = None,
+) -> Series:
     path = Path(path)
     if not path.is_file():
         raise SeriesFormatError(f"{path}: no such file")
-    header, rows = _read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else _read_csv(path)
+    header, rows = _read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else _read_csv(path, delimiter)
     tcol = _time_column(path, header, time_column)
-    vcols = columns or [h for h in header if h != tcol]
-    for c in vcols:
+    for c in [*(columns or []), *exclude]:
         if c not in header:
             raise SeriesFormatError(f"{path}: no column {c!r} (columns: {', '.join(header)})")
+    left_out = [] if columns else [h for h in header if h.lower() in LABEL_NAMES and h != tcol]
+    vcols = columns or [h for h in header if h != tcol and h not in exclude and h not in left_out]
     if not vcols:
-        raise SeriesFormatError(f"{path}: no value column besides the time column {tcol!r}")
+        hint = _delimiter_hint(header) if len(header) == 1 else ""
+        raise SeriesFormatError(f"{path}: no value column besides the time column {tcol!r}{hint}")
     ti, vi = header.index(tcol), [header.index(c) for c in vcols]
     times, values, datetimes = [], [], None
     for line, row in rows:
@@ -107,15 +148,27 @@ def load_series(path: str | Path, time_column: str | None = None, columns: list[
     steps = np.diff(t_arr)
     typical = float(np.median(steps[steps > 0])) if (steps > 0).any() else 0.0
     gaps = (np.flatnonzero(steps > GAP_FACTOR * typical) + 1).tolist() if typical > 0 else []
-    return Series(t_arr, v_arr, list(vcols), str(path), bool(datetimes), missing, gaps)
+    return Series(t_arr, v_arr, list(vcols), str(path), bool(datetimes), missing, gaps, left_out)
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def _delimiter_hint(header: list[str]) -> str:
+    found = [d for d in DELIMITERS if d in header[0]]
+    return f" (the header is one column; is the delimiter {found[0]!r}? --delimiter)" if found else ""
+
+
+def _sniffed_delimiter(text: str) -> str:
+    try:
+        return csv.Sniffer().sniff(text[:SNIFF_CHARS], delimiters=DELIMITERS).delimiter
+    except csv.Error:  # one column, or nothing regular to go by
+        return ","
+
+
+def _read_csv(path: Path, delimiter: str | None = None) -> tuple[list[str], list[tuple[int, list[str]]]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise SeriesFormatError(f"{path}: not a text file ({error.reason})") from None
-    reader = csv.reader(text.splitlines())
+    reader = csv.reader(text.splitlines(), delimiter=delimiter or _sniffed_delimiter(text))
     header = [h.strip() for h in next(reader, [])]
     if not any(header):
         raise SeriesFormatError(f"{path}: empty file (a header row is needed)")

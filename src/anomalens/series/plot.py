@@ -1,4 +1,5 @@
-"""The series plot: one panel per channel, anomalous windows shaded, the anomaly map underneath."""
+"""The series plot: one panel per channel, anomalous windows shaded, the anomaly map underneath (in units of
+each channel's threshold: the dashed line at 1). Optional: without matplotlib, `PlotUnavailable` says so."""
 
 from __future__ import annotations
 
@@ -11,14 +12,19 @@ from .detector import SeriesResult
 MAX_POINTS = 20_000  # longer series are drawn from evenly spaced points (each window is still shaded)
 
 
-def plot_series(result: SeriesResult, path: str | Path, reference_points: int = 0) -> Path:
+class PlotUnavailable(RuntimeError):
+    """matplotlib is not installed: no plot, the rest of the output stands."""
+
+
+def plot_series(result: SeriesResult, path: str | Path) -> Path:
     try:
         import matplotlib
 
         matplotlib.use("Agg")  # files only: no display needed
         import matplotlib.pyplot as plt
     except ImportError:
-        raise RuntimeError("the series plot needs matplotlib: pip install 'anomalens[series]'") from None
+        raise PlotUnavailable("no plot: it needs matplotlib (pip install 'anomalens[series]')") from None
+    reference_points = result.reference_points if result.own_reference else 0
     s = result.series
     x = s.times.astype("datetime64[s]") if s.datetimes else s.times
     keep = np.unique(np.linspace(0, len(s) - 1, min(len(s), MAX_POINTS)).astype(int))

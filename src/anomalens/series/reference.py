@@ -1,9 +1,9 @@
-"""The reference expert: distance of each subsequence to its nearest normal reference subsequence.
+"""The reference detector: distance of each subsequence to its nearest normal reference subsequence.
 
 Matrix-profile style (an AB-join against the reference), at several window lengths, on raw values
 (level shifts and spikes matter) and z-normalised (a changed shape or rhythm at the normal level).
 The reference is scored against itself leave-one-out (a window never matches its own neighbourhood),
-so each expert's distances are put in units of its typical normal distance, and the decision can be
+so each length's distances are put in units of its typical normal distance, and the decision can be
 taken from normal data only.
 """
 
@@ -12,8 +12,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .registry import register_series_detector
+
 LENGTHS = (8, 32)
-MAX_BANK = 20_000  # reference windows kept per expert (evenly strided beyond): bounded work and memory
+MAX_BANK = 20_000  # reference windows kept per window length (evenly strided beyond): bounded work and memory
 CHUNK = 1024
 
 
@@ -51,16 +53,33 @@ def step_map(window_scores: np.ndarray, w: int, n: int) -> np.ndarray:
     return (c[hi + 1] - c[lo]) / (hi - lo + 1)
 
 
-class ReferenceExpert:
-    """Fitted on one channel's normal values; `score(values)` → per-step scores in normal-distance units."""
+@register_series_detector
+class ReferenceDetector:
+    """One channel's series detector on its normal reference; scores are in normal-distance units."""
 
-    def __init__(self, reference: np.ndarray, lengths: tuple[int, ...] = LENGTHS):
+    name = "reference"
+    alarm = None  # the threshold is fitted to the reference's own leave-one-out scores
+
+    def __init__(self, lengths: tuple[int, ...] = LENGTHS):
+        self.lengths = lengths
+        self.banks: dict[tuple[int, bool], np.ndarray] = {}
+        self.units: dict[tuple[int, bool], float] = {}
+
+    @property
+    def window(self) -> int:
+        return max(self.lengths)
+
+    @property
+    def context(self) -> int:
+        return self.window - 1  # the windows that end on a step start this far before it
+
+    def fit(self, reference: np.ndarray) -> np.ndarray:
+        """Learn the reference; returns its own leave-one-out map (what normal scores)."""
         reference = np.asarray(reference, dtype=np.float64)
-        self.lengths = tuple(w for w in lengths if reference.size >= 4 * w) or (max(2, reference.size // 4),)
         if reference.size < 8:
             raise ValueError(f"a normal reference needs at least 8 points, got {reference.size}")
+        self.lengths = tuple(w for w in self.lengths if reference.size >= 4 * w) or (max(2, reference.size // 4),)
         self.banks = {(w, z): windows(reference, w, z) for w in self.lengths for z in (False, True)}
-        self.units: dict[tuple[int, bool], float] = {}
         loo = []
         for key, bank in self.banks.items():
             d = nearest_distance(bank, bank, exclude=key[0])
@@ -68,10 +87,10 @@ class ReferenceExpert:
             # a scale floor: a perfectly repeating reference must not make every tiny deviation infinite
             self.units[key] = max(float(np.median(d)), 1e-3 * float(np.std(reference)) + 1e-12, 1e-12)
             loo.append(step_map(d / self.units[key], key[0], reference.size))
-        self.normal_map = np.max(loo, axis=0)  # the reference's own leave-one-out map: what normal scores
+        return np.max(loo, axis=0)
 
     def score(self, values: np.ndarray) -> np.ndarray:
-        """Per-step score: the maximum over window lengths and raw / z-normalised experts."""
+        """Per-step score: the maximum over window lengths and raw / z-normalised distances."""
         values = np.asarray(values, dtype=np.float64)
         maps = [
             step_map(nearest_distance(windows(values, w, z), bank) / self.units[(w, z)], w, values.size)

@@ -3,12 +3,14 @@
 A window runs over consecutive anomalous steps (gaps shorter than `MERGE_GAP` steps are bridged). Its
 description compares the values inside with the channel's normal range (1st–99th percentile of the
 reference) and its normal step-to-step variation: a flat line, a spike or a dip, a drift, a level
-change (drop or rise, in % of the normal range's level), or, with the values inside the normal range,
-a change of rhythm or shape.
+change (drop or rise, in % of the normal level: only when the window's level is clearly outside the normal
+range), or, with the values inside or at the edge of the normal range, a change of rhythm or shape. Numbers
+are rounded to a hundredth of the normal range's width: finer digits are noise.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -17,6 +19,7 @@ MERGE_GAP = 8
 SPIKE_STEPS = 16  # an excursion out of range no longer than this (and back) is a spike or a dip
 FLAT_SHARE = 0.6  # share of steps that barely move in a flat line
 SPIKE_MARGIN = 0.25  # … reaching this fraction of the range's width past it (less: the shape changed)
+LEVEL_MARGIN = 0.1  # a level change is one past the normal range by at least this fraction of its width
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ def describe(values: np.ndarray, normal: NormalRange) -> tuple[str, str]:
     width = max(normal.high - normal.low, 1e-12)
     steps = np.abs(np.diff(v))
     if v.size >= MERGE_GAP and np.mean(steps <= 0.1 * normal.wiggle + 1e-12 * width) >= FLAT_SHARE:
-        return "flat line", f"a flat line: the signal stopped varying (at about {np.median(v):.4g})"
+        return "flat line", f"a flat line: the signal stopped varying (at about {_number(float(np.median(v)), width)})"
     quarters = [float(q.mean()) for q in np.array_split(v, 4)] if v.size > 2 * SPIKE_STEPS else []
     if (
         quarters
@@ -76,11 +79,17 @@ def describe(values: np.ndarray, normal: NormalRange) -> tuple[str, str]:
         way = "upward" if change > 0 else "downward"
         return (
             "drift",
-            f"a drift {way} of {abs(change):.4g} over {v.size} steps ({_percent(abs(change), normal):.0f} % of the normal level)",
+            f"a drift {way} of {_number(abs(change), width)} over {v.size} steps "
+            f"({_percent_text(abs(change), normal)} of the normal level)",
         )
+    return _level_or_rhythm(v, normal, width)
+
+
+def _level_or_rhythm(v: np.ndarray, normal: NormalRange, width: float) -> tuple[str, str]:
+    """A spike or dip, a level change clearly outside the normal range, or a change of shape within it."""
     above, below = v > normal.high, v < normal.low
     med = float(np.median(v))
-    normal_text = f"normal range {normal.low:.4g} to {normal.high:.4g}"
+    normal_text = f"normal range {_number(normal.low, width)} to {_number(normal.high, width)}"
     up, down = v.max() - normal.high, normal.low - v.min()
     if (
         normal.low <= med <= normal.high
@@ -88,24 +97,31 @@ def describe(values: np.ndarray, normal: NormalRange) -> tuple[str, str]:
         and (above | below).sum() <= SPIKE_STEPS
     ):
         if up >= down:
-            return "spike", f"a spike up to {v.max():.4g} ({normal_text})"
-        return "dip", f"a dip down to {v.min():.4g} ({normal_text})"
-    if med < normal.low:
-        return (
-            "drop",
-            f"a drop of {_percent(normal.median - med, normal):.0f} % below normal, to about {med:.4g} ({normal_text})",
-        )
-    if med > normal.high:
-        return (
-            "rise",
-            f"a rise of {_percent(med - normal.median, normal):.0f} % above normal, to about {med:.4g} ({normal_text})",
-        )
-    return "rhythm", "a change of rhythm or shape (periodicity), with the values inside the normal range"
+            return "spike", f"a spike up to {_number(v.max(), width)} ({normal_text})"
+        return "dip", f"a dip down to {_number(v.min(), width)} ({normal_text})"
+    level = f"to about {_number(med, width)} ({normal_text})"
+    if med < normal.low - LEVEL_MARGIN * width:
+        return "drop", f"a drop of {_percent_text(normal.median - med, normal)} below normal, {level}"
+    if med > normal.high + LEVEL_MARGIN * width:
+        return "rise", f"a rise of {_percent_text(med - normal.median, normal)} above normal, {level}"
+    where = "inside" if normal.low <= med <= normal.high else "at the edge of"
+    return "rhythm", f"a change of rhythm or shape (periodicity), with the values {where} the normal range"
+
+
+def _number(x: float, width: float) -> str:
+    """x to a hundredth of the normal range's width (at most 6 decimals; large values without any)."""
+    decimals = min(6, max(0, -math.floor(math.log10(max(width, 1e-12) / 100))))
+    return f"{x:,.{decimals}f}"
 
 
 def _percent(change: float, normal: NormalRange) -> float:
     """A change in % of the normal median level (of the range's width when the level is near zero)."""
     return 100.0 * change / max(abs(normal.median), normal.high - normal.low, 1e-12)
+
+
+def _percent_text(change: float, normal: NormalRange) -> str:
+    p = _percent(change, normal)
+    return f"{p:.0f} %" if p >= 1 else f"{p:.1g} %"
 
 
 def find_windows(

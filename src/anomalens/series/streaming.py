@@ -17,8 +17,12 @@ rounding in the distances, which can move a tail score by one rank).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from .registry import register_series_detector
 
 LENGTHS = (6, 32)  # short windows catch spikes and steps quickly; longer ones catch changed shapes
 MIN_HISTORY = 50  # distances needed before a tail score means anything
@@ -192,3 +196,27 @@ class StreamingDetector:
             best = np.minimum(best, d2.min(0))
         out[ok] = np.sqrt(np.maximum(best.astype(np.float64) + (q * q).sum(1), 0.0) / w)
         return out
+
+
+@register_series_detector
+class StreamingSeriesDetector:
+    """`StreamingDetector` as a registered series detector: the reference is the stream's start (its length
+    sets the rest period, as NAB's probation does) and whatever is scored continues that stream."""
+
+    name = "streaming"
+    alarm = ALARM  # conformal tail scores mean the same on every series: the detector's own level holds
+    window = max(LENGTHS)
+    context = 0  # its state after the reference carries all the past it needs
+
+    def __init__(self) -> None:
+        self.fitted: StreamingDetector | None = None
+
+    def fit(self, reference: np.ndarray) -> np.ndarray:
+        self.fitted = StreamingDetector(learning=max(1, np.asarray(reference).size))
+        self.fitted.update(reference)
+        return np.zeros(np.asarray(reference).size)  # its learning period raises no alarm (NAB's probation)
+
+    def score(self, values: np.ndarray) -> np.ndarray:
+        if self.fitted is None:
+            raise ValueError("fit the streaming detector on a reference first")
+        return copy.deepcopy(self.fitted).update(values)  # a copy: the fitted stream can score other series

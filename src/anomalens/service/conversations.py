@@ -62,8 +62,8 @@ class SeriesChats:
         self._kept: OrderedDict[str, SeriesChat] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, key: str, result: SeriesResult, reference_points: int) -> SeriesChat:
-        chat = SeriesChat(series_findings(result, reference_points), self.model)
+    def add(self, key: str, result: SeriesResult) -> SeriesChat:
+        chat = SeriesChat(series_findings(result, result.reference_points), self.model)
         with self._lock:
             self._kept[key] = chat
             while len(self._kept) > self.max_kept:
