@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from ..regions import Region, location_names
 from ..result import UNCERTAIN, uncertain, uncertain_note
-from .claims import false_premise, read_claims
+from .claim_check import false_premise
+from .claims import read_claims
 from .findings import Findings
 
 # Intent patterns, matched on the lower-cased question; several may match one, answered in this order.
@@ -69,9 +70,8 @@ class Answer:
     anomalous: bool  # the verdict the answer states
     locations: list[str] = field(default_factory=list)  # grid cells it names as defective
     focus: int | None = None  # index of the region the answer is about (for follow-ups like "how big is it?")
-    premise: list[str] = field(
-        default_factory=list
-    )  # what the question wrongly took for granted (claims.false_premise)
+    # what the question wrongly took for granted (claim_check.false_premise)
+    premise: list[str] = field(default_factory=list)
 
 
 def classify(question: str) -> list[str]:

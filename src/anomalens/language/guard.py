@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .claims import Claims, contradiction, read_claims, split_sentences
+from .claim_check import contradiction
+from .claims import Claims, read_claims, split_sentences
 from .composer import ANSWERERS, Answer, correct_premise, rejects_premise
 from .findings import Findings
 
