@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .calibration import reference_shift
+from .batch_evidence import reference_shift
 from .data import ImageError, load_mask, load_split
 from .inspector import Inspector
 from .metrics import calibration_errors, evaluate
@@ -39,7 +39,7 @@ def evaluate_category(
     no training image is read: route "mutual" scores the test images as one batch (its time counts as
     detection); route "clip" compares each with text about the category, named after its folder, using
     the CLIP of `options["clip_weights"]` / `options["clip_model"]`. By default each test image is decided
-    alone; `batch_evidence`: the test set is decided as one batch (`calibration.batch_refined`)."""
+    alone; `batch_evidence`: the test set is decided as one batch (`batch_evidence.batch_refined`)."""
     train = [] if zero_shot else load_split(root, category, "train")
     if shots:
         train = train[:shots]

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from .backbones import DEFAULT_BACKBONE, create_backbone, resolve_weights
-from .calibration import anomalous_evidence, batch_calibration, calibrate, probability_calibration
+from .batch_evidence import batch_calibration
+from .calibration import calibrate, probability_calibration
 from .config import InspectorConfig
 from .embedded import Embedded, embedded, expert_input, tile_batches
 from .evidence import DecisionEvidence
@@ -44,6 +45,7 @@ from .preprocessing import (
 from .references import References
 from .result import InspectionResult, ModelMetadata, Scored, decided, file_version
 from .scale import Probe, choose_scale
+from .synthetic_evidence import anomalous_evidence
 
 __all__ = ["ImageInput", "InspectionResult", "Inspector", "InspectorConfig"]
 Weights = str | Path | None  # a backbone weights file; None: the one its package ships
@@ -147,7 +149,7 @@ class Inspector:
     ) -> list[InspectionResult]:
         """All results at once, each image decided alone (its verdict depends on it and the model only);
         `batch_evidence`: the threshold may move on the batch's own scores where they are clearly two groups
-        (`calibration.batch_refined`). Results say which (`InspectionResult.decision`)."""
+        (`batch_evidence.batch_refined`). Results say which (`InspectionResult.decision`)."""
         return list(self.iter_predict(images, max_pixels, batch_evidence))
 
     def iter_predict(

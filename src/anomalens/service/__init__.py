@@ -150,7 +150,7 @@ class InspectionService:
         scored: Callable[[], None] | None = None,
     ) -> Iterator[Inspection]:
         """Inspections in input order; an unreadable image is an Inspection whose result has `error` set.
-        Each image is decided alone; `batch_evidence`: as one batch (`calibration.batch_refined`). `scored()`
+        Each image is decided alone; `batch_evidence`: as one batch (`batch_evidence.batch_refined`). `scored()`
         is called as each image is scored (progress). Defect types are named by `defect_types`, else by those
         the model was taught."""
         defect_types = defect_types or getattr(inspector, "defect_types", None)
