@@ -1,10 +1,8 @@
 """The one obvious API: ``Inspector().fit(normal_images)`` then ``inspector.predict(images)``; zero-shot, with
 no normal images: ``Inspector(zero_shot="mutual").predict(images)`` (a batch scored against itself) or
-``Inspector.zero_shot_clip(weights, class_name=...)`` (CLIP and text prompts).
-
-The Inspector composes the stages in data-flow order and holds no knowledge of any one expert:
-preprocessing (decode, resize) → features (backbone) → expert (patch maps, scores) → maps (smoothing) →
-decision (calibration) → result (verdict, regions). What an expert needs, it declares (`Expert.needs`)."""
+``Inspector.zero_shot_clip(weights, class_name=...)`` (CLIP and text prompts: the one expert it names). It
+composes the stages in data-flow order: preprocessing (decode, resize) → features (backbone) → expert (patch
+maps, scores) → maps → decision (calibration) → result (verdict, regions); experts declare their `needs`."""
 
 from __future__ import annotations
 
@@ -24,7 +22,7 @@ from .embedded import Embedded, embedded, expert_input, tile_batches
 from .evidence import DecisionEvidence
 from .experts import ClipZeroShotExpert, Expert, ExpertInput, NormalEvidence, expert_class
 from .experts.base import Progress
-from .experts.defect_types import DefectExamples, DefectTypeExpert, defect_descriptors
+from .experts.defect_types import DefectExamples, DefectTypeClassifier, defect_descriptors
 from .features import patch_features
 from .graph import InferenceGraph
 from .lineage import Step
@@ -263,7 +261,7 @@ class Inspector:
         return expert_input(self.backbone, tiles, kind)
 
     @property
-    def defect_types(self) -> DefectTypeExpert | None:
+    def defect_types(self) -> DefectTypeClassifier | None:
         """The defect-type head of the typed defects it was taught (None: fewer than two types)."""
         return self.defect_examples.head() if self.defect_examples is not None else None
 

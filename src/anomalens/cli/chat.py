@@ -31,7 +31,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:  # the models are imported by the command that runs them (`--help` needs none)
-    from ..experts.defect_types import DefectTypeExpert
+    from ..experts.defect_types import DefectTypeClassifier
     from ..inspector import Inspector
     from ..language.chat import ChatSession, Turn
     from ..service import InspectionService
@@ -135,7 +135,7 @@ def chat(
         tuple(d.name for d in rules.defects) if rules else (),
         **resolution(image_size, scale, tile),
     )
-    types = _defect_type_expert(service, inspector, defect_examples) if defect_examples else None
+    types = _defect_type_classifier(service, inspector, defect_examples) if defect_examples else None
     session, size = _session(service, inspector, image, class_name, rules, ref_paths, types)
     _converse(session, ask, json_output, _Teacher(service, inspector, model, image, size))
 
@@ -198,7 +198,7 @@ def _pictures(paths: list[Path]) -> list:
     return pictures
 
 
-def _defect_type_expert(service: InspectionService, inspector: Inspector, folder: Path) -> DefectTypeExpert:
+def _defect_type_classifier(service: InspectionService, inspector: Inspector, folder: Path) -> DefectTypeClassifier:
     """A defect-type head from labelled examples: FOLDER/<type>/*.png; unreadable examples are skipped."""
     from ..data.datasets import scan_folder
 
