@@ -1,4 +1,4 @@
-"""The bimodality gate's critical values (`calibration.GATE_CRITICAL`): at each batch size, the highest of
+"""The bimodality gate's critical values (`batch_evidence.GATE_CRITICAL`): at each batch size, the highest of
 the 95 % quantiles of the gate's likelihood-ratio statistic on one-mode batches drawn from a normal, a
 gamma(2) and a lognormal(σ 0.5) distribution, simulated with a fixed seed; then, as a check with fresh draws,
 the share of one-mode batches of each kind the table in calibration.py lets through.
@@ -12,7 +12,7 @@ import argparse
 
 import numpy as np
 
-from anomalens.calibration import GATE_FALSE_MOVES, gate_critical, gate_statistic
+from anomalens.batch_evidence import GATE_FALSE_MOVES, gate_critical, gate_statistic
 
 SIZES = (16, 24, 32, 48, 64, 128)  # beyond: the last (the quantiles fall with size)
 NULLS = {

@@ -38,7 +38,7 @@ from scipy import ndimage
 from anomalens import Inspector
 from anomalens.data import load_mask, load_split
 from anomalens.data.datasets import list_categories
-from anomalens.experts.defect_types import DefectGuess, DefectTypeExpert
+from anomalens.experts.defect_types import DefectGuess, DefectTypeClassifier
 from anomalens.language import ChatSession, create_language_model, findings_from, read_claims
 from anomalens.regions import grid_location
 
@@ -143,7 +143,7 @@ def defect_type_guesses(results: list, test: list, seed: int) -> tuple[dict[int,
         for name in types:
             others = [r for r, j in enumerate(defective) if j != i and test[j].defect == name]
             examples[name] = descriptors[rng.sample(others, min(TYPE_EXAMPLES, len(others)))]
-        guesses[i] = DefectTypeExpert.fit(examples).classify(descriptors[row])
+        guesses[i] = DefectTypeClassifier.fit(examples).classify(descriptors[row])
     return guesses, types
 
 

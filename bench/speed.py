@@ -92,12 +92,12 @@ def time_onnx(graph: Path, root: Path, category: str) -> None:
 def time_bound(root: Path, category: str, shots: str) -> None:
     """The child's part: backbone + expert scoring alone, on pixels prepared beforehand (img/s)."""
     from anomalens import Inspector
-    from anomalens.calibration import SYNTHETIC_ANOMALIES
     from anomalens.data import load_split
     from anomalens.experts import ExpertInput
     from anomalens.features import patch_features
     from anomalens.pixels import to_batch
     from anomalens.preprocessing import decode
+    from anomalens.synthetic_evidence import SYNTHETIC_ANOMALIES
 
     train = [sample.path for sample in load_split(root, category, "train")]
     inspector = Inspector().fit(train if shots == "all" else train[: int(shots)])

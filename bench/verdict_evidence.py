@@ -28,11 +28,12 @@ import torch
 
 import verdicts as V
 from anomalens import Inspector
-from anomalens.calibration import SYNTHETIC_SOURCES, anomalous_evidence, calibrate
+from anomalens.calibration import calibrate
 from anomalens.experts import ExpertInput, NormalImages, expert_class
 from anomalens.experts.memory_bank import image_scaled
 from anomalens.features import flatten_patches, patch_features
 from anomalens.maps import smooth
+from anomalens.synthetic_evidence import SYNTHETIC_SOURCES, anomalous_evidence
 
 COPIES = 4
 RESAMPLES = 2000

@@ -4,7 +4,7 @@
 Two steps. **Measure** (`--categories C`, one process per category if you like): for each shared category, k ∈
 {1, 2, 4, 8} references (3 draws each) and all of them (PatchCore, one draw), fit the default expert once and
 keep what every decision rule is computed from — the references' leave-one-out scores, 24 synthetic anomalies'
-scores (`calibration.anomalous_evidence`), the test images' scores — in bench/verdicts-<category>.json, with
+scores (`synthetic_evidence.anomalous_evidence`), the test images' scores — in bench/verdicts-<category>.json, with
 zero-shot route B's outcome. Backbone features are computed once per category and cached.
 
 **Choose and report** (always, from every category measured): every `calibration.DecisionRule` of the grids is
@@ -36,14 +36,8 @@ import torch
 from scipy.special import stdtr
 
 from anomalens import Inspector
-from anomalens.calibration import (
-    SYNTHETIC_SOURCES,
-    Calibration,
-    DecisionRule,
-    anomalous_evidence,
-    calibrate,
-    normal_mode,
-)
+from anomalens.batch_evidence import normal_mode
+from anomalens.calibration import Calibration, DecisionRule, calibrate
 from anomalens.data.datasets import load_split
 from anomalens.experts import NormalImages, expert_class
 from anomalens.experts.base import ExpertInput
@@ -52,6 +46,7 @@ from anomalens.metrics import calibration_errors
 from anomalens.pixels import to_batch
 from anomalens.preprocessing import as_images, batches
 from anomalens.robust import median_and_spread
+from anomalens.synthetic_evidence import SYNTHETIC_SOURCES, anomalous_evidence
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_ROOT = HERE.parent.parent / "shared" / "datasets"

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from scipy.special import stdtr
 
+from anomalens.batch_evidence import reference_shift
 from anomalens.calibration import (
     MIN_SCALE,
     DecisionRule,
     calibrate,
     image_decision,
     prediction_factor,
-    reference_shift,
     student_t_cdf,
     upper_threshold,
 )
@@ -118,7 +118,7 @@ def _two_groups(rng, normal: int, defective: int) -> np.ndarray:
 
 
 def test_a_batch_with_two_modes_lowers_a_threshold_set_too_high_to_where_they_are_equally_likely():
-    from anomalens.calibration import batch_refined
+    from anomalens.batch_evidence import batch_refined
 
     rng = np.random.default_rng(0)
     scores = _two_groups(rng, 40, 60)
@@ -139,7 +139,7 @@ def test_a_batch_with_two_modes_lowers_a_threshold_set_too_high_to_where_they_ar
 def test_a_batch_never_puts_the_threshold_below_the_lowest_reference():
     """Equal odds lie near 2 (above); references whose lowest own score is 2.5 hold the line there, the
     posterior moved with it; at or above the references' threshold, the batch changes nothing."""
-    from anomalens.calibration import batch_refined
+    from anomalens.batch_evidence import batch_refined
 
     scores = _two_groups(np.random.default_rng(0), 40, 60)
     free = batch_refined(_reference_calibration(3.5), scores)
@@ -156,7 +156,7 @@ def test_a_batch_never_puts_the_threshold_below_the_lowest_reference():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_an_all_defective_batch_never_raises_the_threshold(seed):
-    from anomalens.calibration import batch_refined
+    from anomalens.batch_evidence import batch_refined
 
     rng = np.random.default_rng(seed)
     defects = np.r_[rng.normal(2.0, 0.1, 30), rng.normal(4.0, 0.2, 30)]  # two kinds of defect: two modes
@@ -165,7 +165,7 @@ def test_an_all_defective_batch_never_raises_the_threshold(seed):
 
 
 def test_batches_it_leaves_alone():
-    from anomalens.calibration import BATCH_EVIDENCE_MIN, batch_refined
+    from anomalens.batch_evidence import BATCH_EVIDENCE_MIN, batch_refined
 
     rng = np.random.default_rng(1)
     reference = _reference_calibration(3.5)
@@ -194,7 +194,7 @@ def test_the_probability_is_as_sure_as_the_references_behind_the_threshold():
 def _moved(calibration, batches: np.ndarray) -> float:
     """The share of the batches (rows) that move the threshold: the gate is computed for all at once (as
     `bimodal` computes it for one), and those it lets through, with a few it stops, go through `batch_refined`."""
-    from anomalens.calibration import batch_refined, gate_critical, gate_statistic
+    from anomalens.batch_evidence import batch_refined, gate_critical, gate_statistic
 
     passed = gate_statistic(batches) > gate_critical(batches.shape[1])
     checked = np.r_[np.flatnonzero(passed), np.flatnonzero(~passed)[:20]]
@@ -222,7 +222,7 @@ def test_one_mode_batches_move_the_threshold_in_at_most_5_percent(kind, size):
 
 
 def test_the_gate_is_calibrated_at_the_batch_size():
-    from anomalens.calibration import BATCH_EVIDENCE_MIN, GATE_CRITICAL, bimodal, gate_critical
+    from anomalens.batch_evidence import BATCH_EVIDENCE_MIN, GATE_CRITICAL, bimodal, gate_critical
 
     assert GATE_CRITICAL[0][0] == BATCH_EVIDENCE_MIN and gate_critical(GATE_CRITICAL[0][0]) == GATE_CRITICAL[0][1]
     assert gate_critical(10**4) > GATE_CRITICAL[-1][1] >= GATE_CRITICAL[0][1]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from anomalens.language import ChatSession
-from anomalens.language.claims import contradiction, false_premise, read_claims
+from anomalens.language.claim_check import contradiction, false_premise
+from anomalens.language.claims import read_claims
 from anomalens.language.composer import compose
 from anomalens.language.findings import DefectGuess, Findings
 from anomalens.language.guard import check

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from anomalens import Inspector
 from anomalens.cli import app
-from anomalens.experts.defect_types import DefectTypeExpert
+from anomalens.experts.defect_types import DefectTypeClassifier
 from conftest import plant_defect, save_png, texture
 
 
@@ -37,14 +37,14 @@ def _descriptors(inspector, images) -> np.ndarray:
 def test_types_are_told_apart_from_three_examples_each(inspector):
     blobs = [plant_defect(texture(800 + i), i)[0] for i in range(6)]
     lines = [scratch(texture(900 + i), i) for i in range(6)]
-    expert = DefectTypeExpert.fit(
+    expert = DefectTypeClassifier.fit(
         {"blob": _descriptors(inspector, blobs[:3]), "scratch": _descriptors(inspector, lines[:3])}
     )
     guesses = [expert.classify(d) for d in _descriptors(inspector, blobs[3:] + lines[3:])]
     assert [g.name for g in guesses] == ["blob"] * 3 + ["scratch"] * 3
     assert all(0 < g.similarity <= 1 and g.runner_up != g.name for g in guesses)
     with pytest.raises(ValueError, match="at least two defect types"):
-        DefectTypeExpert.fit({"blob": _descriptors(inspector, blobs[:1])})
+        DefectTypeClassifier.fit({"blob": _descriptors(inspector, blobs[:1])})
 
 
 @pytest.mark.e2e

@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from anomalens import Inspector
-from anomalens.calibration import normal_mode
+from anomalens.batch_evidence import normal_mode
 from anomalens.cli import app
 from anomalens.experts.mutual import rescore
 from anomalens.pixels import standardise_exposure

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 
 from .backbones import Backbone
-from .calibration import SYNTHETIC_SOURCES
 from .data import to_uint8
 from .experts import Expert, ExpertInput, NormalEvidence, NormalImages
 from .features import patch_features
 from .maps import smooth
 from .pixels import standardise_exposure
 from .preprocessing import Decoded, ImageInput, ImageMaps, Layout, TilePlan, batches
+from .synthetic_evidence import SYNTHETIC_SOURCES
 
 
 def tile_batches(

@@ -11,12 +11,14 @@ import platform
 import resource
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .calibration import reference_shift
+from .batch_evidence import reference_shift
+from .calibration import Calibration
 from .data import ImageError, load_mask, load_split
 from .inspector import Inspector
 from .metrics import calibration_errors, evaluate
@@ -39,23 +41,56 @@ def evaluate_category(
     no training image is read: route "mutual" scores the test images as one batch (its time counts as
     detection); route "clip" compares each with text about the category, named after its folder, using
     the CLIP of `options["clip_weights"]` / `options["clip_model"]`. By default each test image is decided
-    alone; `batch_evidence`: the test set is decided as one batch (`calibration.batch_refined`)."""
+    alone; `batch_evidence`: the test set is decided as one batch (`batch_evidence.batch_refined`)."""
     train = [] if zero_shot else load_split(root, category, "train")
     if shots:
         train = train[:shots]
     test = load_split(root, category, "test")
-    options = dict(options or {})
+    inspector = _inspector(category, dict(options or {}), zero_shot)
+    fit_seconds = _fit(inspector, train, progress, zero_shot)
+    test_started = time.perf_counter()  # the whole test pass: results, masks and metrics (as anomalib's test)
+    seen = _test_pass(inspector, test, progress, eval_size, batch_evidence)
+    labels, calibration = np.array(seen.labels), seen.calibration
+    metrics = evaluate(labels, np.array(seen.scores), seen.masks, seen.maps)  # lists: sizes may differ
+    test_seconds = time.perf_counter() - test_started
+    return {
+        "category": category,
+        "shots": "zero" if zero_shot else shots or "all",
+        "expert": inspector.expert_name,
+        "scale": str(inspector.config.scale),  # the layout fitted (the one `--scale auto` chose)
+        "n_train": len(train) - len(inspector.skipped),
+        "n_test": len(seen.labels),
+        **metrics,
+        **verdict_quality(labels, np.array(seen.verdicts, bool), np.array(seen.probabilities)),
+        "calibration": calibration.to_dict() if calibration else None,
+        "decision_mode": ", ".join(sorted(seen.modes)) or None,
+        # the test set's normal-looking images against the references, in normal spreads (no labels used)
+        "reference_shift": reference_shift(calibration, seen.scores) if calibration else None,
+        "fit_seconds": fit_seconds,
+        "detect_images_per_second": len(test) / seen.detect_seconds if seen.detect_seconds else float("nan"),
+        "test_images_per_second": len(test) / test_seconds,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "skipped": seen.skipped,
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
+        "eval_size": eval_size or "native",
+    }
+
+
+def _inspector(category: str, options: dict, zero_shot: str | None) -> Inspector:
+    """The inspector `evaluate_category` runs: CLIP's text about the category, or `options` as given."""
     if zero_shot == "clip":
         options.pop("expert", None)
-        inspector = Inspector.zero_shot_clip(
+        return Inspector.zero_shot_clip(
             options.pop("clip_weights", None),
             options.pop("clip_model", None),
             class_name=category.replace("_", " "),
             **options,
         )
-    else:
-        inspector = Inspector(**options, zero_shot=zero_shot)
+    return Inspector(**options, zero_shot=zero_shot)
 
+
+def _fit(inspector: Inspector, train: list, progress, zero_shot: str | None) -> float:
+    """Fits on the training images (none zero-shot); the seconds it took."""
     started = time.perf_counter()
     done = 0
 
@@ -67,66 +102,63 @@ def evaluate_category(
 
     if not zero_shot:
         inspector.fit([s.path for s in train], progress=fit_progress)
-    fit_seconds = time.perf_counter() - started
+    return time.perf_counter() - started
 
-    test_started = time.perf_counter()  # the whole test pass: results, masks and metrics (as anomalib's test)
-    labels, scores, maps, masks, verdicts, probabilities, skipped = [], [], [], [], [], [], list(inspector.skipped)
-    modes: set[str] = set()  # how the results were decided
-    calibration = inspector.calibration
+
+@dataclass
+class _Seen:
+    """What the test pass collected: per scored image its label, score, verdict, probability, map and mask."""
+
+    calibration: Calibration | None
+    skipped: list[str | None]  # what could not be read, and why
+    labels: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    verdicts: list[bool] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)
+    maps: list[np.ndarray] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)
+    modes: set[str] = field(default_factory=set)  # how the results were decided
+    detect_seconds: float = 0.0  # time spent producing results (decoding included), not reading masks or scoring
+
+
+def _test_pass(inspector: Inspector, test: list, progress, eval_size: int | None, batch_evidence: bool) -> _Seen:
+    """Every test image through the normal prediction path, with its mask (skipped: those unreadable)."""
+    seen = _Seen(inspector.calibration, list(inspector.skipped))
     predictions = inspector.iter_predict([s.path for s in test], batch_evidence=batch_evidence)
-    detect_seconds = 0.0  # time spent producing results (decoding included), not reading masks or scoring
     for i, sample in enumerate(test, start=1):
         started = time.perf_counter()
         result = next(predictions)
-        detect_seconds += time.perf_counter() - started
+        seen.detect_seconds += time.perf_counter() - started
         if progress:
             progress("detect", i, len(test))
         if not result.ok:
-            skipped.append(result.error)
+            seen.skipped.append(result.error)
             continue
+        assert result.image_size is not None  # an ok result has its image's size
         width, height = result.image_size
         try:
             mask = load_mask(sample.mask_path, (height, width)) if sample.mask_path else np.zeros((height, width), bool)
         except ImageError as error:
-            skipped.append(str(error))
+            seen.skipped.append(str(error))
             continue
-        labels.append(sample.label)
-        scores.append(result.score)
-        verdicts.append(result.anomalous)
-        probabilities.append(result.probability)
-        modes |= {result.decision.mode} if result.decision else set()
-        calibration = result.calibration  # a zero-shot batch's own comes with its results
-        if eval_size is not None:
-            maps.append(_resized(result.anomaly_map, eval_size, "bilinear"))
-            masks.append(_resized(mask, eval_size, "nearest"))
-        else:
-            same = result.anomaly_map.shape == mask.shape
-            maps.append(result.anomaly_map if same else at_image_size(result.anomaly_map, mask.shape))
-            masks.append(mask)
+        _add(seen, sample.label, result, mask, eval_size)
+    return seen
 
-    metrics = evaluate(np.array(labels), np.array(scores), masks, maps)  # lists: sizes may differ
-    test_seconds = time.perf_counter() - test_started
-    return {
-        "category": category,
-        "shots": "zero" if zero_shot else shots or "all",
-        "expert": inspector.expert.name,
-        "scale": str(inspector.config.scale),  # the layout fitted (the one `--scale auto` chose)
-        "n_train": len(train) - len(inspector.skipped),
-        "n_test": len(labels),
-        **metrics,
-        **verdict_quality(np.array(labels), np.array(verdicts, bool), np.array(probabilities)),
-        "calibration": calibration.to_dict() if calibration else None,
-        "decision_mode": ", ".join(sorted(modes)) or None,
-        # the test set's normal-looking images against the references, in normal spreads (no labels used)
-        "reference_shift": reference_shift(calibration, scores) if calibration else None,
-        "fit_seconds": fit_seconds,
-        "detect_images_per_second": len(test) / detect_seconds if detect_seconds else float("nan"),
-        "test_images_per_second": len(test) / test_seconds,
-        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "skipped": skipped,
-        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
-        "eval_size": eval_size or "native",
-    }
+
+def _add(seen: _Seen, label: int, result, mask: np.ndarray, eval_size: int | None) -> None:
+    seen.labels.append(label)
+    seen.scores.append(result.score)
+    seen.verdicts.append(result.anomalous)
+    seen.probabilities.append(result.probability)
+    seen.modes |= {result.decision.mode} if result.decision else set()
+    seen.calibration = result.calibration  # a zero-shot batch's own comes with its results
+    if eval_size is not None:
+        seen.maps.append(_resized(result.anomaly_map, eval_size, "bilinear"))
+        seen.masks.append(_resized(mask, eval_size, "nearest"))
+    else:
+        same = result.anomaly_map.shape == mask.shape
+        seen.maps.append(result.anomaly_map if same else at_image_size(result.anomaly_map, mask.shape))
+        seen.masks.append(mask)
 
 
 def _resized(array: np.ndarray, size: int, mode: str) -> np.ndarray:

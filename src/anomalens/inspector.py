@@ -1,10 +1,8 @@
 """The one obvious API: ``Inspector().fit(normal_images)`` then ``inspector.predict(images)``; zero-shot, with
 no normal images: ``Inspector(zero_shot="mutual").predict(images)`` (a batch scored against itself) or
-``Inspector.zero_shot_clip(weights, class_name=...)`` (CLIP and text prompts).
-
-The Inspector composes the stages in data-flow order and holds no knowledge of any one expert:
-preprocessing (decode, resize) → features (backbone) → expert (patch maps, scores) → maps (smoothing) →
-decision (calibration) → result (verdict, regions). What an expert needs, it declares (`Expert.needs`)."""
+``Inspector.zero_shot_clip(weights, class_name=...)`` (CLIP and text prompts: the one expert it names). It
+composes the stages in data-flow order: preprocessing (decode, resize) → features (backbone) → expert (patch
+maps, scores) → maps → decision (calibration) → result (verdict, regions); experts declare their `needs`."""
 
 from __future__ import annotations
 
@@ -17,13 +15,14 @@ import numpy as np
 import torch
 
 from .backbones import DEFAULT_BACKBONE, create_backbone, resolve_weights
-from .calibration import anomalous_evidence, batch_calibration, calibrate, probability_calibration
+from .batch_evidence import batch_calibration
+from .calibration import calibrate, probability_calibration
 from .config import InspectorConfig
 from .embedded import Embedded, embedded, expert_input, tile_batches
 from .evidence import DecisionEvidence
 from .experts import ClipZeroShotExpert, Expert, ExpertInput, NormalEvidence, expert_class
 from .experts.base import Progress
-from .experts.defect_types import DefectExamples, DefectTypeExpert, defect_descriptors
+from .experts.defect_types import DefectExamples, DefectTypeClassifier, defect_descriptors
 from .features import patch_features
 from .graph import InferenceGraph
 from .lineage import Step
@@ -44,6 +43,7 @@ from .preprocessing import (
 from .references import References
 from .result import InspectionResult, ModelMetadata, Scored, decided, file_version
 from .scale import Probe, choose_scale
+from .synthetic_evidence import anomalous_evidence
 
 __all__ = ["ImageInput", "InspectionResult", "Inspector", "InspectorConfig"]
 Weights = str | Path | None  # a backbone weights file; None: the one its package ships
@@ -147,7 +147,7 @@ class Inspector:
     ) -> list[InspectionResult]:
         """All results at once, each image decided alone (its verdict depends on it and the model only);
         `batch_evidence`: the threshold may move on the batch's own scores where they are clearly two groups
-        (`calibration.batch_refined`). Results say which (`InspectionResult.decision`)."""
+        (`batch_evidence.batch_refined`). Results say which (`InspectionResult.decision`)."""
         return list(self.iter_predict(images, max_pixels, batch_evidence))
 
     def iter_predict(
@@ -261,7 +261,7 @@ class Inspector:
         return expert_input(self.backbone, tiles, kind)
 
     @property
-    def defect_types(self) -> DefectTypeExpert | None:
+    def defect_types(self) -> DefectTypeClassifier | None:
         """The defect-type head of the typed defects it was taught (None: fewer than two types)."""
         return self.defect_examples.head() if self.defect_examples is not None else None
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -61,15 +60,3 @@ def _drawn_span(start: int, stop: int, scale: float, length: int) -> tuple[int, 
     it. Scaled as floats, a 1-pixel box on a half-size picture would end before it starts."""
     first = min(max(math.floor(start * scale), 0), length - 1)
     return first, min(max(math.ceil(stop * scale) - 1, first), length - 1)
-
-
-def save_overlay(
-    path: str | Path,
-    image: np.ndarray,
-    anomaly_map: np.ndarray,
-    calibration: Calibration,
-    regions: Sequence[Region] = (),
-) -> Path:
-    path = Path(path)
-    render_overlay(image, anomaly_map, calibration, regions).save(path)
-    return path

@@ -4,7 +4,7 @@ positive verdict points at.
 
 A part's verdict and probability depend on the part and the model only: each image is decided alone
 ("per-image") unless batch evidence is asked for ("batch-evidence": the threshold may move on the batch's
-own scores, `calibration.batch_refined`, where they are clearly two groups). A zero-shot batch scored against
+own scores, `batch_evidence.batch_refined`, where they are clearly two groups). A zero-shot batch scored against
 itself has no model: it is always decided from its batch ("batch (zero-shot)")."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import Calibration, batch_refined, reference_shift
+from .batch_evidence import batch_refined, reference_shift
+from .calibration import Calibration
 from .preprocessing import Decoded, failure
 from .regions import Region, describe_location, find_regions
 from .resampling import at_image_size
@@ -72,7 +73,7 @@ SHIFT_NOTE = 0.5  # a batch whose normal-looking parts sit this many normal spre
 
 def shift_note(scored: Iterable[tuple[Calibration, float]]) -> str | None:
     """A note for the user where a batch's normal-looking parts score unlike the model's references
-    (`calibration.reference_shift`, SHIFT_NOTE spreads or more), from its (calibration, score) pairs: the
+    (`batch_evidence.reference_shift`, SHIFT_NOTE spreads or more), from its (calibration, score) pairs: the
     verdicts stay as they are — the note says what to expect and what to do. None where they agree, or the
     batch is too small or not one model's."""
     pairs = list(scored)
@@ -259,7 +260,7 @@ def decided(
     """Results in order from scored images (and unreadable images' results). By default one at a time, each
     by its own calibration (PER_IMAGE): a part's verdict depends on the part and the model only.
     `batch_evidence`: all scored first, then decided by their calibration refined on the batch's scores
-    (`calibration.batch_refined`: it moves only for a batch large enough and clearly two groups). The batch's
+    (`batch_evidence.batch_refined`: it moves only for a batch large enough and clearly two groups). The batch's
     decoded images and maps are held meanwhile, up to BATCH_BYTES: past that, what is held is decided
     (refined on its own scores) and the rest follows. `scored()` is called as each item is scored (progress,
     before a batch's results come)."""

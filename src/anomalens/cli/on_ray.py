@@ -4,13 +4,19 @@ the summary `detect` gives."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from .common import console, err, fail, fresh_output_dir
 from .records import open_records
+
+if TYPE_CHECKING:  # Ray and pyarrow are imported by the command that runs them
+    from ..distributed import RaySummary
 
 
 def detect_on_ray(
@@ -40,14 +46,34 @@ def detect_on_ray(
     out = out if resumed else fresh_output_dir(out, overwrite, "detect")
     assert out is not None
     store = open_records(records) if records else None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     try:
         total = len(source_paths(images))
     except (OSError, ValueError) as error:  # a path or URI that names nothing, a URI pyarrow cannot open
         fail(str(error))
     if not total:
         fail("no images to inspect")
+    with _bars(address) as advance:
+        try:
+            summary = inspect_dataset(
+                images, model, out, address=None if address == "local" else address, records=store,
+                batch_size=batch_size, num_workers=workers, weights=weights, max_pixels=max_pixels,
+                class_name=class_name or "", progress=advance,
+            )  # fmt: skip
+        except ConnectionError as error:
+            fail(f"Ray cluster {address!r}: {error}")
+        finally:
+            if store is not None:
+                store.close()
+    _print_summary(summary, out, store)
+    if summary.inspected and summary.errors == summary.inspected:
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _bars(address: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar of the images inspected on Ray, with their rate; yields `progress(done, todo)`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     started = time.perf_counter()
     with Progress(
         TextColumn("{task.description}"),
@@ -64,17 +90,10 @@ def detect_on_ray(
             seconds = time.perf_counter() - started
             bars.update(task, completed=done, total=todo, rate=f"{done / seconds:.1f} img/s" if seconds else "")
 
-        try:
-            summary = inspect_dataset(
-                images, model, out, address=None if address == "local" else address, records=store,
-                batch_size=batch_size, num_workers=workers, weights=weights, max_pixels=max_pixels,
-                class_name=class_name or "", progress=advance,
-            )  # fmt: skip
-        except ConnectionError as error:
-            fail(f"Ray cluster {address!r}: {error}")
-        finally:
-            if store is not None:
-                store.close()
+        yield advance
+
+
+def _print_summary(summary: RaySummary, out: Path, store) -> None:
     inspected = summary.inspected - summary.errors
     console.print(
         f"{summary.defective} of {inspected} images defective"
@@ -84,5 +103,3 @@ def detect_on_ray(
         + f"; Parquet rows and overlays in {escape(str(out))}"
         + (f"; {summary.inspected} records in {escape(repr(store))}" if store is not None else "")
     )
-    if summary.inspected and summary.errors == summary.inspected:
-        raise typer.Exit(1)

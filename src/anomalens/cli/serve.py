@@ -51,14 +51,7 @@ def serve(
         if (error.name or "").split(".")[0] not in SERVE_MODULES:
             raise
         fail("the service needs the serve extra: pip install 'anomalens[serve]'")
-    from ..language import BackendError, create_language_model
-
-    try:
-        language_model = create_language_model(
-            backend, model_path=llm_model, base_url=base_url, model=llm_name, vision=vision
-        )
-    except BackendError as error:
-        fail(str(error))
+    language_model = _language_model(backend, llm_model, base_url, llm_name, vision)
     check_writable(models)
     store = open_records(records) if records else None  # inspections, chats and fit jobs outlive a restart
     request_bytes = int(max_request_mb * 1024 * 1024)
@@ -80,3 +73,13 @@ def serve(
         + (f"; records in {escape(repr(store))}" if store else "")
     )
     uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+def _language_model(backend: str, llm_model: Path | None, base_url: str | None, llm_name: str | None, vision: bool):
+    """The chat's language model (None: the grounded composer); a backend that cannot start fails the command."""
+    from ..language import BackendError, create_language_model
+
+    try:
+        return create_language_model(backend, model_path=llm_model, base_url=base_url, model=llm_name, vision=vision)
+    except BackendError as error:
+        fail(str(error))

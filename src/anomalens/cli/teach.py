@@ -21,63 +21,73 @@ if TYPE_CHECKING:
 MASK_ENDINGS = ("", "_mask")  # x.png's mask in --masks: x.<suffix> or x_mask.<suffix> (MVTec's name)
 
 
+# the command's options (typer reads them from `teach`'s signature)
+NormalOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option(metavar="PATH", help="Images (or folders of them) a person marked normal: false alarms."),
+]
+DefectOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option(metavar="PATH", help="Images (or folders of them) a person marked defective."),
+]
+MasksOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="Folder of defect masks, nonzero on the defect: <image stem>.png or <image stem>_mask.png. "
+        "A defect without one is taught by its verdict alone."
+    ),
+]
+TypesOpt = Annotated[
+    Optional[Path],
+    typer.Option(help="Defect types: a JSON object, or CSV lines, of image file name → type (e.g. crack)."),
+]
+CorrectionsOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="Corrections as JSON lines: {image, verdict (normal/defective), type, box as \\[x0, y0, x1, y1], "
+        "mask, inspection, id}, paths relative to the file (the log beside a model holds them so)."
+    ),
+]
+OutOpt = Annotated[
+    Optional[Path],
+    typer.Option("-o", "--out", help="File to write. Default: the next version beside MODEL (line.v2.safetensors)."),
+]
+ConfirmOpt = Annotated[
+    bool,
+    typer.Option(
+        "--confirm",
+        help="The images marked normal are sure: taught whole even where the model is sure of a defect "
+        "(without, what it outlines there is held back, and you are told).",
+    ),
+]
+FromRecordsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--from-records",
+        help="Teach the feedback kept in these inspection records (a SQLite file or a database URL) on "
+        "inspections this model (any of its versions) made of image files; feedback taught before is skipped.",
+    ),
+]
+RestoreOpt = Annotated[
+    Optional[int],
+    typer.Option(min=1, help="Bring back this earlier version of MODEL as its next one, instead of teaching."),
+]
+
+
 @app.command()
 def teach(
     model: Annotated[Path, typer.Argument(help="Fitted (or taught) model file.")],
-    normal: Annotated[
-        Optional[list[Path]],
-        typer.Option(metavar="PATH", help="Images (or folders of them) a person marked normal: false alarms."),
-    ] = None,
-    defect: Annotated[
-        Optional[list[Path]],
-        typer.Option(metavar="PATH", help="Images (or folders of them) a person marked defective."),
-    ] = None,
-    masks: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="Folder of defect masks, nonzero on the defect: <image stem>.png or <image stem>_mask.png. "
-            "A defect without one is taught by its verdict alone."
-        ),
-    ] = None,
-    types: Annotated[
-        Optional[Path],
-        typer.Option(help="Defect types: a JSON object, or CSV lines, of image file name → type (e.g. crack)."),
-    ] = None,
-    corrections: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="Corrections as JSON lines: {image, verdict (normal/defective), type, box as \\[x0, y0, x1, y1], "
-            "mask, inspection, id}, paths relative to the file (the log beside a model holds them so)."
-        ),
-    ] = None,
-    out: Annotated[
-        Optional[Path],
-        typer.Option(
-            "-o", "--out", help="File to write. Default: the next version beside MODEL (line.v2.safetensors)."
-        ),
-    ] = None,
-    confirm: Annotated[
-        bool,
-        typer.Option(
-            "--confirm",
-            help="The images marked normal are sure: taught whole even where the model is sure of a defect "
-            "(without, what it outlines there is held back, and you are told).",
-        ),
-    ] = False,
-    from_records: Annotated[
-        Optional[str],
-        typer.Option(
-            "--from-records",
-            help="Teach the feedback kept in these inspection records (a SQLite file or a database URL) on "
-            "inspections this model (any of its versions) made of image files; feedback taught before is skipped.",
-        ),
-    ] = None,
+    normal: NormalOpt = None,
+    defect: DefectOpt = None,
+    masks: MasksOpt = None,
+    types: TypesOpt = None,
+    corrections: CorrectionsOpt = None,
+    out: OutOpt = None,
+    confirm: ConfirmOpt = False,
+    from_records: FromRecordsOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
-    restore: Annotated[
-        Optional[int],
-        typer.Option(min=1, help="Bring back this earlier version of MODEL as its next one, instead of teaching."),
-    ] = None,
+    restore: RestoreOpt = None,
     weights: WeightsOpt = None,
 ):
     """Teach a model: false alarms marked normal join its memory, labelled defects train its maps and move its
@@ -94,6 +104,11 @@ def teach(
         fail(
             "nothing to teach: give --normal, --defect, --corrections or --from-records (with feedback not yet taught)"
         )
+    _taught_version(model, taught, out, weights)
+
+
+def _taught_version(model: Path, taught: list[Correction], out: Path | None, weights: Path | None) -> None:
+    """MODEL taught the corrections and saved as its next version (or `out`); what changed is printed."""
     from ..model_file import ModelFileError
     from ..service import InspectionService
     from ..teaching import TeachingError, save_version

@@ -114,25 +114,7 @@ def inspect_dataset(
     run = output_run(out)
     ours = _connect(address)
     try:
-        from ray.data import DataContext
-
-        DataContext.get_current().enable_progress_bars = False
-        workers = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        blocks = max(1, -(-len(todo) // batch_size))
-        dataset = ray.data.from_items([{"source": s} for s in todo], override_num_blocks=blocks).map_batches(
-            InspectWorker,
-            fn_constructor_kwargs={
-                "model": str(Path(model).absolute()),
-                "weights": str(weights) if weights else None,
-                "overlays": str((out / OVERLAYS).absolute()),
-                "max_pixels": max_pixels,
-                "class_name": class_name,
-            },
-            batch_size=batch_size,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=workers),  # Ray Data restarts a dead actor, retries its batch
-            num_cpus=1,
-        )
+        dataset = _dataset(todo, model, out, batch_size, num_workers, weights, max_pixels, class_name)
         batch: Any
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             table = batch.select(row_schema().names).cast(row_schema())
@@ -152,6 +134,40 @@ def inspect_dataset(
             store.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _dataset(
+    todo: list[str],
+    model: str | os.PathLike,
+    out: Path,
+    batch_size: int,
+    num_workers: int | None,
+    weights: str | os.PathLike | None,
+    max_pixels: int | None,
+    class_name: str,
+):
+    """The Ray dataset of `todo`'s rows: its sources in blocks of `batch_size`, mapped by a pool of
+    `InspectWorker` actors (one per CPU of the cluster unless `num_workers`)."""
+    import ray
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+    workers = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    blocks = max(1, -(-len(todo) // batch_size))
+    return ray.data.from_items([{"source": s} for s in todo], override_num_blocks=blocks).map_batches(
+        InspectWorker,
+        fn_constructor_kwargs={
+            "model": str(Path(model).absolute()),
+            "weights": str(weights) if weights else None,
+            "overlays": str((out / OVERLAYS).absolute()),
+            "max_pixels": max_pixels,
+            "class_name": class_name,
+        },
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=workers),  # Ray Data restarts a dead actor, retries its batch
+        num_cpus=1,
+    )
 
 
 def _connect(address: str | None) -> bool:

@@ -8,7 +8,7 @@ from .clip_zero_shot import ClipZeroShotExpert
 from .decoder import DecoderExpert
 from .fusion import FusedExpert
 from .memory_bank import MemoryBankExpert
-from .mutual import MutualScorer
+from .mutual import MutualExpert
 from .patchcore import PatchCoreExpert
 
 __all__ = [
@@ -19,7 +19,7 @@ __all__ = [
     "ExpertInput",
     "FusedExpert",
     "MemoryBankExpert",
-    "MutualScorer",
+    "MutualExpert",
     "NormalEvidence",
     "NormalImages",
     "PatchCoreExpert",

@@ -1,5 +1,6 @@
-"""Defect-type expert: names what a defect most likely is from a few labelled examples per type (e.g.
-`defects/crack/*.png`, `defects/blowhole/*.png`). The anomaly map says where an image departs from normal;
+"""Defect-type classifier (not an expert: it finds no anomaly, it names the kind of one an expert found): names
+what a defect most likely is from a few labelled examples per type (e.g. `defects/crack/*.png`,
+`defects/blowhole/*.png`). The anomaly map says where an image departs from normal;
 this describes that place by its backbone features and finds the closest type.
 
 A descriptor is the anomaly-weighted mean of the image's patch features: patches weigh by how far their
@@ -48,16 +49,18 @@ def defect_descriptors(features: list[torch.Tensor], patch_maps: torch.Tensor) -
     return F.normalize(torch.cat(parts, 1), dim=1).numpy()
 
 
-class DefectTypeExpert:
+class DefectTypeClassifier:
+    """Nearest-class-mean classifier of defect descriptors: one prototype per defect type."""
+
     def __init__(self, names: list[str], prototypes: np.ndarray):
         self.names, self.prototypes = names, prototypes
 
     @classmethod
-    def fit(cls, examples: dict[str, np.ndarray]) -> DefectTypeExpert:
+    def fit(cls, examples: dict[str, np.ndarray]) -> DefectTypeClassifier:
         """examples: type name → (n, D) descriptors of labelled defective images (n ≥ 1)."""
         names = sorted(name for name, rows in examples.items() if len(rows))
         if len(names) < 2:
-            raise ValueError("a defect-type expert needs examples of at least two defect types")
+            raise ValueError("a defect-type classifier needs examples of at least two defect types")
         prototypes = np.stack([examples[name].mean(0) for name in names])
         return cls(names, prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True))
 
@@ -77,12 +80,12 @@ class DefectExamples:
     def with_examples(self, names: list[str], descriptors: np.ndarray) -> DefectExamples:
         return DefectExamples((*self.names, *names), np.concatenate([self.descriptors, descriptors]))
 
-    def head(self) -> DefectTypeExpert | None:
+    def head(self) -> DefectTypeClassifier | None:
         """The defect-type head of these examples; None until two types are known."""
         rows = defaultdict(list)
         for name, row in zip(self.names, self.descriptors):
             rows[name].append(row)
-        return DefectTypeExpert.fit({k: np.stack(v) for k, v in rows.items()}) if len(rows) > 1 else None
+        return DefectTypeClassifier.fit({k: np.stack(v) for k, v in rows.items()}) if len(rows) > 1 else None
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         return {"names": list(self.names)}, {TENSOR: torch.from_numpy(self.descriptors).float().contiguous()}

@@ -33,7 +33,7 @@ REFERENCE_CHUNK = 16  # other images compared at once: bounds the distance matri
 
 
 @register
-class MutualScorer(Expert):
+class MutualExpert(Expert):
     name = "mutual"
     needs = frozenset({"features", "batch"})
     standardises_exposure = True  # no normal image says which exposure is normal
@@ -42,7 +42,7 @@ class MutualScorer(Expert):
         self.max_references, self.seed = max_references, seed
 
     @classmethod
-    def create(cls, config, n_normal: int | None = None) -> MutualScorer:
+    def create(cls, config, n_normal: int | None = None) -> MutualExpert:
         return cls(seed=config.seed)
 
     @torch.inference_mode()

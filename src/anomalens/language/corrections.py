@@ -8,7 +8,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .claims import _ABSENT, CELLS, DEFECT_NOUNS, TYPE_WORDS, _cells, _expanded, split_sentences
+from .claim_words import ABSENT, CELLS, DEFECT_NOUNS, TYPE_WORDS
+from .claims import _cells, _expanded, split_sentences
 
 # (row, column) of each grid cell, in thirds of the image
 GRID = {
@@ -35,12 +36,12 @@ _INSTRUCTION = re.compile(
     r"translate|explain|describe|list)\b"
 )
 _SUBJECT = r"\b(it|this|this one|that one|(the|this|that) (part|product|piece|item|sample|image|picture|photo|one))"
-_GOOD = r"(fine|ok|okay|normal|good|acceptable|flawless|perfect|defect[- ]free|alright|all right|clean)"
-_BAD = r"(defective|damaged|broken|faulty|bad|anomalous|not " + _GOOD + ")"
+GOOD = r"(fine|ok|okay|normal|good|acceptable|flawless|perfect|defect[- ]free|alright|all right|clean)"
+_BAD = r"(defective|damaged|broken|faulty|bad|anomalous|not " + GOOD + ")"
 _DEFECT = r"(defects?|anomal(y|ies)|flaws?|faults?|damage)"
 # "that's fine" and "ok" acknowledge an answer: only a named subject is said to be fine
 _NORMAL = re.compile(
-    rf"{_SUBJECT} (is|looks) (really |perfectly |totally |completely |actually |just |all )?{_GOOD}\b|"
+    rf"{_SUBJECT} (is|looks) (really |perfectly |totally |completely |actually |just |all )?{GOOD}\b|"
     rf"\b(is|are) not (a |an |any )?(real |actual |true )?{_DEFECT}\b|\bnot (defective|damaged|broken|faulty)\b|"
     rf"\bthere (is|are) no {_DEFECT}|^\W*no {_DEFECT}\W*$|\bnothing (is )?wrong\b|\bfalse (alarm|positive|call)s?\b"
 )
@@ -92,7 +93,7 @@ def _statement(sentence: str, names: dict[str, str]) -> tuple[str, str | None, s
     """(verdict, cell, type) one sentence says (None: nothing; the verdict UNCLEAR: normal and a defect)."""
     if sentence.endswith("?") or _QUESTION.search(sentence) or _HEDGE.search(sentence):
         return None
-    sentence = _ABSENT.sub(_blank, sentence)  # "no crack at the left" says where it is not
+    sentence = ABSENT.sub(_blank, sentence)  # "no crack at the left" says where it is not
     normal = bool(_NORMAL.search(sentence))
     things = "|".join(re.escape(name).replace("_", "[ _-]") for name in sorted(names, key=len, reverse=True))
     negated = rf"\b(not|no|without)\s+([\w-]+\s+){{0,3}}?({things}|{_DEFECT})(e?s)?\b"

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .claims import Claims, contradiction, read_claims, split_sentences
-from .composer import ANSWERERS, Answer, correct_premise, rejects_premise
+from .answers import ANSWERERS
+from .claim_check import contradiction
+from .claims import Claims, read_claims, split_sentences
+from .composer import Answer, correct_premise, rejects_premise
 from .findings import Findings
 
 GUARD_MODES = ("correct", "judge", "off")
@@ -122,12 +124,36 @@ def correct(model_text: str, problems: list[Problem], grounded: Answer, f: Findi
     """The model's answer with each wrong sentence replaced by the grounded statement of the same facts, what
     was not answered added, and a false premise denied first; the grounded answer itself when nothing holds."""
     sentences = split_sentences(model_text)
-    claims = claims_of(model_text, grounded, f)
-    verdict = "good" if "good" in grounded.intents else "defect"
     wrong: dict[int, list[Problem]] = {}
     for problem in problems:
         if problem.sentence is not None:
             wrong.setdefault(problem.sentence, []).append(problem)
+    pieces = _replaced(sentences, wrong, claims_of(model_text, grounded, f), grounded, f, report)
+    for problem in problems:
+        if problem.sentence is None and problem.kind in ANSWERERS:
+            report.added.append(ANSWERERS[problem.kind](f, grounded.focus))
+    if any(p.kind == "premise" for p in problems):
+        report.added.insert(0, correct_premise(grounded.premise, f))
+    report.corrected = True
+    if len(wrong) == len(sentences):  # nothing of the model's answer holds
+        report.fallback = True
+        return grounded.text
+    premise = [report.added[0]] if any(p.kind == "premise" for p in problems) else []
+    rest = report.added[len(premise) :]
+    return " ".join(dict.fromkeys(premise + pieces + rest))  # repeated sentences are said once
+
+
+def _replaced(
+    sentences: list[str],
+    wrong: dict[int, list[Problem]],
+    claims: Claims,
+    grounded: Answer,
+    f: Findings,
+    report: GuardReport,
+) -> list[str]:
+    """The model's sentences, each wrong one replaced by the grounded statement of all it spoke of (and noted in
+    the report); an unfinished sentence that claims nothing wrong is dropped."""
+    verdict = "good" if "good" in grounded.intents else "defect"
     pieces: list[str] = []
     for index, sentence in enumerate(sentences):
         if index not in wrong:
@@ -141,18 +167,7 @@ def correct(model_text: str, problems: list[Problem], grounded: Answer, f: Findi
         report.replaced.append({"sentence": sentence, "by": replacement, "problems": [p.text for p in wrong[index]]})
         if replacement:
             pieces.append(replacement)
-    for problem in problems:
-        if problem.sentence is None and problem.kind in ANSWERERS:
-            report.added.append(ANSWERERS[problem.kind](f, grounded.focus))
-    if any(p.kind == "premise" for p in problems):
-        report.added.insert(0, correct_premise(grounded.premise, f))
-    report.corrected = True
-    if len(wrong) == len(sentences):  # nothing of the model's answer holds
-        report.fallback = True
-        return grounded.text
-    premise = [report.added[0]] if any(p.kind == "premise" for p in problems) else []
-    rest = report.added[len(premise) :]
-    return " ".join(dict.fromkeys(premise + pieces + rest))  # repeated sentences are said once
+    return pieces
 
 
 JUDGE_PROMPT = (

@@ -1,7 +1,7 @@
-"""One inspection service for every interface (the CLI, the HTTP server, next the Ray batch path): which
-inspector a request asks for — a model file, few-shot references, a zero-shot route — and each result
-carried on to findings, an overlay and a chat session. The interfaces call this; none wires these pieces
-itself."""
+"""One inspection service for the interactive interfaces (the CLI and the HTTP server): which inspector a
+request asks for — a model file, few-shot references, a zero-shot route — and each result carried on to
+findings, an overlay and a chat session. They call this; neither wires these pieces itself. The Ray batch
+path (`distributed`) does not go through it: each worker loads its predictor from the model file."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..backbones import DEFAULT_BACKBONE
 from ..data import reduced, to_uint8
-from ..experts.defect_types import DefectGuess, DefectTypeExpert
+from ..experts.defect_types import DefectGuess, DefectTypeClassifier
 from ..inspector import Inspector
 from ..language import ChatImages, ChatSession, Criteria, Findings, LanguageModel, compose, findings_from
 from ..overlay import render_overlay
@@ -145,13 +145,13 @@ class InspectionService:
         class_name: str = "",
         criteria: Criteria | None = None,
         references: Sequence[str] = (),
-        defect_types: DefectTypeExpert | None = None,
+        defect_types: DefectTypeClassifier | None = None,
         max_pixels: int | None = None,
         batch_evidence: bool = False,
         scored: Callable[[], None] | None = None,
     ) -> Iterator[Inspection]:
         """Inspections in input order; an unreadable image is an Inspection whose result has `error` set.
-        Each image is decided alone; `batch_evidence`: as one batch (`calibration.batch_refined`). `scored()`
+        Each image is decided alone; `batch_evidence`: as one batch (`batch_evidence.batch_refined`). `scored()`
         is called as each image is scored (progress). Defect types are named by `defect_types`, else by those
         the model was taught."""
         defect_types = defect_types or getattr(inspector, "defect_types", None)
@@ -179,7 +179,7 @@ class InspectionService:
     @staticmethod
     def defect_types(
         inspector: Inspector, examples: Mapping[str, Sequence[ImageInput]]
-    ) -> tuple[DefectTypeExpert, list[str]]:
+    ) -> tuple[DefectTypeClassifier, list[str]]:
         """A defect-type head from labelled examples (type → images), and the examples it could not read.
         Descriptors come with the examples' results: nothing is embedded twice."""
         descriptors: dict[str, np.ndarray] = {}
@@ -190,10 +190,10 @@ class InspectionService:
             rows = [r.descriptor for r in results if r.ok and r.descriptor is not None]
             if rows:
                 descriptors[name] = np.stack(rows)
-        return DefectTypeExpert.fit(descriptors), skipped
+        return DefectTypeClassifier.fit(descriptors), skipped
 
     @staticmethod
-    def _defect_type(result: InspectionResult, head: DefectTypeExpert | None) -> DefectGuess | None:
+    def _defect_type(result: InspectionResult, head: DefectTypeClassifier | None) -> DefectGuess | None:
         return head.classify(result.descriptor) if head is not None and result.descriptor is not None else None
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..calibration import Calibration, anomalous_evidence
+from ..calibration import Calibration
 from ..embedded import Embedded, embedded, expert_input
 from ..experts import ExpertInput, FusedExpert, NormalEvidence, NormalImages
 from ..experts.base import AUTO_KINDS, LabelledDefects
@@ -36,6 +36,7 @@ from ..features import patch_features
 from ..inspector import Inspector
 from ..maps import smooth
 from ..preprocessing import SQUASH
+from ..synthetic_evidence import anomalous_evidence
 from .corrections import Correction, TeachingError, mask_array
 
 STRONG = 0.99  # a normal verdict on a defect probability above this (a defect one below 1 − it) is flagged
@@ -123,7 +124,7 @@ def defect_step(inspector: Inspector, corrections: list[Correction]) -> list[str
 
 def refresh_synthetic(inspector: Inspector) -> None:
     """The synthetic anomalies made again from the kept references and scored against the memory as it now is
-    (`calibration.anomalous_evidence`, as a fit scores them)."""
+    (`synthetic_evidence.anomalous_evidence`, as a fit scores them)."""
     assert inspector.expert is not None and inspector.evidence is not None
     pixels = inspector.evidence.pixels
     if pixels is None or inspector.backbone is None:
