@@ -1,13 +1,15 @@
 """One predictor interface for every engine (issue 31): what the CLI, the service and the Ray batch path ask of a
 model, whatever runs it. Load it from a file, `iter_predict` images into `InspectionResult`s, and say what it
 is (`metadata`: the model's id and version, which travel with every result). `Inspector` (torch) and
-`OnnxInspector` (an exported model on onnxruntime) implement it; a third engine is one more class.
-(Modelled on anomalib's `Inferencer`: load, predict, metadata.)"""
+`OnnxInspector` (an exported model on onnxruntime) implement it; a third engine is one more class and one
+`register_engine` call naming the model files it reads. (Modelled on anomalib's `Inferencer`: load, predict,
+metadata.)"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -16,7 +18,17 @@ from .inspector import Inspector
 from .preprocessing import ImageInput
 from .result import InspectionResult, ModelMetadata, file_version
 
-__all__ = ["ModelMetadata", "Predictor", "file_version", "load_predictor", "model_identity"]
+__all__ = [
+    "ENGINES",
+    "Engine",
+    "ModelMetadata",
+    "Predictor",
+    "engine_for",
+    "file_version",
+    "load_predictor",
+    "model_identity",
+    "register_engine",
+]
 
 
 @runtime_checkable
@@ -40,12 +52,49 @@ class Predictor(Protocol):
     ) -> list[InspectionResult]: ...
 
 
-def load_predictor(path: str | Path, weights: str | Path | None = None) -> Predictor:
-    """The predictor for a model file: an exported `.onnx` model on onnxruntime, any other a torch `Inspector`
-    (`weights`: its backbone's weights file). Raises what the engine raises for a file it cannot load."""
-    if Path(path).suffix.lower() == ".onnx":
-        return OnnxInspector.load(path)
-    return Inspector.load(path, weights=weights)
+@dataclass(frozen=True)
+class Engine:
+    """What runs a model file: its name (`detect --engine NAME`), the model files it reads (by suffix) and how
+    it loads one (`load(path, weights)`: `weights`, a backbone's weights file, for engines that take one)."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    load: Callable[[Path, Path | None], Predictor]
+
+
+ENGINES: dict[str, Engine] = {}
+DEFAULT_ENGINE = "torch"  # a model file no engine claims by its suffix is tried as a torch model (its error says why)
+
+
+def register_engine(name: str, suffixes: tuple[str, ...], load: Callable[[Path, Path | None], Predictor]) -> Engine:
+    ENGINES[name] = Engine(name, tuple(s.lower() for s in suffixes), load)
+    return ENGINES[name]
+
+
+register_engine("torch", (".safetensors",), lambda path, weights: Inspector.load(path, weights=weights))
+register_engine("onnx", (".onnx",), lambda path, weights: OnnxInspector.load(path))
+
+
+def engine_for(path: str | Path, name: str | None = None) -> Engine:
+    """The engine named, once it reads this kind of model file; else the one that claims the file's suffix."""
+    suffix = Path(path).suffix.lower()
+    if name is not None:
+        if name not in ENGINES:
+            raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
+        engine = ENGINES[name]
+        if suffix not in engine.suffixes:
+            owner = next((e.name for e in ENGINES.values() if suffix in e.suffixes), None)
+            reads = f"a model for the {owner} engine" if owner else f"not a {', '.join(engine.suffixes)} model file"
+            raise ValueError(f"{path}: {reads}; the {name} engine reads {', '.join(engine.suffixes)} files")
+        return engine
+    return next((e for e in ENGINES.values() if suffix in e.suffixes), ENGINES[DEFAULT_ENGINE])
+
+
+def load_predictor(path: str | Path, weights: str | Path | None = None, engine: str | None = None) -> Predictor:
+    """The predictor for a model file, on the engine named or the one that reads its kind (`.onnx`: onnxruntime,
+    `.safetensors` and anything unclaimed: torch); `weights`: a backbone's weights file. Raises what the engine
+    raises for a file it cannot load."""
+    return engine_for(path, engine).load(Path(path), Path(weights) if weights is not None else None)
 
 
 def model_identity(predictor: Predictor, references: Iterable[bytes | str | Path] = ()) -> tuple[str, str | None]:

@@ -14,9 +14,17 @@ HIGH_CONFIDENCE = 0.90
 
 
 def named_places(regions) -> str:
-    """ "the bottom left", "the bottom left and the center", … (strongest region first)."""
-    names = [f"the {name}" for name in location_names(regions)]
+    """ "the bottom left", "the bottom left and the center", … (strongest region first); "the whole" when no
+    region is marked (an engine that gives a verdict without a map's regions)."""
+    names = [f"the {name}" for name in location_names(regions)] or ["the whole"]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def unmarked(f: Findings) -> str:
+    """A defective verdict with no region marked (an engine whose results carry no map's regions)."""
+    return (
+        f"No single place is marked: the image is judged anomalous as a whole (its peak is at the {f.peak_location})."
+    )
 
 
 def _hedge(findings: Findings) -> str:
@@ -54,7 +62,8 @@ def answer_where(f: Findings, focus: int | None) -> str:
             f"There is no anomaly to locate. The most unusual spot is at the {f.peak_location} of the image, "
             "but it stays within what normal images show."
         )
-    assert focus is not None  # an anomalous finding has regions, so a focus
+    if focus is None:
+        return unmarked(f)
     region = f.regions[focus]
     detail = (
         f"The anomaly is at the {region.location} of the image, around pixel "
@@ -71,13 +80,16 @@ def answer_count(f: Findings, focus: int | None) -> str:
     if not f.anomalous:
         return "There are no anomalous regions."
     n = len(f.regions)
+    if n == 0:
+        return "No single region is marked: the image is judged anomalous as a whole."
     return f"There {'is' if n == 1 else 'are'} {_count_words(n, 'anomalous region')}, at {named_places(f.regions)} of the image."
 
 
 def answer_size(f: Findings, focus: int | None) -> str:
     if not f.anomalous:
         return "There is no anomaly, so nothing to measure."
-    assert focus is not None  # an anomalous finding has regions, so a focus
+    if focus is None:
+        return unmarked(f)
     region = f.regions[focus]
     width, height = region.box[2] - region.box[0], region.box[3] - region.box[1]
     text = (
@@ -118,7 +130,8 @@ def answer_reference(f: Findings, focus: int | None) -> str:
         refs += f" ({shown})"
     if not f.anomalous:
         return f"It matches {refs}: every part of it has a close counterpart in them."
-    assert focus is not None  # an anomalous finding has regions, so a focus
+    if focus is None:
+        return unmarked(f)
     region = f.regions[focus]
     text = f"Compared with {refs}, the area at the {region.location} has no close counterpart in any of them"
     if f.normal_peak is not None:
@@ -171,8 +184,9 @@ def answer_why(f: Findings, focus: int | None) -> str:
             f", which {f.n_normal} normal image{'s' * (f.n_normal != 1)} set ({sigmas:.1f} normal spreads {side} it)"
         )
     text += "."
-    if f.anomalous:
-        assert focus is not None  # an anomalous finding has regions, so a focus
+    if f.anomalous and focus is None:
+        text += " " + unmarked(f)
+    elif f.anomalous and focus is not None:
         region = f.regions[focus]
         text += (
             f" The strongest departure from normal is at the {region.location}: it covers about "
@@ -194,7 +208,7 @@ def answer_next(f: Findings, focus: int | None) -> str:
         return (
             f"Have a person check the {f.subject}: the verdict ({'defective' if f.anomalous else 'normal'}, "
             f"{f.confidence:.0%} confidence) is close to the decision threshold."
-            + (f" Look at the {named_places(f.regions)} first." if f.anomalous else "")
+            + (f" Look at {named_places(f.regions)} of the image first." if f.anomalous else "")
         )
     if f.anomalous:
         return (
