@@ -11,6 +11,7 @@ import io
 import secrets
 import threading
 import uuid
+from collections.abc import Mapping
 from importlib.resources import files as package_files
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ from ..series.answers import answer_series
 from ..service import Conversations, Inspection, InspectionService, ModelStore, StoreError
 from ..version import __version__
 from .errors import ApiError
+from .folders import folder_routes
 from .limits import BodyLimit
 from .records import corrected_in_chat, feedback_keeper, records_routes
 from .references import reference_routes
@@ -71,9 +73,11 @@ def create_app(
     clip_weights: str | Path | None = None,
     clip_model: str | None = None,
     records: RecordStore | None = None,
+    folder_roots: Mapping[str, Path] | None = None,
 ) -> FastAPI:
     """The app; with `records`, every inspection, chat turn, series inspection and fit job is written there,
-    and an inspection (and its chat) is found there after a restart."""
+    and an inspection (and its chat) is found there after a restart. `folder_roots`: named server folders
+    the page may read and inspect (folders.py; none: that feature is off)."""
     return_freed_memory()
     app = FastAPI(
         title="AnomaLens",
@@ -194,9 +198,7 @@ def create_app(
                 400, "give exactly one of model_id (a fitted model), references (normal images) or zero_shot"
             )
         given = uploads(files)
-        queries = read_uploads(given, limits)
         given_refs: list[tuple[str, bytes]] = []  # few-shot: the references, whose hashes make the model's version
-        digests = {id(u): hashlib.sha256(data).hexdigest() for u, (_, data) in zip(queries, given)}
         inspector: Predictor
         if zero_shot:
             try:
@@ -212,6 +214,17 @@ def create_app(
             if not normal:
                 raise ApiError(400, "no readable reference image", references=[f"{u.name}: {u.error}" for u in refs])
             inspector = service.fit(normal)
+        asked = {"class_name": class_name, "overlay": overlay, "batch_evidence": batch_evidence}
+        return inspect_given(given, inspector, model_id, asked, given_refs)
+
+    def inspect_given(
+        given: list[tuple[str, bytes]], inspector: Predictor, model_id: str | None, asked: dict, given_refs: list
+    ) -> dict:
+        """The /v1/inspect answer for the images `given` (name, bytes) by `inspector`; `asked`: the request's
+        class_name, overlay and batch_evidence. Server folders (folders.py) inspect through it too."""
+        class_name = asked["class_name"]
+        queries = read_uploads(given, limits)
+        digests = {id(u): hashlib.sha256(data).hexdigest() for u, (_, data) in zip(queries, given)}
         model: dict = {"class_name": class_name or ""}
         if records is not None:  # few-shot: the version is the hash of the reference images as uploaded
             model |= dict(zip(("model_id", "model_version"), model_identity(inspector, [d for _, d in given_refs])))
@@ -228,11 +241,11 @@ def create_app(
                     inspector,
                     [u.image for u in readable if u.image is not None],
                     class_name=class_name or "",
-                    batch_evidence=batch_evidence,
+                    batch_evidence=asked["batch_evidence"],
                 )
             )
             results = [
-                _record(u, next(inspections), overlay, model | {"image_sha256": digests[id(u)]})
+                _record(u, next(inspections), asked["overlay"], model | {"image_sha256": digests[id(u)]})
                 if u.image is not None
                 else {"file": u.name, "ok": False, "error": u.error}
                 for u in queries
@@ -350,6 +363,11 @@ def create_app(
 
     app.include_router(records_routes(records, sessions, keep_feedback))
     app.include_router(reference_routes(store))
+
+    def inspect_stored(given: list[tuple[str, bytes]], model_id: str, asked: dict) -> dict:
+        return inspect_given(given, store.get(model_id), model_id, asked, [])
+
+    app.include_router(folder_routes(folder_roots or {}, inspect_stored, limits))
 
     # ---- web page ------------------------------------------------------------------------------
     static = Path(str(package_files("anomalens") / "server" / "static"))
