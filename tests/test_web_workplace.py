@@ -163,7 +163,7 @@ def test_the_history_after_a_restart_and_its_csv(browser, models, tmp_path):  # 
             page.click("#tab-history")
             rows = page.locator("#history-table tbody tr")
             expect(rows).to_have_count(3)
-            expect(page.locator("#history-page")).to_have_text("1–3 of 3")
+            expect(page.locator("#history-page")).to_have_text("Page 1 of 1 (1–3 of 3)")
             cells = [row.split("\t") for row in rows.all_inner_texts()]
             assert {c[1] for c in cells} == {p.name for p in images}
             verdict = cells[0][2]
