@@ -73,12 +73,17 @@ def test_a_batch_in_the_gallery_sorted_by_score(page, tmp_path):
     page.on("request", lambda request: sent.append(request.url) if request.url.endswith("/v1/inspect") else None)
     inspect(page, batch(tmp_path, normal=196, defective=4))  # a 200-image batch, as the issue asks
     assert len(sent) == 25  # in chunks of 8: the first verdicts are shown while the rest are scored
-    expect(page.locator("#batch li")).to_have_count(200)
-    expect(page.locator("#batch li img")).to_have_count(200)
+    expect(page.locator("#batch li")).to_have_count(100)  # a page of 100 thumbnails
+    expect(page.locator("#batch li img")).to_have_count(100)
+    expect(page.locator("#gallery-page")).to_have_text("Page 1 of 2 (200 parts)")
+    page.get_by_role("button", name="next page of parts").click()
+    expect(page.locator("#gallery-page")).to_have_text("Page 2 of 2 (200 parts)")
+    expect(page.locator("#batch li")).to_have_count(100)
     counts = page.locator("#counts").inner_text()
     defective = int(re.match(r"(\d+) defective of 200; 0 reviewed", counts).group(1))
     assert defective >= 4, counts
-    page.select_option("#sort", "score-desc")
+    page.select_option("#sort", "score-desc")  # back to the first page, the most suspicious first
+    expect(page.locator("#gallery-page")).to_have_text("Page 1 of 2 (200 parts)")
     shown = captions(page)
     probabilities = [float(re.search(r"p ([\d.]+)", c).group(1)) for c in shown]
     assert probabilities == sorted(probabilities, reverse=True)

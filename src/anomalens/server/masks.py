@@ -28,7 +28,7 @@ def painted(mask_png: str) -> np.ndarray:
             if image.format != "PNG":
                 raise ValueError(f"it is {image.format}, not PNG")
             pixels = np.asarray(image.convert("RGBA"))
-    except (binascii.Error, ValueError, OSError) as error:
+    except (binascii.Error, ValueError, OSError, Image.DecompressionBombError) as error:
         raise ApiError(422, f"mask_png: not a readable base64 PNG ({error})") from None
     return (pixels[..., 3] > 0) & (pixels[..., :3].max(axis=-1) > 0)
 
