@@ -141,10 +141,10 @@ def test_a_server_folder_in_the_gallery(browser, models, tmp_path):  # noqa: F81
         shown = sorted(caption.split(":")[0] for caption in page.locator("#batch li span").all_inner_texts())
         assert shown == sorted(p.name for p in images)
         expect(page.locator("#original")).to_have_attribute("src", re.compile("^blob:"))  # fetched with the key
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "folders.png"), full_page=True)
         page.get_by_role("button", name="up to the parent folder").click()
         expect(page.locator("#folder-path")).to_have_text("line-3/")
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "folders.png"))
         page.close()
 
 
