@@ -56,10 +56,14 @@ def inside(root: Path, relative: str) -> Path:
     parts = PurePosixPath(relative.replace("\\", "/")).parts
     if ".." in parts:
         raise ApiError(400, f"path {relative!r} climbs out with '..': give it relative to the folder root")
-    target = root.joinpath(*parts).resolve()
+    try:
+        target = root.joinpath(*parts).resolve()
+        found = target.exists()
+    except (OSError, ValueError, RuntimeError) as error:  # a name too long, a lone surrogate, a link loop
+        raise ApiError(400, f"path {relative!r} cannot be looked up: {error}") from None
     if not target.is_relative_to(root):
         raise ApiError(403, f"path {relative!r} leads outside the folder root (through a link)")
-    if not target.exists():
+    if not found:
         raise ApiError(404, f"path {relative!r} does not exist under the folder root")
     return target
 
@@ -74,10 +78,17 @@ def folder_listing(root: Path, relative: str) -> dict:
     folder = inside(root, relative)
     if not folder.is_dir():
         raise ApiError(400, f"path {relative!r} is not a folder")
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as error:
+        raise ApiError(403, f"folder {relative!r} cannot be read: {error.strerror or error}") from None
     folders, images, skipped = [], [], 0
-    for entry in sorted(folder.iterdir()):
-        target = entry.resolve()
-        if not target.is_relative_to(root):
+    for entry in entries:
+        try:
+            target = entry.resolve()
+        except (OSError, RuntimeError):  # a link loop: not a folder or an image to offer
+            target = None
+        if target is None or not target.is_relative_to(root):
             skipped += 1
         elif target.is_dir():
             folders.append(entry.relative_to(root).as_posix())
@@ -108,6 +119,7 @@ def read_images(root: Path, paths: list[str], limits: Limits) -> tuple[list[tupl
 def folder_routes(roots: Mapping[str, Path], inspect_stored: InspectStored, limits: Limits) -> APIRouter:
     """The routes under /v1/folders (behind the API key like every /v1 route)."""
     router = APIRouter()
+    roots = {name: Path(path).resolve() for name, path in roots.items()}  # a root's links resolved once
 
     def root_of(name: str) -> Path:
         if not roots:

@@ -73,22 +73,23 @@ async function loadModels(selected) {
   }
 }
 
-// Shows the part's image: an uploaded File, or a server folder's image ({root, path}: folders.js), fetched.
+// Shows the part's image: an uploaded File, or a server folder's image ({root, path}: folders.js), fetched;
+// the previous image is taken off at once, so that nothing is drawn on it meanwhile.
 async function setOriginal(source) {
   clearDrawing();  // a box or mask drawn marks the image it was drawn on
   if (originalUrl) URL.revokeObjectURL(originalUrl);
   originalUrl = null;
   originalShown = source;
+  const images = [$("original"), $("overlay-base")];  // the heatmap is laid over the image: opacity
+  for (const img of images) img.removeAttribute("src");
   let blob = source;
   if (source && !(source instanceof Blob)) {
     blob = await serverImage(source).catch((error) => setStatus(`${source.path}: ${error.message}`, true));
     if (originalShown !== source || !blob) return;  // another part is shown meanwhile, or the image failed
   }
-  originalUrl = blob ? URL.createObjectURL(blob) : null;
-  for (const img of [$("original"), $("overlay-base")]) {  // the heatmap is laid over the image: opacity
-    if (originalUrl) img.src = originalUrl;
-    else img.removeAttribute("src");
-  }
+  if (!blob) return;
+  originalUrl = URL.createObjectURL(blob);
+  for (const img of images) img.src = originalUrl;
 }
 
 // Takes the previous result off the page (verdict, pictures, regions, batch, chat) as a new inspection is
