@@ -112,3 +112,12 @@ def test_bad_folder_roots_are_named():
         folder_roots(["no-equals-sign"])
     with pytest.raises(ValueError, match="is not a folder"):
         folder_roots(["x=/no/such/folder"])
+
+
+def test_serve_refuses_a_bad_folder_root_in_words(tmp_path):
+    from typer.testing import CliRunner
+
+    from anomalens.cli import app
+
+    given = CliRunner().invoke(app, ["serve", "--models", str(tmp_path), "--folder-root", "line=/no/such/folder"])
+    assert given.exit_code == 2 and "is not a folder" in given.output, given.output

@@ -12,7 +12,7 @@ const isImage = (file) => IMAGE_NAME.test(file.name);
 function choose(files) {
   const images = files.filter(isImage);
   chosen = { files: images, skipped: files.length - images.length };
-  const skipped = chosen.skipped ? `; ${chosen.skipped} skipped: not images (${IMAGE_NAME.source})` : "";
+  const skipped = chosen.skipped ? `; ${chosen.skipped} skipped: not images (PNG, JPEG, BMP or TIFF by name)` : "";
   setStatus(`${images.length} image${images.length === 1 ? "" : "s"} chosen${skipped}.`, !images.length);
 }
 
