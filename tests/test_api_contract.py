@@ -22,7 +22,7 @@ from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 
-EXAMPLES = 60  # per operation and mode: 15 operations, 6 bodies also broken (4 path strings any text fits)
+EXAMPLES = 60  # per operation and mode: 19 operations, 6 bodies also broken (4 path strings any text fits)
 
 
 def aim(case, draw, real: dict) -> None:
@@ -35,6 +35,8 @@ def aim(case, draw, real: dict) -> None:
     if not isinstance(case.body, dict):
         return
     case.body.update({name: real[name] for name in ("inspection_id", "model_id") if name in case.body})
+    if case.path == "/v1/folders/{root}/inspect":  # an image that lies under the root
+        case.body["paths"] = ["part.png"]
     if case.path == "/v1/inspect":  # real images, through the model or zero-shot, with the generated options
         case.body.pop("references", None)
         case.body.pop("model_id", None)
@@ -44,20 +46,21 @@ def aim(case, draw, real: dict) -> None:
 
 @pytest.fixture
 def app_and_ids(tmp_path):
-    """The app serving a small fitted model and keeping records (the inspections endpoints query a real
-    SQLite file), with a fit job and an inspection to name."""
+    """The app serving a small fitted model, keeping records (the inspections endpoints query a real SQLite
+    file) and reading a server folder, with a fit job, an inspection and the folder to name."""
     from anomalens.records import RecordStore
     from anomalens.server import create_app
 
     models = tmp_path / "models"
     models.mkdir()
     Inspector(image_size=64).fit([texture(i, size=64) for i in range(3)]).save(models / "tiny.safetensors")
-    app = create_app(models, records=RecordStore(tmp_path / "records.db"))
-    png = save_png(tmp_path / "part.png", texture(9, size=64)).read_bytes()
+    png = save_png(tmp_path / "shelf" / "part.png", texture(9, size=64)).read_bytes()
+    app = create_app(models, records=RecordStore(tmp_path / "records.db"), folder_roots={"shelf": tmp_path / "shelf"})
     client = TestClient(app)
     job = client.post("/v1/models", files=[("files", ("a.png", png))], data={"model_id": "fitted"}).json()
     inspected = client.post("/v1/inspect", files=[("files", ("b.png", png))], data={"model_id": "tiny"}).json()
     real = {"model_id": "tiny", "job_id": job["job_id"], "inspection_id": inspected["results"][0]["inspection_id"]}
+    real["root"] = "shelf"  # a server folder (--folder-root)
     real["name"] = inspected["results"][0]["nearest_reference"]  # a reference the model keeps
     return app, real | {"png": png}
 
@@ -94,4 +97,4 @@ def test_no_generated_request_gets_a_server_error(app_and_ids):
         for mode in GenerationMode:
             hunt(operation, mode, real, sent)
     print(f"\nschemathesis: {sum(sent.values())} requests: " + ", ".join(f"{k} {v}" for k, v in sorted(sent.items())))
-    assert len(sent) == 15 and sum(sent.values()) >= 900
+    assert len(sent) == 19 and sum(sent.values()) >= 900

@@ -41,18 +41,27 @@ def serve(
     clip_weights: ClipWeightsOpt = None,
     clip_model: ClipModelOpt = None,
     records: RecordsOpt = None,
+    folder_root: Annotated[
+        Optional[list[str]],
+        typer.Option(help="NAME=PATH: a server folder the page may list and inspect (repeatable; none: off)."),
+    ] = None,
 ):
     """Start the inspection service: REST API under /v1 (docs at /docs) and the web chat page at /."""
     try:
         import uvicorn
 
         from ..server import Limits, create_app
+        from ..server.folders import folder_roots
     except ModuleNotFoundError as error:
         if (error.name or "").split(".")[0] not in SERVE_MODULES:
             raise
         fail("the service needs the serve extra: pip install 'anomalens[serve]'")
     language_model = _language_model(backend, llm_model, base_url, llm_name, vision)
     check_writable(models)
+    try:
+        roots = folder_roots(folder_root or [])
+    except ValueError as error:
+        fail(str(error))
     store = open_records(records) if records else None  # inspections, chats and fit jobs outlive a restart
     request_bytes = int(max_request_mb * 1024 * 1024)
     limits = Limits(
@@ -67,10 +76,12 @@ def serve(
         clip_weights=clip_weights,
         clip_model=clip_model,
         records=store,
+        folder_roots=roots,
     )
     err.print(
         f"AnomaLens at http://{escape(host)}:{port}/ (API docs: /docs); models in {escape(str(models.resolve()))}"
         + (f"; records in {escape(repr(store))}" if store else "")
+        + "".join(f"; folder {escape(name)}: {escape(str(path))}" for name, path in roots.items())
     )
     uvicorn.run(application, host=host, port=port, log_level="warning")
 

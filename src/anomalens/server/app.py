@@ -6,6 +6,8 @@ only the language model, whose llama.cpp context is not thread-safe, answers one
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
+from functools import partial
 from importlib.resources import files as package_files
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +24,8 @@ from ..version import __version__
 from .chat import chat_routes
 from .context import ServiceContext
 from .errors import ApiError
-from .inspect import inspect_routes
+from .folders import folder_routes
+from .inspect import inspect_routes, inspect_stored
 from .limits import BodyLimit
 from .models import model_routes
 from .records import feedback_keeper, records_routes
@@ -44,9 +47,11 @@ def create_app(
     clip_weights: str | Path | None = None,
     clip_model: str | None = None,
     records: RecordStore | None = None,
+    folder_roots: Mapping[str, Path] | None = None,
 ) -> FastAPI:
     """The app; with `records`, every inspection, chat turn, series inspection and fit job is written there,
-    and an inspection (and its chat) is found there after a restart."""
+    and an inspection (and its chat) is found there after a restart. `folder_roots`: named server folders
+    the page may read and inspect (folders.py; none: that feature is off)."""
     return_freed_memory()
     app = FastAPI(
         title="AnomaLens",
@@ -85,6 +90,7 @@ def create_app(
         app.include_router(routes(ctx))
     app.include_router(records_routes(records, sessions, ctx.keep_feedback))
     app.include_router(reference_routes(store))
+    app.include_router(folder_routes(folder_roots or {}, partial(inspect_stored, ctx), limits))
     serve_page(app)
     app.state.store = store
     app.state.records = records

@@ -46,18 +46,37 @@ def inspect_routes(ctx: ServiceContext) -> APIRouter:
                 400, "give exactly one of model_id (a fitted model), references (normal images) or zero_shot"
             )
         given = ctx.uploads(files)
-        queries = read_uploads(given, ctx.limits)
         given_refs = ctx.uploads(references) if references else []  # their hashes make a few-shot model's version
         inspector = chosen_predictor(ctx, model_id, given_refs, zero_shot, class_name)
-        model: dict = {"class_name": class_name or ""}
-        if ctx.records is not None:  # few-shot: the version is the hash of the reference images as uploaded
-            model |= dict(zip(("model_id", "model_version"), model_identity(inspector, [d for _, d in given_refs])))
-        digests = [hashlib.sha256(data).hexdigest() for _, data in given]
-        options = {"class_name": class_name or "", "overlay": overlay, "batch_evidence": batch_evidence}
-        results = inspected_uploads(ctx, inspector, queries, digests, model, options)
-        return {"model_id": model_id, "expert": inspector.metadata.expert, "results": results}
+        asked = {"class_name": class_name, "overlay": overlay, "batch_evidence": batch_evidence}
+        return inspect_given(ctx, given, inspector, model_id, asked, given_refs)
 
     return router
+
+
+def inspect_given(
+    ctx: ServiceContext,
+    given: list[tuple[str, bytes]],
+    inspector: Predictor,
+    model_id: str | None,
+    asked: dict,
+    given_refs: list[tuple[str, bytes]],
+) -> dict:
+    """The /v1/inspect answer for the images `given` (name, bytes) by `inspector`; `asked`: the request's
+    class_name, overlay and batch_evidence. Server folders (folders.py) inspect through it too."""
+    asked = asked | {"class_name": asked.get("class_name") or ""}
+    queries = read_uploads(given, ctx.limits)
+    model: dict = {"class_name": asked["class_name"]}
+    if ctx.records is not None:  # few-shot: the version is the hash of the reference images as uploaded
+        model |= dict(zip(("model_id", "model_version"), model_identity(inspector, [d for _, d in given_refs])))
+    digests = [hashlib.sha256(data).hexdigest() for _, data in given]
+    results = inspected_uploads(ctx, inspector, queries, digests, model, asked)
+    return {"model_id": model_id, "expert": inspector.metadata.expert, "results": results}
+
+
+def inspect_stored(ctx: ServiceContext, given: list[tuple[str, bytes]], model_id: str, asked: dict) -> dict:
+    """The images `given` by the stored model `model_id` (server folders)."""
+    return inspect_given(ctx, given, ctx.store.get(model_id), model_id, asked, [])
 
 
 def chosen_predictor(

@@ -17,6 +17,7 @@ from ..language.chat import Turn
 from ..service import Conversations, ModelStore
 from ..service.lessons import Lesson, learn
 from .errors import ApiError
+from .masks import MASK_FOLDER, kept_mask
 
 if TYPE_CHECKING:
     from ..records import RecordStore
@@ -34,6 +35,13 @@ class FeedbackRequest(BaseModel):
         None, min_length=4, max_length=4, description="[x0, y0, x1, y1] in the image's pixels (x1, y1 exclusive)."
     )
     mask_path: str | None = Field(None, max_length=4096, description="A mask image's path, where it is kept.")
+    mask_png: str | None = Field(
+        None,
+        max_length=16_000_000,
+        description="A mask painted on the image: a PNG the image's size (base64 or a data URL), the defect where "
+        "it is neither black nor transparent; kept beside the models (the feedback's mask_path), its bounding box "
+        "the place where no box is given.",
+    )
     note: str = Field("", max_length=10_000)
     source: str = Field("api", max_length=16, description="Where it was given: chat, page, api or cli.")
     author: str = Field("", max_length=200, description="Who gave it.")
@@ -59,6 +67,14 @@ def feedback_keeper(records: RecordStore | None, sessions: Conversations, store:
     buttons and the chat's corrections come the same way."""
 
     def keep(inspection_id: str, feedback: dict, teach: bool) -> dict:
+        mask_png = feedback.pop("mask_png", None)
+        if mask_png is not None:  # painted on the page: checked against the image, kept as a file
+            found = kept(records).get(inspection_id)
+            if found is None:
+                raise ApiError(404, f"no inspection {inspection_id[:80]!r} in the records")
+            size = (found.get("result") or {}).get("image_size")
+            masked = kept_mask(mask_png, size, store.folder / MASK_FOLDER, inspection_id)
+            feedback |= {"mask_path": masked["mask_path"], "box": feedback.get("box") or masked["box"]}
         try:
             given = kept(records).add_feedback(inspection_id, **feedback)
         except LookupError as error:  # records.UnknownInspection

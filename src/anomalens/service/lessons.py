@@ -75,7 +75,12 @@ def learn(store: ModelStore, inspection_id: str, record: dict, feedback: dict, p
             "image_threshold": after.image_threshold,
             "rule": after.rule,
         },  # fmt: skip
-        reinspected={"anomalous": again.anomalous, "score": again.score, "probability": again.probability},
+        reinspected={
+            "anomalous": again.anomalous,
+            "score": again.score,
+            "probability": again.probability,
+            "decision": again.decision.to_dict() if again.decision else None,  # the page's score among the normal
+        },
     )
 
 

@@ -10,6 +10,7 @@ let seriesId = null;  // set while the chat is about a series (then inspectionId
 let batch = { files: [], results: [], reviews: [] };
 const CHUNK = 8;  // images per request with a fitted model: the first verdicts show while the rest are scored
 let originalUrl = null;  // the object URL the shown image is drawn from (revoked when replaced)
+let originalShown = null;  // the image the detail shows (a server image arrives later: only the latest is shown)
 let latest = 0;  // counts the inspection requests: only the latest one's answer is shown
 const LIST_FAILED = "Could not list models";
 // The answer says how sure it is itself when the verdict is uncertain ("uncertain: 0.64 — a second look is
@@ -72,14 +73,23 @@ async function loadModels(selected) {
   }
 }
 
-function setOriginal(file) {
-  clearBox();  // a box drawn marks the image it was drawn on
+// Shows the part's image: an uploaded File, or a server folder's image ({root, path}: folders.js), fetched;
+// the previous image is taken off at once, so that nothing is drawn on it meanwhile.
+async function setOriginal(source) {
+  clearDrawing();  // a box or mask drawn marks the image it was drawn on
   if (originalUrl) URL.revokeObjectURL(originalUrl);
-  originalUrl = file ? URL.createObjectURL(file) : null;
-  for (const img of [$("original"), $("overlay-base")]) {  // the heatmap is laid over the image: opacity
-    if (originalUrl) img.src = originalUrl;
-    else img.removeAttribute("src");
+  originalUrl = null;
+  originalShown = source;
+  const images = [$("original"), $("overlay-base")];  // the heatmap is laid over the image: opacity
+  for (const img of images) img.removeAttribute("src");
+  let blob = source;
+  if (source && !(source instanceof Blob)) {
+    blob = await serverImage(source).catch((error) => setStatus(`${source.path}: ${error.message}`, true));
+    if (originalShown !== source || !blob) return;  // another part is shown meanwhile, or the image failed
   }
+  if (!blob) return;
+  originalUrl = URL.createObjectURL(blob);
+  for (const img of images) img.src = originalUrl;
 }
 
 // Takes the previous result off the page (verdict, pictures, regions, batch, chat) as a new inspection is
@@ -89,6 +99,7 @@ function clearResult() {
   inspectionId = null;
   seriesId = null;
   batch = { files: [], results: [], reviews: [] };
+  galleryPage = 0;
   $("result").hidden = true;
   $("chat").hidden = true;
   $("batch").innerHTML = "";
@@ -102,6 +113,7 @@ function clearResult() {
   $("series-plot").removeAttribute("src");
   $("regions").innerHTML = "";
   $("messages").innerHTML = "";
+  showProgress(0, 0, 0);
   // the other form's status line described the result just removed (a model-list failure stays)
   if (!$("status").textContent.startsWith(LIST_FAILED)) setStatus("");
   show($("series-status"), "");
@@ -122,60 +134,36 @@ function addMessage(who, text, note) {
   $("messages").scrollTop = $("messages").scrollHeight;
 }
 
-// The form's images and their model as /v1/inspect forms: one per CHUNK images with a fitted model, one for
-// all otherwise (references are fitted per request; zero-shot compares a request's images with each other).
-function inspectForms(files) {
+// The images and their model as /v1/inspect requests (batch.js sends them): one per CHUNK images with a fitted
+// model, one for all otherwise (references are fitted per request; zero-shot compares a request's images).
+function inspectRequests(files) {
   const mode = document.querySelector("input[name=mode]:checked").value;
   const chunk = mode === "model" ? CHUNK : files.length;
-  const forms = [];
+  const requests = [];
   for (let start = 0; start < files.length; start += chunk) {
     const form = new FormData();
-    for (const file of files.slice(start, start + chunk)) form.append("files", file);
+    const count = Math.min(chunk, files.length - start);
+    for (const file of files.slice(start, start + count)) form.append("files", file);
     form.append("overlay", "true");
     const className = $("class-name").value.trim();
     if (className) form.append("class_name", className);
     if (mode === "model") form.append("model_id", $("model").value);
     else if (mode === "refs") for (const ref of $("refs").files) form.append("references", ref);
     else form.append("zero_shot", "true");
-    forms.push({ form, start });
+    requests.push({ start, count, send: () => call("/v1/inspect", { method: "POST", body: form }) });
   }
-  return forms;
+  return requests;
 }
 
 $("inspect").addEventListener("click", async () => {
-  const files = [...$("query").files];
-  if (!files.length) return setStatus("Choose a product image first.", true);
+  const files = chosen.files;
+  if (!files.length) return setStatus("Choose product images, a folder of them, or drop them on the page first.", true);
   const mode = document.querySelector("input[name=mode]:checked").value;
   if (mode === "model" && !$("model").value) return setStatus("No fitted model: choose reference images instead.", true);
   if (mode === "refs" && !$("refs").files.length) return setStatus("Choose one or more normal reference images.", true);
   $("inspect").disabled = true;
-  const request = clearResult();
-  batch.files = files;
-  setStatus("Inspecting…");
-  let expert = null;
-  let refused = null;  // a request none of whose images could be read: its refusal, said if no image was
   try {
-    for (const { form, start } of inspectForms(files)) {
-      let body;
-      try {
-        body = await call("/v1/inspect", { method: "POST", body: form });
-      } catch (error) {
-        if (!(error.body && error.body.results)) throw error;
-        body = error.body;  // every image of this chunk refused: each says why, the rest go on
-        refused = error;
-      }
-      if (request !== latest) return;  // a newer inspection was sent meanwhile
-      expert = body.expert || expert;
-      batch.modelId = body.model_id ?? batch.modelId;  // the stored model, whose references the detail shows
-      body.results.forEach((result, i) => { batch.results[start + i] = result; });
-      showGallery();
-      if (!inspectionId) showFirst();
-      if (files.length > CHUNK) setStatus(`Inspected ${batch.results.length} of ${files.length}…`);
-    }
-    if (!expert) throw refused;
-    setStatus([`Inspected with ${expert}.`, ...fileErrors({ results: batch.results })].join("\n"));
-  } catch (error) {
-    if (request === latest) setStatus(error.message, true);
+    await inspectBatch(files, inspectRequests(files));
   } finally {
     $("inspect").disabled = false;
   }

@@ -1,10 +1,15 @@
-// A box drawn on the part's image: press, drag and release (mouse, pen or touch alike: Pointer Events) marks
-// where a defect is. Kept in the image's own pixels, it goes with the review (review.js) and is cleared when
-// another image is shown.
+// A box drawn on the part's image, or a mask painted on it with a brush: press, drag and release (mouse, pen
+// or touch alike: Pointer Events) marks where a defect is. Kept in the image's own pixels, it goes with the
+// review (review.js: the box as a box, the mask as a PNG the image's size) and is cleared when another image
+// is shown.
 
 let drawnBox = null;  // [x0, y0, x1, y1] in the image's own pixels (x1, y1 exclusive), or none drawn
 let dragStart = null;  // where the pointer went down, in the image's pixels, while it is down
 const LEAST_DRAG = 4;  // CSS pixels either way: a press with less is a click, not a box
+let painted = false;  // the brush has marked the mask since it was last cleared
+let lastPaint = null;  // where the brush was, in the image's pixels, while it is down
+
+const brushing = () => document.querySelector("input[name=draw-tool]:checked").value === "brush";
 
 // Where the picture lies inside its element, which letterboxes it (object-fit: contain): its offset from the
 // element's corner and its scale, CSS pixels per image pixel.
@@ -33,23 +38,50 @@ function boxOf(a, b) {
     Math.ceil(Math.max(a[0], b[0])), Math.ceil(Math.max(a[1], b[1]))];
 }
 
-function showBox() {
-  const shown = $("drawn-box");
-  shown.hidden = !drawnBox;
-  $("clear-box").disabled = !drawnBox;
-  if (!drawnBox) return;
+// Lays `element` over the image's picture (inside the letterbox), from its pixels `box`.
+function placeOver(element, [x0, y0, x1, y1]) {
   const img = $("original");
   const { dx, dy, scale } = imageFrame();
-  const [x0, y0, x1, y1] = drawnBox;
-  Object.assign(shown.style, {
+  Object.assign(element.style, {
     left: `${img.offsetLeft + dx + x0 * scale}px`, top: `${img.offsetTop + dy + y0 * scale}px`,
     width: `${(x1 - x0) * scale}px`, height: `${(y1 - y0) * scale}px`,
   });
 }
 
-function clearBox() {
+function showBox() {
+  $("drawn-box").hidden = !drawnBox;
+  $("drawn-mask").hidden = !painted;
+  $("clear-box").disabled = !drawnBox && !painted;
+  if (drawnBox) placeOver($("drawn-box"), drawnBox);
+  if (painted) placeOver($("drawn-mask"), [0, 0, $("original").naturalWidth, $("original").naturalHeight]);
+}
+
+// The brush's stroke from where it was to `point`, painted into the mask at the image's own pixels.
+function paint(point) {
+  const mask = $("drawn-mask");
+  const img = $("original");
+  if (!painted) [mask.width, mask.height] = [img.naturalWidth, img.naturalHeight];  // emptied as well
+  const context = mask.getContext("2d");
+  Object.assign(context, { strokeStyle: "#ffb300", lineCap: "round", lineWidth: Number($("brush-size").value) });
+  context.beginPath();
+  context.moveTo(...(lastPaint || point));
+  context.lineTo(point[0] + (lastPaint ? 0 : 0.01), point[1]);  // a press alone leaves a dot
+  context.stroke();
+  lastPaint = point;
+  painted = true;
+  showBox();
+}
+
+// The painted mask as a PNG data URL the image's size (none painted: null).
+function drawnMask() {
+  return painted ? $("drawn-mask").toDataURL("image/png") : null;
+}
+
+function clearDrawing() {
   drawnBox = null;
   dragStart = null;
+  painted = false;
+  lastPaint = null;
   showBox();
 }
 
@@ -57,19 +89,22 @@ $("original").addEventListener("pointerdown", (event) => {
   if (!$("original").naturalWidth || event.button !== 0) return;
   event.preventDefault();  // no image drag, no text selection
   $("original").setPointerCapture(event.pointerId);  // the drag goes on outside the image, kept inside it
+  if (brushing()) return paint(imagePoint(event));
   dragStart = imagePoint(event);
 });
 $("original").addEventListener("pointermove", (event) => {
+  if (lastPaint) return paint(imagePoint(event));
   if (!dragStart) return;
   drawnBox = boxOf(dragStart, imagePoint(event));
   showBox();
 });
 $("original").addEventListener("pointerup", (event) => {
+  lastPaint = null;
   if (!dragStart) return;
   drawnBox = boxOf(dragStart, imagePoint(event));
   dragStart = null;
   showBox();
 });
-$("original").addEventListener("pointercancel", clearBox);
-$("clear-box").addEventListener("click", clearBox);
-window.addEventListener("resize", showBox);  // the image is drawn at another size: the box follows it
+$("original").addEventListener("pointercancel", clearDrawing);
+$("clear-box").addEventListener("click", clearDrawing);
+window.addEventListener("resize", showBox);  // the image is drawn at another size: the drawing follows it

@@ -4,6 +4,8 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const NO_TYPE = "none";  // the defect-type filter's value for parts without a type; a type's is "type:<name>"
+const GALLERY_PAGE = 100;  // thumbnails a page: a batch of hundreds stays quick to draw and to scan
+let galleryPage = 0;
 const referenceUrls = new Map();  // "model/name" → the object URL of a reference fetched (null: not kept)
 let referenceWanted = null;  // the reference the detail shows: an answer for a part no longer shown is dropped
 
@@ -20,6 +22,8 @@ function verdictWords(result) {
     (again ? ` · re-decided ${again.anomalous ? "anomalous" : "normal"} · p ${again.probability.toFixed(2)}` : "");
 }
 
+// The part as decided now: the taught model's decision where a lesson decided it again, else the first one.
+const decidedOf = (result) => (result.redecided && result.redecided.decision ? result.redecided : result);
 const typeOf = (result) => (result.ok && result.defect_type ? `type:${result.defect_type}` : NO_TYPE);
 
 // The parts shown, as indices into the batch: filtered by verdict, review and defect type, in the chosen order.
@@ -31,7 +35,7 @@ function visibleOrder() {
     (!verdict || verdictOf(batch.results[i]) === verdict) &&
     (!review || (review === "reviewed") === Boolean(batch.reviews[i])) &&
     (!type || typeOf(batch.results[i]) === type));
-  const score = (i) => (batch.results[i].ok ? batch.results[i].score : -Infinity);
+  const score = (i) => (batch.results[i].ok ? (batch.results[i].redecided || batch.results[i]).score : -Infinity);
   if ($("sort").value === "score-desc") order.sort((a, b) => score(b) - score(a));
   if ($("sort").value === "score-asc") order.sort((a, b) => score(a) - score(b));
   return order;
@@ -76,17 +80,32 @@ function showTypeChoices(results) {
   select.value = choices.some(([value]) => value === chosen) ? chosen : "";
 }
 
-// With several images, a thumbnail each; a click shows that part in detail and chats about it.
+// With several images, a thumbnail each, a page of them at a time; a click shows that part in detail.
 function showGallery() {
   const results = batch.results.filter(Boolean);
   $("gallery").hidden = results.length < 2;
   showTypeChoices(results);
-  $("batch").replaceChildren(...visibleOrder().map(thumbnail));
+  const order = visibleOrder();
+  const pages = Math.max(1, Math.ceil(order.length / GALLERY_PAGE));
+  galleryPage = Math.min(galleryPage, pages - 1);
+  const shown = order.slice(galleryPage * GALLERY_PAGE, (galleryPage + 1) * GALLERY_PAGE);
+  $("batch").replaceChildren(...shown.map(thumbnail));
+  $("gallery-page").textContent = `Page ${galleryPage + 1} of ${pages} (${order.length} parts)`;
+  $("gallery-prev").disabled = galleryPage === 0;
+  $("gallery-next").disabled = galleryPage >= pages - 1;
   const defective = results.filter((r) => verdictOf(r) === "anomalous").length;
   const reviewed = batch.reviews.filter(Boolean).length;
   const failed = results.filter((r) => !r.ok).length;
   $("counts").textContent = `${defective} defective of ${results.length}` +
     (failed ? `, ${failed} not inspected` : "") + `; ${reviewed} reviewed`;
+}
+
+// The gallery page that holds part `index` (shown where it was on another page).
+function pageTo(index) {
+  const at = visibleOrder().indexOf(index);
+  if (at < 0 || Math.floor(at / GALLERY_PAGE) === galleryPage) return;
+  galleryPage = Math.floor(at / GALLERY_PAGE);
+  showGallery();
 }
 
 function showFirst() {
@@ -103,6 +122,7 @@ function showResult(index) {
   $("result").hidden = false;
   $("chat").hidden = false;
   $("review").hidden = false;
+  pageTo(index);
   for (const item of $("batch").children) item.classList.toggle("shown", Number(item.dataset.index) === index);
   setOriginal(batch.files[index]);
   $("overlay").src = `data:image/png;base64,${result.overlay_png}`;
@@ -116,7 +136,7 @@ function showResult(index) {
     list.appendChild(item);
   });
   showNearestReference(result);
-  drawDistribution(result.decision);
+  drawDistribution(decidedOf(result).decision);
   showReview(index);
   $("messages").innerHTML = "";
   addMessage("bot", result.answer);
@@ -196,7 +216,9 @@ function drawDistribution(decision) {
 }
 
 for (const id of ["sort", "filter-verdict", "filter-review", "filter-defect-type"]) {
-  $(id).addEventListener("change", showGallery);
+  $(id).addEventListener("change", () => { galleryPage = 0; showGallery(); });
 }
+$("gallery-prev").addEventListener("click", () => { galleryPage -= 1; showGallery(); });
+$("gallery-next").addEventListener("click", () => { galleryPage += 1; showGallery(); });
 $("heatmap").addEventListener("change", () => { $("overlay").hidden = !$("heatmap").checked; });
 $("heatmap-opacity").addEventListener("input", () => { $("overlay").style.opacity = $("heatmap-opacity").value / 100; });

@@ -1,5 +1,5 @@
-// Review: an operator's word on the part shown (correct, false alarm, missed; a defect type; a box drawn on
-// the image, draw.js) sent to POST /v1/inspections/{id}/feedback, which teaches the stored model that made the
+// Review: an operator's word on the part shown (correct, false alarm, missed; a defect type; a box or a mask
+// drawn on the image, draw.js) sent to POST /v1/inspections/{id}/feedback, which teaches the stored model that made the
 // inspection and decides the part again; marked in the gallery; keys for a fast pass (j, k, c, w).
 
 let reviewing = null;  // the index in the batch of the part shown
@@ -32,12 +32,14 @@ async function review(kind) {
   const { verdict, label, boxed } = REVIEWS[kind](result);
   const defectType = $("defect-type").value.trim();
   const box = boxed ? drawnBox : null;
+  const mask = boxed ? drawnMask() : null;
   show($("review-status"), "Keeping the feedback and teaching the model…");
   try {
     const given = await call(`/v1/inspections/${encodeURIComponent(result.inspection_id)}/feedback`, {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
         verdict, source: "page", ...(defectType ? { defect_type: defectType } : {}), ...(box ? { box } : {}),
+        ...(mask ? { mask_png: mask } : {}),
       }),
     });
     feedbackKept(index, { ...given, label });
@@ -53,8 +55,9 @@ function feedbackKept(index, given) {
   const lesson = given.lesson;
   if (lesson && lesson.reinspected) batch.results[index].redecided = lesson.reinspected;
   showGallery();
-  if (reviewing === index) {
+  if (reviewing === index) {  // the verdict, and the score among the normal ones, as the taught model decides
     showVerdict(batch.results[index]);
+    drawDistribution(decidedOf(batch.results[index]).decision);
     showReview(index);
   }
   if (lesson && lesson.taught) loadModels($("model").value);
@@ -68,7 +71,8 @@ function showKept(given) {
   $("lesson-flags").replaceChildren(...warnings);
   if (!given) return show($("review-status"), "");
   const [x0, y0, x1, y1] = given.box || [];
-  const kept = `Reviewed: ${given.label}. Kept` + (given.box ? ` with the box (${x0}, ${y0})–(${x1}, ${y1})` : "");
+  const kept = `Reviewed: ${given.label}. Kept` + (given.mask_path ? " with the mask painted"
+    : given.box ? ` with the box (${x0}, ${y0})–(${x1}, ${y1})` : "");
   const { taught, reinspected, not_taught: notTaught } = given.lesson || {};
   if (!taught) return show($("review-status"), kept + (notTaught ? `; the model was not taught: ${notTaught}` : "."));
   const decided = reinspected ? ` — this part is now decided ${reinspected.anomalous ? "anomalous" : "normal"} ` +
