@@ -104,6 +104,9 @@ def test_exported_models_are_served_beside_fitted_ones(tmp_path):
     described = store.describe("weld-fast")
     assert described["ok"] and described["engine"] == "onnx" and described["expert"] == "memory_bank"
     assert described["n_normal"] == 3 and store.describe("weld")["engine"] == "torch"
+    # the chosen scale and the calibration in words, the same from either engine's file
+    assert described["calibration"] == store.describe("weld")["calibration"] == inspector.calibration.words()
+    assert described["scale"] == f"{inspector.config.scale} at {inspector.config.image_size} px"
     probe = [texture(9, size=64)]
     fast, torch_result = store.get("weld-fast").predict(probe)[0], store.get("weld").predict(probe)[0]
     assert fast.anomalous == torch_result.anomalous and fast.score == pytest.approx(torch_result.score, rel=1e-4)

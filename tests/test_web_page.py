@@ -199,6 +199,8 @@ def test_a_model_fitted_from_uploads_is_listed_and_inspects(page, tmp_path):
     fit_status = page.locator("#fit-status")
     expect(fit_status).to_contain_text("Model weld is ready (4 images).", timeout=120_000)
     expect(fit_status).to_contain_text("readme.png: not a readable image")
+    expect(fit_status).to_contain_text("Scale squash at 256 px; image threshold")  # the chosen scale, the calibration
+    expect(fit_status).to_contain_text("4 images), pixel threshold")
     expect(page.locator("#model")).to_have_value("weld")
     page.set_input_files("#query", str(sorted((WELD / "test" / "defective").glob("*.png"))[0]))
     page.click("#inspect")

@@ -95,6 +95,13 @@ class Calibration:
     lowest_normal: float | None = None  # the lowest normal image score (model files written before: None)
     normal_median: float | None = None  # the normal image scores' median (model files written before: None)
 
+    def words(self) -> str:
+        """The calibration in a line, as `fit`, `info` and the page show it."""
+        return (
+            f"image threshold {self.image_threshold:.4g} ({self.rule}; {self.method}, {self.n_normal} images), "
+            f"pixel threshold {self.pixel_threshold:.4g}"
+        )
+
     def decide(self, score: float) -> bool:
         """The verdict: anomalous at or above the image threshold."""
         return score >= self.image_threshold

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..calibration import Calibration
 from ..deploy import OnnxInspector, OnnxModelError
 from ..inspector import Inspector
 from ..lineage import Step, lineage_of, version_of
@@ -103,12 +104,12 @@ class ModelStore:
         try:
             if path.suffix == ".onnx":
                 model = OnnxInspector(path)
-                expert, n_normal, backbone = model.expert_name, model.calibration.n_normal, model.config["backbone"]
+                expert, calibration, config = model.expert_name, model.calibration, model.config
                 lineage: tuple[Step, ...] = ()  # an exported model is not taught
             else:
                 header = read_header(path)
-                expert, n_normal = header["expert"]["kind"], header["calibration"]["n_normal"]
-                backbone, lineage = header["config"]["backbone"], lineage_of(header.get("lineage"))
+                expert, calibration = header["expert"]["kind"], Calibration(**header["calibration"])
+                config, lineage = header["config"], lineage_of(header.get("lineage"))
         except (ModelFileError, OnnxModelError, KeyError, ValueError) as error:
             return {"id": model_id, "ok": False, "error": str(error)}
         return {
@@ -116,8 +117,10 @@ class ModelStore:
             "ok": True,
             "engine": "onnx" if path.suffix == ".onnx" else "torch",
             "expert": expert,
-            "n_normal": n_normal,
-            "backbone": backbone,
+            "n_normal": calibration.n_normal,
+            "backbone": config["backbone"],
+            "scale": f"{config['scale']} at {config['image_size']} px",
+            "calibration": calibration.words(),
             "version": version_of(lineage) if path.suffix == SUFFIX else None,
             "lineage": [step.summary() for step in lineage],  # what each taught version learned, oldest first
             "file": path.name,

@@ -234,7 +234,9 @@ $("fit").addEventListener("click", async () => {
     if (job.status !== "done") throw new Error(`Fitting ${job.model_id} failed: ${job.error}`);
     await loadModels(job.model_id);
     document.querySelector("input[name=mode][value=model]").checked = true;
-    setFitStatus([`Model ${job.model_id} is ready (${job.total} images).`, ...fileErrors(job)].join("\n"));
+    const model = await call(`/v1/models/${encodeURIComponent(job.model_id)}`);
+    const summary = `Scale ${model.scale}; ${model.calibration}.`; // what the fit chose and decided on
+    setFitStatus([`Model ${job.model_id} is ready (${job.total} images).`, summary, ...fileErrors(job)].join("\n"));
   } catch (error) {
     setFitStatus(error.message, true);
   } finally {
