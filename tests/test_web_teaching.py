@@ -96,6 +96,13 @@ def test_a_box_drawn_goes_with_a_missed_defect(page, tmp_path):
     page.click("#clear-box")
     expect(page.locator("#drawn-box")).to_be_hidden()
     assert page.evaluate("drawnBox") is None
+    page.focus("#original")  # the keyboard's box: started at the centre, moved and sized by arrow keys
+    for key in ("ArrowRight", "ArrowRight", "Shift+ArrowDown"):
+        page.keyboard.press(key)
+    assert page.evaluate("drawnBox") == [64, 56, 80, 76]
+    expect(page.locator("#drawn-box")).to_be_visible()
+    page.keyboard.press("Escape")
+    assert page.evaluate("drawnBox") is None
     scale = drag(page, (30, 40), (90, 100))
     shown = page.locator("#drawn-box").bounding_box()
     assert abs(shown["width"] - 60 * scale) <= 2 * scale + 4 and abs(shown["height"] - 60 * scale) <= 2 * scale + 4

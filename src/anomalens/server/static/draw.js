@@ -107,4 +107,27 @@ $("original").addEventListener("pointerup", (event) => {
 });
 $("original").addEventListener("pointercancel", clearDrawing);
 $("clear-box").addEventListener("click", clearDrawing);
+
+// The keyboard's box, for who draws without a pointer: with the image focused, arrow keys move a box (one
+// started at the centre, an eighth of the image a side), shift + arrow keys widen or narrow it, Escape clears it.
+function keyedBox(key, resize) {
+  const [width, height] = [$("original").naturalWidth, $("original").naturalHeight];
+  const step = Math.max(1, Math.round(Math.min(width, height) / 32));
+  const side = Math.max(2, Math.round(Math.min(width, height) / 8));
+  const box = drawnBox || [(width - side) >> 1, (height - side) >> 1, (width + side) >> 1, (height + side) >> 1];
+  const [dx, dy] = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] }[key];
+  const [x0, y0] = resize ? [box[0], box[1]] : [box[0] + dx, box[1] + dy];
+  const [x1, y1] = [box[2] + dx, box[3] + dy];
+  const within = (v, low, high) => Math.min(Math.max(v, low), high);
+  const left = within(x0, 0, width - 1), top = within(y0, 0, height - 1);
+  return [left, top, within(x1, left + 1, width), within(y1, top + 1, height)];
+}
+$("original").addEventListener("keydown", (event) => {
+  if (!$("original").naturalWidth) return;
+  if (event.key === "Escape") return clearDrawing();
+  if (!event.key.startsWith("Arrow")) return;
+  event.preventDefault();  // the page does not scroll
+  drawnBox = keyedBox(event.key, event.shiftKey);
+  showBox();
+});
 window.addEventListener("resize", showBox);  // the image is drawn at another size: the drawing follows it
