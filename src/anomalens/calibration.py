@@ -97,10 +97,8 @@ class Calibration:
 
     def words(self) -> str:
         """The calibration in a line, as `fit`, `info` and the page show it."""
-        return (
-            f"image threshold {self.image_threshold:.4g} ({self.rule}; {self.method}, {self.n_normal} images), "
-            f"pixel threshold {self.pixel_threshold:.4g}"
-        )
+        n = f"{self.n_normal} images"
+        return f"image threshold {self.image_threshold:.4g} ({self.rule}; {self.method}, {n}), pixel threshold {self.pixel_threshold:.4g}"
 
     def decide(self, score: float) -> bool:
         """The verdict: anomalous at or above the image threshold."""

@@ -14,6 +14,7 @@ branch_labels = None
 depends_on = None
 
 
+# long: the first schema, every table and column listed as Alembic records it
 def upgrade() -> None:
     op.create_table(
         "inspections",
