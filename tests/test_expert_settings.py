@@ -124,7 +124,8 @@ def test_patchcore_settings_round_trip_and_a_bad_one_is_refused(tmp_path):
     inspector.fit([texture(i, SIZE) for i in range(3)])
     assert (inspector.expert.coreset_ratio, inspector.expert.num_neighbors) == (0.5, 3)
     loaded = Inspector.load(inspector.save(tmp_path / "patchcore.safetensors"))
-    assert loaded.config.expert_settings == {"coreset_ratio": 0.5, "max_bank": 16_384, "num_neighbors": 3}
+    shared = {"coreset_ratio": 0.5, "max_bank": 16_384, "num_neighbors": 3}
+    assert loaded.config.expert_settings == shared | {"synthetic_images": 256}  # its decoder's, once taught
     assert (loaded.expert.coreset_ratio, loaded.expert.num_neighbors) == (0.5, 3)
     # the inspector's keywords of old are the same settings
     assert Inspector(expert="patchcore", coreset_ratio=0.05).config.expert_settings["coreset_ratio"] == 0.05
@@ -152,7 +153,9 @@ def test_model_files_of_old_with_shared_settings_still_load(tmp_path):
     saved = inspector.save(tmp_path / "new.safetensors")
     old = old_layout(saved, tmp_path / "old.safetensors", coreset_ratio=0.25)
     loaded = Inspector.load(old)
-    assert loaded.config.expert_settings == {"coreset_ratio": 0.25, "max_bank": 16_384, "num_neighbors": 9}
+    assert loaded.config.expert_settings == {"coreset_ratio": 0.25, "max_bank": 16_384, "num_neighbors": 9} | {
+        "synthetic_images": 256
+    }
     probe = texture(99, SIZE)
     assert loaded.predict(probe)[0].score == pytest.approx(inspector.predict(probe)[0].score)
     # an expert without them ignored them then, and does now; a bad one is refused by its name in the file

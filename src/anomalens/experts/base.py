@@ -37,6 +37,7 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 FEW_SHOT_MAX = 16  # "auto": the few-shot memory bank up to this many references, PatchCore above
 ALIASES = {"memory": "auto", "both": "fused"}  # the command line's names
 AUTO_KINDS = ("memory_bank", "patchcore")  # the experts "auto" makes
+TAUGHT_MEMORY_BECOMES = "fused"  # what a memory expert taught labelled defects becomes (`settings_class`)
 
 
 @dataclass
@@ -219,15 +220,18 @@ def expert_class(name: str, n_normal: int | None = None, zero_shot: bool = False
 
 
 def settings_class(expert: str | type[Expert]) -> type[ExpertSettings]:
-    """The settings an expert (or a name) takes; "auto" may make any of AUTO_KINDS, so it takes each one's."""
+    """The settings an expert (or a name) takes; "auto" may make any of AUTO_KINDS, so it takes each one's. A
+    memory expert taught defects becomes the memory of a fused one (`FusedExpert.around`), whose decoder reads
+    the same configuration: a memory expert's inspector takes the fused expert's settings too."""
     if not isinstance(expert, str):
         return expert.Settings
-    if ALIASES.get(expert, expert) != "auto":
-        return expert_class(expert).Settings
-    parts = [EXPERTS[kind].Settings for kind in AUTO_KINDS]
+    kinds = AUTO_KINDS if ALIASES.get(expert, expert) == "auto" else (expert_class(expert).name,)
+    parts = [EXPERTS[kind].Settings for kind in kinds]
+    if set(kinds) <= set(AUTO_KINDS):
+        parts.append(EXPERTS[TAUGHT_MEMORY_BECOMES].Settings)
     # a part another part extends adds nothing (and would make the classes' order inconsistent)
     leaves = tuple(dict.fromkeys(p for p in parts if not any(o is not p and issubclass(o, p) for o in parts)))
-    return leaves[0] if len(leaves) == 1 else type("AutoSettings", leaves, {})
+    return leaves[0] if len(leaves) == 1 else type("JoinedSettings", leaves, {})
 
 
 def checked_settings(
