@@ -11,7 +11,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from pydantic import field_validator
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -20,7 +19,7 @@ from typer.testing import CliRunner
 from anomalens import Expert, ExpertInput, ExpertSettings, Inspector, NormalEvidence, NormalImages, register_expert
 from anomalens.cli import app
 from anomalens.model_file import ModelFileError, read_model
-from conftest import texture
+from conftest import save_png, texture
 
 SIZE = 64
 
@@ -72,7 +71,7 @@ def normal_folder(tmp_path, n: int = 4):
     folder = tmp_path / "normal"
     folder.mkdir()
     for i in range(n):
-        Image.fromarray((texture(i, SIZE) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+        save_png(folder / f"{i}.png", texture(i, SIZE))
     return folder
 
 
@@ -116,6 +115,14 @@ def test_the_command_line_gives_an_expert_its_settings(tmp_path):
     ]:
         refused = CliRunner().invoke(app, [*fit, "--overwrite", "--expert-setting", bad])
         assert refused.exit_code == 2 and said in " ".join(refused.output.split()), refused.output
+
+
+def test_eval_gives_the_expert_its_settings(texture_dataset, tmp_path):
+    evaluate = ["eval", str(texture_dataset), "--expert", "test_gained_colour", "--image-size", str(SIZE)]
+    result = CliRunner().invoke(app, [*evaluate, "--out", str(tmp_path / "ok"), "--expert-setting", "gain=2"])
+    assert result.exit_code == 0, result.output
+    refused = CliRunner().invoke(app, [*evaluate, "--out", str(tmp_path / "bad"), "--expert-setting", "gian=2"])
+    assert refused.exit_code == 2 and "expert test_gained_colour: setting gian is not one of" in refused.output
 
 
 def test_patchcore_settings_round_trip_and_a_bad_one_is_refused(tmp_path):
