@@ -126,7 +126,7 @@ def run(
     types = sorted({s.defect for s in test if s.label and s.defect})
     stream, held = held_aside(test, seed)
     refs = [s.path for s in random.Random(seed).sample(train, shots)]
-    model = Inspector(synthetic_images=synthetic, seed=seed).fit(refs)
+    model = Inspector(expert_settings={"synthetic_images": synthetic}, seed=seed).fit(refs)
     key = {"set": category, "shots": shots, "seed": seed, "variant": variant}
     rows = [key | {"corrections": 0, "taught": 0} | scores(model, held, types)]
     rng, pending, taught, started = random.Random(seed + 1), [], 0, time.perf_counter()

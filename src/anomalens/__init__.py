@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .version import __version__
 
 if TYPE_CHECKING:
-    from .experts import Expert, ExpertInput, NormalEvidence, NormalImages
+    from .experts import Expert, ExpertInput, ExpertSettings, NormalEvidence, NormalImages
     from .experts import register as register_expert
     from .inspector import InspectionResult, Inspector
     from .regions import Region
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 _WHERE = {  # public name → (module, its name there)
     "Expert": (".experts", "Expert"),
     "ExpertInput": (".experts", "ExpertInput"),
+    "ExpertSettings": (".experts", "ExpertSettings"),
     "NormalEvidence": (".experts", "NormalEvidence"),
     "NormalImages": (".experts", "NormalImages"),
     "register_expert": (".experts", "register"),
@@ -31,6 +32,7 @@ _WHERE = {  # public name → (module, its name there)
 __all__ = [
     "Expert",
     "ExpertInput",
+    "ExpertSettings",
     "InspectionResult",
     "Inspector",
     "NormalEvidence",

@@ -1,8 +1,11 @@
-"""The inspector's configuration: plain values, saved in model files and handed to every expert's `create`."""
+"""The inspector's configuration: plain values, saved in model files and handed to every expert's `create`.
+The chosen expert's own settings are a plain mapping here (`expert_settings`): the expert's `Settings` say
+what they are and check them (`experts.base.checked_settings`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from .names import DEFAULT_BACKBONE
 
@@ -19,10 +22,8 @@ class InspectorConfig:
     # resized by it (1.0: native pixels), cut into image_size tiles
     scale: str | float = "squash"
     expert: str = "auto"  # a registered expert's name, "auto" (memory bank, or PatchCore above 16 images) or an alias
-    coreset_ratio: float = 0.1
-    max_bank: int = 16_384  # caps the PatchCore bank so detection speed does not grow with the training set
-    num_neighbors: int = 9
     batch_size: int = 8  # small batches keep activations in cache: faster on CPU than large ones
-    synthetic_images: int = 256  # "decoder", "fused": synthetic anomalies to train on
     seed: int = 0
     max_false_alarms: float | None = None  # a stated share of normal images the decision may flag (None: default)
+    # the expert's settings, all of them (its defaults filled in) once the inspector is built
+    expert_settings: dict[str, Any] = field(default_factory=dict, hash=False)

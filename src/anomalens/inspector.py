@@ -6,7 +6,7 @@ maps, scores) → maps → decision (calibration) → result (verdict, regions);
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -28,6 +28,7 @@ from .graph import InferenceGraph
 from .lineage import Step
 from .maps import smooth
 from .model_file import read_model, save_model
+from .model_header import resolved_settings
 from .preprocessing import (
     AUTO,
     SQUASH,
@@ -65,11 +66,14 @@ class Inspector:
         weights: Weights = None,
         zero_shot: str | None = None,
         expert: str | Expert = "auto",
+        expert_settings: Mapping | None = None,
         **options,
     ):
         expert = zero_shot or expert
         kind = expert_class(expert, zero_shot=zero_shot is not None) if isinstance(expert, str) else type(expert)
-        self.config = InspectorConfig(backbone, expert=expert if isinstance(expert, str) else kind.name, **options)
+        settings = resolved_settings(expert if isinstance(expert, str) else kind, expert_settings, options)
+        name = expert if isinstance(expert, str) else kind.name
+        self.config = InspectorConfig(backbone, expert=name, expert_settings=settings, **options)
         self.config = replace(self.config, scale=checked_scale(self.config.scale, auto=True))
         self.weights_file = resolve_weights(backbone, weights) if "features" in kind.needs else None
         self.backbone = create_backbone(backbone, self.weights_file) if self.weights_file else None
@@ -224,7 +228,7 @@ class Inspector:
     def _embedded(self, entry: Decoded, expert: Expert, layout: Layout) -> None:
         """One image laid out, cut into tiles and embedded alone: raises what it alone raises."""
         for _, _, tiles in tile_batches([entry], [layout.plan(entry)], expert, self.config.batch_size):
-            self._input(tiles, expert)
+            expert_input(self.backbone, tiles, expert)
 
     def _scored_together(self, decoded: list[Decoded], expert: Expert, layout: Layout) -> list[ImageScore]:
         """Scores the images tile batch by tile batch (an expert that scores a batch against itself: all at
@@ -234,7 +238,7 @@ class Inspector:
         descriptors: list[np.ndarray | None] = [None] * len(decoded)
         nearest = [""] * len(decoded)
         batched: Iterator[tuple[list[int], list[int], ExpertInput]] = (
-            (owners, indices, self._input(tiles, expert))
+            (owners, indices, expert_input(self.backbone, tiles, expert))
             for owners, indices, tiles in tile_batches(decoded, per_image.plans, expert, self.config.batch_size)
         )
         if "batch" in expert.needs:
@@ -255,10 +259,6 @@ class Inspector:
             (float(score), image_map, descriptor, reference)
             for score, image_map, descriptor, reference in zip(per_image.scores, per_image.maps(), descriptors, nearest)
         ]
-
-    def _input(self, tiles: np.ndarray, kind: Expert | type[Expert]) -> ExpertInput:
-        """What the expert needs of these (B, 3, S, S) tiles (`embedded.expert_input`)."""
-        return expert_input(self.backbone, tiles, kind)
 
     @property
     def defect_types(self) -> DefectTypeClassifier | None:

@@ -5,7 +5,8 @@ state by its own `from_state`; what is wrong is a `fields.FieldError` naming the
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.dataclasses import dataclass as validated
@@ -14,7 +15,7 @@ from .backbones import BACKBONES
 from .calibration import METHODS, MIN_ANOMALIES, RULES, SYNTHETIC_RULES, Calibration
 from .config import BATCH_MAX, IMAGE_SIZES, InspectorConfig
 from .experts import EXPERTS, expert_class
-from .experts.base import ALIASES, AUTO_KINDS
+from .experts.base import ALIASES, AUTO_KINDS, Expert, SettingError, checked_settings, settings_class
 from .fields import SEED_MAX, FieldError, clipped, first_problem
 from .preprocessing import checked_scale
 from .version import __version__
@@ -26,11 +27,24 @@ DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat1
 DTYPES |= {"I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)  # JSON types as written, no unknown field
+# Before experts owned their settings (issue 33) these sat at the top of the inspector's configuration, shared
+# by every expert: old model files hold them there, and the inspector still takes them as keywords
+# (`Inspector(coreset_ratio=…)`, as scripts and benches call it). Both are read here alone (`resolved_settings`):
+# checked as the fused expert's settings (it has them all, as the shared configuration did), and kept for the
+# experts that take them (the others ignored them then too).
+LEGACY_SETTINGS = ("coreset_ratio", "max_bank", "num_neighbors", "synthetic_images")
 
 
 @validated(frozen=True, config=STRICT)
 class StoredConfig(InspectorConfig):
-    """The inspector's configuration, validated: its fields, their types, and values it can run with."""
+    """The inspector's configuration, validated: its fields, their types, and values it can run with; the
+    expert's settings by the expert (`check_settings`)."""
+
+    # an old file's settings (LEGACY_SETTINGS; None: not there), each checked as the expert checks it
+    coreset_ratio: Any = None
+    max_bank: Any = None
+    num_neighbors: Any = None
+    synthetic_images: Any = None
 
     @field_validator("backbone")
     @classmethod
@@ -53,28 +67,11 @@ class StoredConfig(InspectorConfig):
             raise ValueError(f"must be from {low} to {high} pixels, not {size}")
         return size
 
-    @field_validator("max_bank", "synthetic_images")
-    @classmethod
-    def _count(cls, n: int) -> int:
-        if n < 1:
-            raise ValueError(f"must be at least 1, not {n}")
-        return n
-
     @field_validator("batch_size")
     @classmethod
     def _batch(cls, n: int) -> int:
         if not 1 <= n <= BATCH_MAX:
             raise ValueError(f"must be at least 1 and at most {BATCH_MAX}, not {n}")
-        return n
-
-    @field_validator("num_neighbors")
-    @classmethod
-    def _neighbors(cls, n: int, info: ValidationInfo) -> int:
-        if n < 1:
-            raise ValueError(f"must be at least 1, not {n}")
-        max_bank = info.data.get("max_bank")  # absent: it was refused itself
-        if max_bank is not None and n > max_bank:
-            raise ValueError(f"must be at most config.max_bank ({max_bank}), the most rows a bank holds, not {n}")
         return n
 
     @field_validator("seed")
@@ -97,13 +94,6 @@ class StoredConfig(InspectorConfig):
         if isinstance(scale, str) and scale not in ("squash", "aspect"):  # saved as a number, never as text
             raise ValueError(f"must be squash, aspect or a number, not {scale!r}")
         return checked_scale(scale)
-
-    @field_validator("coreset_ratio")
-    @classmethod
-    def _fraction(cls, ratio: float) -> float:
-        if not 0 < ratio <= 1:
-            raise ValueError(f"must be above 0 and at most 1, not {ratio}")
-        return ratio
 
 
 @validated(frozen=True, config=STRICT)
@@ -261,6 +251,30 @@ def check_header(header: Header) -> None:
     if references is not None and n_normal > len(references):
         problem = f"{n_normal} normal images, but the model was fitted on {len(references)} (references)"
         raise FieldError("calibration.n_normal", problem)
+    check_settings(header.config)
+
+
+def resolved_settings(expert: str | type[Expert], given: Mapping[str, Any] | None, options: dict) -> dict:
+    """The expert's settings, checked, its defaults filled in: those `given`, and the legacy ones `options`
+    holds, which are taken out of them. What is wrong is a SettingError naming the expert and the setting."""
+    legacy = {name: options.pop(name) for name in LEGACY_SETTINGS if name in options}
+    legacy = {name: value for name, value in legacy.items() if value is not None}  # None: not given
+    taken = settings_class(expert).model_fields
+    return checked_settings(expert, {k: v for k, v in legacy.items() if k in taken} | dict(given or {})).model_dump()
+
+
+def check_settings(config: StoredConfig) -> None:
+    """The configuration's expert settings (and an old file's, LEGACY_SETTINGS) are the expert's to take."""
+    legacy = {name: getattr(config, name) for name in LEGACY_SETTINGS if getattr(config, name) is not None}
+    try:  # each as the shared configuration checked it, whichever expert the file holds
+        checked_settings("fused", legacy, {"within": "config."})
+    except SettingError as error:
+        raise FieldError(f"config.{error.setting}", error.problem) from None
+    try:
+        resolved_settings(config.expert, config.expert_settings, legacy)
+    except SettingError as error:
+        where = "expert_settings." if error.setting in config.expert_settings else ""
+        raise FieldError(f"config.{where}{error.setting}", error.problem) from None
 
 
 def header_problem(error: ValidationError) -> str:

@@ -341,3 +341,38 @@ def results_table(records: list[dict], truth: dict[str, str] | None = None) -> T
         cells = (verdict, sure, f"{r['score']:.3g}", escape(r["location"]))
         table.add_row(name, *truth_cell, *cells)
     return table
+
+
+ExpertSettingOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--expert-setting",
+        metavar="KEY=VALUE",
+        help="One of the expert's own settings (repeatable), e.g. coreset_ratio=0.05 for patchcore; "
+        "a value that reads as a JSON number, true/false or null is taken so, else as text.",
+    ),
+]
+
+
+def expert_settings(expert: str, given: list[str] | None) -> dict:
+    """The --expert-setting options as settings, once the expert takes them (else exit 2 saying why)."""
+    import json  # here: the module's imports are being reorganised (cli/options.py) beside this change
+
+    settings: dict = {}
+    for item in given or []:
+        key, equals, text = item.partition("=")
+        if not equals or not key.strip():
+            fail(f"--expert-setting takes KEY=VALUE, not {item!r}")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        settings[key.strip()] = value if isinstance(value, (bool, int, float, str, type(None))) else text
+    if settings:
+        from ..experts.base import checked_settings  # here, not above: `--help` imports no torch
+
+        try:
+            checked_settings(expert, settings)
+        except ValueError as error:  # a SettingError, or an unknown expert
+            fail(str(error))
+    return settings

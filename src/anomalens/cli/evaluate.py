@@ -18,6 +18,7 @@ from .common import (
     ClipModelOpt,
     ClipWeightsOpt,
     ExpertOpt,
+    ExpertSettingOpt,
     FalseAlarmsOpt,
     PerImageOpt,
     ScaleOpt,
@@ -28,6 +29,7 @@ from .common import (
     app,
     console,
     err,
+    expert_settings,
     fail,
     fresh_output_dir,
     progress_bars,
@@ -54,6 +56,7 @@ def evaluate_cmd(
     backbone: BackboneOpt = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
     expert: ExpertOpt = "auto",
+    expert_setting: ExpertSettingOpt = None,
     image_size: SizeOpt = 256,
     scale: ScaleOpt = "squash",
     tile: TileOpt = None,
@@ -89,6 +92,8 @@ def evaluate_cmd(
     )
     if max_false_alarms is not None:
         options["max_false_alarms"] = max_false_alarms
+    if expert_setting:
+        options["expert_settings"] = expert_settings(expert, expert_setting)
     route = _zero_shot_route(zero_shot, clip_weights, clip_model, options)
     rows = _evaluated(root, categories, shots, options, eval_size, route, batch_evidence)
     if not rows:

@@ -14,6 +14,7 @@ from ..names import DEFAULT_BACKBONE
 from .common import (
     BackboneOpt,
     ExpertOpt,
+    ExpertSettingOpt,
     FalseAlarmsOpt,
     ScaleOpt,
     SizeOpt,
@@ -22,6 +23,7 @@ from .common import (
     app,
     check_writable,
     console,
+    expert_settings,
     fail,
     fit_with_progress,
     normal_images,
@@ -38,6 +40,7 @@ def fit(
     backbone: BackboneOpt = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
     expert: ExpertOpt = "auto",
+    expert_setting: ExpertSettingOpt = None,
     image_size: SizeOpt = 256,
     scale: ScaleOpt = "squash",
     tile: TileOpt = None,
@@ -49,6 +52,7 @@ def fit(
         fail(f"{output} is a folder; -o names the model file to write")
     if output.exists() and not overwrite:
         fail(f"{output} already exists; choose another name or pass --overwrite")
+    settings = expert_settings(expert, expert_setting)
     paths = normal_images(data, category)[:shots]
     check_writable(output.parent)  # made by the save, after fitting
     from ..service import InspectionService  # the models: imported once the options are known to be usable
@@ -60,6 +64,7 @@ def fit(
             paths,
             backbone=backbone,
             expert=expert,
+            expert_settings=settings,
             max_false_alarms=max_false_alarms,
             **resolution(image_size, scale, tile),
         )

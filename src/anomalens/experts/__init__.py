@@ -3,7 +3,17 @@ memory bank (few-shot), PatchCore (full-shot), decoder (trained on synthetic ano
 decoder), mutual (zero-shot route B: a batch scored against itself) and CLIP (zero-shot route A: text).
 Importing this package registers them all by name."""
 
-from .base import EXPERTS, Expert, ExpertInput, NormalEvidence, NormalImages, expert_class, register, zero_shot_routes
+from .base import (
+    EXPERTS,
+    Expert,
+    ExpertInput,
+    ExpertSettings,
+    NormalEvidence,
+    NormalImages,
+    expert_class,
+    register,
+    zero_shot_routes,
+)
 from .clip_zero_shot import ClipZeroShotExpert
 from .decoder import DecoderExpert
 from .fusion import FusedExpert
@@ -17,6 +27,7 @@ __all__ = [
     "DecoderExpert",
     "Expert",
     "ExpertInput",
+    "ExpertSettings",
     "FusedExpert",
     "MemoryBankExpert",
     "MutualExpert",

@@ -9,6 +9,9 @@ An expert says what it needs (`needs`), and the inspector provides exactly that:
 - "batch": it scores a whole batch against itself, and its decision is calibrated on that batch;
 - "text": it is built from words about the product (class name, defects), not from a configuration alone.
 
+An expert's own settings are its `Settings` (a pydantic model with defaults and checks, in the expert's file;
+none here): the inspector's configuration holds the chosen expert's as a plain mapping (`expert_settings`),
+checked by `checked_settings` when the inspector is built, and `create` reads them with `own_settings`.
 Model files hold an expert as `state()` → (JSON-ready config with "kind", tensors) and rebuild it with
 `from_state`; `register` makes a class known by its `name`, so any registered expert saves and loads.
 `from_state` trusts nothing it is given: it checks every field and tensor it reads, and says what it cannot
@@ -20,19 +23,21 @@ Teaching changes a fitted expert in place, with no refit: `add_normal` takes mor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from ..fields import TensorError
+from ..fields import TensorError, first_problem
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 FEW_SHOT_MAX = 16  # "auto": the few-shot memory bank up to this many references, PatchCore above
 ALIASES = {"memory": "auto", "both": "fused"}  # the command line's names
 AUTO_KINDS = ("memory_bank", "patchcore")  # the experts "auto" makes
+TAUGHT_MEMORY_BECOMES = "fused"  # what a memory expert taught labelled defects becomes (`settings_class`)
 
 
 @dataclass
@@ -105,6 +110,22 @@ class NormalEvidence:
     memory_ids: torch.Tensor | None = None  # `add_normal`: the id each image was given in the memory
 
 
+class ExpertSettings(BaseModel):
+    """An expert's own settings: none here; an expert with some subclasses it with fields, defaults and checks.
+    Strict (a count is an integer, not text or a bool), finite, and no setting it does not have."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class SettingError(ValueError):
+    """A setting an expert cannot take: "expert <name>: setting <setting> <problem>"."""
+
+    def __init__(self, expert: str, setting: str, problem: str):
+        self.expert, self.setting, self.problem = expert, setting, problem
+        # pydantic's "input should be …" reads as the setting's own: "setting n should be a valid integer"
+        super().__init__(f"expert {expert}: setting {setting} {problem.removeprefix('input ')}")
+
+
 class Expert:
     """Base of every expert; subclasses set `name` and `needs` and implement what their needs call for."""
 
@@ -120,6 +141,14 @@ class Expert:
     # each image to the input size whatever the inspector's scale.
     reads_tiles: ClassVar[bool] = False
     learns_defects: ClassVar[bool] = False  # implements `learn_defects`
+    Settings: ClassVar[type[ExpertSettings]] = ExpertSettings
+
+    @classmethod
+    def own_settings(cls, config: Any) -> ExpertSettings:
+        """This expert's settings in the inspector's configuration (checked when it was built). Under "auto" or
+        "fused" they sit beside those of the other experts the name may make: each takes its own."""
+        given = config.expert_settings
+        return cls.Settings.model_validate({name: given[name] for name in cls.Settings.model_fields if name in given})
 
     @classmethod
     def create(cls, config: Any, n_normal: int | None = None) -> Expert:
@@ -188,6 +217,38 @@ def expert_class(name: str, n_normal: int | None = None, zero_shot: bool = False
     if kind not in EXPERTS:
         raise ValueError(f"unknown expert {name!r}: choose auto, memory, {', '.join(sorted(EXPERTS))} or both")
     return EXPERTS[kind]
+
+
+def settings_class(expert: str | type[Expert]) -> type[ExpertSettings]:
+    """The settings an expert (or a name) takes; "auto" may make any of AUTO_KINDS, so it takes each one's. A
+    memory expert taught defects becomes the memory of a fused one (`FusedExpert.around`), whose decoder reads
+    the same configuration: a memory expert's inspector takes the fused expert's settings too."""
+    if not isinstance(expert, str):
+        return expert.Settings
+    kinds = AUTO_KINDS if ALIASES.get(expert, expert) == "auto" else (expert_class(expert).name,)
+    parts = [EXPERTS[kind].Settings for kind in kinds]
+    if set(kinds) <= set(AUTO_KINDS):
+        parts.append(EXPERTS[TAUGHT_MEMORY_BECOMES].Settings)
+    # a part another part extends adds nothing (and would make the classes' order inconsistent)
+    leaves = tuple(dict.fromkeys(p for p in parts if not any(o is not p and issubclass(o, p) for o in parts)))
+    return leaves[0] if len(leaves) == 1 else type("JoinedSettings", leaves, {})
+
+
+def checked_settings(
+    expert: str | type[Expert], given: Mapping[str, Any], context: dict | None = None
+) -> ExpertSettings:
+    """`given` as the expert's settings (its defaults for the others), or a SettingError naming the expert, the
+    setting and the problem. `context`: passed to the checks (how a message names the other settings)."""
+    cls, name = settings_class(expert), expert if isinstance(expert, str) else expert.name
+    unknown = sorted(set(given) - set(cls.model_fields))
+    if unknown:
+        known = ", ".join(cls.model_fields) or "none"
+        raise SettingError(name, str(unknown[0]), f"is not one of this expert's settings (they are: {known})")
+    try:
+        return cls.model_validate(dict(given), context=context)
+    except ValidationError as error:
+        problem = first_problem(error)
+        raise SettingError(name, problem.field, problem.problem) from None
 
 
 def zero_shot_routes() -> list[str]:

@@ -23,11 +23,20 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from ..fields import STRICT_STATE, Count, FieldError, Positive, Seed, TensorError, validated
-from .base import Expert, ExpertInput, LabelledDefects, NormalEvidence, NormalImages, register, stored_tensor
+from .base import (
+    Expert,
+    ExpertInput,
+    ExpertSettings,
+    LabelledDefects,
+    NormalEvidence,
+    NormalImages,
+    register,
+    stored_tensor,
+)
 from .head_training import LOSS_SIZE, VALIDATION_FRACTION, Progress, TrainingSet, fit_head, synthetic_set
 
 JOINT_DIM = 32
@@ -88,23 +97,37 @@ class DecoderHead(nn.Module):
         return [p.in_features for p in self.linears]
 
 
+class DecoderSettings(ExpertSettings):
+    synthetic_images: int = 256  # synthetic anomalies to train on
+
+    @field_validator("synthetic_images")
+    @classmethod
+    def _synthetic_count(cls, n: int) -> int:
+        if n < 1:
+            raise ValueError(f"must be at least 1, not {n}")
+        return n
+
+
 @register
 class DecoderExpert(Expert):
     name = "decoder"
     needs = frozenset({"features", "normal", "normal_pixels"})
+    Settings = DecoderSettings
 
     def __init__(
         self,
         head: DecoderHead | None = None,
         seed: int = 0,
-        synthetic_images: int = 256,
+        synthetic_images: int = DecoderSettings.model_fields["synthetic_images"].default,
         history: list[dict] | None = None,
     ):
         self.head, self.seed, self.synthetic_images, self.history = head, seed, synthetic_images, history or []
 
     @classmethod
     def create(cls, config, n_normal: int | None = None) -> DecoderExpert:
-        return cls(seed=config.seed, synthetic_images=config.synthetic_images)
+        settings = cls.own_settings(config)
+        assert isinstance(settings, DecoderSettings)  # its Settings
+        return cls(seed=config.seed, synthetic_images=settings.synthetic_images)
 
     def fit(self, normal: NormalImages) -> NormalEvidence:
         """Trained on synthetic anomalies from all but a held-out split of the normal images, which it is

@@ -28,7 +28,8 @@ from torch import nn
 from ..fields import STRICT_STATE, FieldError, validated
 from ..robust import median_and_spread
 from .base import EXPERTS, Expert, ExpertInput, LabelledDefects, NormalEvidence, NormalImages, memory_kind, register
-from .decoder import DecoderExpert, DecoderScorer, held_out_split
+from .decoder import DecoderExpert, DecoderScorer, DecoderSettings, held_out_split
+from .patchcore import PatchCoreSettings
 
 MAP_DECODER_WEIGHT = 0.25  # the decoder's share of the fused map (bench: ≥ memory AUPRO on all 3 sets; 0.5 on 2)
 
@@ -51,11 +52,16 @@ def score_statistics(scores: torch.Tensor) -> list[float]:
     return list(median_and_spread(scores.double().numpy()))
 
 
+class FusedSettings(PatchCoreSettings, DecoderSettings):
+    """Its memory's (PatchCore's, where it makes one) and its decoder's."""
+
+
 @register
 class FusedExpert(Expert):
     name = "fused"
     needs = DecoderExpert.needs
     learns_defects = True
+    Settings = FusedSettings
 
     def __init__(self, memory: Expert, decoder: DecoderExpert, statistics: dict | None = None):
         """`statistics`: for "memory_map", "memory_score" and "decoder_logit", [median, scale] of that

@@ -16,14 +16,23 @@ from typing import Literal
 import faiss
 import numpy as np
 import torch
-from pydantic import BaseModel
-from torch import nn
+from pydantic import BaseModel, ValidationInfo, field_validator
 
 from ..features import flatten_patches
 from ..fields import STRICT_STATE, Count, FieldError, Fraction, Seed, TensorError, validated
-from .base import Expert, ExpertInput, NormalEvidence, NormalImages, register, stored_image_ids, stored_tensor
+from .base import (
+    Expert,
+    ExpertInput,
+    ExpertSettings,
+    NormalEvidence,
+    NormalImages,
+    register,
+    stored_image_ids,
+    stored_tensor,
+)
 from .coreset import extend_coreset, greedy_coreset
 from .neighbors import ExactSearch
+from .patchcore_scorer import PatchCoreScorer
 
 EXACT_MAX = 8_192  # banks up to this size are searched exhaustively
 PATCHES_PER_CELL = 64  # inverted-file cells hold about this many bank patches …
@@ -32,16 +41,41 @@ PROBE_FRACTION = 1 / 16  # … and a query visits this share of the cells
 Searcher = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]  # (query, k) → squared distances, rows
 
 
+class PatchCoreSettings(ExpertSettings):
+    coreset_ratio: float = 0.1  # the share of normal patches the bank keeps
+    max_bank: int = 16_384  # caps the bank so detection speed does not grow with the training set
+    num_neighbors: int = 9  # the bank patches an image score is reweighted by
+
+    @field_validator("coreset_ratio")
+    @classmethod
+    def _fraction(cls, ratio: float) -> float:
+        if not 0 < ratio <= 1:
+            raise ValueError(f"must be above 0 and at most 1, not {ratio:g}")
+        return ratio
+
+    @field_validator("max_bank", "num_neighbors")
+    @classmethod
+    def _bank_count(cls, n: int, info: ValidationInfo) -> int:
+        if n < 1:
+            raise ValueError(f"must be at least 1, not {n}")
+        max_bank = info.data.get("max_bank") if info.field_name == "num_neighbors" else None  # None: refused
+        within = (info.context or {}).get("within", "")  # where max_bank sits, as the message names it
+        if max_bank is not None and n > max_bank:
+            raise ValueError(f"must be at most {within}max_bank ({max_bank}), the most rows a bank holds, not {n}")
+        return n
+
+
 @register
 class PatchCoreExpert(Expert):
     name = "patchcore"
     reads_tiles = True
+    Settings = PatchCoreSettings
 
     def __init__(
         self,
-        coreset_ratio: float = 0.1,
-        max_bank: int = 16_384,
-        num_neighbors: int = 9,
+        coreset_ratio: float = PatchCoreSettings.model_fields["coreset_ratio"].default,
+        max_bank: int = PatchCoreSettings.model_fields["max_bank"].default,
+        num_neighbors: int = PatchCoreSettings.model_fields["num_neighbors"].default,
         seed: int = 0,
         bank: torch.Tensor | None = None,
         image_ids: torch.Tensor | None = None,
@@ -55,7 +89,9 @@ class PatchCoreExpert(Expert):
 
     @classmethod
     def create(cls, config, n_normal: int | None = None) -> PatchCoreExpert:
-        return cls(config.coreset_ratio, config.max_bank, config.num_neighbors, config.seed)
+        settings = cls.own_settings(config)
+        assert isinstance(settings, PatchCoreSettings)  # its Settings
+        return cls(settings.coreset_ratio, settings.max_bank, settings.num_neighbors, config.seed)
 
     def fit(self, normal: NormalImages) -> NormalEvidence:
         assert normal.features is not None  # a "features" expert is always given them
@@ -249,34 +285,3 @@ class PatchCoreState(BaseModel):
     max_bank: Count
     num_neighbors: Count  # at most the bank's rows (`from_state`)
     seed: Seed
-
-
-class PatchCoreScorer(nn.Module):
-    """Exact PatchCore scoring as a torch module (matrix product + top-k, no faiss): per-stage features →
-    (maps (B, h, w), reweighted image scores (B,)); equal to the flat-index search."""
-
-    bank: torch.Tensor
-
-    def __init__(self, bank: torch.Tensor, num_neighbors: int):
-        super().__init__()
-        self.register_buffer("bank", bank)
-        self.num_neighbors = num_neighbors
-
-    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        b, _, h, w = features[0].shape
-        query = flatten_patches(torch.cat(features, dim=1))
-        squared = (
-            torch.addmm(self.bank.pow(2).sum(1)[None], query, self.bank.T, alpha=-2) + query.pow(2).sum(1)[:, None]
-        )
-        sq_dist, nearest = squared.min(1)
-        dist = sq_dist.clamp(min=0).sqrt().view(b, h * w)
-        nearest = nearest.view(b, h * w)
-        worst = dist.argmax(1)
-        rows = torch.arange(b)
-        anchor = self.bank[nearest[rows, worst]]
-        k = min(self.num_neighbors, len(self.bank))
-        support = torch.cdist(anchor, self.bank).topk(k, dim=1, largest=False).indices
-        worst_patch = query.view(b, h * w, -1)[rows, worst]
-        support_dist = torch.cdist(worst_patch[:, None], self.bank[support])[:, 0]
-        weight = 1 - torch.softmax(support_dist, dim=1)[:, 0]
-        return dist.view(b, h, w), weight * dist[rows, worst]
