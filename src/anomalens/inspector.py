@@ -1,6 +1,6 @@
 """The one obvious API: ``Inspector().fit(normal_images)`` then ``inspector.predict(images)``; zero-shot, with
-no normal images: ``Inspector(zero_shot="mutual").predict(images)`` (a batch scored against itself) or
-``Inspector.zero_shot_clip(weights, class_name=...)`` (CLIP and text prompts: the one expert it names). It
+no normal images: ``Inspector.zero_shot(route).predict(images)``, a registered zero-shot route by name ("mutual": a
+batch scored against itself; "clip": CLIP and text prompts about ``class_name``). It
 composes the stages in data-flow order: preprocessing (decode, resize) → features (backbone) → expert (patch
 maps, scores) → maps → decision (calibration) → result (verdict, regions); experts declare their `needs`."""
 
@@ -20,7 +20,7 @@ from .calibration import calibrate, probability_calibration
 from .config import InspectorConfig
 from .embedded import Embedded, embedded, expert_input, tile_batches
 from .evidence import DecisionEvidence
-from .experts import ClipZeroShotExpert, Expert, ExpertInput, NormalEvidence, expert_class
+from .experts import Expert, ExpertInput, NormalEvidence, expert_class
 from .experts.base import Progress
 from .experts.defect_types import DefectExamples, DefectTypeClassifier, defect_descriptors
 from .features import patch_features
@@ -55,7 +55,7 @@ ImageScore = tuple[float, np.ndarray, np.ndarray | None, str]  # an image's scor
 
 class Inspector:
     """Fit on normal images (k = 1 reference or thousands), then predict verdicts, maps and regions. A
-    zero-shot expert (`zero_shot="mutual"`, or any expert that needs no normal images) has no fit.
+    zero-shot expert (`Inspector.zero_shot(route)`: any expert that needs no normal images) has no fit.
     `predict` never changes the inspector: one fitted inspector serves many threads."""
 
     def __init__(
@@ -63,12 +63,10 @@ class Inspector:
         backbone: str = DEFAULT_BACKBONE,
         *,
         weights: Weights = None,
-        zero_shot: str | None = None,
         expert: str | Expert = "auto",
         **options,
     ):
-        expert = zero_shot or expert
-        kind = expert_class(expert, zero_shot=zero_shot is not None) if isinstance(expert, str) else type(expert)
+        kind = expert_class(expert) if isinstance(expert, str) else type(expert)
         self.config = InspectorConfig(backbone, expert=expert if isinstance(expert, str) else kind.name, **options)
         self.config = replace(self.config, scale=checked_scale(self.config.scale, auto=True))
         self.weights_file = resolve_weights(backbone, weights) if "features" in kind.needs else None
@@ -86,10 +84,12 @@ class Inspector:
         self._version: tuple[Path, str] | None = None  # model_file and its hash, read once per file
 
     @classmethod
-    def zero_shot_clip(cls, clip_weights=None, clip_model=None, *, class_name=None, defects=(), writer=None, **options):
-        """Zero-shot route A: CLIP's patches against text about `class_name` (`ClipZeroShotExpert.from_weights`)."""
-        clip = ClipZeroShotExpert.from_weights(clip_weights, clip_model, class_name, defects, writer)
-        return cls(expert=clip, **options)
+    def zero_shot(cls, route="mutual", *, class_name=None, defects=(), clip_weights=None, clip_model=None, **options):
+        """An inspector on a registered zero-shot route (`experts.zero_shot_routes`); one that reads text (CLIP)
+        is built from `class_name` and `defects` on the CLIP of `clip_weights` (a file) or `clip_model` (a name)."""
+        kind = expert_class(route, zero_shot=True)
+        text = "text" in kind.needs
+        return cls(expert=kind.from_text(class_name, defects, clip_weights, clip_model) if text else route, **options)
 
     def fit(self, images: Images, progress: Count | None = None, train_progress: Progress | None = None) -> Inspector:
         """Fit the expert on normal images and calibrate the decision on them. Unreadable images are skipped
@@ -224,7 +224,7 @@ class Inspector:
     def _embedded(self, entry: Decoded, expert: Expert, layout: Layout) -> None:
         """One image laid out, cut into tiles and embedded alone: raises what it alone raises."""
         for _, _, tiles in tile_batches([entry], [layout.plan(entry)], expert, self.config.batch_size):
-            self._input(tiles, expert)
+            expert_input(self.backbone, tiles, expert)
 
     def _scored_together(self, decoded: list[Decoded], expert: Expert, layout: Layout) -> list[ImageScore]:
         """Scores the images tile batch by tile batch (an expert that scores a batch against itself: all at
@@ -234,7 +234,7 @@ class Inspector:
         descriptors: list[np.ndarray | None] = [None] * len(decoded)
         nearest = [""] * len(decoded)
         batched: Iterator[tuple[list[int], list[int], ExpertInput]] = (
-            (owners, indices, self._input(tiles, expert))
+            (owners, indices, expert_input(self.backbone, tiles, expert))
             for owners, indices, tiles in tile_batches(decoded, per_image.plans, expert, self.config.batch_size)
         )
         if "batch" in expert.needs:
@@ -255,10 +255,6 @@ class Inspector:
             (float(score), image_map, descriptor, reference)
             for score, image_map, descriptor, reference in zip(per_image.scores, per_image.maps(), descriptors, nearest)
         ]
-
-    def _input(self, tiles: np.ndarray, kind: Expert | type[Expert]) -> ExpertInput:
-        """What the expert needs of these (B, 3, S, S) tiles (`embedded.expert_input`)."""
-        return expert_input(self.backbone, tiles, kind)
 
     @property
     def defect_types(self) -> DefectTypeClassifier | None:

@@ -11,22 +11,9 @@ import typer
 from rich.markup import escape
 
 from ..names import DEFAULT_BACKBONE
-from .common import (
-    BackboneOpt,
-    ExpertOpt,
-    FalseAlarmsOpt,
-    ScaleOpt,
-    SizeOpt,
-    TileOpt,
-    WeightsOpt,
-    app,
-    check_writable,
-    console,
-    fail,
-    fit_with_progress,
-    normal_images,
-    resolution,
-)
+from .common import app, console, fail, fit_with_progress, resolution
+from .files import check_writable, normal_images
+from .options import BackboneOpt, ExpertOpt, FalseAlarmsOpt, ScaleOpt, SizeOpt, TileOpt, WeightsOpt
 
 
 @app.command()

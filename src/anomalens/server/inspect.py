@@ -11,15 +11,18 @@ import uuid
 
 from fastapi import APIRouter, File, Form, UploadFile
 
+from ..experts import zero_shot_routes
 from ..predictor import Predictor, model_identity
 from ..service import Inspection
 from .context import ServiceContext
 from .errors import ApiError
 from .uploads import Upload, read_uploads
 
-ZERO_SHOT_HELP = (
-    "No normal images: CLIP and text about class_name when the service has CLIP weights, else the images "
-    "(at least 2) are scored against each other."
+ZERO_SHOT_HELP = "No normal images: inspect on a zero-shot route (zero_shot_route)."
+ZERO_SHOT_ROUTE_HELP = (
+    "A registered zero-shot route by name (implies zero_shot): mutual, the images (at least 2) scored against "
+    "each other, or clip, CLIP and text about class_name. Default: clip when the service has CLIP weights, else "
+    "mutual. The response's zero_shot_route says which was used."
 )
 BATCH_EVIDENCE_HELP = (
     "Decide the request's images as one batch: the threshold may move on the batch's own scores where they are "
@@ -37,25 +40,29 @@ def inspect_routes(ctx: ServiceContext) -> APIRouter:
         model_id: str | None = Form(None, description="A fitted model's id."),
         references: list[UploadFile] | None = File(None, description="Normal reference images (few-shot)."),
         zero_shot: bool = Form(False, description=ZERO_SHOT_HELP),
+        zero_shot_route: str | None = Form(None, max_length=100, description=ZERO_SHOT_ROUTE_HELP),
         class_name: str | None = Form(None, max_length=100, description="Product class, for the answers."),
         overlay: bool = Form(False, description="Include the heatmap overlay PNG (base64)."),
         batch_evidence: bool = Form(False, description=BATCH_EVIDENCE_HELP),
     ) -> dict:
-        if zero_shot + (model_id is not None) + bool(references) != 1:
+        route = zero_shot_route or (ctx.service.default_zero_shot_route if zero_shot else None)
+        if bool(route) + (model_id is not None) + bool(references) != 1:
             raise ApiError(
-                400, "give exactly one of model_id (a fitted model), references (normal images) or zero_shot"
+                400,
+                "give exactly one of model_id (a fitted model), references (normal images) or zero_shot "
+                "(or zero_shot_route)",
             )
         given = ctx.uploads(files)
         queries = read_uploads(given, ctx.limits)
         given_refs = ctx.uploads(references) if references else []  # their hashes make a few-shot model's version
-        inspector = chosen_predictor(ctx, model_id, given_refs, zero_shot, class_name)
+        inspector = chosen_predictor(ctx, model_id, given_refs, route, class_name)
         model: dict = {"class_name": class_name or ""}
         if ctx.records is not None:  # few-shot: the version is the hash of the reference images as uploaded
             model |= dict(zip(("model_id", "model_version"), model_identity(inspector, [d for _, d in given_refs])))
         digests = [hashlib.sha256(data).hexdigest() for _, data in given]
         options = {"class_name": class_name or "", "overlay": overlay, "batch_evidence": batch_evidence}
         results = inspected_uploads(ctx, inspector, queries, digests, model, options)
-        return {"model_id": model_id, "expert": inspector.metadata.expert, "results": results}
+        return {"model_id": model_id, "zero_shot_route": route, "expert": inspector.metadata.expert, "results": results}
 
     return router
 
@@ -64,15 +71,20 @@ def chosen_predictor(
     ctx: ServiceContext,
     model_id: str | None,
     given_refs: list[tuple[str, bytes]],
-    zero_shot: bool,
+    zero_shot_route: str | None,
     class_name: str | None,
 ) -> Predictor:
-    """The predictor the request names: zero-shot, a stored model, or one fitted on the uploaded references."""
-    if zero_shot:
+    """The predictor the request names: a zero-shot route, a stored model, or one fitted on the uploaded
+    references."""
+    if zero_shot_route:
+        if zero_shot_route not in zero_shot_routes():
+            raise ApiError(
+                400, f"unknown zero-shot route {zero_shot_route!r}; choose one of {', '.join(zero_shot_routes())}"
+            )
         try:
-            return ctx.service.zero_shot(class_name)
+            return ctx.service.zero_shot(zero_shot_route, class_name)
         except (ValueError, FileNotFoundError) as error:
-            raise ApiError(503, f"zero-shot route A is not available: {error}") from None
+            raise ApiError(503, f"zero-shot route {zero_shot_route} is not available: {error}") from None
     if model_id is not None:
         return ctx.store.get(model_id)
     refs = read_uploads(given_refs, ctx.limits)
