@@ -225,7 +225,7 @@ def test_zero_shot_route_by_name(client):
     unknown = client.post("/v1/inspect", files=files, data={"zero_shot_route": "telepathy"})
     assert unknown.status_code == 400 and "mutual" in unknown.json()["error"]
     no_clip = client.post("/v1/inspect", files=files, data={"zero_shot_route": "clip"})  # started without CLIP
-    assert no_clip.status_code == 503 and "CLIP" in no_clip.json()["error"]
+    assert no_clip.status_code == 400 and "not served here" in no_clip.json()["error"]
 
 
 def test_api_key_and_unknown_things(server, client):

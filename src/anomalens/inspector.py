@@ -224,7 +224,7 @@ class Inspector:
     def _embedded(self, entry: Decoded, expert: Expert, layout: Layout) -> None:
         """One image laid out, cut into tiles and embedded alone: raises what it alone raises."""
         for _, _, tiles in tile_batches([entry], [layout.plan(entry)], expert, self.config.batch_size):
-            expert_input(self.backbone, tiles, expert)
+            self._input(tiles, expert)
 
     def _scored_together(self, decoded: list[Decoded], expert: Expert, layout: Layout) -> list[ImageScore]:
         """Scores the images tile batch by tile batch (an expert that scores a batch against itself: all at
@@ -234,7 +234,7 @@ class Inspector:
         descriptors: list[np.ndarray | None] = [None] * len(decoded)
         nearest = [""] * len(decoded)
         batched: Iterator[tuple[list[int], list[int], ExpertInput]] = (
-            (owners, indices, expert_input(self.backbone, tiles, expert))
+            (owners, indices, self._input(tiles, expert))
             for owners, indices, tiles in tile_batches(decoded, per_image.plans, expert, self.config.batch_size)
         )
         if "batch" in expert.needs:
@@ -255,6 +255,10 @@ class Inspector:
             (float(score), image_map, descriptor, reference)
             for score, image_map, descriptor, reference in zip(per_image.scores, per_image.maps(), descriptors, nearest)
         ]
+
+    def _input(self, tiles: np.ndarray, kind: Expert | type[Expert]) -> ExpertInput:
+        """What the expert needs of these (B, 3, S, S) tiles (`embedded.expert_input`)."""
+        return expert_input(self.backbone, tiles, kind)
 
     @property
     def defect_types(self) -> DefectTypeClassifier | None:

@@ -11,7 +11,6 @@ import uuid
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from ..experts import zero_shot_routes
 from ..predictor import Predictor, model_identity
 from ..service import Inspection
 from .context import ServiceContext
@@ -21,8 +20,8 @@ from .uploads import Upload, read_uploads
 ZERO_SHOT_HELP = "No normal images: inspect on a zero-shot route (zero_shot_route)."
 ZERO_SHOT_ROUTE_HELP = (
     "A registered zero-shot route by name (implies zero_shot): mutual, the images (at least 2) scored against "
-    "each other, or clip, CLIP and text about class_name. Default: clip when the service has CLIP weights, else "
-    "mutual. The response's zero_shot_route says which was used."
+    "each other, or clip, CLIP and text about class_name (where the service has CLIP weights). Default: clip "
+    "when the service has CLIP weights, else mutual. The response's zero_shot_route says which was used."
 )
 BATCH_EVIDENCE_HELP = (
     "Decide the request's images as one batch: the threshold may move on the batch's own scores where they are "
@@ -77,9 +76,10 @@ def chosen_predictor(
     """The predictor the request names: a zero-shot route, a stored model, or one fitted on the uploaded
     references."""
     if zero_shot_route:
-        if zero_shot_route not in zero_shot_routes():
+        runs = ctx.service.zero_shot_routes()
+        if zero_shot_route not in runs:  # unknown, or one this service has no CLIP for: the client's to change
             raise ApiError(
-                400, f"unknown zero-shot route {zero_shot_route!r}; choose one of {', '.join(zero_shot_routes())}"
+                400, f"zero-shot route {zero_shot_route!r} is not served here; choose one of {', '.join(runs)}"
             )
         try:
             return ctx.service.zero_shot(zero_shot_route, class_name)

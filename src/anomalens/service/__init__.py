@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..backbones import DEFAULT_BACKBONE
 from ..data import reduced, to_uint8
-from ..experts import expert_class
+from ..experts import expert_class, zero_shot_routes
 from ..experts.defect_types import DefectGuess, DefectTypeClassifier
 from ..inspector import Inspector
 from ..language import ChatImages, ChatSession, Criteria, Findings, LanguageModel, compose, findings_from
@@ -120,6 +120,12 @@ class InspectionService:
     def default_zero_shot_route(self) -> str:
         """The route a request that names none takes: clip where the service has a CLIP, else mutual."""
         return "mutual" if self.clip_weights is None and self.clip_model is None else "clip"
+
+    def zero_shot_routes(self) -> list[str]:
+        """The zero-shot routes this service runs: every registered one, but a route that reads text when the
+        service has no CLIP."""
+        has_clip = self.clip_weights is not None or self.clip_model is not None
+        return [route for route in zero_shot_routes() if has_clip or "text" not in expert_class(route).needs]
 
     def zero_shot(
         self, route: str | None = None, class_name: str | None = None, defects: Sequence[str] = ()
