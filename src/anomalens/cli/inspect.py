@@ -185,18 +185,30 @@ def detect(
 
     service = InspectionService(weights=weights, clip_weights=clip_weights, clip_model=clip_model)
     ref_paths = normal_images(refs, None) if refs else []
-    if engine == "onnx":
-        assert model is not None  # check_engine
-        inspector: Predictor = onnx_inspector(model)
-    else:
-        options = resolution(image_size, scale, tile)
-        inspector = chosen_inspector(service, model, ref_paths, zero_shot, class_name, **options)
+    options = resolution(image_size, scale, tile)
+    inspector = detect_predictor(service, engine, model, ref_paths, zero_shot, class_name, options)
     keep = recorder(store, inspector, ref_paths, class_name or "") if store is not None else None
     try:
         results = write_inspections(service, inspector, paths, out, max_pixels, batch_evidence, keep)
     except ValueError as error:  # a zero-shot route that compares images, with fewer than 2 readable ones
         fail(str(error))
     report_detected(results, out, store, zero_shot)
+
+
+def detect_predictor(
+    service: InspectionService,
+    engine: str,
+    model: Path | None,
+    refs: list[Path],
+    zero_shot: str | None,
+    class_name: str | None,
+    options: dict,
+) -> Predictor:
+    """What inspects: an exported model on onnxruntime (--engine onnx), else the inspector the options name."""
+    if engine == "onnx":
+        assert model is not None  # check_engine
+        return onnx_inspector(model)
+    return chosen_inspector(service, model, refs, zero_shot, class_name, **options)
 
 
 def report_detected(results: list[dict], out: Path, store: RecordStore | None, zero_shot: str | None) -> None:
