@@ -6,7 +6,7 @@ another, compared to the third decimal.
     python bench/equivalence.py compare before after       # → bench/equivalence.md
 
 `measure` runs, on every shared image set: `anomalens eval --shots 4` (the default expert) and
-`--zero-shot` (the images against each other), keeping every metric but timings; and the grounded chat of
+`--zero-shot mutual` (the images against each other), keeping every metric but timings; and the grounded chat of
 `bench/faithfulness.py` (seeded conversations; every answer's text). Each label's figures go to
 bench/equivalence/<label>.json. `compare` lists every number that differs at the third decimal and every
 answer whose words differ."""
@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_ROOT = HERE.parent.parent / "shared" / "datasets"
 KEPT = HERE / "equivalence"
 TIMINGS = ("fit_seconds", "detect_images_per_second", "peak_memory_mb", "wall_seconds", "machine", "command")
-ROUTES = {"shots 4": ["--shots", "4"], "zero-shot": ["--zero-shot"]}
+ROUTES = {"shots 4": ["--shots", "4"], "zero-shot": ["--zero-shot", "mutual"]}
 
 
 def image_sets(root: Path) -> list[Path]:
@@ -86,7 +86,7 @@ def compare(before: str, after: str) -> None:
         f"Command: `python bench/equivalence.py compare {before} {after}` (each side measured with "
         "`python bench/equivalence.py measure --label LABEL` on its commit).",
         "",
-        f"{len(old['eval'])} eval rows (`--shots 4` and `--zero-shot` on every shared set, every metric but "
+        f"{len(old['eval'])} eval rows (`--shots 4` and `--zero-shot mutual` on every shared set, every metric but "
         f"timings) and {len(old['chat'])} grounded chat answers: {count} values compared, "
         f"**{len(found)} differ** at the third decimal.",
         "",

@@ -55,7 +55,7 @@ def run_ours(root: Path, category: str, shots: str, expert: str = "auto") -> dic
             expert,
         ]  # the peer's protocol: maps and masks at 256 × 256
         if shots == "zero":
-            cmd += ["--zero-shot"]
+            cmd += ["--zero-shot", "mutual"]
         elif shots != "all":
             cmd += ["--shots", shots]
         started = time.perf_counter()

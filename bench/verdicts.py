@@ -131,10 +131,10 @@ def fits(root: Path, category: str, shots: list[str]) -> Iterator[dict]:
 
 
 def zero_shot_outcome(root: Path, category: str) -> dict:
-    """Route B (the test images scored against each other, `Inspector(zero_shot="mutual")`), decided by its
+    """Route B (the test images scored against each other, `Inspector.zero_shot("mutual")`), decided by its
     own batch calibration, as a user gets it."""
     samples = load_split(root, category, "test")
-    results = Inspector(zero_shot="mutual").predict([s.path for s in samples])
+    results = Inspector.zero_shot("mutual").predict([s.path for s in samples])
     labels = np.array([s.label for s, r in zip(samples, results) if r.ok])
     scores = np.array([r.score for r in results if r.ok])
     verdicts = np.array([r.anomalous for r in results if r.ok])

@@ -161,7 +161,7 @@ def test_detect_refuses_images_over_the_pixel_limit_from_their_header(model, tmp
 def test_a_false_alarm_share_is_read_as_a_percentage_or_a_fraction():
     import typer
 
-    from anomalens.cli.common import false_alarm_share
+    from anomalens.cli.options import false_alarm_share
 
     assert false_alarm_share("1%") == pytest.approx(0.01) and false_alarm_share("0.05") == pytest.approx(0.05)
     assert false_alarm_share(None) is None

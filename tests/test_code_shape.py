@@ -15,7 +15,9 @@ def modules() -> list[Path]:
 
 
 def test_no_module_is_over_300_lines():
-    long = {str(p.relative_to(PACKAGE)): n for p in modules() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    long = {
+        str(p.relative_to(PACKAGE)): n for p in modules() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
     assert not long, f"split these modules along what they do: {long}"
 
 

@@ -15,8 +15,7 @@ from typer.testing import CliRunner
 import anomalens.data.images
 import anomalens.preprocessing
 from anomalens import Inspector
-from anomalens.cli import app
-from anomalens.cli.common import sample_root
+from anomalens.cli import app, sample_root
 from anomalens.data import load_split
 from anomalens.deploy import OnnxInspector, OnnxModelError
 from anomalens.export import export_onnx

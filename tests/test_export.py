@@ -42,4 +42,4 @@ def test_a_zero_shot_batch_expert_is_refused_with_its_reason(tmp_path):
     from anomalens.export import export_onnx
 
     with pytest.raises((ValueError, NotImplementedError)):
-        export_onnx(Inspector(image_size=128, zero_shot="mutual"), tmp_path / "b.onnx")
+        export_onnx(Inspector.zero_shot("mutual", image_size=128), tmp_path / "b.onnx")

@@ -34,7 +34,7 @@ def batch():
 
 @pytest.fixture(scope="module")
 def results(batch):
-    return Inspector(image_size=128, zero_shot="mutual").predict(batch[0])
+    return Inspector.zero_shot("mutual", image_size=128).predict(batch[0])
 
 
 def test_mutual_scores_separate_defective_from_clean_images(batch, results):
@@ -70,7 +70,7 @@ def test_an_exposure_change_is_not_a_defect(batch, results):
     (another exposure, or a height offset in a depth map) must score as it did, not as the odd one out."""
     images = list(batch[0])
     images[1] = 0.3 + 0.5 * images[1]  # a gain and an offset; no pixel clips
-    again = Inspector(image_size=128, zero_shot="mutual").predict(images)
+    again = Inspector.zero_shot("mutual", image_size=128).predict(images)
     assert again[1].score == pytest.approx(results[1].score, rel=0.1)
     assert not again[1].anomalous
 
@@ -104,13 +104,13 @@ def test_rescore_averages_scores_over_look_alike_images():
 
 
 def test_a_single_image_is_a_clear_error():
-    inspector = Inspector(image_size=128, zero_shot="mutual")
+    inspector = Inspector.zero_shot("mutual", image_size=128)
     with pytest.raises(ValueError, match="at least 2 readable images"):
         inspector.predict([texture(0)])
     with pytest.raises(ValueError, match="not fitted"):
         inspector.fit([texture(0), texture(1)])
     with pytest.raises(ValueError, match="unknown zero-shot route"):
-        Inspector(zero_shot="telepathy")
+        Inspector.zero_shot("telepathy")
 
 
 @pytest.mark.e2e
@@ -123,7 +123,9 @@ def test_detect_zero_shot_end_to_end(batch, tmp_path):
     out = tmp_path / "out"
     runner = CliRunner()
     result = runner.invoke(
-        app, ["detect", "--zero-shot", "--class", "textile", str(folder), "--out", str(out)], catch_exceptions=False
+        app,
+        ["detect", "--zero-shot", "mutual", "--class", "textile", str(folder), "--out", str(out)],
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     records = json.loads((out / "results.json").read_text())
@@ -132,5 +134,7 @@ def test_detect_zero_shot_end_to_end(batch, tmp_path):
     assert flagged >= {i for i, c in enumerate(centres) if c is not None}
     assert (out / "03_overlay.png").is_file()
 
-    single = runner.invoke(app, ["detect", "--zero-shot", str(folder / "00.png"), "--out", str(tmp_path / "one")])
+    single = runner.invoke(
+        app, ["detect", "--zero-shot", "mutual", str(folder / "00.png"), "--out", str(tmp_path / "one")]
+    )
     assert single.exit_code == 2 and "at least 2 readable images" in single.output

@@ -82,7 +82,7 @@ def test_predict_from_threads_equals_a_serial_run(fitted):
 
 
 def test_zero_shot_predict_leaves_the_inspector_as_it_was():
-    inspector = Inspector(image_size=128, zero_shot="mutual")
+    inspector = Inspector.zero_shot("mutual", image_size=128)
     before = (inspector.expert, inspector.calibration)
     first = inspector.predict([texture(i) for i in range(6)] + [plant_defect(texture(9), 0)[0]])
     assert (inspector.expert, inspector.calibration) == before and inspector.calibration is None

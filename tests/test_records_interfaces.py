@@ -121,7 +121,7 @@ def test_the_cli_and_the_service_record_one_model_identity(tmp_path):
     assert few_shot[0] == "few-shot" and len(few_shot[1]) == 64
     assert model_identity(fitted, [p.read_bytes() for p in references]) == few_shot  # bytes or files: alike
     assert model_identity(fitted, references[::-1]) != few_shot and model_identity(fitted) == ("few-shot", None)
-    assert model_identity(Inspector(zero_shot="mutual")) == ("zero-shot", None)
+    assert model_identity(Inspector.zero_shot("mutual")) == ("zero-shot", None)
 
 
 @pytest.mark.e2e

@@ -211,11 +211,21 @@ def test_zero_shot_inspection_scores_the_batch_against_itself(client):
     files = [("files", (f"p{i}.png", png_bytes(texture(340 + i)), "image/png")) for i in range(5)]
     files.append(("files", ("marked.png", png_bytes(defective), "image/png")))
     body = client.post("/v1/inspect", files=files, data={"zero_shot": "true"}).json()
-    assert body["expert"] == "mutual" and len(body["results"]) == 6
+    assert body["expert"] == "mutual" and body["zero_shot_route"] == "mutual" and len(body["results"]) == 6
     marked = body["results"][-1]
     assert marked["score"] == max(r["score"] for r in body["results"])
     one = client.post("/v1/inspect", files=files[:1], data={"zero_shot": "true"})
     assert one.status_code == 400 and "at least 2" in one.json()["error"]
+
+
+def test_zero_shot_route_by_name(client):
+    files = [("files", (f"p{i}.png", png_bytes(texture(350 + i)), "image/png")) for i in range(3)]
+    named = client.post("/v1/inspect", files=files, data={"zero_shot_route": "mutual"}).json()
+    assert named["zero_shot_route"] == "mutual" and named["expert"] == "mutual" and len(named["results"]) == 3
+    unknown = client.post("/v1/inspect", files=files, data={"zero_shot_route": "telepathy"})
+    assert unknown.status_code == 400 and "mutual" in unknown.json()["error"]
+    no_clip = client.post("/v1/inspect", files=files, data={"zero_shot_route": "clip"})  # started without CLIP
+    assert no_clip.status_code == 400 and "not served here" in no_clip.json()["error"]
 
 
 def test_api_key_and_unknown_things(server, client):

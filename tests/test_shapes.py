@@ -168,7 +168,11 @@ def check_batch(records: list[dict], images: list[Path], name: str = "source") -
 @pytest.mark.parametrize("route", ["refs", "model", "zero-shot"])
 def test_one_bad_item_never_stops_a_cli_batch(batch, tmp_path, route):
     refs, images, model = batch
-    chosen = {"refs": ["--refs", refs, "--image-size", 64], "model": ["--model", model], "zero-shot": ["--zero-shot"]}
+    chosen = {
+        "refs": ["--refs", refs, "--image-size", 64],
+        "model": ["--model", model],
+        "zero-shot": ["--zero-shot", "mutual"],
+    }
     out = tmp_path / "out"
     result = runner.invoke(app, [str(a) for a in ["detect", *images, *chosen[route], "--out", out]])
     assert result.exit_code == 0, result.output
@@ -208,7 +212,7 @@ def test_a_scoring_failure_is_traced_to_its_image(batch, monkeypatch, zero_shot)
     """One image whose scoring fails (in a batch scored together) is that image's error; the others are
     scored, also by an expert that scores the batch against itself."""
     refs, images, model = batch
-    inspector = Inspector(zero_shot="mutual") if zero_shot else Inspector.load(model)
+    inspector = Inspector.zero_shot("mutual") if zero_shot else Inspector.load(model)
     real = inspector._input
     poisoned = np.full((4, 4, 3), 7, np.uint8)
 

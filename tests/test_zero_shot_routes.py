@@ -41,7 +41,7 @@ def folder(tmp_path_factory):
 
 
 def test_route_a_inspector_gives_probabilities_maps_and_verdicts(clip_file):
-    inspector = Inspector.zero_shot_clip(clip_file, class_name="textile", defects=("stain",))
+    inspector = Inspector.zero_shot("clip", clip_weights=clip_file, class_name="textile", defects=("stain",))
     assert inspector.calibration.image_threshold == 0.5 and inspector.calibration.n_normal == 0
     results = inspector.predict([texture(1), plant_defect(texture(2), 0)[0]])
     for result in results:
@@ -60,6 +60,7 @@ def test_detect_zero_shot_route_a_from_a_weights_file(clip_file, folder, tmp_pat
             "detect",
             str(folder),
             "--zero-shot",
+            "clip",
             "--clip-weights",
             str(clip_file),
             "--class",
@@ -83,6 +84,7 @@ def test_eval_zero_shot_route_a_from_a_weights_file(clip_file, texture_dataset, 
             "eval",
             str(texture_dataset),
             "--zero-shot",
+            "clip",
             "--clip-weights",
             str(clip_file),
             "--image-size",
@@ -104,7 +106,7 @@ def test_route_a_without_weights_explains_how_to_get_them(folder, tmp_path, monk
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(hf_hub_download=offline))
     result = runner.invoke(
-        app, ["detect", str(folder), "--zero-shot", "--clip-model", "ViT-B-16", "--out", str(tmp_path / "o")]
+        app, ["detect", str(folder), "--zero-shot", "clip", "--clip-model", "ViT-B-16", "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 2
     assert "--clip-weights PATH" in result.output and "huggingface.co" in result.output
@@ -113,7 +115,7 @@ def test_route_a_without_weights_explains_how_to_get_them(folder, tmp_path, monk
 @pytest.mark.e2e
 def test_detect_zero_shot_route_b_needs_no_weights(folder, tmp_path):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["detect", str(folder), "--zero-shot", "--out", str(out)])
+    result = runner.invoke(app, ["detect", str(folder), "--zero-shot", "mutual", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert len(json.loads((out / "results.json").read_text())) == 4
 
@@ -126,6 +128,7 @@ def test_chat_zero_shot(clip_file, folder):
             "chat",
             str(folder / "marked.png"),
             "--zero-shot",
+            "clip",
             "--clip-weights",
             str(clip_file),
             "--class",
@@ -139,5 +142,5 @@ def test_chat_zero_shot(clip_file, folder):
     record = json.loads(result.output[result.output.index("{") :])
     assert record["findings"]["n_normal"] == 0 and record["findings"]["expert"] == "clip"
     assert record["turns"][0]["answer"].startswith("My confidence")
-    alone = runner.invoke(app, ["chat", str(folder / "marked.png"), "--zero-shot"])
-    assert alone.exit_code == 2 and "route A" in alone.output
+    alone = runner.invoke(app, ["chat", str(folder / "marked.png"), "--zero-shot", "mutual"])
+    assert alone.exit_code == 2 and "compares a batch" in alone.output

@@ -37,10 +37,10 @@ def evaluate_category(
 ) -> dict:
     """Metrics, verdict quality and timings for one category; `progress(stage, done, total)` is optional.
     Pixel metrics are computed at each image's own resolution, or, with `eval_size`, on maps and masks
-    resized to eval_size × eval_size (anomalib's protocol, for comparisons with it). With `zero_shot`,
-    no training image is read: route "mutual" scores the test images as one batch (its time counts as
-    detection); route "clip" compares each with text about the category, named after its folder, using
-    the CLIP of `options["clip_weights"]` / `options["clip_model"]`. By default each test image is decided
+    resized to eval_size × eval_size (anomalib's protocol, for comparisons with it). With `zero_shot`, a
+    registered zero-shot route's name, no training image is read: "mutual" scores the test images as one batch
+    (its time counts as detection); "clip" compares each with text about the category, named after its folder,
+    using the CLIP of `options["clip_weights"]` / `options["clip_model"]`. By default each test image is decided
     alone; `batch_evidence`: the test set is decided as one batch (`batch_evidence.batch_refined`)."""
     train = [] if zero_shot else load_split(root, category, "train")
     if shots:
@@ -77,16 +77,12 @@ def evaluate_category(
 
 
 def _inspector(category: str, options: dict, zero_shot: str | None) -> Inspector:
-    """The inspector `evaluate_category` runs: CLIP's text about the category, or `options` as given."""
-    if zero_shot == "clip":
-        options.pop("expert", None)
-        return Inspector.zero_shot_clip(
-            options.pop("clip_weights", None),
-            options.pop("clip_model", None),
-            class_name=category.replace("_", " "),
-            **options,
-        )
-    return Inspector(**options, zero_shot=zero_shot)
+    """The inspector `evaluate_category` runs: `options` as given, or the zero-shot route (a text route's words
+    are the category's name)."""
+    if zero_shot is None:
+        return Inspector(**options)
+    options.pop("expert", None)
+    return Inspector.zero_shot(zero_shot, class_name=category.replace("_", " "), **options)
 
 
 def _fit(inspector: Inspector, train: list, progress, zero_shot: str | None) -> float:

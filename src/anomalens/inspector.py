@@ -1,6 +1,6 @@
 """The one obvious API: ``Inspector().fit(normal_images)`` then ``inspector.predict(images)``; zero-shot, with
-no normal images: ``Inspector(zero_shot="mutual").predict(images)`` (a batch scored against itself) or
-``Inspector.zero_shot_clip(weights, class_name=...)`` (CLIP and text prompts: the one expert it names). It
+no normal images: ``Inspector.zero_shot(route).predict(images)``, a registered zero-shot route by name ("mutual": a
+batch scored against itself; "clip": CLIP and text prompts about ``class_name``). It
 composes the stages in data-flow order: preprocessing (decode, resize) → features (backbone) → expert (patch
 maps, scores) → maps → decision (calibration) → result (verdict, regions); experts declare their `needs`."""
 
@@ -20,7 +20,7 @@ from .calibration import calibrate, probability_calibration
 from .config import InspectorConfig
 from .embedded import Embedded, embedded, expert_input, tile_batches
 from .evidence import DecisionEvidence
-from .experts import ClipZeroShotExpert, Expert, ExpertInput, NormalEvidence, expert_class
+from .experts import Expert, ExpertInput, NormalEvidence, expert_class
 from .experts.base import Progress
 from .experts.defect_types import DefectExamples, DefectTypeClassifier, defect_descriptors
 from .features import patch_features
@@ -56,7 +56,7 @@ ImageScore = tuple[float, np.ndarray, np.ndarray | None, str]  # an image's scor
 
 class Inspector:
     """Fit on normal images (k = 1 reference or thousands), then predict verdicts, maps and regions. A
-    zero-shot expert (`zero_shot="mutual"`, or any expert that needs no normal images) has no fit.
+    zero-shot expert (`Inspector.zero_shot(route)`: any expert that needs no normal images) has no fit.
     `predict` never changes the inspector: one fitted inspector serves many threads."""
 
     def __init__(
@@ -64,13 +64,11 @@ class Inspector:
         backbone: str = DEFAULT_BACKBONE,
         *,
         weights: Weights = None,
-        zero_shot: str | None = None,
         expert: str | Expert = "auto",
         expert_settings: Mapping | None = None,
         **options,
     ):
-        expert = zero_shot or expert
-        kind = expert_class(expert, zero_shot=zero_shot is not None) if isinstance(expert, str) else type(expert)
+        kind = expert_class(expert) if isinstance(expert, str) else type(expert)
         settings = resolved_settings(expert if isinstance(expert, str) else kind, expert_settings, options)
         name = expert if isinstance(expert, str) else kind.name
         self.config = InspectorConfig(backbone, expert=name, expert_settings=settings, **options)
@@ -90,10 +88,12 @@ class Inspector:
         self._version: tuple[Path, str] | None = None  # model_file and its hash, read once per file
 
     @classmethod
-    def zero_shot_clip(cls, clip_weights=None, clip_model=None, *, class_name=None, defects=(), writer=None, **options):
-        """Zero-shot route A: CLIP's patches against text about `class_name` (`ClipZeroShotExpert.from_weights`)."""
-        clip = ClipZeroShotExpert.from_weights(clip_weights, clip_model, class_name, defects, writer)
-        return cls(expert=clip, **options)
+    def zero_shot(cls, route="mutual", *, class_name=None, defects=(), clip_weights=None, clip_model=None, **options):
+        """An inspector on a registered zero-shot route (`experts.zero_shot_routes`); one that reads text (CLIP)
+        is built from `class_name` and `defects` on the CLIP of `clip_weights` (a file) or `clip_model` (a name)."""
+        kind = expert_class(route, zero_shot=True)
+        text = "text" in kind.needs
+        return cls(expert=kind.from_text(class_name, defects, clip_weights, clip_model) if text else route, **options)
 
     def fit(self, images: Images, progress: Count | None = None, train_progress: Progress | None = None) -> Inspector:
         """Fit the expert on normal images and calibrate the decision on them. Unreadable images are skipped

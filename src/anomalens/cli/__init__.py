@@ -2,6 +2,7 @@
 command group; each calls the inspection service and wires nothing itself."""
 
 from . import chat, evaluate, inspect, models, records, routes, series, serve, synth, teach  # noqa: F401  (each registers its commands)
-from .common import app, sample_root
+from .common import app
+from .files import sample_root
 
 __all__ = ["app", "sample_root"]

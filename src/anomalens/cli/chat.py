@@ -10,25 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.markup import escape
 
-from .common import (
-    ClassOpt,
-    ClipModelOpt,
-    ClipWeightsOpt,
-    ScaleOpt,
-    SizeOpt,
-    TileOpt,
-    WeightsOpt,
-    app,
-    check_route,
-    chosen_inspector,
-    console,
-    err,
-    fail,
-    normal_images,
-    report_skipped,
-    resolution,
-    warn,
-)
+from .common import app, check_route, chosen_inspector, console, err, fail, report_skipped, resolution, warn
+from .files import normal_images
+from .options import ClassOpt, ClipModelOpt, ClipWeightsOpt, ScaleOpt, SizeOpt, TileOpt, WeightsOpt
 
 if TYPE_CHECKING:  # the models are imported by the command that runs them (`--help` needs none)
     from ..experts.defect_types import DefectTypeClassifier
@@ -39,10 +23,12 @@ if TYPE_CHECKING:  # the models are imported by the command that runs them (`--h
 
 # the command's options (typer reads them from `chat`'s signature)
 ZeroShotOpt = Annotated[
-    bool,
+    Optional[str],
     typer.Option(
         "--zero-shot",
-        help="No normal images: CLIP and text prompts (route A; needs --clip-weights or --clip-model).",
+        metavar="ROUTE",
+        help="No normal images: a registered zero-shot route that judges one image alone, e.g. clip (CLIP and "
+        "text prompts; needs --clip-weights or --clip-model). mutual compares a batch: `anomalens detect`.",
     ),
 ]
 CriteriaOpt = Annotated[Optional[Path], typer.Option(help="Normality criteria YAML file for the class.")]
@@ -84,7 +70,7 @@ def chat(
     image: Annotated[Path, typer.Argument(help="The image to inspect and talk about.")],
     model: Annotated[Optional[Path], typer.Option(help="Fitted model file.")] = None,
     refs: Annotated[Optional[Path], typer.Option(help="Folder of normal reference images (few-shot).")] = None,
-    zero_shot: ZeroShotOpt = False,
+    zero_shot: ZeroShotOpt = None,
     clip_weights: ClipWeightsOpt = None,
     clip_model: ClipModelOpt = None,
     class_name: ClassOpt = None,
@@ -108,10 +94,11 @@ def chat(
     from ..language import BackendError, CriteriaError, create_language_model, load_criteria
     from ..service import InspectionService
 
-    if zero_shot and not (clip_weights or clip_model):
+    route = check_route(model, refs, zero_shot, bool(clip_weights or clip_model))
+    if route is not None and "batch" in route.needs:
         fail(
-            "zero-shot chat about one image needs route A: --clip-weights PATH (or --clip-model NAME to download "
-            "one); route B compares a batch of images: run `anomalens detect --zero-shot` on a folder"
+            f"zero-shot chat is about one image, and the {zero_shot} route compares a batch of images: run "
+            f"`anomalens detect --zero-shot {zero_shot}` on a folder, or chat with --zero-shot clip --clip-weights PATH"
         )
     try:
         rules = load_criteria(criteria) if criteria else None
@@ -123,14 +110,12 @@ def chat(
     service = InspectionService(
         weights=weights, language_model=language_model, guard=guard, clip_weights=clip_weights, clip_model=clip_model
     )
-    check_route(model, refs, zero_shot, bool(clip_weights or clip_model))
     ref_paths = normal_images(refs, None) if refs else []
     inspector = chosen_inspector(
         service,
         model,
         ref_paths,
         zero_shot,
-        bool(clip_weights or clip_model),
         class_name or (rules.name if rules else None),
         tuple(d.name for d in rules.defects) if rules else (),
         **resolution(image_size, scale, tile),

@@ -13,6 +13,19 @@ from rich.table import Table
 
 from ..names import DEFAULT_BACKBONE
 from .common import (
+    app,
+    console,
+    err,
+    expert_settings,
+    fail,
+    progress_bars,
+    resolution,
+    stage_bars,
+    warn,
+    zero_shot_route,
+)
+from .files import fresh_output_dir
+from .options import (
     BackboneOpt,
     BatchEvidenceOpt,
     ClipModelOpt,
@@ -26,16 +39,7 @@ from .common import (
     SizeOpt,
     TileOpt,
     WeightsOpt,
-    app,
-    console,
-    err,
-    expert_settings,
-    fail,
-    fresh_output_dir,
-    progress_bars,
-    resolution,
-    stage_bars,
-    warn,
+    ZeroShotOpt,
 )
 
 ShotsOpt = Annotated[Optional[int], typer.Option(min=1, help="Fit on the first K normal images only (few-shot).")]
@@ -67,15 +71,7 @@ def evaluate_cmd(
     per_image: PerImageOpt = False,
     out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json and metrics.csv.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")] = False,
-    zero_shot: Annotated[
-        bool,
-        typer.Option(
-            "--zero-shot",
-            help="Use no training image: score each category's "
-            "test images against each other (route B), or with "
-            "--clip-weights/--clip-model against text (route A).",
-        ),
-    ] = False,
+    zero_shot: ZeroShotOpt = None,
     clip_weights: ClipWeightsOpt = None,
     clip_model: ClipModelOpt = None,
 ):
@@ -86,6 +82,7 @@ def evaluate_cmd(
     categories = category or list_categories(root)
     if not categories:
         fail(f"{root}: no categories found (expected MVTec-AD or VisA layout)")
+    route = zero_shot_route(zero_shot, bool(clip_weights or clip_model))  # checked before any work
     out = fresh_output_dir(out, overwrite, "eval")
     options: dict = dict(
         backbone=backbone, weights=weights, expert=expert, seed=seed, **resolution(image_size, scale, tile)
@@ -94,24 +91,15 @@ def evaluate_cmd(
         options["max_false_alarms"] = max_false_alarms
     if expert_setting:
         options["expert_settings"] = expert_settings(expert, expert_setting)
-    route = _zero_shot_route(zero_shot, clip_weights, clip_model, options)
-    rows = _evaluated(root, categories, shots, options, eval_size, route, batch_evidence)
+    if route is not None and "text" in route.needs:
+        options |= dict(clip_weights=clip_weights, clip_model=clip_model)
+    rows = _evaluated(root, categories, shots, options, eval_size, zero_shot, batch_evidence)
     if not rows:
         raise typer.Exit(1)
     _write_metrics(out, rows)
-    _print_table(rows, "zero-shot" if zero_shot else f"{shots}-shot" if shots else "full-shot")
+    _print_table(rows, f"zero-shot, {zero_shot}" if zero_shot else f"{shots}-shot" if shots else "full-shot")
     _shift_notes(rows)
     console.print(f"metrics written to {escape(str(out / 'metrics.json'))} and {escape(str(out / 'metrics.csv'))}")
-
-
-def _zero_shot_route(zero_shot: bool, clip_weights, clip_model, options: dict) -> str | None:
-    """Zero-shot route: "clip" with CLIP weights or a model named (added to `options`), else "mutual"."""
-    if not zero_shot:
-        return None
-    if clip_weights or clip_model:
-        options |= dict(clip_weights=clip_weights, clip_model=clip_model)
-        return "clip"
-    return "mutual"
 
 
 def _evaluated(root: Path, categories, shots, options: dict, eval_size, route, batch_evidence: bool) -> list[dict]:

@@ -11,6 +11,19 @@ import typer
 from rich.markup import escape
 
 from .common import (
+    app,
+    check_route,
+    chosen_inspector,
+    console,
+    fail,
+    fit_with_progress,
+    progress_bars,
+    resolution,
+    results_table,
+    warn,
+)
+from .files import fresh_output_dir, image_paths, normal_images, sample_root
+from .options import (
     BatchEvidenceOpt,
     ClassOpt,
     ClipModelOpt,
@@ -22,22 +35,8 @@ from .common import (
     TileOpt,
     WeightsOpt,
     ZeroShotOpt,
-    app,
-    check_route,
-    chosen_inspector,
-    console,
-    fail,
-    fit_with_progress,
-    fresh_output_dir,
-    image_paths,
-    normal_images,
-    progress_bars,
-    resolution,
-    results_table,
-    sample_root,
-    warn,
 )
-from .records import RecordsOpt, open_records, unrecorded
+from .records import RecordsOpt, open_records, recorder
 
 if TYPE_CHECKING:  # the models are imported by the commands that run them (`--help` needs none)
     from ..calibration import Calibration
@@ -133,7 +132,7 @@ def detect(
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     weights: WeightsOpt = None,
-    zero_shot: ZeroShotOpt = False,
+    zero_shot: ZeroShotOpt = None,
     class_name: ClassOpt = None,
     clip_weights: ClipWeightsOpt = None,
     clip_model: ClipModelOpt = None,
@@ -164,7 +163,7 @@ def detect(
 ):
     """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays.
     With --ray, on a Ray cluster. Time series have their own command: `anomalens series detect`."""
-    files = [Path(image) for image in images]  # a URI is Ray's alone: pyarrow reads it
+    # long only by its options (typer reads them from this signature); the work is in the steps below
     if ray or ray_address:
         if refs or zero_shot or model is None:
             fail(
@@ -172,23 +171,12 @@ def detect(
             )
         from .on_ray import detect_on_ray
 
-        detect_on_ray(
-            images,
-            model,
-            out,
-            overwrite,
-            ray_address or "local",
-            workers,
-            batch_size,
-            weights,
-            max_pixels,
-            class_name,
-            records,
-        )
+        ray_options = (ray_address or "local", workers, batch_size, weights, max_pixels, class_name, records)
+        detect_on_ray(images, model, out, overwrite, *ray_options)
         return
     check_route(model, refs, zero_shot, bool(clip_weights or clip_model))
     check_engine(engine, model)
-    paths = image_paths(files)
+    paths = image_paths([Path(image) for image in images])  # a URI is Ray's alone: pyarrow reads it
     if not paths:
         fail("no images to inspect")
     store = open_records(records) if records else None  # before any work: a bad URL ends it
@@ -197,67 +185,47 @@ def detect(
 
     service = InspectionService(weights=weights, clip_weights=clip_weights, clip_model=clip_model)
     ref_paths = normal_images(refs, None) if refs else []
-    inspector: Predictor
-    if engine == "onnx":
-        assert model is not None  # check_engine
-        inspector = onnx_inspector(model)
-    else:
-        clip, options = bool(clip_weights or clip_model), resolution(image_size, scale, tile)
-        inspector = chosen_inspector(service, model, ref_paths, zero_shot, clip, class_name, **options)
+    options = resolution(image_size, scale, tile)
+    inspector = detect_predictor(service, engine, model, ref_paths, zero_shot, class_name, options)
     keep = recorder(store, inspector, ref_paths, class_name or "") if store is not None else None
     try:
         results = write_inspections(service, inspector, paths, out, max_pixels, batch_evidence, keep)
-    except ValueError as error:  # zero-shot with fewer than 2 readable images
+    except ValueError as error:  # a zero-shot route that compares images, with fewer than 2 readable ones
         fail(str(error))
+    report_detected(results, out, store, zero_shot)
+
+
+def detect_predictor(
+    service: InspectionService,
+    engine: str,
+    model: Path | None,
+    refs: list[Path],
+    zero_shot: str | None,
+    class_name: str | None,
+    options: dict,
+) -> Predictor:
+    """What inspects: an exported model on onnxruntime (--engine onnx), else the inspector the options name."""
+    if engine == "onnx":
+        assert model is not None  # check_engine
+        return onnx_inspector(model)
+    return chosen_inspector(service, model, refs, zero_shot, class_name, **options)
+
+
+def report_detected(results: list[dict], out: Path, store: RecordStore | None, zero_shot: str | None) -> None:
+    """The results table and a line of totals (the zero-shot route, where one was used); exit code 1 when no
+    image could be inspected."""
     console.print(results_table(results))
     n_bad = sum(1 for r in results if r["ok"] and r["anomalous"])
     n_err = sum(1 for r in results if not r["ok"])
     console.print(
         f"{n_bad} of {len(results) - n_err} images defective"
+        + (f" (zero-shot route {escape(zero_shot)})" if zero_shot else "")
         + (f", {n_err} not inspected" if n_err else "")
         + f"; results and overlays in {escape(str(out))}"
         + (f"; {len(results)} records in {escape(repr(store))}" if store is not None else "")
     )
     if n_err == len(results):
         raise typer.Exit(1)
-
-
-def recorder(
-    store: RecordStore, inspector: Predictor, references: list[Path], class_name: str
-) -> Callable[[Path, dict, Inspection], None]:
-    """Writes each image's result to the records (committed one by one: a run stopped half way keeps what
-    was inspected), with the model's id and version (`predictor.model_identity`: few-shot, of `references`).
-    This command is one run (its records carry its id)."""
-    import uuid
-
-    from ..predictor import model_identity
-    from ..records import inspection_record, sha256_file
-    from ..records.chats import findings_json
-
-    model_id, model_version = model_identity(inspector, references)
-    run = uuid.uuid4().hex
-
-    def keep(path: Path, record: dict, inspection: Inspection) -> None:
-        guess = inspection.findings.defect_type if inspection.findings else None
-        try:
-            store.add_inspection(
-                inspection_record(
-                    record,
-                    image_path=str(path.resolve()),
-                    image_sha256=sha256_file(path) if path.is_file() else None,
-                    expert=inspection.result.expert,
-                    findings=findings_json(inspection.findings),
-                    defect_type=guess.name if guess else None,
-                    class_name=class_name,
-                    model_id=model_id,
-                    model_version=model_version,
-                    run=run,
-                )
-            )
-        except Exception as error:  # noqa: BLE001 - an audit trail with a hole is no audit trail: stop
-            unrecorded(store, path, error)
-
-    return keep
 
 
 def check_engine(engine: str, model: Path | None) -> None:

@@ -11,24 +11,9 @@ import typer
 from rich.markup import escape
 
 from ..names import DEFAULT_BACKBONE
-from .common import (
-    BackboneOpt,
-    ExpertOpt,
-    ExpertSettingOpt,
-    FalseAlarmsOpt,
-    ScaleOpt,
-    SizeOpt,
-    TileOpt,
-    WeightsOpt,
-    app,
-    check_writable,
-    console,
-    expert_settings,
-    fail,
-    fit_with_progress,
-    normal_images,
-    resolution,
-)
+from .common import app, console, expert_settings, fail, fit_with_progress, resolution
+from .files import check_writable, normal_images
+from .options import BackboneOpt, ExpertOpt, ExpertSettingOpt, FalseAlarmsOpt, ScaleOpt, SizeOpt, TileOpt, WeightsOpt
 
 
 @app.command()
@@ -86,7 +71,11 @@ def fit(
         f"fitted [bold]{inspector.expert.name}[/] on {len(paths) - len(inspector.skipped)} normal images "
         f"in {time.perf_counter() - started:.1f}s → {escape(str(output))}"
     )
-    console.print(f"scale {inspector.config.scale} at {inspector.config.image_size} px; {cal.words()}")
+    console.print(
+        f"scale {inspector.config.scale} at {inspector.config.image_size} px; "
+        f"image threshold {cal.image_threshold:.4g} ({cal.rule}; {cal.method}, {cal.n_normal} images), "
+        f"pixel threshold {cal.pixel_threshold:.4g}"
+    )
 
 
 @app.command()

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from .common import console, err, fail, fresh_output_dir
+from .common import console, err, fail
+from .files import fresh_output_dir
 from .records import open_records
 
 if TYPE_CHECKING:  # Ray and pyarrow are imported by the command that runs them

@@ -1,9 +1,11 @@
 """`anomalens records list | show | export`: the inspection records (`detect --records`, `serve --records`),
-filtered by time, model, verdict and file name; and `open_records`, how every command opens them."""
+filtered by time, model, verdict and file name; `open_records`, how every command opens them, and `recorder`,
+how a command writes its results there."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
@@ -14,7 +16,9 @@ from rich.table import Table
 from .common import app, console, fail
 
 if TYPE_CHECKING:
+    from ..predictor import Predictor
     from ..records import RecordStore
+    from ..service import Inspection
 
 RECORDS_MODULES = {"sqlalchemy", "alembic", "psycopg", "psycopg_binary", "pyarrow", "mako"}  # the records extra
 MISSING_EXTRA = "inspection records need the records extra: pip install 'anomalens[records]'"
@@ -56,6 +60,44 @@ def open_records(target: str) -> RecordStore:
 def unrecorded(store: RecordStore, path: Path, error: Exception) -> NoReturn:
     """Ends a command whose result could not be recorded: an audit trail with a hole is no audit trail."""
     fail(f"{path}: the record could not be written to {store!r}: {type(error).__name__}: {error}")
+
+
+def recorder(
+    store: RecordStore, inspector: Predictor, references: list[Path], class_name: str
+) -> Callable[[Path, dict, Inspection], None]:
+    """Writes each image's result to the records (committed one by one: a run stopped half way keeps what
+    was inspected), with the model's id and version (`predictor.model_identity`: few-shot, of `references`).
+    This command is one run (its records carry its id)."""
+    import uuid
+
+    from ..predictor import model_identity
+    from ..records import inspection_record, sha256_file
+    from ..records.chats import findings_json
+
+    model_id, model_version = model_identity(inspector, references)
+    run = uuid.uuid4().hex
+
+    def keep(path: Path, record: dict, inspection: Inspection) -> None:
+        guess = inspection.findings.defect_type if inspection.findings else None
+        try:
+            store.add_inspection(
+                inspection_record(
+                    record,
+                    image_path=str(path.resolve()),
+                    image_sha256=sha256_file(path) if path.is_file() else None,
+                    expert=inspection.result.expert,
+                    findings=findings_json(inspection.findings),
+                    defect_type=guess.name if guess else None,
+                    class_name=class_name,
+                    model_id=model_id,
+                    model_version=model_version,
+                    run=run,
+                )
+            )
+        except Exception as error:  # noqa: BLE001 - an audit trail with a hole is no audit trail: stop
+            unrecorded(store, path, error)
+
+    return keep
 
 
 def _needed(records: str | None) -> str:

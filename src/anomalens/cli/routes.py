@@ -11,7 +11,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import app, console, fail, fresh_output_dir
+from .common import app, console, fail
+from .files import fresh_output_dir
 
 
 def listed_files(inputs: list[Path]) -> list[Path]:

@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..series.registry import DEFAULT_DETECTOR
-from .common import app, console, fail, fresh_output_dir, warn
+from .common import app, console, fail, warn
+from .files import fresh_output_dir
 from .records import RecordsOpt, open_records, unrecorded
 
 if TYPE_CHECKING:

@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from .common import ClipModelOpt, ClipWeightsOpt, MaxPixelsOpt, app, check_writable, err, fail
+from .common import app, err, fail
+from .files import check_writable
+from .options import ClipModelOpt, ClipWeightsOpt, MaxPixelsOpt
 from .records import RecordsOpt, open_records
 
 SERVE_MODULES = {"fastapi", "uvicorn", "starlette", "multipart", "python_multipart"}  # what the serve extra installs

@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from .common import SeedOpt, SizeOpt, app, console, fail, fresh_output_dir, normal_images, warn
+from .common import app, console, fail, warn
+from .files import fresh_output_dir, normal_images
+from .options import SeedOpt, SizeOpt
 
 
 @app.command()

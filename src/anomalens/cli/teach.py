@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.markup import escape
 
-from .common import WeightsOpt, app, console, fail, image_paths, warn
+from .common import app, console, fail, warn
+from .files import image_paths
+from .options import WeightsOpt
 from .records import SinceOpt, UntilOpt
 
 if TYPE_CHECKING:

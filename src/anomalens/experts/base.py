@@ -23,8 +23,9 @@ Teaching changes a fitted expert in place, with no refit: `add_normal` takes mor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -154,6 +155,18 @@ class Expert:
     def create(cls, config: Any, n_normal: int | None = None) -> Expert:
         """A new expert from the inspector's configuration (and the number of normal images, when fitted)."""
         return cls()
+
+    @classmethod
+    def from_text(
+        cls,
+        class_name: str | None = None,
+        defects: Sequence[str] = (),
+        weights: str | Path | None = None,
+        model: str | None = None,
+    ) -> Expert:
+        """An expert that needs "text": built from words about the product (`class_name`, `defects`) on a
+        language-image model (`weights` a file, `model` its name)."""
+        raise TypeError(f"the {cls.name} expert is not built from text")
 
     def fit(self, normal: NormalImages) -> NormalEvidence:
         raise TypeError(f"the {self.name} expert is not fitted (zero-shot): call predict(images) directly")

@@ -59,29 +59,20 @@ class ClipZeroShotExpert(Expert):
         self.anomalous_phrases = embed_phrases(model, tokenizer, self.prompts.anomalous)  # (Ma, E) unit rows
 
     @classmethod
-    def from_weights(
+    def from_text(
         cls,
-        weights: str | Path | None = None,
-        model: str | None = None,
         class_name: str | None = None,
         defects: Sequence[str] = (),
-        writer: Writer | None = None,
-        **options,
+        weights: str | Path | None = None,
+        model: str | None = None,
     ) -> ClipZeroShotExpert:
         """The expert on a CLIP from `weights` (a local file; `model` names the architecture it must hold) or,
         with no file, the named model from the hub; offline that fails saying where to get a file."""
-        return cls(
-            create_clip(model if model or not weights else None, weights),
-            Tokenizer(),
-            class_name,
-            defects,
-            writer,
-            **options,
-        )
+        return cls(create_clip(model if model or not weights else None, weights), Tokenizer(), class_name, defects)
 
     @classmethod
     def create(cls, config, n_normal: int | None = None) -> ClipZeroShotExpert:
-        raise TypeError("the CLIP zero-shot expert is built from CLIP weights: Inspector.zero_shot_clip(weights, ...)")
+        raise TypeError("the CLIP zero-shot expert is built from CLIP weights: Inspector.zero_shot('clip', ...)")
 
     def text_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(normal, anomalous) state embeddings: unit vectors (E,), averaged over all phrases of each state."""

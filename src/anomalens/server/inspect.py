@@ -17,9 +17,11 @@ from .context import ServiceContext
 from .errors import ApiError
 from .uploads import Upload, read_uploads
 
-ZERO_SHOT_HELP = (
-    "No normal images: CLIP and text about class_name when the service has CLIP weights, else the images "
-    "(at least 2) are scored against each other."
+ZERO_SHOT_HELP = "No normal images: inspect on a zero-shot route (zero_shot_route)."
+ZERO_SHOT_ROUTE_HELP = (
+    "A registered zero-shot route by name (implies zero_shot): mutual, the images (at least 2) scored against "
+    "each other, or clip, CLIP and text about class_name (where the service has CLIP weights). Default: clip "
+    "when the service has CLIP weights, else mutual. The response's zero_shot_route says which was used."
 )
 BATCH_EVIDENCE_HELP = (
     "Decide the request's images as one batch: the threshold may move on the batch's own scores where they are "
@@ -37,19 +39,23 @@ def inspect_routes(ctx: ServiceContext) -> APIRouter:
         model_id: str | None = Form(None, description="A fitted model's id."),
         references: list[UploadFile] | None = File(None, description="Normal reference images (few-shot)."),
         zero_shot: bool = Form(False, description=ZERO_SHOT_HELP),
+        zero_shot_route: str | None = Form(None, max_length=100, description=ZERO_SHOT_ROUTE_HELP),
         class_name: str | None = Form(None, max_length=100, description="Product class, for the answers."),
         overlay: bool = Form(False, description="Include the heatmap overlay PNG (base64)."),
         batch_evidence: bool = Form(False, description=BATCH_EVIDENCE_HELP),
     ) -> dict:
-        if zero_shot + (model_id is not None) + bool(references) != 1:
+        route = zero_shot_route or (ctx.service.default_zero_shot_route if zero_shot else None)
+        if bool(route) + (model_id is not None) + bool(references) != 1:
             raise ApiError(
-                400, "give exactly one of model_id (a fitted model), references (normal images) or zero_shot"
+                400,
+                "give exactly one of model_id (a fitted model), references (normal images) or zero_shot "
+                "(or zero_shot_route)",
             )
         given = ctx.uploads(files)
         given_refs = ctx.uploads(references) if references else []  # their hashes make a few-shot model's version
-        inspector = chosen_predictor(ctx, model_id, given_refs, zero_shot, class_name)
+        inspector = chosen_predictor(ctx, model_id, given_refs, route, class_name)
         asked = {"class_name": class_name, "overlay": overlay, "batch_evidence": batch_evidence}
-        return inspect_given(ctx, given, inspector, model_id, asked, given_refs)
+        return {"zero_shot_route": route} | inspect_given(ctx, given, inspector, model_id, asked, given_refs)
 
     return router
 
@@ -83,15 +89,21 @@ def chosen_predictor(
     ctx: ServiceContext,
     model_id: str | None,
     given_refs: list[tuple[str, bytes]],
-    zero_shot: bool,
+    zero_shot_route: str | None,
     class_name: str | None,
 ) -> Predictor:
-    """The predictor the request names: zero-shot, a stored model, or one fitted on the uploaded references."""
-    if zero_shot:
+    """The predictor the request names: a zero-shot route, a stored model, or one fitted on the uploaded
+    references."""
+    if zero_shot_route:
+        runs = ctx.service.zero_shot_routes()
+        if zero_shot_route not in runs:  # unknown, or one this service has no CLIP for: the client's to change
+            raise ApiError(
+                400, f"zero-shot route {zero_shot_route!r} is not served here; choose one of {', '.join(runs)}"
+            )
         try:
-            return ctx.service.zero_shot(class_name)
+            return ctx.service.zero_shot(zero_shot_route, class_name)
         except (ValueError, FileNotFoundError) as error:
-            raise ApiError(503, f"zero-shot route A is not available: {error}") from None
+            raise ApiError(503, f"zero-shot route {zero_shot_route} is not available: {error}") from None
     if model_id is not None:
         return ctx.store.get(model_id)
     refs = read_uploads(given_refs, ctx.limits)

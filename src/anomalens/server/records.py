@@ -108,18 +108,35 @@ def corrected_in_chat(keep_feedback: FeedbackKeeper, records, inspection_id: str
     return Lesson(**answered["lesson"]).words()
 
 
+def listing_filters(
+    since: str | None = Query(None, max_length=100, description="From this time (ISO 8601 or epoch seconds)."),
+    until: str | None = Query(None, max_length=100, description="Before this time."),
+    model: str | None = Query(None, max_length=200, description="A model id, or its version (hash) or a prefix."),
+    verdict: str | None = Query(None, max_length=16, description="anomalous, normal or error."),
+    source: str | None = Query(None, max_length=1000, description="Part of the image's file name."),
+) -> dict:
+    """The listing's filters, from the query (the list and its CSV export share them)."""
+    return {"since": since, "until": until, "model": model, "verdict": verdict, "source": source}
+
+
+def csv_export(records: RecordStore, filters: dict) -> Response:
+    """The filtered inspections as a CSV file, written by the records' export."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "inspections.csv"
+        try:
+            records.export(path, "csv", **filters)
+        except ValueError as error:
+            raise ApiError(422, str(error)) from None
+        return Response(
+            path.read_bytes(),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="inspections.csv"'},
+        )
+
+
 def records_routes(records: RecordStore | None, sessions: Conversations, keep_feedback: FeedbackKeeper) -> APIRouter:
     """The routes; without `records`, an inspection is found only among the conversations in memory."""
     router = APIRouter()
-
-    def listing_filters(
-        since: str | None = Query(None, max_length=100, description="From this time (ISO 8601 or epoch seconds)."),
-        until: str | None = Query(None, max_length=100, description="Before this time."),
-        model: str | None = Query(None, max_length=200, description="A model id, or its version (hash) or a prefix."),
-        verdict: str | None = Query(None, max_length=16, description="anomalous, normal or error."),
-        source: str | None = Query(None, max_length=1000, description="Part of the image's file name."),
-    ) -> dict:
-        return {"since": since, "until": until, "model": model, "verdict": verdict, "source": source}
 
     @router.get("/v1/inspections")
     def list_inspections(
@@ -138,17 +155,7 @@ def records_routes(records: RecordStore | None, sessions: Conversations, keep_fe
     @router.get("/v1/inspections.csv", response_class=Response)
     def export_inspections(filters: dict = Depends(listing_filters)) -> Response:
         """The filtered inspections as a CSV file (the records' export: the listing's columns)."""
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "inspections.csv"
-            try:
-                kept(records).export(path, "csv", **filters)
-            except ValueError as error:
-                raise ApiError(422, str(error)) from None
-            return Response(
-                path.read_bytes(),
-                media_type="text/csv",
-                headers={"Content-Disposition": 'attachment; filename="inspections.csv"'},
-            )
+        return csv_export(kept(records), filters)
 
     @router.get("/v1/inspections/{inspection_id}")
     def get_inspection(inspection_id: str) -> dict:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..backbones import DEFAULT_BACKBONE
 from ..data import reduced, to_uint8
+from ..experts import expert_class, zero_shot_routes
 from ..experts.defect_types import DefectGuess, DefectTypeClassifier
 from ..inspector import Inspector
 from ..language import ChatImages, ChatSession, Criteria, Findings, LanguageModel, compose, findings_from
@@ -42,7 +43,7 @@ __all__ = [
 ]
 FIRST_QUESTION = "Is there any anomaly in the image?"
 DISPLAY_SIDE = 768  # a conversation keeps its pictures at most this size: under 2 MB each, whatever was uploaded
-CLIP_INSPECTORS = 4  # zero-shot route A inspectors kept (prompts embedded once per class name)
+ZERO_SHOT_INSPECTORS = 5  # zero-shot inspectors kept (a text route's prompts embedded once per class name)
 
 
 @dataclass
@@ -115,23 +116,39 @@ class InspectionService:
             inspector = Inspector(options.pop("backbone", DEFAULT_BACKBONE), weights=self.weights, **options)
         return inspector.fit(images, progress=progress, train_progress=train_progress)
 
-    def zero_shot(self, class_name: str | None = None, defects: Sequence[str] = (), writer=None) -> Inspector:
-        """Route A (CLIP and text about `class_name`) when the service has CLIP weights, else route B (a
-        batch's images scored against each other). Both predict without changing, so they are shared."""
-        if self.clip_weights is None and self.clip_model is None:
-            key = "mutual"
-        else:
-            key = f"clip:{(class_name or '').strip().lower()}:{'|'.join(defects)}"
+    @property
+    def default_zero_shot_route(self) -> str:
+        """The route a request that names none takes: clip where the service has a CLIP, else mutual."""
+        return "mutual" if self.clip_weights is None and self.clip_model is None else "clip"
+
+    def zero_shot_routes(self) -> list[str]:
+        """The zero-shot routes this service runs: every registered one, but a route that reads text when the
+        service has no CLIP."""
+        has_clip = self.clip_weights is not None or self.clip_model is not None
+        return [route for route in zero_shot_routes() if has_clip or "text" not in expert_class(route).needs]
+
+    def zero_shot(
+        self, route: str | None = None, class_name: str | None = None, defects: Sequence[str] = ()
+    ) -> Inspector:
+        """The inspector on the registered zero-shot route `route` (default: `default_zero_shot_route`), on the
+        service's CLIP for a route that reads text about `class_name`. They predict without changing, so they
+        are shared: one per route, and one per class and defects for a text route (the latest few)."""
+        route = route or self.default_zero_shot_route
+        reads_text = "text" in expert_class(route, zero_shot=True).needs  # an unknown route: its ValueError
+        if reads_text and self.clip_weights is None and self.clip_model is None:  # never a download unasked
+            raise ValueError(f"the {route} route reads text with CLIP, and this service has none (clip_weights)")
+        key = f"{route}:{(class_name or '').strip().lower()}:{'|'.join(defects)}" if reads_text else route
         with self._lock:
             if key not in self._zero_shot:
-                self._zero_shot[key] = (
-                    Inspector(weights=self.weights, zero_shot="mutual")
-                    if key == "mutual"
-                    else Inspector.zero_shot_clip(
-                        self.clip_weights, self.clip_model, class_name=class_name, defects=defects, writer=writer
-                    )
+                self._zero_shot[key] = Inspector.zero_shot(
+                    route,
+                    class_name=class_name,
+                    defects=defects,
+                    clip_weights=self.clip_weights,
+                    clip_model=self.clip_model,
+                    weights=self.weights,
                 )
-                while len(self._zero_shot) > CLIP_INSPECTORS + 1:
+                while len(self._zero_shot) > ZERO_SHOT_INSPECTORS:
                     self._zero_shot.popitem(last=False)
             self._zero_shot.move_to_end(key)
             return self._zero_shot[key]
