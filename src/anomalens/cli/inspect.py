@@ -115,6 +115,7 @@ def _unique_stem(path: Path, used: set[str]) -> str:
     return stem
 
 
+# long: only by its 25 options (typer reads them from this signature); the work is in the steps it calls
 @app.command()
 def detect(
     images: Annotated[
@@ -163,7 +164,6 @@ def detect(
 ):
     """Inspect images: verdict, confidence, regions and location; writes JSON and heatmap overlays.
     With --ray, on a Ray cluster. Time series have their own command: `anomalens series detect`."""
-    # long only by its options (typer reads them from this signature); the work is in the steps below
     if ray or ray_address:
         if refs or zero_shot or model is None:
             fail(
