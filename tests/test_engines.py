@@ -3,12 +3,14 @@ package, it loads from its own kind of model file and its results go through the
 as the torch and ONNX engines' do; an engine named for a file it does not read is refused in words."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from anomalens import predictor
-from anomalens.data import read_image
+from anomalens.calibration import Calibration
+from anomalens.data import as_float, read_image
 from anomalens.language.answers import ANSWERERS
 from anomalens.predictor import engine_for, load_predictor, model_identity, register_engine
 from anomalens.result import InspectionResult, ModelMetadata, file_version
@@ -21,6 +23,7 @@ class BrightnessEngine:
 
     def __init__(self, path, limit: float):
         self.path, self.limit = path, limit
+        self.calibration = Calibration(limit, 0.1, 1.0, 1.0, 0.0, n_normal=1, method="stated")
 
     @classmethod
     def load(cls, path, weights=None) -> "BrightnessEngine":
@@ -33,7 +36,7 @@ class BrightnessEngine:
     def iter_predict(self, images, max_pixels=None, batch_evidence=False, scored=None):
         for image in images:
             try:
-                pixels = read_image(image) if isinstance(image, str) else image
+                pixels = as_float(read_image(image) if isinstance(image, str | Path) else image)
             except ValueError as error:
                 yield InspectionResult.failed(str(image), error)
                 continue
@@ -50,6 +53,7 @@ class BrightnessEngine:
                 image_size=(width, height),
                 image=pixels,
                 expert="mean brightness",
+                calibration=self.calibration,  # what decided it: the overlay's scale
             )
 
     def predict(self, images, max_pixels=None, batch_evidence=False):
@@ -88,3 +92,23 @@ def test_an_engine_named_for_a_file_it_does_not_read_is_refused(tmp_path, bright
         engine_for(tmp_path / "m.onnx", "brightness")
     with pytest.raises(ValueError, match="unknown engine 'tensorrt'"):
         engine_for(tmp_path / "m.onnx", "tensorrt")
+
+
+def test_detect_runs_a_model_file_on_the_engine_that_reads_it(tmp_path, brightness_engine):
+    from typer.testing import CliRunner
+
+    from anomalens.cli import app
+    from conftest import save_png
+
+    model = tmp_path / "lamp.bright"
+    model.write_text(json.dumps({"limit": 0.5}))
+    images = [save_png(tmp_path / "dark.png", texture(1) * 0.3), save_png(tmp_path / "lit.png", texture(2) * 0.3 + 0.6)]
+    runner = CliRunner()
+    for engine in ([], ["--engine", "brightness"]):  # by the file's kind, or named
+        out = tmp_path / f"out{len(engine)}"
+        run = runner.invoke(app, ["detect", *map(str, images), "--model", str(model), *engine, "--out", str(out)])
+        assert run.exit_code == 0, run.output
+        results = {Path(r["source"]).name: r for r in json.loads((out / "results.json").read_text())}
+        assert results["dark.png"]["anomalous"] is False and results["lit.png"]["anomalous"] is True
+    wrong = runner.invoke(app, ["detect", str(images[0]), "--model", str(model), "--engine", "onnx"])
+    assert wrong.exit_code == 2 and "a model for the brightness engine" in wrong.output

@@ -40,14 +40,12 @@ from .records import RecordsOpt, open_records, recorder
 
 if TYPE_CHECKING:  # the models are imported by the commands that run them (`--help` needs none)
     from ..calibration import Calibration
-    from ..deploy import OnnxInspector
     from ..predictor import Predictor
     from ..records import RecordStore
     from ..service import Inspection, InspectionService
 
 OutOpt = Annotated[Optional[Path], typer.Option(help="Output folder (default: a new one under anomalens-out/).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")]
-ENGINES = ("torch", "onnx")
 
 
 def write_inspections(
@@ -144,9 +142,12 @@ def detect(
     batch_evidence: BatchEvidenceOpt = False,
     per_image: PerImageOpt = False,
     engine: Annotated[
-        str,
-        typer.Option(help="torch, or onnx: run an exported --model MODEL.onnx (anomalens export) with onnxruntime."),
-    ] = "torch",
+        Optional[str],
+        typer.Option(
+            help="What runs --model: torch, onnx (an exported MODEL.onnx, anomalens export, on onnxruntime) or a "
+            "registered engine. Default: the one that reads the model file's kind (.onnx: onnx, else torch)."
+        ),
+    ] = None,
     records: RecordsOpt = None,
     ray: Annotated[
         bool,
@@ -197,17 +198,24 @@ def detect(
 
 def detect_predictor(
     service: InspectionService,
-    engine: str,
+    engine: str | None,
     model: Path | None,
     refs: list[Path],
     zero_shot: str | None,
     class_name: str | None,
     options: dict,
 ) -> Predictor:
-    """What inspects: an exported model on onnxruntime (--engine onnx), else the inspector the options name."""
-    if engine == "onnx":
-        assert model is not None  # check_engine
-        return onnx_inspector(model)
+    """What inspects: a model file on the engine that reads it (named, or by the file's kind), else the
+    inspector the options name (few-shot references, a zero-shot route, or a model file on torch)."""
+    if model is not None:
+        from ..predictor import engine_for, load_predictor
+
+        runs_on = engine_for(model, engine).name  # checked already (check_engine)
+        if runs_on != "torch":
+            try:
+                return load_predictor(model, engine=runs_on)
+            except (ValueError, OSError) as error:  # the engine's words for a file it cannot load
+                fail(str(error))
     return chosen_inspector(service, model, refs, zero_shot, class_name, **options)
 
 
@@ -228,27 +236,18 @@ def report_detected(results: list[dict], out: Path, store: RecordStore | None, z
         raise typer.Exit(1)
 
 
-def check_engine(engine: str, model: Path | None) -> None:
-    """--engine onnx runs an exported model and nothing else; an exported model runs only there (checked
-    before any other work)."""
-    if engine not in ENGINES:
-        fail(f"--engine is one of {', '.join(ENGINES)}, not {engine!r}")
-    if engine == "onnx" and model is None:
-        fail("--engine onnx runs an exported model: give --model MODEL.onnx (written by anomalens export)")
-    suffix = model.suffix.lower() if model else ""
-    if engine == "onnx" and suffix == ".safetensors":
-        fail(f"{model}: a model file for the torch engine; export it (anomalens export) or drop --engine onnx")
-    if engine == "torch" and suffix == ".onnx":
-        fail(f"{model}: an ONNX model; run it with --engine onnx")
-
-
-def onnx_inspector(model: Path) -> OnnxInspector:
-    from ..deploy import OnnxInspector, OnnxModelError
+def check_engine(engine: str | None, model: Path | None) -> None:
+    """An engine runs a model file of its kind, and nothing else (checked before any other work)."""
+    if engine is None or engine == "torch" and model is None:
+        return
+    if model is None:
+        fail(f"--engine {engine} runs a model file: give --model MODEL (an exported one: anomalens export)")
+    from ..predictor import engine_for
 
     try:
-        return OnnxInspector(model)
-    except OnnxModelError as error:
-        fail(str(error))
+        engine_for(model, engine)
+    except ValueError as error:
+        fail(f"{error}" + (" (anomalens export writes one)" if engine == "onnx" else ""))
 
 
 @app.command()
