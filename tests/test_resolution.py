@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from anomalens import Inspector
 from anomalens.cli import app
-from anomalens.preprocessing import Decoded, ImageMaps, Layout, Stitching, checked_scale, tile_starts
+from anomalens.preprocessing import Decoded, Layout, checked_scale, tile_starts
 from anomalens.scale import ScaleProbe, picked, scale_reason
+from anomalens.stitching import ImageMaps, Stitching
 from conftest import save_png, texture
 
 

@@ -3,7 +3,7 @@ Images are decoded and resized exactly as on the torch route (`preprocessing`), 
 one's smoothed map and score, and the calibration in the model's metadata turns them into the same
 `InspectionResult`s as `Inspector.predict`: verdict, probability, the map at the image's own size, regions.
 A model that lays images out in tiles (aspect kept, or a stated scale) runs the graph on each tile and
-stitches the tiles' maps as the torch route does (`preprocessing.Layout`, `Stitching`)."""
+stitches the tiles' maps as the torch route does (`preprocessing.Layout`, `stitching.ImageMaps`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 
 from .calibration import Calibration
 from .data import ImageError
-from .preprocessing import SQUASH, ImageInput, ImageMaps, Layout, as_images, checked_scale, decode_ahead
+from .preprocessing import SQUASH, ImageInput, Layout, as_images, checked_scale, decode_ahead
 from .result import InspectionResult, ModelMetadata, Scored, decided, file_version
+from .stitching import ImageMaps
 
 METADATA_KEY = "anomalens"  # what `export_onnx` writes: version, config, expert, calibration, input size
 DECODE_AHEAD = 2  # images decoded on the worker thread while the graph runs

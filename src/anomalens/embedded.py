@@ -18,7 +18,8 @@ from .experts import Expert, ExpertInput, NormalEvidence, NormalImages
 from .features import patch_features
 from .maps import smooth
 from .pixels import standardise_exposure
-from .preprocessing import Decoded, ImageInput, ImageMaps, Layout, TilePlan, batches
+from .preprocessing import Decoded, ImageInput, Layout, TilePlan, batches
+from .stitching import ImageMaps
 from .synthetic_evidence import SYNTHETIC_SOURCES
 
 

@@ -34,7 +34,6 @@ from .preprocessing import (
     SQUASH,
     Decoded,
     ImageInput,
-    ImageMaps,
     Layout,
     Unreadable,
     as_images,
@@ -44,6 +43,7 @@ from .preprocessing import (
 from .references import References
 from .result import InspectionResult, ModelMetadata, Scored, decided, file_version
 from .scale import Probe, choose_scale
+from .stitching import ImageMaps
 from .synthetic_evidence import anomalous_evidence
 
 __all__ = ["ImageInput", "InspectionResult", "Inspector", "InspectorConfig"]
