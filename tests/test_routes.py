@@ -133,3 +133,29 @@ def test_the_image_route_finds_what_detect_finds(tmp_path):
     for finding, inspection in zip(routed, direct):
         assert finding.anomalous == inspection.result.anomalous
         assert finding.probability == pytest.approx(inspection.result.probability, abs=1e-6)
+
+
+def test_the_command_line_imports_the_plugins(tmp_path, monkeypatch):
+    """A series detector kept outside the package, named in ANOMALENS_PLUGINS, is registered when the CLI starts."""
+    import subprocess
+    import sys
+
+    (tmp_path / "flat_detector.py").write_text(
+        "import numpy as np\n"
+        "from anomalens.series.registry import register_series_detector\n"
+        "@register_series_detector\n"
+        "class Flat:\n"
+        "    name, alarm, window, context = 'test_flat', None, 1, 0\n"
+        "    def fit(self, reference): return np.zeros(len(reference))\n"
+        "    def score(self, values): return np.zeros(len(values))\n"
+    )
+    check = (
+        "import anomalens.cli; from anomalens.series.registry import SERIES_DETECTORS; print(sorted(SERIES_DETECTORS))"
+    )
+    env = {**__import__("os").environ, routes.PLUGINS_VARIABLE: "flat_detector", "PYTHONPATH": f"{tmp_path}"}
+    env["PYTHONPATH"] += ":" + ":".join(p for p in sys.path if p)
+    shown = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120)
+    assert "test_flat" in shown.stdout, shown.stderr
+    env[routes.PLUGINS_VARIABLE] = "no_such_plugin"
+    refused = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "no_such_plugin" in refused.stderr

@@ -70,14 +70,22 @@ def register_route(cls: R) -> R:
     return cls
 
 
-def load_routes() -> None:
-    """Import the built-in routes and the modules `ANOMALENS_PLUGINS` names (each registers what it holds)."""
+def load_plugins() -> None:
+    """Import the modules `ANOMALENS_PLUGINS` names (each registers what it holds: routes, experts, series
+    detectors, engines); the command line does this when it starts."""
     plugins = [name.strip() for name in os.environ.get(PLUGINS_VARIABLE, "").split(",") if name.strip()]
-    for module in (*BUILT_IN, *plugins):
+    for module in plugins:
         try:
             importlib.import_module(module)
         except ImportError as error:
             raise ValueError(f"{PLUGINS_VARIABLE} names {module!r}, which cannot be imported: {error}") from None
+
+
+def load_routes() -> None:
+    """Import the built-in routes, then the plugins."""
+    for module in BUILT_IN:
+        importlib.import_module(module)
+    load_plugins()
 
 
 def route_named(name: str) -> Route:
