@@ -6,7 +6,8 @@ another, compared to the third decimal.
     python bench/equivalence.py compare before after       # → bench/equivalence.md
 
 `measure` runs, on every shared image set: `anomalens eval --shots 4` (the default expert) and
-`--zero-shot mutual` (the images against each other), keeping every metric but timings; and the grounded chat of
+`--zero-shot mutual` (the images against each other), and full-shot on the sets with at most 100 normal training
+images, keeping every metric but timings; and the grounded chat of
 `bench/faithfulness.py` (seeded conversations; every answer's text). Each label's figures go to
 bench/equivalence/<label>.json. `compare` lists every number that differs at the third decimal and every
 answer whose words differ."""
@@ -24,7 +25,8 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_ROOT = HERE.parent.parent / "shared" / "datasets"
 KEPT = HERE / "equivalence"
 TIMINGS = ("fit_seconds", "detect_images_per_second", "peak_memory_mb", "wall_seconds", "machine", "command")
-ROUTES = {"shots 4": ["--shots", "4"], "zero-shot": ["--zero-shot", "mutual"]}
+ROUTES = {"shots 4": ["--shots", "4"], "zero-shot": ["--zero-shot", "mutual"], "full-shot": []}
+FULL_SHOT_MAX = 100  # full-shot rows on the sets with at most this many normal training images (minutes, not hours)
 
 
 def image_sets(root: Path) -> list[Path]:
@@ -53,14 +55,20 @@ def chat_answers(root: Path) -> list[dict]:
     return [{"question": t["question"], "answer": t["answer"]} for t in turns]
 
 
-def measure(root: Path, label: str) -> None:
-    figures: dict = {"eval": {}, "chat": chat_answers(root)}
+def measure(root: Path, label: str, routes: list[str]) -> None:
+    """Each route's eval rows and the chat's answers, added to what the label holds already."""
+    kept = KEPT / f"{label}.json"
+    figures: dict = json.loads(kept.read_text()) if kept.is_file() else {"eval": {}}
+    if "chat" not in figures:
+        figures["chat"] = chat_answers(root)
     for dataset in image_sets(root):
-        for route, options in ROUTES.items():
+        for route in routes:
+            if route == "full-shot" and len(list((dataset / "train" / "good").iterdir())) > FULL_SHOT_MAX:
+                continue
             print(f"{dataset.name}, {route} …", file=sys.stderr)
-            figures["eval"][f"{dataset.name}, {route}"] = eval_figures(dataset, options)
+            figures["eval"][f"{dataset.name}, {route}"] = eval_figures(dataset, ROUTES[route])
     KEPT.mkdir(exist_ok=True)
-    (KEPT / f"{label}.json").write_text(json.dumps(figures, indent=1, sort_keys=True))
+    kept.write_text(json.dumps(figures, indent=1, sort_keys=True))
 
 
 def differences(before, after, where: str = "") -> list[str]:
@@ -86,8 +94,8 @@ def compare(before: str, after: str) -> None:
         f"Command: `python bench/equivalence.py compare {before} {after}` (each side measured with "
         "`python bench/equivalence.py measure --label LABEL` on its commit).",
         "",
-        f"{len(old['eval'])} eval rows (`--shots 4` and `--zero-shot mutual` on every shared set, every metric but "
-        f"timings) and {len(old['chat'])} grounded chat answers: {count} values compared, "
+        f"{len(old['eval'])} eval rows (`--shots 4` and `--zero-shot mutual` on every shared set, full-shot on those "
+        f"with at most {FULL_SHOT_MAX} normal training images; every metric but timings) and {len(old['chat'])} grounded chat answers: {count} values compared, "
         f"**{len(found)} differ** at the third decimal.",
         "",
         *(f"- {line}" for line in found),
@@ -102,6 +110,7 @@ def main() -> None:
     measuring = commands.add_parser("measure")
     measuring.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     measuring.add_argument("--label", required=True)
+    measuring.add_argument("--routes", nargs="*", choices=list(ROUTES), default=list(ROUTES))
     comparing = commands.add_parser("compare")
     comparing.add_argument("before")
     comparing.add_argument("after")
@@ -109,7 +118,7 @@ def main() -> None:
     if args.command == "measure":
         if not args.root.is_dir():
             sys.exit(f"{args.root}: dataset root not found (the benchmark needs ../shared/datasets or --root)")
-        measure(args.root, args.label)
+        measure(args.root, args.label, args.routes)
     else:
         compare(args.before, args.after)
 

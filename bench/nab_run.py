@@ -6,9 +6,9 @@ probationary length, which sets the rest period after an alarm), and NAB sweeps 
 scores. Any other registered detector (`reference`, what `series detect` uses) is run as `series eval` runs
 it, the probation as the normal reference; it decides by itself, so NAB gets one alarm (score 1) at the start
 of each anomalous window. Results are written in NAB's layout (``<out>/anomalens/<category>/anomalens_<file>.csv``)
-and scored by ``bench/nab_score.py`` under the three profiles. Beside NAB's score: point-wise F1, false-alarm
-rate and missed-alarm rate of the detector's own decision (`SeriesDetector`, as `anomalens series eval`),
-on NAB's labelled rows after the probation.
+and scored by `anomalens.series.nab` (the scorer behind ``bench/nab_score.py``) under the three profiles.
+Beside NAB's score: point-wise F1, false-alarm rate and missed-alarm rate of the detector's own decision
+(`SeriesDetector`, as `anomalens series eval`), on NAB's labelled rows after the probation.
 
     python bench/nab_run.py --nab ../shared/datasets/timeseries/nab --out /tmp/nab-results [--detector reference]
 """
@@ -23,12 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import nab_score  # noqa: E402  (a sibling script, not a package)
-from anomalens.series import SeriesDetector  # noqa: E402
-from anomalens.series.evaluation import file_counts, pointwise  # noqa: E402
-from anomalens.series.load import Series as ValueSeries  # noqa: E402
-from anomalens.series.streaming import StreamingDetector  # noqa: E402
+from anomalens.series import SeriesDetector, nab
+from anomalens.series.evaluation import file_counts, pointwise
+from anomalens.series.load import Series as ValueSeries
+from anomalens.series.streaming import StreamingDetector
 
 DETECTOR = "anomalens"
 
@@ -42,7 +40,7 @@ def read_values(path: Path) -> tuple[list[str], np.ndarray]:
 def run_file(data: Path, out: Path, detector: str, rows: list[tuple[int, int]]) -> tuple[int, float, dict]:
     """Score one file, write its NAB result CSV; (points, seconds spent scoring, point-wise counts)."""
     times, values = read_values(data)
-    skip = nab_score.probation_length(values.size)
+    skip = nab.probation_length(values.size)
     series = ValueSeries(np.arange(values.size, dtype=float), values[:, None], ["value"], str(data), False)
     t0 = time.perf_counter()
     result = SeriesDetector(series.rows(0, skip), detector).inspect(series, starts_with_reference=True)
@@ -69,19 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detector", default="streaming", help="a registered series detector (default: streaming)")
     args = ap.parse_args(argv)
 
-    windows = nab_score.load_windows(args.nab / "labels" / "combined_windows.json")
+    windows = nab.load_windows(args.nab / "labels" / "combined_windows.json")
     points = seconds = 0.0
     counts = []
     for rel in sorted(windows):
         category, name = rel.split("/")
         data = args.nab / "data" / rel
-        rows = nab_score.window_rows(nab_score.read_scores_csv(data, "value")[0], windows[rel])
+        rows = nab.window_rows(nab.read_scores_csv(data, "value")[0], windows[rel])
         n, s, c = run_file(data, args.out / DETECTOR / category / f"{DETECTOR}_{name}", args.detector, rows)
         points, seconds = points + n, seconds + s
         counts.append(c)
-    series = nab_score.load_detector_results(args.out, DETECTOR, windows)
-    profiles = nab_score.load_profiles(args.nab / "config" / "profiles.json")
-    results = nab_score.evaluate(series, profiles, sum(len(v) for v in windows.values()))
+    series = nab.load_detector_results(args.out, DETECTOR, windows)
+    profiles = nab.load_profiles(args.nab / "config" / "profiles.json")
+    results = nab.evaluate(series, profiles, sum(len(v) for v in windows.values()))
     print(
         f"{DETECTOR} ({args.detector}): {len(series)} files, {int(points)} points, "
         f"{10_000 * seconds / points:.2f} s per 10,000 points (streaming: its raw scores; else the whole inspection)"

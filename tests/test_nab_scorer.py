@@ -1,4 +1,5 @@
-"""NAB scoring rules (bench/nab_score.py): hand-computed tiny cases, then the published NAB results.
+"""NAB scoring rules (anomalens.series.nab, and its CLI bench/nab_score.py): hand-computed tiny cases, then
+the published NAB results.
 
 S(x) = 2*sigmoid(-5x) - 1 = tanh(-2.5x), which the expected values below use so they do not
 reuse the module's own formula.
@@ -9,19 +10,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from anomalens.series import nab
+
 REPO = Path(__file__).resolve().parents[1]
 NAB_DATA = REPO / ".." / "shared" / "datasets" / "timeseries" / "nab"
 
 _spec = importlib.util.spec_from_file_location("nab_score", REPO / "bench" / "nab_score.py")
-nab = importlib.util.module_from_spec(_spec)
-sys.modules["nab_score"] = nab  # dataclasses look their module up by name
-_spec.loader.exec_module(nab)
+nab_score_cli = importlib.util.module_from_spec(_spec)  # the bench CLI over the package's scorer
+_spec.loader.exec_module(nab_score_cli)
 
 STD = nab.DEFAULT_PROFILES["standard"]
 MAX_TP = math.tanh(2.5)  # S(-1), the earliest possible detection
@@ -164,7 +165,7 @@ def test_cli_on_a_tiny_nab_layout(tmp_path, capsys):
         hh, mm = divmod(5 * i, 60)
         rows.append(f"2014-01-{1 + hh // 24:02d} {hh % 24:02d}:{mm:02d}:00,0,{1.0 if i == 100 else 0.0}")
     (out / "det_x.csv").write_text("\n".join(rows) + "\n")
-    assert nab.main([str(tmp_path / "results"), "--detector", "det"]) == 0
+    assert nab_score_cli.main([str(tmp_path / "results"), "--detector", "det"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("100.00") == 3  # row 100 is the window's first row: a perfect detector
 

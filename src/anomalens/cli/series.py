@@ -198,13 +198,15 @@ def evaluate(
     overwrite: OverwriteOpt = False,
 ):  # fmt: skip
     """Evaluate a series detector (the one `series detect` uses, unless --detector): windows found, false
-    alarms, and point-wise F1, false-alarm rate (FAR) and missed-alarm rate (MAR)."""
+    alarms, point-wise F1, false-alarm rate (FAR) and missed-alarm rate (MAR), and NAB's normalised score under
+    each profile (ROOT/config/profiles.json, else NAB's defaults) from the detector's per-point scores."""
     from ..series import SeriesFormatError
-    from ..series.evaluation import evaluate_nab_layout, pointwise
+    from ..series.evaluation import evaluate_nab_layout, nab_scores, pointwise
 
     out = fresh_output_dir(out, overwrite, "eval")
     try:
-        rows = evaluate_nab_layout(root, detector)
+        rows, scored = evaluate_nab_layout(root, detector)
+        nab_normalised = nab_scores(root, scored)
     except (FileNotFoundError, SeriesFormatError, ValueError) as error:
         fail(str(error))
     if not rows:
@@ -216,6 +218,7 @@ def evaluate(
         "files": len(rows),
         **{k: sum(r[k] for r in rows) for k in ("windows", "found", "false_alarms")},
         **pointwise(rows),
+        **nab_normalised,
         "seconds_per_10k_points": round(10_000 * seconds / max(points, 1), 3),
     }
     (out / "metrics.json").write_text(json.dumps({"total": total, "files": rows}, indent=2))
@@ -228,3 +231,6 @@ def evaluate(
         f"F1 {total['f1']:.3f}, FAR {total['false_alarm_rate']:.1%}, MAR {total['missed_alarm_rate']:.1%}; "
         f"{total['seconds_per_10k_points']} s per 10,000 points; metrics in {escape(str(out / 'metrics.json'))}"
     )
+    if nab_normalised:
+        scores = ", ".join(f"{name.removeprefix('nab_')} {score:.2f}" for name, score in nab_normalised.items())
+        console.print(f"NAB (0 = never fires, 100 = perfect; one threshold per profile over all files): {scores}")

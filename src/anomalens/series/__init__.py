@@ -4,8 +4,8 @@ decision per channel from normal data only, anomalous time windows described in 
 Nothing here needs torch: `load` (CSV / Parquet), `registry` (series detectors by name), `reference`
 (nearest-neighbour distance to normal subsequences), `streaming` (online, past-only scores in bounded memory),
 `decision`, `regions`, `detector` (composes them), `inspection` (one file from options: what every front end
-calls), `output` (JSON, per-point CSV / Parquet, plot), `evaluation`, `answers` (findings and the grounded
-composer), `plot` (matplotlib, optional).
+calls), `output` (JSON, per-point CSV / Parquet, plot), `evaluation` (NAB layout), `nab` (NAB's scorer),
+`answers` (findings and the grounded composer), `plot` (matplotlib, optional).
 """
 
 from .decision import SeriesCalibration, calibrate_series

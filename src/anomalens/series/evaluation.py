@@ -7,43 +7,54 @@ with an anomalous point inside (found), anomalous windows outside every label (f
 into its label the first anomalous point came, and point-wise counts: a point is labelled when it lies in
 a labelled window and flagged when it lies in an anomalous window. From them the point-wise F1, the
 false-alarm rate (FAR: flagged normal points / normal points) and the missed-alarm rate (MAR: unflagged
-labelled points / labelled points). NAB's own score needs the corpus-wide threshold sweep: `bench/nab_run.py`.
+labelled points / labelled points). Beside them NAB's normalised score (`nab`: 100 a perfect detector, 0 one
+that never fires) under each profile of ROOT/config/profiles.json (NAB's published defaults without one),
+from the detector's per-point scores of the same inspection, one threshold per profile swept over all files.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from . import nab
 from .detector import SeriesDetector, SeriesResult
 from .load import load_series
 from .registry import DEFAULT_DETECTOR
 
 
-def probation(n: int) -> int:
-    return int(min(math.floor(0.15 * n), 750))
-
-
-def evaluate_nab_layout(root: Path, detector: str = DEFAULT_DETECTOR) -> list[dict]:
+def evaluate_nab_layout(root: Path, detector: str = DEFAULT_DETECTOR) -> tuple[list[dict], list[nab.Series]]:
+    """Each labelled file inspected once: its counts (`file_counts`, and seconds), and its per-point scores
+    with its labelled rows, for NAB's score (`nab_scores`)."""
     labels_file = root / "labels" / "combined_windows.json"
     if not labels_file.is_file():
         raise FileNotFoundError(f"{root}: no labels/combined_windows.json (NAB layout expected)")
     labels = json.loads(labels_file.read_text())
-    rows = []
+    rows, scored = [], []
     for rel, windows in sorted(labels.items()):
         series = load_series(root / "data" / rel)
         t0 = time.perf_counter()
-        skip = probation(len(series))
+        skip = nab.probation_length(len(series))
         result = SeriesDetector(series.rows(0, skip), detector).inspect(series, starts_with_reference=True)
         seconds = time.perf_counter() - t0
         spans = [_rows(series.times, start, end) for start, end in windows]
         rows.append({"file": rel, **file_counts(result, spans, skip), "seconds": round(seconds, 3)})
-    return rows
+        scored.append(nab.Series(rel, result.scores, spans))
+    return rows, scored
+
+
+def nab_scores(root: Path, scored: list[nab.Series]) -> dict[str, float]:
+    """NAB's normalised score per profile (``nab_<profile>``), each at the threshold best for all files
+    together; none when no file has a labelled window (no perfect score to normalise by)."""
+    labelled = sum(len(s.windows) for s in scored)
+    if not labelled:
+        return {}
+    profiles = nab.load_profiles(root / "config" / "profiles.json")
+    return {f"nab_{r.profile}": round(r.normalised, 2) for r in nab.evaluate(scored, profiles, labelled)}
 
 
 def _rows(times: np.ndarray, start: str, end: str) -> tuple[int, int]:
