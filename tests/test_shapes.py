@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
+import anomalens.inspector as inspector_module
 from anomalens import Inspector
 from anomalens.calibration import Calibration
 from anomalens.cli import app
@@ -213,15 +214,15 @@ def test_a_scoring_failure_is_traced_to_its_image(batch, monkeypatch, zero_shot)
     scored, also by an expert that scores the batch against itself."""
     refs, images, model = batch
     inspector = Inspector.zero_shot("mutual") if zero_shot else Inspector.load(model)
-    real = inspector._input
+    real = inspector_module.expert_input
     poisoned = np.full((4, 4, 3), 7, np.uint8)
 
-    def fails_on_poison(tiles, kind):
+    def fails_on_poison(backbone, tiles, kind):
         if (np.abs(tiles - 7 / 255).max(axis=(1, 2, 3)) < 1e-4).any():
             raise FloatingPointError("poisoned")
-        return real(tiles, kind)
+        return real(backbone, tiles, kind)
 
-    monkeypatch.setattr(inspector, "_input", fails_on_poison)
+    monkeypatch.setattr(inspector_module, "expert_input", fails_on_poison)  # where the inspector embeds tiles
     arrays = [texture(i, 64) for i in range(3)]
     results = inspector.predict([arrays[0], poisoned, arrays[1], arrays[2]])
     assert [r.ok for r in results] == [True, False, True, True]

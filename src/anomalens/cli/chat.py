@@ -94,12 +94,6 @@ def chat(
     from ..language import BackendError, CriteriaError, create_language_model, load_criteria
     from ..service import InspectionService
 
-    route = check_route(model, refs, zero_shot, bool(clip_weights or clip_model))
-    if route is not None and "batch" in route.needs:
-        fail(
-            f"zero-shot chat is about one image, and the {zero_shot} route compares a batch of images: run "
-            f"`anomalens detect --zero-shot {zero_shot}` on a folder, or chat with --zero-shot clip --clip-weights PATH"
-        )
     try:
         rules = load_criteria(criteria) if criteria else None
         language_model = create_language_model(
@@ -107,6 +101,12 @@ def chat(
         )
     except (CriteriaError, BackendError) as error:
         fail(str(error))
+    route = check_route(model, refs, zero_shot, bool(clip_weights or clip_model))
+    if route is not None and "batch" in route.needs:
+        fail(
+            f"zero-shot chat is about one image, and the {zero_shot} route compares a batch of images: run "
+            f"`anomalens detect --zero-shot {zero_shot}` on a folder, or chat with --zero-shot clip --clip-weights PATH"
+        )
     service = InspectionService(
         weights=weights, language_model=language_model, guard=guard, clip_weights=clip_weights, clip_model=clip_model
     )
