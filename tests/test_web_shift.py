@@ -4,12 +4,12 @@ inspected in place; the gallery and the history paged over 1,000 recorded inspec
 with its chat; a defect painted with the brush and kept as the feedback's mask; and a re-decision that re-sorts
 the gallery, recounts it and redraws the distribution. Screenshots go to docs/page/. Needs what
 test_web_page.py needs."""
+# ruff: noqa: F811 - the pages are test_web_workplace's fixtures, named as arguments
 
 from __future__ import annotations
 
 import base64
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -25,28 +25,9 @@ from test_web_page import (  # noqa: F401 - the fixtures
     records_server,
     serving,
 )
-from test_web_workplace import batch, inspect
+from test_web_workplace import batch, inspect, page, teaching_page  # noqa: F401 - the same pages
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def page(browser, records_server):  # noqa: F811 - the fixtures imported above
-    page = browser.new_page(viewport={"width": 1366, "height": 768})
-    page.goto(records_server)
-    yield page
-    page.close()
-
-
-@pytest.fixture
-def teaching_page(browser, models, tmp_path):  # noqa: F811
-    """A page on a service of its own, on a copy of the models: the feedback given on it teaches them."""
-    own = shutil.copytree(models, tmp_path / "models")
-    with serving(records_app(own, tmp_path / "records.db")) as url:
-        page = browser.new_page(viewport={"width": 1366, "height": 768})
-        page.goto(url)
-        yield page
-        page.close()
 
 
 def watch_progress(page) -> None:
