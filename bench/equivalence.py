@@ -33,7 +33,12 @@ TIMINGS = (
     "machine",
     "command",
 )
-ROUTES = {"shots 4": ["--shots", "4"], "zero-shot": ["--zero-shot", "mutual"], "full-shot": []}
+ROUTES = {
+    "shots 4": ["--shots", "4"],
+    "zero-shot": ["--zero-shot", "mutual"],
+    "full-shot": [],
+    "fused, shots 4": ["--shots", "4", "--expert", "both"],  # memory bank + a decoder trained on synthetic anomalies
+}
 FULL_SHOT_MAX = 100  # full-shot rows on the sets with at most this many normal training images (minutes, not hours)
 
 
@@ -63,13 +68,13 @@ def chat_answers(root: Path) -> list[dict]:
     return [{"question": t["question"], "answer": t["answer"]} for t in turns]
 
 
-def measure(root: Path, label: str, routes: list[str]) -> None:
+def measure(root: Path, label: str, routes: list[str], sets: list[str] | None = None) -> None:
     """Each route's eval rows and the chat's answers, added to what the label holds already."""
     kept = KEPT / f"{label}.json"
     figures: dict = json.loads(kept.read_text()) if kept.is_file() else {"eval": {}}
     if "chat" not in figures:
         figures["chat"] = chat_answers(root)
-    for dataset in image_sets(root):
+    for dataset in (d for d in image_sets(root) if sets is None or d.name in sets):
         for route in routes:
             if route == "full-shot" and len(list((dataset / "train" / "good").iterdir())) > FULL_SHOT_MAX:
                 continue
@@ -107,9 +112,9 @@ def compare(before: str, after: str) -> None:
         f"Command: `python bench/equivalence.py compare {before} {after}` (each side measured with "
         "`python bench/equivalence.py measure --label LABEL` on its commit).",
         "",
-        f"{len(old['eval'])} eval rows (`--shots 4` and `--zero-shot mutual` on every shared set, full-shot on those "
-        f"with at most {FULL_SHOT_MAX} normal training images; every metric but timings) and {len(old['chat'])} grounded chat answers: {count} values compared, "
-        f"**{len(found)} differ** at the third decimal.",
+        f"{len(old['eval'])} eval rows, every metric but timings ({'; '.join(sorted(old['eval']))}), and "
+        f"{len(old['chat'])} grounded chat answers: {count} values compared, **{len(found)} differ** at the third "
+        "decimal.",
         "",
         *(f"- {line}" for line in found),
     ]
@@ -124,6 +129,7 @@ def main() -> None:
     measuring.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     measuring.add_argument("--label", required=True)
     measuring.add_argument("--routes", nargs="*", choices=list(ROUTES), default=list(ROUTES))
+    measuring.add_argument("--sets", nargs="*", help="only these shared sets (default: all)")
     comparing = commands.add_parser("compare")
     comparing.add_argument("before")
     comparing.add_argument("after")
@@ -131,7 +137,7 @@ def main() -> None:
     if args.command == "measure":
         if not args.root.is_dir():
             sys.exit(f"{args.root}: dataset root not found (the benchmark needs ../shared/datasets or --root)")
-        measure(args.root, args.label, args.routes)
+        measure(args.root, args.label, args.routes, args.sets)
     else:
         compare(args.before, args.after)
 
