@@ -96,7 +96,7 @@ class Calibration:
     normal_median: float | None = None  # the normal image scores' median (model files written before: None)
 
     def words(self) -> str:
-        """The calibration in a line, as `fit`, `info` and the page show it."""
+        """The calibration in a line, as `fit` prints it and the model store describes it (the page shows that)."""
         n = f"{self.n_normal} images"
         return f"image threshold {self.image_threshold:.4g} ({self.rule}; {self.method}, {n}), pixel threshold {self.pixel_threshold:.4g}"
 

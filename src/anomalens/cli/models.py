@@ -71,11 +71,7 @@ def fit(
         f"fitted [bold]{inspector.expert.name}[/] on {len(paths) - len(inspector.skipped)} normal images "
         f"in {time.perf_counter() - started:.1f}s → {escape(str(output))}"
     )
-    console.print(
-        f"scale {inspector.config.scale} at {inspector.config.image_size} px; "
-        f"image threshold {cal.image_threshold:.4g} ({cal.rule}; {cal.method}, {cal.n_normal} images), "
-        f"pixel threshold {cal.pixel_threshold:.4g}"
-    )
+    console.print(f"scale {inspector.config.scale} at {inspector.config.image_size} px; {cal.words()}")
 
 
 @app.command()
