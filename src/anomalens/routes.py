@@ -88,36 +88,47 @@ def load_routes() -> None:
     load_plugins()
 
 
-def route_named(name: str) -> Route:
-    load_routes()
+def _named(name: str) -> type[Route]:
     if name not in ROUTES:
         raise ValueError(f"unknown route {name!r}: choose one of {', '.join(sorted(ROUTES))}")
-    return ROUTES[name]()
+    return ROUTES[name]
+
+
+def _reading(path: Path) -> type[Route]:
+    """The registered route that reads this kind of file (by its suffix)."""
+    suffix = path.suffix.lower()
+    for cls in ROUTES.values():
+        if suffix in cls.suffixes:
+            return cls
+    known = sorted(s for cls in ROUTES.values() for s in cls.suffixes)
+    raise ValueError(f"{path}: no route reads {suffix or 'files without a suffix'} files (known: {', '.join(known)})")
+
+
+def route_named(name: str) -> Route:
+    load_routes()
+    return _named(name)()
 
 
 def route_for(path: Path) -> Route:
     """The route that reads this kind of file (by its suffix)."""
     load_routes()
-    suffix = path.suffix.lower()
-    for cls in ROUTES.values():
-        if suffix in cls.suffixes:
-            return cls()
-    known = sorted(s for cls in ROUTES.values() for s in cls.suffixes)
-    raise ValueError(f"{path}: no route reads {suffix or 'files without a suffix'} files (known: {', '.join(known)})")
+    return _reading(path)()
 
 
 def inspect_files(paths: Sequence[Path], reference: Path | None = None, route: str | None = None) -> Iterator[Finding]:
     """Each file through the route that reads its kind (or the route named), findings in the files' order; a file
     no route reads is its own failed finding. One reference (a model, normal data) serves one kind of data."""
-    chosen: dict[str, Route] = {}
+    load_routes()  # once for the call, then each file is looked up among the routes registered
+    chosen: dict[str, Route] = {}  # one route object per kind: a route's set-up (a service, a model) is shared
     routed: list[tuple[Path, str | None, str | None]] = []  # (path, route, why not)
     for path in paths:
         try:
-            kind = route_named(route) if route else route_for(path)
+            kind = _named(route) if route else _reading(path)
         except ValueError as error:
             routed.append((path, None, str(error)))
             continue
-        chosen.setdefault(kind.name, kind)
+        if kind.name not in chosen:
+            chosen[kind.name] = kind()
         routed.append((path, kind.name, None))
     if reference is not None and len(chosen) > 1:
         raise ValueError(f"{reference}: one reference serves one kind of data, and these files are {', '.join(chosen)}")
