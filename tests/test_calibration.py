@@ -12,11 +12,11 @@ from anomalens.calibration import (
     calibrate,
     image_decision,
     prediction_factor,
-    student_t_cdf,
     upper_threshold,
 )
 from anomalens.calibration import calibrate as calibrate_with
 from anomalens.result import shift_note
+from anomalens.robust import median_and_spread, student_t_cdf
 
 
 def test_threshold_is_median_plus_z_robust_sigma():
@@ -91,6 +91,26 @@ def test_a_stated_false_alarm_rate_sets_the_threshold_from_normal_evidence_alone
         assert np.mean(new_normal >= cal.image_threshold) == pytest.approx(share, abs=0.25 * share)
     with pytest.raises(ValueError, match="share"):
         calibrate(normal, maps, "leave-one-out", max_false_alarms=1.0)
+
+
+def test_a_stated_false_alarm_rate_holds_on_normal_scores_with_a_long_upper_tail():
+    """Leave-one-out scores of real products are skewed upwards: the robust spread misses the tail, and the
+    t-bound alone flagged more than twice the share asked. The rank bound holds it whatever the distribution."""
+    rng = np.random.default_rng(1)
+    shares, t_bound_shares = [], []
+    for _ in range(200):
+        normal = 20 + rng.lognormal(0, 0.8, 80)  # 80 references, as a full-shot shared set has
+        cal = calibrate(normal, np.zeros((80, 2, 2), np.float32), "leave-one-out", max_false_alarms=0.05)
+        new_normal = 20 + rng.lognormal(0, 0.8, 2000)
+        shares.append(np.mean(new_normal >= cal.image_threshold))
+        median = np.median(normal)
+        t_bound = median + prediction_factor(80, 0.95) * 1.4826 * np.median(np.abs(normal - median))
+        t_bound_shares.append(np.mean(new_normal >= t_bound))
+    assert np.mean(t_bound_shares) > 0.08  # what the stated point did before
+    assert np.mean(shares) <= 0.05
+    few = calibrate(normal[:10], np.zeros((10, 2, 2), np.float32), "leave-one-out", max_false_alarms=0.05)
+    median, spread = median_and_spread(normal[:10])  # too few references for a rank bound: the t-bound alone
+    assert few.image_threshold == pytest.approx(median + prediction_factor(10, 0.95) * spread)
 
 
 def test_synthetic_anomalies_are_scored_with_their_reference_left_out():
