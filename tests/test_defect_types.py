@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from anomalens import Inspector
 from anomalens.cli import app
-from anomalens.experts.defect_types import DefectTypeClassifier
+from anomalens.experts.defect_types import DefectExamples, DefectTypeClassifier
 from conftest import plant_defect, save_png, texture
 
 
@@ -47,7 +48,21 @@ def test_types_are_told_apart_from_three_examples_each(inspector):
         DefectTypeClassifier.fit({"blob": _descriptors(inspector, blobs[:1])})
 
 
-@pytest.mark.e2e
+def test_queries_are_described_as_the_taught_examples_were(inspector):
+    """A model file written before keeps its examples' descriptors ("excess-weighted"): its queries are described
+    that way too, and the examples' form is what a model file keeps."""
+    blobs = [plant_defect(texture(800 + i), i)[0] for i in range(2)]
+    descriptors = _descriptors(inspector, blobs)
+    older = DefectExamples(("blob", "blob"), descriptors, "excess-weighted")
+    assert DefectExamples.from_state(*older.state()).form == "excess-weighted"
+    assert DefectExamples.from_state({"names": ["blob", "blob"]}, older.state()[1]).form == "excess-weighted"
+    taught = copy.copy(inspector)
+    taught.defect_examples = older
+    assert not np.allclose(_descriptors(taught, blobs), descriptors)  # described the older way …
+    taught.defect_examples = DefectExamples(("blob", "blob"), descriptors)
+    assert np.allclose(_descriptors(taught, blobs), descriptors)  # … and today's way, as its examples are
+
+
 def test_chat_names_the_defect_type(tmp_path):
     for i in range(6):
         save_png(tmp_path / "good" / f"{i}.png", texture(i))

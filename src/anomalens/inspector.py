@@ -1,8 +1,8 @@
 """The one obvious API: ``Inspector().fit(normal_images)`` then ``inspector.predict(images)``; zero-shot, with
 no normal images: ``Inspector.zero_shot(route).predict(images)``, a registered zero-shot route by name ("mutual": a
-batch scored against itself; "clip": CLIP and text prompts about ``class_name``). It
-composes the stages in data-flow order: preprocessing (decode, resize) → features (backbone) → expert (patch
-maps, scores) → maps → decision (calibration) → result (verdict, regions); experts declare their `needs`."""
+batch scored against itself; "clip": CLIP and text prompts about ``class_name``). It composes the stages in
+data-flow order: preprocessing (decode, resize) → features (backbone) → expert (patch maps, scores) → maps →
+decision (calibration) → result (verdict, regions); experts declare their `needs`."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .embedded import Embedded, embedded, expert_input, tile_batches
 from .evidence import DecisionEvidence
 from .experts import Expert, ExpertInput, NormalEvidence, expert_class
 from .experts.base import Progress
-from .experts.defect_types import DefectExamples, DefectTypeClassifier, defect_descriptors
+from .experts.defect_types import FORMS, DefectExamples, DefectTypeClassifier, defect_descriptors
 from .features import patch_features
 from .graph import InferenceGraph
 from .lineage import Step
@@ -237,6 +237,7 @@ class Inspector:
         per_image = ImageMaps([layout.plan(entry) for entry in decoded])
         descriptors: list[np.ndarray | None] = [None] * len(decoded)
         nearest = [""] * len(decoded)
+        form = self.defect_examples.form if self.defect_examples else FORMS[0]  # described as its typed examples
         batched: Iterator[tuple[list[int], list[int], ExpertInput]] = (
             (owners, indices, expert_input(self.backbone, tiles, expert))
             for owners, indices, tiles in tile_batches(decoded, per_image.plans, expert, self.config.batch_size)
@@ -249,7 +250,7 @@ class Inspector:
             patch_maps, tile_scores = expert.score(batch)
             tile_maps = smooth(patch_maps, layout.size).numpy()
             features = batch.features
-            tile_descriptors = defect_descriptors(features, patch_maps) if features else [None] * len(owners)
+            tile_descriptors = defect_descriptors(features, patch_maps, form) if features else [None] * len(owners)
             known = self.references is not None and features is not None
             tile_nearest = self.references.nearest(features) if known else [""] * len(owners)  # type: ignore[union-attr, arg-type]
             for j, (owner, index) in enumerate(zip(owners, indices)):
@@ -271,8 +272,7 @@ class Inspector:
 
     @property
     def metadata(self) -> ModelMetadata:
-        """What this inspector is (`predictor.Predictor`): a loaded model's file stem and the hash of its bytes;
-        fitted in memory, "few-shot"; a zero-shot one, "zero-shot" (neither has a version)."""
+        """What it is (`predictor.Predictor`): loaded, its file's stem and hash; else "few-shot" or "zero-shot"."""
         if self.model_file is not None:
             if self._version is None or self._version[0] != self.model_file:
                 self._version = (self.model_file, file_version(self.model_file))
