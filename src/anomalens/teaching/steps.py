@@ -8,6 +8,8 @@ the evidence the model keeps (`evidence.DecisionEvidence`), as a fit calibrates 
   (`Expert.learn_defects`; a memory expert becomes the memory of one), so its maps learn this product's
   defects; their image scores join the decision's anomalous evidence, which moves it even with no mask.
 - Typed defects teach the defect-type head (`experts.defect_types.DefectExamples`).
+- Defects marked with a box or a mask join the defect memory (`defect_memory.DefectMemory`), so that the next
+  defect like one of them is found, which the decision alone would not do before it holds MIN_ANOMALIES of them.
 
 Guard rails: no one image can make every later defect pass. A verdict against strong evidence (the model's
 defect probability beyond STRONG the other way) is taken, and flagged. An image so taught as normal whose
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..calibration import Calibration
+from ..defect_memory import DefectMemory
 from ..embedded import Embedded, embedded, expert_input
 from ..experts import ExpertInput, FusedExpert, NormalEvidence, NormalImages
 from ..experts.base import AUTO_KINDS, LabelledDefects
@@ -119,6 +122,7 @@ def defect_step(inspector: Inspector, corrections: list[Correction]) -> list[str
     evidence = inspector.evidence.with_maps(smooth(learned.maps, layout.size).numpy(), learned.method)
     inspector.evidence = evidence.with_defects(_scores(inspector, features))
     _learn_types(inspector, corrections, features, regions)
+    _remember(inspector, corrections, features, regions)
     return flags
 
 
@@ -189,6 +193,18 @@ def _kept_normal(inspector: Inspector) -> NormalImages:
     batch = expert_input(inspector.backbone, pixels.float().div(255).numpy(), inspector.expert)
     embed = partial(patch_features, inspector.backbone)
     return NormalImages(batch.features, pixels, embed, memory_ids=torch.arange(len(pixels)))
+
+
+def _remember(inspector: Inspector, corrections: list[Correction], features, regions: torch.Tensor) -> None:
+    """Defects marked with a box or a mask join the model's defect memory; one known only by its verdict does
+    not (where it lies is not known)."""
+    assert inspector.expert is not None
+    marked = [i for i, c in enumerate(corrections) if c.where in ("box", "mask")]
+    if not marked:
+        return
+    names = [corrections[i].name for i in marked]
+    known = DefectMemory.of(inspector.expert, [f[marked] for f in features], regions[marked], names)
+    inspector.defect_memory = inspector.defect_memory.joined(known) if inspector.defect_memory else known
 
 
 def _learn_types(inspector: Inspector, corrections: list[Correction], features, regions: torch.Tensor) -> None:
