@@ -71,7 +71,7 @@ def test_the_model_file_keeps_the_defect_memory(taught, tmp_path):
     loaded = Inspector.load(taught.save(tmp_path / "taught.safetensors"))
     assert loaded.defect_memory.names == taught.defect_memory.names
     assert all(np.array_equal(a, b) for a, b in zip(loaded.defect_memory.rows, taught.defect_memory.rows))
-    like, _ = streak(texture(PARTS[2]), 2)
+    like, _ = streak(texture(PARTS[3]), 3)
     [before], [after] = taught.predict(like), loaded.predict(like)
     assert (after.score, after.anomalous, after.known_defect) == (before.score, before.anomalous, before.known_defect)
 

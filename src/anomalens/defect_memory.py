@@ -25,7 +25,7 @@ from .experts import Expert
 from .fields import STRICT_STATE, TensorError, validated
 
 PER_DEFECT = 8  # patches kept of one marked defect
-MATCH_RATIO = 0.5  # d_defect / d_normal below this: like a taught defect (bench/defect_memory.md)
+MATCH_RATIO = 0.9  # d_defect / d_normal below this: like a taught defect (bench/defect_memory.md)
 TENSOR = "defect_memory.stage"  # + the stage's number
 
 
@@ -89,7 +89,7 @@ class DefectMemory:
             where = F.interpolate(matched[i][None, None].float(), size=smoothed.shape[1:], mode="nearest")[0, 0] > 0
             peak = max(calibration.pixel_threshold, calibration.region_threshold, float(smoothed[i].max()))
             smoothed[i][where.numpy()] = peak  # at the image's own peak: outlined whatever else it shows
-            scores[i] = max(float(scores[i]), calibration.image_threshold)
+            scores[i] = torch.maximum(scores[i], rounded_up(calibration.image_threshold, scores.dtype))
         return [f"like the defect marked on {name}" if name else "" for name in names]
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -104,10 +104,18 @@ class DefectMemory:
         for i, stage in enumerate(rows):
             if stage is None or stage.dim() != 2 or len(stage) != len(state.names) or not stage.is_floating_point():
                 found = "missing" if stage is None else f"{stage.dtype} {list(stage.shape)}"
-                raise TensorError(f"{TENSOR}{i}", f"must be {len(state.names)} rows of numbers, not {found}")
+                raise TensorError(
+                    f"{TENSOR}{i}", f"must hold a row of numbers per name ({len(state.names)}), not {found}"
+                )
             if not torch.isfinite(stage).all():
                 raise TensorError(f"{TENSOR}{i}", "must be finite numbers")
         return cls(tuple(state.names), tuple(stage for stage in rows if stage is not None))
+
+
+def rounded_up(value: float, dtype: torch.dtype) -> torch.Tensor:
+    """`value` in `dtype`, rounded up: a float32 score raised to a float64 threshold is not below it."""
+    stored = torch.tensor(value, dtype=dtype)
+    return stored if float(stored) >= value else torch.nextafter(stored, torch.tensor(float("inf"), dtype=dtype))
 
 
 def flagged(

@@ -204,7 +204,8 @@ def _remember(inspector: Inspector, corrections: list[Correction], features, reg
         return
     names = [corrections[i].name for i in marked]
     known = DefectMemory.of(inspector.expert, [f[marked] for f in features], regions[marked], names)
-    inspector.defect_memory = inspector.defect_memory.joined(known) if inspector.defect_memory else known
+    if known.names:  # an empty mask marks no patch
+        inspector.defect_memory = inspector.defect_memory.joined(known) if inspector.defect_memory else known
 
 
 def _learn_types(inspector: Inspector, corrections: list[Correction], features, regions: torch.Tensor) -> None:
