@@ -89,3 +89,12 @@ def test_a_model_file_saved_before_the_defect_memory_still_loads(taught, tmp_pat
     assert loaded.defect_memory is None
     like, _ = streak(texture(PARTS[1]), 1)
     assert loaded.predict(like)[0].score == without_memory(taught).predict(like)[0].score
+
+
+@pytest.mark.parametrize("expert", ["memory_bank", "patchcore"])
+def test_every_memory_expert_finds_the_taught_defect_again(expert, tmp_path):
+    model = Inspector(image_size=SIZE, synthetic_images=16, expert=expert).fit([texture(i) for i in range(8)])
+    missed, box = streak(texture(PARTS[0]), 0)
+    taught = teach(model, [Correction(str(save_png(tmp_path / "m.png", missed)), "defective", box=box)]).inspector
+    [again] = taught.predict(missed)
+    assert again.anomalous and again.known_defect == "like the defect marked on m.png"

@@ -2,9 +2,10 @@
 
 Teaching a defect with a box or mask keeps its PER_DEFECT patches that lie farthest from the normal memory
 inside the marked region, as the expert's memory holds patches (`Expert.memory_rows`). At inspection a patch
-is like a taught defect where it lies much nearer one of those patches than the normal memory's nearest
+is like a taught defect where it lies nearer one of those patches than the normal memory's nearest
 (d_defect < MATCH_RATIO · d_normal, both `Expert.row_distances`) and its map is above the normal pixel floor
-(plain normal texture never matches). Such an image's map is raised there to at least the pixel threshold and
+(plain normal texture never matches). MATCH_RATIO is chosen leave-one-set-out among ratios up to 1 (a patch
+nearer normal is not like a defect): a margin below 1 found fewer defects there and spared no false alarm. Such an image's map is raised there to at least the pixel threshold and
 its score to at least the image threshold, so the verdict flips and the region is outlined, and the result
 says which taught image it is like. Nothing else moves: an image with no matching patch scores exactly as
 before, and a known defect flags only patches that match it. Saved in the model file beside the rest of
@@ -25,7 +26,7 @@ from .experts import Expert
 from .fields import STRICT_STATE, TensorError, validated
 
 PER_DEFECT = 8  # patches kept of one marked defect
-MATCH_RATIO = 0.9  # d_defect / d_normal below this: like a taught defect (bench/defect_memory.md)
+MATCH_RATIO = 1.0  # d_defect / d_normal below this: like a taught defect (bench/defect_memory.md)
 TENSOR = "defect_memory.stage"  # + the stage's number
 
 
