@@ -5,9 +5,12 @@ inside the marked region, as the expert's memory holds patches (`Expert.memory_r
 is like a taught defect where it lies nearer one of those patches than the normal memory's nearest
 (d_defect < MATCH_RATIO · d_normal, both `Expert.row_distances`) and its map is above the normal pixel floor
 (plain normal texture never matches). MATCH_RATIO is chosen leave-one-set-out among ratios up to 1 (a patch
-nearer normal is not like a defect): a margin below 1 found fewer defects there and spared no false alarm. Such an image's map is raised there to at least the pixel threshold and
-its score to at least the image threshold, so the verdict flips and the region is outlined, and the result
-says which taught image it is like. Nothing else moves: an image with no matching patch scores exactly as
+nearer normal is not like a defect): a margin below 1 found fewer defects there (0.95: 3.5 points of recall
+fewer on battery_weld) and spared few false alarms (0.8 points of the good images on magnetic_tile).
+
+Such an image's map is raised there to at least the pixel threshold (to its own peak, so it is outlined) and
+its score to at least the image threshold, so the verdict flips, and the result says which taught image it is
+like. Nothing else moves: an image with no matching patch scores exactly as
 before, and a known defect flags only patches that match it. Saved in the model file beside the rest of
 teaching (header names, one tensor per memory stage)."""
 
