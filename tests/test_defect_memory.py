@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from anomalens import Inspector
-from anomalens.defect_memory import PER_DEFECT
+from anomalens.defect_memory import PER_DEFECT, DefectMemory
 from anomalens.teaching import Correction, teach
 from conftest import save_png, texture
 
@@ -98,3 +98,13 @@ def test_every_memory_expert_finds_the_taught_defect_again(expert, tmp_path):
     taught = teach(model, [Correction(str(save_png(tmp_path / "m.png", missed)), "defective", box=box)]).inspector
     [again] = taught.predict(missed)
     assert again.anomalous and again.known_defect == "like the defect marked on m.png"
+
+
+def test_a_memory_expert_holding_a_defect_memory_flags_as_a_fused_one(fitted, taught):
+    """Teaching makes a memory model fused; a memory expert given a defect memory (the protocol allows it)
+    scores, and flags, all the same."""
+    plain = without_memory(fitted)
+    plain.defect_memory = DefectMemory(taught.defect_memory.names, taught.defect_memory.rows)
+    missed, _ = streak(texture(PARTS[0]), 0)
+    [again] = plain.predict(missed)
+    assert again.anomalous and again.known_defect == "like the defect marked on missed.png"

@@ -75,6 +75,7 @@ class DefectMemory:
         own = torch.tensor([n == name for n in self.names])
         return [stage[own] for stage in self.rows]
 
+    @torch.inference_mode()  # the scores may be an inference tensor (a memory expert's), raised in place
     def flag(
         self,
         expert: Expert,
