@@ -108,6 +108,11 @@ def test_a_mask_of_another_size_is_refused_by_name(fitted, tmp_path):
         (lambda h: h["lineage"][0].update(taught=[{"image": "a"}]), "field lineage.0.taught.0.verdict: missing"),
         (lambda h: h["evidence"].update(method="guessed"), "field evidence.method: input should be"),
         (lambda h: h.update(defect_types={"names": []}), "field defect_types.names: list should have at least 1"),
+        (lambda h: h.update(defect_memory={"names": []}), "field defect_memory.names: list should have at least 1"),
+        (
+            lambda h: h.update(defect_memory={"names": ["a.png"]}),
+            "field tensors.defect_memory.stage0: must hold a row of numbers per name",
+        ),
     ],
 )
 def test_what_teaching_keeps_in_a_model_file_is_checked_by_name(fitted, tmp_path, edit, message):

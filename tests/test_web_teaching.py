@@ -1,8 +1,8 @@
 """Feedback from the page teaches (issues 32 and 34), in a real headless Chromium on a service that keeps
 records and stores a model: a false alarm marked on the page teaches the model its next version, the part is
 shown re-decided and inspects normal from then on; a box drawn on the image by a mouse drag goes with a missed
-defect, in the image's own pixels. A screenshot goes to docs/page/taught.png. Needs what test_web_page.py
-needs."""
+defect, in the image's own pixels; a box drawn on a missed defect teaches the model to find the next like it. A
+screenshot goes to docs/page/taught.png. Needs what test_web_page.py needs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from anomalens import Inspector
 from conftest import save_png, texture
+from test_defect_memory import PARTS, streak
 from test_teaching import turned
 from test_web_page import API_KEY, SCREENSHOTS, browser, records_app, serving  # noqa: F401 - browser: a fixture
 
@@ -22,9 +23,12 @@ TEACHING = 60_000  # ms: feedback on a stored model is answered once the model i
 
 @pytest.fixture(scope="module")
 def tile_server(tmp_path_factory):
-    """The app with records and one stored model, "tile", fitted on eight parts that all lie one way."""
+    """The app with records and two stored models, "tile" and "fresh" (taught only here), fitted alike on eight
+    parts that all lie one way."""
     models = tmp_path_factory.mktemp("tile-models")
-    Inspector(image_size=128, synthetic_images=16).fit([texture(i) for i in range(8)]).save(models / "tile.safetensors")
+    model = Inspector(image_size=128, synthetic_images=16).fit([texture(i) for i in range(8)])
+    model.save(models / "tile.safetensors")
+    model.save(models / "fresh.safetensors")
     with serving(records_app(models, tmp_path_factory.mktemp("tile-records") / "records.db")) as url:
         yield url
 
@@ -47,7 +51,7 @@ def inspect(page, image) -> None:
 
     page.set_input_files("#query", str(image))
     page.click("#inspect")
-    expect(page.locator("#status")).to_have_text("Inspected with memory_bank.", timeout=120_000)
+    expect(page.locator("#status")).to_have_text(re.compile(r"^Inspected with \w+\.$"), timeout=120_000)
 
 
 def drag(page, start: tuple[float, float], end: tuple[float, float]) -> tuple[float, float, float]:
@@ -119,3 +123,23 @@ def test_a_box_drawn_goes_with_a_missed_defect(page, tmp_path):
     assert all(abs(got - want) <= 2 for got, want in zip(feedback["box"], (30, 40, 90, 100))), feedback["box"]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "taught.png"), full_page=True)
+
+
+def test_a_box_drawn_on_a_missed_defect_finds_the_next_like_it(page, tmp_path):
+    from playwright.sync_api import expect
+
+    expect(page.locator("#model option[value=fresh]")).to_have_count(1)
+    page.select_option("#model", "fresh")
+    missed, (x0, y0, x1, y1) = streak(texture(PARTS[0]), 0)
+    inspect(page, save_png(tmp_path / "missed.png", missed))
+    expect(page.locator("#verdict")).to_have_class("ok")
+    missed_inspection = page.evaluate("inspectionId")  # the service keeps the image taught by this name
+    drag(page, (x0, y0), (x1, y1))
+    page.click("#review-missed")
+    taught = re.compile(r"Taught: model fresh is now version 2")
+    expect(page.locator("#review-status")).to_contain_text(taught, timeout=TEACHING)
+    like, _ = streak(texture(PARTS[1]), 1)
+    inspect(page, save_png(tmp_path / "like.png", like))
+    expect(page.locator("#verdict")).to_have_class("defect")
+    expect(page.locator("#verdict")).to_contain_text(f"Flagged like the defect marked on {missed_inspection}.png.")
+    expect(page.locator("#regions li")).not_to_have_count(0)

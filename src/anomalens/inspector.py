@@ -18,6 +18,7 @@ from .backbones import DEFAULT_BACKBONE, create_backbone, resolve_weights
 from .batch_evidence import batch_calibration
 from .calibration import calibrate, probability_calibration
 from .config import InspectorConfig
+from .defect_memory import DefectMemory, flagged
 from .embedded import Embedded, embedded, expert_input, tile_batches
 from .evidence import DecisionEvidence
 from .experts import Expert, ExpertInput, NormalEvidence, expert_class
@@ -51,7 +52,7 @@ Weights = str | Path | None  # a backbone weights file; None: the one its packag
 Images = ImageInput | Iterable[ImageInput]  # one image (path or array) or many
 Count = Callable[[int], None]  # images embedded so far
 Embed = Callable[[torch.Tensor], list[torch.Tensor]]  # float pixel batches → patch features
-ImageScore = tuple[float, np.ndarray, np.ndarray | None, str]  # an image's score, map, descriptor, nearest reference
+ImageScore = tuple[float, np.ndarray, np.ndarray | None, str, str]  # score, map, descriptor, reference, known defect
 
 
 class Inspector:
@@ -85,6 +86,7 @@ class Inspector:
         self.evidence: DecisionEvidence | None = None  # what the decision was calibrated on (teaching reads it)
         self.lineage: tuple[Step, ...] = ()  # the teaching steps that made it (`lineage`)
         self.defect_examples: DefectExamples | None = None  # typed defects it was taught
+        self.defect_memory: DefectMemory | None = None  # marked defects it was taught to find again
         self._version: tuple[Path, str] | None = None  # model_file and its hash, read once per file
 
     @classmethod
@@ -194,9 +196,9 @@ class Inspector:
                 if isinstance(outcome, InspectionResult):
                     yield outcome
                     continue
-                score, image_map, descriptor, reference = outcome
+                score, image_map, descriptor, reference, known = outcome
                 assert calibration is not None  # made from this outcome's batch
-                yield Scored(entry, score, image_map, calibration, expert.name, descriptor, reference)
+                yield Scored(entry, score, image_map, calibration, expert.name, descriptor, reference, known)
 
     def _isolated(self, decoded: list[Decoded], expert: Expert, layout: Layout) -> list[ImageScore | InspectionResult]:
         """The images scored together; if that fails, the failure is traced to the images that fail alone
@@ -231,12 +233,10 @@ class Inspector:
             expert_input(self.backbone, tiles, expert)
 
     def _scored_together(self, decoded: list[Decoded], expert: Expert, layout: Layout) -> list[ImageScore]:
-        """Scores the images tile batch by tile batch (an expert that scores a batch against itself: all at
-        once) and stitches each image's map: each image's (score, map, descriptor, nearest reference). An
-        image's score is its highest tile's; its descriptor and nearest reference are that tile's."""
+        """Scores the images tile batch by tile batch (a batch expert: all at once) and stitches each image's map:
+        each image's (score, map, and its highest tile's descriptor, nearest reference and taught defect)."""
         per_image = ImageMaps([layout.plan(entry) for entry in decoded])
-        descriptors: list[np.ndarray | None] = [None] * len(decoded)
-        nearest = [""] * len(decoded)
+        notes: list[tuple[np.ndarray | None, str, str]] = [(None, "", "")] * len(decoded)
         form = self.defect_examples.form if self.defect_examples else FORMS[0]  # described as its typed examples
         batched: Iterator[tuple[list[int], list[int], ExpertInput]] = (
             (owners, indices, expert_input(self.backbone, tiles, expert))
@@ -250,16 +250,16 @@ class Inspector:
             patch_maps, tile_scores = expert.score(batch)
             tile_maps = smooth(patch_maps, layout.size).numpy()
             features = batch.features
+            raised = patch_maps, tile_maps  # in place, where like a taught defect
+            tile_known = flagged(self.defect_memory, expert, features, raised, tile_scores, self.calibration)
             tile_descriptors = defect_descriptors(features, patch_maps, form) if features else [None] * len(owners)
-            known = self.references is not None and features is not None
-            tile_nearest = self.references.nearest(features) if known else [""] * len(owners)  # type: ignore[union-attr, arg-type]
+            tile_nearest = self.references.nearest(features) if self.references and features else [""] * len(owners)
+            tile_notes = list(zip(tile_descriptors, tile_nearest, tile_known))
             for j, (owner, index) in enumerate(zip(owners, indices)):
                 if per_image.add(owner, index, tile_maps[j], float(tile_scores[j])):
-                    descriptors[owner], nearest[owner] = tile_descriptors[j], tile_nearest[j]
-        return [
-            (float(score), image_map, descriptor, reference)
-            for score, image_map, descriptor, reference in zip(per_image.scores, per_image.maps(), descriptors, nearest)
-        ]
+                    notes[owner] = tile_notes[j]
+        scores = per_image.scores.tolist()
+        return [(score, image_map, *note) for score, image_map, note in zip(scores, per_image.maps(), notes)]
 
     @property
     def defect_types(self) -> DefectTypeClassifier | None:
@@ -296,5 +296,5 @@ class Inspector:
         inspector.expert, inspector.calibration = model.matching(inspector).expert, model.calibration
         inspector.references, inspector.evidence = model.references, model.evidence
         inspector.lineage, inspector.defect_examples = model.lineage, model.defect_examples
-        inspector.model_file = Path(path)
+        inspector.defect_memory, inspector.model_file = model.defect_memory, Path(path)
         return inspector

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from .backbones import weights_sha256
 from .calibration import Calibration
 from .config import InspectorConfig
+from .defect_memory import DefectMemory
 from .evidence import DecisionEvidence
 from .experts import EXPERTS, Expert, ExpertInput
 from .experts.defect_types import DefectExamples
@@ -59,6 +60,7 @@ class StoredModel:
     evidence: DecisionEvidence | None = None
     lineage: tuple[Step, ...] = ()
     defect_examples: DefectExamples | None = None
+    defect_memory: DefectMemory | None = None
 
     @property
     def config(self) -> dict:  # the inspector's configuration
@@ -166,7 +168,7 @@ def read_model(path: str | Path) -> StoredModel:
         references = None if names is None or descriptors is None else References(names, descriptors)
     except ValueError as error:
         raise unusable(path, str(FieldError("references", str(error)))) from None
-    evidence, lineage, examples = _taught_parts(Path(path), header, tensors)
+    evidence, lineage, examples, known = _taught_parts(Path(path), header, tensors)
     try:
         expert = EXPERTS[kind].from_state(header["expert"], tensors)
     except TensorError as error:  # the expert's tensors, named as in the file
@@ -178,15 +180,16 @@ def read_model(path: str | Path) -> StoredModel:
     except (ValueError, TypeError, RuntimeError, IndexError, SafetensorError) as error:
         raise unusable(path, f"expert {kind}: {clipped(str(error))}") from None
     calibration = Calibration(**header["calibration"])
-    return StoredModel(Path(path), header, expert, calibration, references, evidence, lineage, examples)
+    return StoredModel(Path(path), header, expert, calibration, references, evidence, lineage, examples, known)
 
 
 def _taught_state(inspector) -> tuple[dict, dict[str, torch.Tensor]]:
     """The header fields and tensors of what teaching keeps: the decision's evidence, the lineage, typed
-    defects (each only where the inspector has it)."""
+    defects, the defect memory (each only where the inspector has it)."""
     fields: dict = {}
     tensors: dict[str, torch.Tensor] = {}
-    for name, part in (("evidence", inspector.evidence), ("defect_types", inspector.defect_examples)):
+    parts = ("evidence", inspector.evidence), ("defect_types", inspector.defect_examples)
+    for name, part in (*parts, ("defect_memory", inspector.defect_memory)):
         if part is not None:
             fields[name], more = part.state()
             tensors |= more
@@ -196,8 +199,10 @@ def _taught_state(inspector) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def _taught_parts(path: Path, header: dict, tensors: dict[str, torch.Tensor]):
-    """(evidence, lineage, typed defects) from the header and their tensors, which leave `tensors`."""
-    own = {name: tensors.pop(name) for name in list(tensors) if name.startswith(("evidence.", "defect_types."))}
+    """(evidence, lineage, typed defects, defect memory) from the header and their tensors, which leave
+    `tensors`; a file saved before a part was kept has none of it."""
+    prefixes = ("evidence.", "defect_types.", "defect_memory.")
+    own = {name: tensors.pop(name) for name in list(tensors) if name.startswith(prefixes)}
     size = header["config"].get("image_size", InspectorConfig.image_size)
 
     def part(name: str, read):
@@ -212,7 +217,8 @@ def _taught_parts(path: Path, header: dict, tensors: dict[str, torch.Tensor]):
 
     evidence = part("evidence", lambda state: DecisionEvidence.from_state(state, own, size))
     examples = part("defect_types", lambda state: DefectExamples.from_state(state, own))
-    return evidence, part("lineage", lineage_of) or (), examples
+    known = part("defect_memory", lambda state: DefectMemory.from_state(state, own))
+    return evidence, part("lineage", lineage_of) or (), examples, known
 
 
 def _check_tensors(path: Path, listed: dict[str, tuple], found: dict[str, tuple]) -> None:

@@ -214,10 +214,12 @@ class Header(BaseModel):
     calibration: StoredCalibration
     tensors: dict[str, TensorSpec] | None = None  # None: written before the list was kept
     references: list[Name] | None = None  # names of the normal images fitted on (None: not kept)
-    # what teaching reads and writes (`evidence`, `lineage`, `experts.defect_types`): checked by their readers
+    # what teaching reads and writes (`evidence`, `lineage`, `experts.defect_types`, `defect_memory`): checked
+    # by their readers
     evidence: dict | None = None
     lineage: list | None = None
     defect_types: dict | None = None
+    defect_memory: dict | None = None
 
     @field_validator("backbone_weights_sha256")
     @classmethod

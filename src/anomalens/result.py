@@ -54,18 +54,7 @@ class Decision:
     normal_dof: int | None = None
 
     def to_dict(self) -> dict:
-        return {
-            "mode": self.mode,
-            "rule": self.rule,
-            "threshold": self.threshold,
-            "score": self.score,
-            "margin": self.margin,
-            "n_normal": self.n_normal,
-            "uncertain": self.uncertain,
-            "normal_median": self.normal_median,
-            "normal_spread": self.normal_spread,
-            "normal_dof": self.normal_dof,
-        }
+        return asdict(self)
 
 
 SHIFT_NOTE = 0.5  # a batch whose normal-looking parts sit this many normal spreads from the references is noted
@@ -136,6 +125,7 @@ class InspectionResult:
     descriptor: np.ndarray | None = field(default=None, repr=False)  # where it departs from normal (defect types)
     nearest_reference: str = ""  # the normal reference image it is most like ("": not known)
     decision: Decision | None = None  # what decided it
+    known_defect: str = ""  # why it is flagged as like a taught defect (`defect_memory`; "": it is not)
 
     @classmethod
     def failed(cls, source: str, error: BaseException) -> InspectionResult:
@@ -161,6 +151,7 @@ class InspectionResult:
             "regions": [r.to_dict() for r in self.regions],
             "image_size": self.image_size,
             "decision": self.decision.to_dict() if self.decision else None,
+            "known_defect": self.known_defect,
         }
 
 
@@ -173,6 +164,7 @@ def decide(
     descriptor: np.ndarray | None = None,
     nearest_reference: str = "",
     mode: str = PER_IMAGE,
+    known_defect: str = "",
 ) -> InspectionResult:
     """The result for one scored image: `small_map` is its smoothed map at the input size, `mode` how it is
     decided (see `Decision`). The map comes back at the decoded image's size; region boxes are in the pixels
@@ -205,6 +197,7 @@ def decide(
         expert=expert,
         descriptor=descriptor,
         nearest_reference=nearest_reference,
+        known_defect=known_defect,
         decision=Decision(
             mode=mode,
             rule=calibration.rule,
@@ -229,6 +222,7 @@ class Scored:
     expert: str = ""
     descriptor: np.ndarray | None = None
     nearest_reference: str = ""
+    known_defect: str = ""
 
     def decided(self, calibration: Calibration | None = None, mode: str = PER_IMAGE) -> InspectionResult:
         """Its result; an exception while deciding it (its regions, its map at its size) is its error result.
@@ -244,6 +238,7 @@ class Scored:
                 self.descriptor,
                 self.nearest_reference,
                 ZERO_SHOT_BATCH if own.method == "batch-mixture" else mode,
+                self.known_defect,
             )
         except Exception as error:  # noqa: BLE001 - this image's failure alone
             return InspectionResult.failed(self.decoded.source, error)
@@ -257,13 +252,11 @@ def decided(
     batch_evidence: bool = False,
     scored: Callable[[], None] | None = None,
 ) -> Iterator[InspectionResult]:
-    """Results in order from scored images (and unreadable images' results). By default one at a time, each
-    by its own calibration (PER_IMAGE): a part's verdict depends on the part and the model only.
-    `batch_evidence`: all scored first, then decided by their calibration refined on the batch's scores
-    (`batch_evidence.batch_refined`: it moves only for a batch large enough and clearly two groups). The batch's
-    decoded images and maps are held meanwhile, up to BATCH_BYTES: past that, what is held is decided
-    (refined on its own scores) and the rest follows. `scored()` is called as each item is scored (progress,
-    before a batch's results come)."""
+    """Results in order from scored images (and unreadable images' results). By default one at a time, each by
+    its own calibration (PER_IMAGE): a part's verdict depends on the part and the model only. `batch_evidence`:
+    all scored first, then decided by their calibration refined on the batch's scores (`batch_refined`: it moves
+    only for a batch large enough and clearly two groups), held up to BATCH_BYTES of images and maps: past that,
+    what is held is decided and the rest follows. `scored()` is called as each item is scored (progress)."""
     items = _counted(items, scored) if scored is not None else items
     if not batch_evidence:
         yield from (item.decided() if isinstance(item, Scored) else item for item in items)

@@ -51,8 +51,7 @@ class ExpertInput:
 
     @staticmethod
     def joined(parts: list[ExpertInput]) -> ExpertInput:
-        """Several batches as one, in order."""
-        # the parts are made alike: all have pixels, or none
+        """Several batches as one, in order (made alike: all have pixels, or none)."""
         pixels = torch.cat([p.pixels for p in parts if p.pixels is not None]) if parts[0].pixels is not None else None
         features = [torch.cat(s) for s in zip(*(p.features for p in parts))] if parts[0].features is not None else None
         return ExpertInput(pixels, features)
@@ -185,6 +184,15 @@ class Expert:
         """Learns what these labelled defects look like, beside the normal images given (with `memory_ids`),
         and gives the normal evidence its maps are now calibrated on. Only where `learns_defects`."""
         raise TypeError(f"the {self.name} expert does not learn labelled defects")
+
+    def memory_rows(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per stage of its memory (B, h·w, C_i): each patch as the memory holds it (`defect_memory` keeps some)."""
+        raise TypeError(f"the {self.name} expert has no memory of patches")
+
+    def row_distances(self, features: list[torch.Tensor], rows: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, h, w) each patch's distance to the nearest of `rows` (per stage (N, C_i), as `memory_rows` gives);
+        None: to the nearest normal patch in its memory."""
+        raise TypeError(f"the {self.name} expert has no memory of patches")
 
     def left_out(self, features: list[torch.Tensor], owners: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch maps (B, h, w) and image scores (B,) of images scored with memory image `owners[j]` left out

@@ -121,6 +121,12 @@ class FusedExpert(Expert):
     def score(self, batch: ExpertInput) -> tuple[torch.Tensor, torch.Tensor]:
         return fuse(self.memory.score(batch), self.decoder.score(batch)[0], self.statistics)
 
+    def memory_rows(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self.memory.memory_rows(features)
+
+    def row_distances(self, features: list[torch.Tensor], rows: list[torch.Tensor] | None = None) -> torch.Tensor:
+        return self.memory.row_distances(features, rows)
+
     def left_out(self, features: list[torch.Tensor], owners: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         decoder_maps = self.decoder.score(ExpertInput(features=features))[0]
         return fuse(self.memory.left_out(features, owners), decoder_maps, self.statistics)

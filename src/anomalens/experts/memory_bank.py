@@ -66,6 +66,16 @@ class MemoryBankExpert(Expert):
         assert self.banks is not None
         return MemoryBankScorer(self.banks)
 
+    def memory_rows(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [image_scaled(f).flatten(2).transpose(1, 2) for f in features]
+
+    @torch.inference_mode()
+    def row_distances(self, features: list[torch.Tensor], rows: list[torch.Tensor] | None = None) -> torch.Tensor:
+        if rows is None:
+            return self.score(ExpertInput(features=features))[0]
+        banks = [split_bank(r) for r in rows]
+        return torch.stack([patch_scores([f[i : i + 1] for f in features], banks)[0] for i in range(len(features[0]))])
+
     @torch.inference_mode()
     def leave_one_out(self, features: list[torch.Tensor], normal: NormalImages) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores of the fitted references as if each were new: its own patches (all its tiles') are left out

@@ -183,6 +183,16 @@ class PatchCoreExpert(Expert):
         assert batch.features is not None
         return self.search(batch.features)
 
+    def memory_rows(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [torch.cat(features, dim=1).flatten(2).transpose(1, 2)]  # one stage: the stages side by side
+
+    @torch.inference_mode()
+    def row_distances(self, features: list[torch.Tensor], rows: list[torch.Tensor] | None = None) -> torch.Tensor:
+        if rows is None:
+            return self.search(features)[0]
+        b, _, h, w = features[0].shape
+        return torch.cdist(self.memory_rows(features)[0], rows[0][None]).amin(2).view(b, h, w)
+
     @torch.inference_mode()
     def search(
         self, features: list[torch.Tensor], exclude_image: int | None = None

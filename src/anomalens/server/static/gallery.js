@@ -150,6 +150,7 @@ function showVerdict(result) {
   verdict.textContent = STATES_CONFIDENCE.test(result.answer) ? result.answer
     : unsure ? `${result.answer} (uncertain: ${result.probability.toFixed(2)} — a second look is advised)`
     : `${result.answer} (confidence ${Math.round(result.confidence * 100)}%)`;
+  if (result.known_defect) verdict.textContent += ` Flagged ${result.known_defect}.`;  // the defect memory's why
   const again = result.redecided;
   if (again) {
     verdict.textContent += ` Re-decided by the taught model: ${again.anomalous ? "anomalous" : "normal"} ` +
