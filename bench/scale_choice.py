@@ -9,7 +9,8 @@ measured once per probe) and `choose_scale`'s rule is applied for each required 
 is the AUPRO of that layout fitted for real, from bench/scales.json (`python bench/scales.py --scales squash
 aspect 1`: every layout at the peer's protocol). For each category left out, the probe is chosen on the others
 (fewest (category, shots) where the pick's AUPRO is more than 0.02 below the best fixed layout's; then the
-cheapest picks: the coarsest layouts) and reported on the one left out; the default is the one chosen on all.
+finest picks: small defects are what `auto` is for, and its fallback is the finest too) and reported on the one
+left out; the default is the one chosen on all.
 
     python bench/scale_choice.py            # probes of every category → bench/scale_choice.json, .md
     python bench/scale_choice.py --table-only
@@ -74,7 +75,7 @@ def choose(probes: dict, aupro: dict, categories: list[str]) -> ScaleProbe:
     def key(probe: ScaleProbe) -> tuple:
         rows = [v for k, v in outcomes(probes, aupro, probe).items() if k[0] in categories]
         misses = sum(best - value > TOLERANCE for _, value, best in rows)
-        return misses, sum(["squash", "aspect", "0.5", "1"].index(chosen) for chosen, _, _ in rows)
+        return misses, -sum(["squash", "aspect", "0.5", "1"].index(chosen) for chosen, _, _ in rows)
 
     return min(grid, key=key)
 

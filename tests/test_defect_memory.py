@@ -108,3 +108,13 @@ def test_a_memory_expert_holding_a_defect_memory_flags_as_a_fused_one(fitted, ta
     missed, _ = streak(texture(PARTS[0]), 0)
     [again] = plain.predict(missed)
     assert again.anomalous and again.known_defect == "like the defect marked on missed.png"
+
+
+def test_a_model_with_a_defect_memory_is_not_exported_without_it(taught, tmp_path):
+    """An exported graph cannot carry the defect memory: export refuses in words rather than drop it."""
+    pytest.importorskip("onnx")
+    from anomalens.export import export_onnx
+
+    with pytest.raises(NotImplementedError, match="missed.png"):
+        export_onnx(taught, tmp_path / "taught.onnx")
+    assert not (tmp_path / "taught.onnx").exists()

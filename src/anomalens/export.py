@@ -4,7 +4,7 @@ scoring (nearest neighbours as a matrix product and top-k inside the graph), smo
 into answers (the calibration, the configuration) travels in the model's metadata under "anomalens".
 
 Experts that cannot be exported yet (route B scores a batch against itself; an inverted-file PatchCore bank)
-are refused with their reason."""
+and models taught to find marked defects again (a defect memory) are refused with their reason."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def export_onnx(inspector: Inspector, path: str | Path, overwrite: bool = False)
         raise FileExistsError(f"{path} already exists; choose another name or allow overwriting")
     if inspector.expert is None or inspector.calibration is None:
         raise ValueError("only a fitted model can be exported")
+    if inspector.defect_memory is not None:  # its graph would pass the defects this model was taught to flag
+        taught = ", ".join(dict.fromkeys(inspector.defect_memory.names))
+        raise NotImplementedError(
+            f"this model was taught to find defects like the ones marked on {taught} (its defect memory), which an "
+            "exported graph cannot carry yet: export the version before that teaching (anomalens info lists them)"
+        )
     graph = inspector.graph()  # NotImplementedError from experts that cannot be exported yet
     size = inspector.expert.input_size or inspector.config.image_size
     tmp = path.with_name(path.name + ".partial")
