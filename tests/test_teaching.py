@@ -146,3 +146,18 @@ def test_typed_defects_teach_the_model_their_names(few_shot):
     guesses = [head.classify(r.descriptor).name for r in taught.predict([blobs[3][0], lines[3]])]
     assert guesses == ["blob", "scratch"]
     assert [t.where for t in taught.lineage[-1].taught] == ["mask"] * 3 + ["box"] * 3
+
+
+def test_defects_taught_to_a_one_reference_model_count_before_the_head_can_learn():
+    """A model fitted on one reference has no second normal image for the head to learn beside: the defects
+    still join the decision's evidence, the types and the defect memory, and the person is told what waits."""
+    one = Inspector(image_size=SIZE, synthetic_images=16).fit([texture(0)])
+    blobs = [plant_defect(texture(860 + i), 20 + i) for i in range(3)]
+    lessons = teach(one, [Correction(image, "defective", type="blob", mask=mask) for image, mask, _ in blobs])
+    assert any("two normal images" in flag for flag in lessons.flags)
+    taught = lessons.inspector
+    assert taught.expert.name == one.expert.name  # no head trained
+    assert taught.defect_memory is not None and taught.evidence.defect_scores is not None
+    again = teach(taught, [Correction(texture(1), "normal"), Correction(blobs[0][0], "defective", mask=blobs[0][1])])
+    assert not any("two normal images" in flag for flag in again.flags)  # a second reference: the head learns
+    assert again.inspector.expert.name == "fused"

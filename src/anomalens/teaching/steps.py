@@ -45,6 +45,10 @@ from .corrections import Correction, TeachingError, mask_array
 STRONG = 0.99  # a normal verdict on a defect probability above this (a defect one below 1 − it) is flagged
 LOCAL = 0.25  # … and, outlined on at most this share of it (a defect is a local departure), guarded
 HELD_BACK = "the defect it outlines is held back from its memory (confirm the correction to teach it whole)"
+HEAD_WAITS = (
+    "the defects count in the decision and name their types, but the head learns defects' look from two normal "
+    "images kept with the model on: teach a normal image (or fit it again on more than one) for that"
+)
 MAX_PULL = 2.0  # normal spreads above the threshold in force a taught normal image's score counts at most
 
 
@@ -116,11 +120,15 @@ def defect_step(inspector: Inspector, corrections: list[Correction]) -> list[str
         for c, p in zip(corrections, map(inspector.calibration.probability, _scores(inspector, features)))
         if p < 1 - STRONG
     ]
-    if not inspector.expert.learns_defects:
-        _fused_around_memory(inspector)
-    learned = inspector.expert.learn_defects(_kept_normal(inspector), LabelledDefects(features, regions, exact))
-    evidence = inspector.evidence.with_maps(smooth(learned.maps, layout.size).numpy(), learned.method)
-    inspector.evidence = evidence.with_defects(_scores(inspector, features))
+    kept = _kept_normal(inspector)
+    if kept is None:  # the defects still count in the decision, name types and join the defect memory
+        flags.append(HEAD_WAITS)
+    else:
+        if not inspector.expert.learns_defects:
+            _fused_around_memory(inspector)
+        learned = inspector.expert.learn_defects(kept, LabelledDefects(features, regions, exact))
+        inspector.evidence = inspector.evidence.with_maps(smooth(learned.maps, layout.size).numpy(), learned.method)
+    inspector.evidence = inspector.evidence.with_defects(_scores(inspector, features))
     _learn_types(inspector, corrections, features)
     _remember(inspector, corrections, features, regions)
     return flags
@@ -181,15 +189,13 @@ def _fused_around_memory(inspector: Inspector) -> None:
     inspector.expert, inspector.config = fused, replace(inspector.config, expert="fused")
 
 
-def _kept_normal(inspector: Inspector) -> NormalImages:
-    """The references the model keeps (memory images 0 … p − 1), as normal images to learn beside."""
+def _kept_normal(inspector: Inspector) -> NormalImages | None:
+    """The references the model keeps (memory images 0 … p − 1), as normal images to learn beside; None with
+    fewer than two (a model fitted on one reference, until a normal image is taught)."""
     assert inspector.expert is not None and inspector.evidence is not None and inspector.backbone is not None
     pixels = inspector.evidence.pixels
     if pixels is None or len(pixels) < 2:
-        raise TeachingError(
-            "teaching defects needs two normal images kept with the model to learn beside: "
-            "teach a normal image too, or fit it again on more than one"
-        )
+        return None
     batch = expert_input(inspector.backbone, pixels.float().div(255).numpy(), inspector.expert)
     embed = partial(patch_features, inspector.backbone)
     return NormalImages(batch.features, pixels, embed, memory_ids=torch.arange(len(pixels)))
