@@ -84,6 +84,22 @@ def texture_dataset(tmp_path_factory) -> Path:
     return root
 
 
+def written_before(saved: Path, part: str, out: Path) -> Path:
+    """A copy of the model file `saved` as an AnomaLens before `part` (a header key, its tensors `part.*`) wrote it."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(saved, framework="pt") as handle:
+        header = json.loads(handle.metadata()["anomalens"])
+    del header[part]
+    header["tensors"] = {k: v for k, v in header["tensors"].items() if not k.startswith(f"{part}.")}
+    tensors = {k: v for k, v in load_file(saved).items() if not k.startswith(f"{part}.")}
+    save_file(tensors, out, metadata={"anomalens": json.dumps(header)})
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,17 +5,13 @@ the defect memory; the model file keeps it, and one saved before it was kept sti
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from anomalens import Inspector
 from anomalens.defect_memory import PER_DEFECT, DefectMemory
 from anomalens.teaching import Correction, teach
-from conftest import save_png, texture
+from conftest import save_png, texture, written_before
 
 SIZE = 128
 PARTS = (301, 303, 304, 305)  # parts the fitted model calls normal
@@ -78,14 +74,7 @@ def test_the_model_file_keeps_the_defect_memory(taught, tmp_path):
 
 def test_a_model_file_saved_before_the_defect_memory_still_loads(taught, tmp_path):
     saved = taught.save(tmp_path / "taught.safetensors")
-    with safe_open(saved, "pt") as handle:
-        header = json.loads(handle.metadata()["anomalens"])
-    del header["defect_memory"]
-    header["tensors"] = {k: v for k, v in header["tensors"].items() if not k.startswith("defect_memory.")}
-    tensors = {k: v for k, v in load_file(saved).items() if not k.startswith("defect_memory.")}
-    older = tmp_path / "older.safetensors"
-    save_file(tensors, older, metadata={"anomalens": json.dumps(header)})
-    loaded = Inspector.load(older)
+    loaded = Inspector.load(written_before(saved, "defect_memory", tmp_path / "older.safetensors"))
     assert loaded.defect_memory is None
     like, _ = streak(texture(PARTS[1]), 1)
     assert loaded.predict(like)[0].score == without_memory(taught).predict(like)[0].score

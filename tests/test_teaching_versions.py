@@ -16,7 +16,7 @@ from anomalens.model_file import ModelFileError
 from anomalens.result import file_version
 from anomalens.teaching import Correction, TeachingError, log_path, read_corrections, restore, save_version, teach
 from anomalens.teaching import versions as versions_of
-from conftest import plant_defect, save_png, texture
+from conftest import plant_defect, save_png, texture, written_before
 
 
 @pytest.fixture(scope="module")
@@ -132,12 +132,6 @@ def test_what_teaching_keeps_in_a_model_file_is_checked_by_name(fitted, tmp_path
 
 
 def test_a_model_saved_before_teaching_kept_its_evidence_says_to_fit_it_again(fitted, tmp_path):
-    with safe_open(fitted, framework="pt") as handle:
-        header = json.loads(handle.metadata()["anomalens"])
-    del header["evidence"]
-    header["tensors"] = {k: v for k, v in header["tensors"].items() if not k.startswith("evidence.")}
-    tensors = {k: v for k, v in load_file(fitted).items() if not k.startswith("evidence.")}
-    older = tmp_path / "older.safetensors"
-    save_file(tensors, older, metadata={"anomalens": json.dumps(header)})
+    older = written_before(fitted, "evidence", tmp_path / "older.safetensors")
     with pytest.raises(TeachingError, match="keeps no evidence of its decision.*fit it again"):
         teach(Inspector.load(older), [Correction(texture(82, 64), "normal")])
