@@ -30,11 +30,11 @@ import torch
 from PIL import Image
 
 from anomalens import Inspector
-from anomalens.defect_memory import DefectMemory
+from anomalens.defect_memory import MATCH_RATIO, DefectMemory
 from anomalens.embedded import embedded
 from anomalens.experts import ExpertInput
 
-DATA = Path("/work/shared/datasets")
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
 SETS = ("ballscrew_pitting", "battery_weld", "magnetic_tile", "mpdd_metal_plate", "mvtec_transistor")
 K = 8  # normal training images fitted on
 GOOD, PER_TYPE = 40, 20  # test images kept, at most
@@ -64,11 +64,11 @@ def box_region(mask_path: Path, side: int) -> torch.Tensor:
     return region
 
 
-def measure(name: str) -> dict:
+def measure(name: str, k: int = K) -> dict:
     """Per defect type and seed: the verdicts before, and each image's lowest d_defect / d_normal over its
     patches above the normal pixel floor (inf: none), on the type's other images and on the good ones."""
     root = DATA / name
-    model = Inspector().fit(sorted((root / "train" / "good").iterdir())[:K])
+    model = Inspector().fit(sorted((root / "train" / "good").iterdir())[:k])
     assert model.expert is not None and model.calibration is not None
     types = sorted(p.name for p in (root / "test").iterdir() if p.name != "good")
     good = drawn(sorted((root / "test" / "good").iterdir()), GOOD)
@@ -174,10 +174,38 @@ def table(measured: list[dict], command: str, seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def by_references(measured: list[dict]) -> list[str]:
+    """At MATCH_RATIO, recall gained and false alarms raised with fewer references (`--shots`), and the fewest
+    references the memory may act from (MIN_REFERENCES) chosen on the other sets: the smallest k at which no
+    other set's false alarms rise by more than MAX_FA_RAISE."""
+    runs = {K: measured} | {
+        data["shots"]: data["sets"] for data in map(json.loads, map(Path.read_text, HERE.glob("defect_memory-k*.json")))
+    }
+    raised = {(k, m["set"]): per_seed(m, MATCH_RATIO).mean(0) for k, sets in runs.items() for m in sets}
+
+    def fewest(sets: list[str]) -> int:
+        return min(k for k in runs if all(raised[(k, s)][3] - raised[(k, s)][2] <= MAX_FA_RAISE for s in sets))
+
+    lines = ["", f"## Fewer references (ratio {MATCH_RATIO}; `--shots k`)", ""]
+    lines += ["| set | k | recall gain | false alarms raised | fewest references, chosen on the others |"]
+    lines += ["|---|---|---|---|---|"]
+    for name in SETS:
+        chosen = fewest([other for other in SETS if other != name])
+        for k in sorted(runs):
+            v = raised[(k, name)]
+            lines.append(f"| {name} | {k} | {v[1] - v[0]:+.3f} | {v[3] - v[2]:+.3f} | {chosen} |")
+    return lines + ["", f"Chosen on all five (shipped as `defect_memory.MIN_REFERENCES`): {fewest(list(SETS))}."]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table-only", action="store_true", help="report from bench/defect_memory.json")
+    parser.add_argument("--shots", type=int, default=K, help=f"references fitted on (other than {K}: measured only)")
     args = parser.parse_args()
+    if args.shots != K:  # how far fewer references let the memory flag good parts (`by_references`)
+        path = HERE / f"defect_memory-k{args.shots}.json"
+        path.write_text(json.dumps({"shots": args.shots, "sets": [measure(name, args.shots) for name in SETS]}))
+        return
     cache = HERE / "defect_memory.json"
     start = time.time()
     if args.table_only:
@@ -191,7 +219,9 @@ def main() -> None:
         seconds = time.time() - start
         cache.write_text(json.dumps({"seconds": seconds, "sets": measured}, indent=1))
     command = "PYTHONPATH=src nice -n 19 python bench/defect_memory.py"
-    (HERE / "defect_memory.md").write_text(table(measured, command, seconds))
+    (HERE / "defect_memory.md").write_text(
+        table(measured, command, seconds) + "\n".join(by_references(measured)) + "\n"
+    )
     print((HERE / "defect_memory.md").read_text())
 
 

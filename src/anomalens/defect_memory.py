@@ -4,7 +4,7 @@ Teaching a defect with a box or mask keeps its PER_DEFECT patches that lie farth
 inside the marked region, as the expert's memory holds patches (`Expert.memory_rows`). At inspection a patch
 is like a taught defect where it lies nearer one of those patches than the normal memory's nearest
 (d_defect < MATCH_RATIO · d_normal, both `Expert.row_distances`) and its map is above the normal pixel floor
-(plain normal texture never matches). MATCH_RATIO is chosen leave-one-set-out among ratios up to 1 (a patch
+(plain normal texture never matches), in a model of at least MIN_REFERENCES normal images. MATCH_RATIO is chosen leave-one-set-out among ratios up to 1 (a patch
 nearer normal is not like a defect): a margin below 1 found fewer defects there (0.95: 3.5 points of recall
 fewer on battery_weld) and spared few false alarms (0.8 points of the good images on magnetic_tile).
 
@@ -30,6 +30,11 @@ from .fields import STRICT_STATE, TensorError, validated
 
 PER_DEFECT = 8  # patches kept of one marked defect
 MATCH_RATIO = 1.0  # d_defect / d_normal below this: like a taught defect (bench/defect_memory.md)
+# … and only with at least this many normal images in the model: with fewer, the normal memory holds so little of
+# normal variation that every part's ordinary patches lie nearer a taught defect's (bench/defect_memory.md: a
+# one-reference metal plate taught three boxed defects flagged every good part)
+MIN_REFERENCES = 2
+WAITING = f"the marked defects are kept, and find the next like them once the model has {MIN_REFERENCES} normal images"
 TENSOR = "defect_memory.stage"  # + the stage's number
 
 
@@ -131,9 +136,9 @@ def flagged(
     scores: torch.Tensor,
     calibration: Calibration | None,
 ) -> list[str]:
-    """`DefectMemory.flag`, where the model has a defect memory (and a calibration, and features): else each
-    image's "" and nothing raised."""
-    if memory is None or features is None or calibration is None:
+    """`DefectMemory.flag`, where the model has a defect memory, MIN_REFERENCES normal images, a calibration and
+    features: else each image's "" and nothing raised."""
+    if memory is None or features is None or calibration is None or calibration.n_normal < MIN_REFERENCES:
         return [""] * len(scores)
     return memory.flag(expert, features, maps, scores, calibration)
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..calibration import Calibration
-from ..defect_memory import DefectMemory
+from ..defect_memory import MIN_REFERENCES, WAITING, DefectMemory
 from ..embedded import Embedded, embedded, expert_input
 from ..experts import ExpertInput, FusedExpert, NormalEvidence, NormalImages
 from ..experts.base import AUTO_KINDS, LabelledDefects
@@ -130,7 +130,7 @@ def defect_step(inspector: Inspector, corrections: list[Correction]) -> list[str
         inspector.evidence = inspector.evidence.with_maps(smooth(learned.maps, layout.size).numpy(), learned.method)
     inspector.evidence = inspector.evidence.with_defects(_scores(inspector, features))
     _learn_types(inspector, corrections, features)
-    _remember(inspector, corrections, features, regions)
+    _remember(inspector, corrections, features, regions, flags)
     return flags
 
 
@@ -201,10 +201,12 @@ def _kept_normal(inspector: Inspector) -> NormalImages | None:
     return NormalImages(batch.features, pixels, embed, memory_ids=torch.arange(len(pixels)))
 
 
-def _remember(inspector: Inspector, corrections: list[Correction], features, regions: torch.Tensor) -> None:
+def _remember(
+    inspector: Inspector, corrections: list[Correction], features, regions: torch.Tensor, flags: list[str]
+) -> None:
     """Defects marked with a box or a mask join the model's defect memory; one known only by its verdict does
-    not (where it lies is not known)."""
-    assert inspector.expert is not None
+    not (where it lies is not known). Where the memory cannot act yet (too few references), `flags` says so."""
+    assert inspector.expert is not None and inspector.evidence is not None
     marked = [i for i, c in enumerate(corrections) if c.where in ("box", "mask")]
     if not marked:
         return
@@ -212,6 +214,8 @@ def _remember(inspector: Inspector, corrections: list[Correction], features, reg
     known = DefectMemory.of(inspector.expert, [f[marked] for f in features], regions[marked], names)
     if known.names:  # an empty mask marks no patch
         inspector.defect_memory = inspector.defect_memory.joined(known) if inspector.defect_memory else known
+    if known.names and inspector.evidence.normal_scores.size < MIN_REFERENCES:
+        flags.append(WAITING)
 
 
 def _learn_types(inspector: Inspector, corrections: list[Correction], features) -> None:
