@@ -10,6 +10,7 @@ import torch
 
 from anomalens import Inspector
 from anomalens.calibration import LABELLED_QUANTILE
+from anomalens.defect_memory import MIN_REFERENCES
 from anomalens.experts import ExpertInput, NormalImages, PatchCoreExpert
 from anomalens.features import flatten_patches, patch_features
 from anomalens.teaching import Correction, teach
@@ -158,7 +159,7 @@ def test_defects_taught_to_a_one_reference_model_count_before_the_head_can_learn
     taught = lessons.inspector
     assert taught.expert.name == one.expert.name  # no head trained
     assert taught.defect_memory is not None and taught.evidence.defect_scores is not None
-    assert any("once the model has 2 normal images" in flag for flag in lessons.flags)  # the memory waits too
+    assert any(f"once the model has {MIN_REFERENCES} normal images" in flag for flag in lessons.flags)  # waits too
     assert not any(r.known_defect for r in taught.predict([texture(870), blobs[1][0]]))
     again = teach(taught, [Correction(texture(1), "normal"), Correction(blobs[0][0], "defective", mask=blobs[0][1])])
     assert not any("two normal images" in flag for flag in again.flags)  # a second reference: the head learns
