@@ -6,10 +6,12 @@ the evidence the model keeps (`evidence.DecisionEvidence`), as a fit calibrates 
   builds the same memory bank, and a PatchCore coreset within its coverage.
 - Labelled defects train the light head of a fused expert on the frozen features beside synthetic anomalies
   (`Expert.learn_defects`; a memory expert becomes the memory of one), so its maps learn this product's
-  defects; their image scores join the decision's anomalous evidence, which moves it even with no mask.
+  defects (from two normal images kept on: with one the head waits, and says so); their image scores join the
+  decision's anomalous evidence, which moves it even with no mask.
 - Typed defects teach the defect-type head (`experts.defect_types.DefectExamples`).
 - Defects marked with a box or a mask join the defect memory (`defect_memory.DefectMemory`), so that the next
-  defect like one of them is found, which the decision alone would not do before it holds MIN_ANOMALIES of them.
+  defect like one of them is found, which the decision alone would not do before it holds MIN_ANOMALIES of them
+  (it acts from MIN_REFERENCES normal images on; until then teaching says it waits).
 
 Guard rails: no one image can make every later defect pass. A verdict against strong evidence (the model's
 defect probability beyond STRONG the other way) is taken, and flagged. An image so taught as normal whose
