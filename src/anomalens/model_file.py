@@ -188,8 +188,11 @@ def _taught_state(inspector) -> tuple[dict, dict[str, torch.Tensor]]:
     defects, the defect memory (each only where the inspector has it)."""
     fields: dict = {}
     tensors: dict[str, torch.Tensor] = {}
-    parts = ("evidence", inspector.evidence), ("defect_types", inspector.defect_examples)
-    for name, part in (*parts, ("defect_memory", inspector.defect_memory)):
+    for name, part in (
+        ("evidence", inspector.evidence),
+        ("defect_types", inspector.defect_examples),
+        ("defect_memory", inspector.defect_memory),
+    ):
         if part is not None:
             fields[name], more = part.state()
             tensors |= more
