@@ -405,3 +405,21 @@ def test_inspections_and_chats_survive_a_service_restart(tmp_path):
             assert again.json()["turn"] == 2 and again.json()["answer"]
             assert len(client.get(f"/v1/inspections/{inspection_id}").json()["chat"]) == 2
             assert client.get("/v1/inspections").json()["total"] == 1
+
+
+def test_a_restored_chat_keeps_each_turns_correction_and_what_it_taught():
+    from anomalens.language import ChatSession
+    from anomalens.records.chats import findings_json, restored_session
+    from test_claims import DEFECTIVE
+
+    session = ChatSession(DEFECTIVE)
+    session.ask("Where is the defect?")
+    corrected = session.ask("That's not a defect, this part is fine.")
+    corrected.taught = {"model": "line.safetensors", "version": 2, "flags": []}
+    record = {"findings": findings_json(DEFECTIVE), "chat": [t.to_dict() for t in session.turns]}
+    record["chat"].append({"question": "It's a scratch.", "answer": "…", "correction": {"verdict": "maybe"}})
+    restored = restored_session(record)
+    assert restored is not None
+    assert [t.to_dict() for t in restored.turns[:2]] == [t.to_dict() for t in session.turns]
+    assert restored.turns[1].correction is not None and restored.turns[1].correction.verdict == "normal"
+    assert restored.turns[2].correction is None  # a kept value that is no correction is not made one

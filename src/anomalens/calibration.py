@@ -166,6 +166,7 @@ class DecisionRule:
     synthetic_max_normal: int = SYNTHETIC_MAX_NORMAL  # … used only with at most this many normal images …
     synthetic_min_normal: int = SYNTHETIC_MIN_NORMAL  # … and at least this many (one: scored against itself)
     width: float = PROBABILITY_WIDTH  # the probability's spread, in units of the spread behind the threshold
+    labelled_quantile: float = LABELLED_QUANTILE  # "labelled-defects": this quantile of taught defects' scores
 
 
 def image_decision(
@@ -216,7 +217,7 @@ def _placing_evidence(
     defects (taught: real ones, at any number of references), else synthetic anomalies within the rule's
     range of references; None where neither may."""
     if defects is not None and defects.size >= MIN_ANOMALIES:
-        return "labelled-defects", defects, LABELLED_QUANTILE
+        return "labelled-defects", defects, rule.labelled_quantile
     if anomalies.size >= MIN_ANOMALIES and rule.synthetic_min_normal <= n_normal <= rule.synthetic_max_normal:
         return "synthetic-anomalies", anomalies, rule.anomaly_quantile
     return None

@@ -9,10 +9,12 @@ from dataclasses import asdict
 from typing import Any
 
 from ..language.chat import ChatSession, Turn
+from ..language.corrections import ChatCorrection
 from ..language.criteria import Criteria, DefectType
 from ..language.findings import DefectGuess, Findings
 from ..language.models import LanguageModel
 from ..regions import Region
+from .feedback import FEEDBACK_VERDICTS
 from .values import jsonable
 
 
@@ -85,8 +87,20 @@ def restored_session(
             t.get("model_answer"),
             None,
             t.get("model_error"),
+            _correction(t.get("correction")),
+            t.get("taught") if isinstance(t.get("taught"), dict) else None,
         )
         for t in record.get("chat") or []
     ]
     session.model = model
     return session
+
+
+def _correction(said: Any) -> ChatCorrection | None:
+    """A turn's correction as `ChatCorrection.to_dict` kept it (None: it made none, or it cannot be read)."""
+    if not isinstance(said, dict) or said.get("verdict") not in FEEDBACK_VERDICTS:
+        return None
+    cell, kind = said.get("cell"), said.get("defect_type")
+    return ChatCorrection(
+        said["verdict"], cell if isinstance(cell, str) else None, kind if isinstance(kind, str) else None
+    )
