@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalens import Inspector
-from anomalens.calibration import MIN_ANOMALIES, DecisionRule, image_decision
+from anomalens.calibration import DecisionRule, image_decision
 from anomalens.data import load_mask, load_split
 from anomalens.language import ChatSession, findings_from
 from anomalens.metrics import aupro, calibration_errors, pixel_auroc
@@ -131,7 +131,7 @@ def by_quantile(model: Inspector, results: list, labels: np.ndarray) -> dict[str
     """Balanced accuracy had the taught defects placed the line at another quantile of their scores
     (`DecisionRule.labelled_quantile`), the model as taught; a known defect is flagged whatever the line."""
     evidence = model.evidence
-    labelled = evidence.defect_scores if len(evidence.defect_scores) >= MIN_ANOMALIES else None
+    labelled = evidence.defect_scores if len(evidence.defect_scores) else None
     anomalies = evidence.anomalies()
     balanced_at = {}
     for quantile in LABELLED_QUANTILES:

@@ -293,7 +293,7 @@ def test_a_batch_whose_normal_parts_score_unlike_the_references_is_measured_and_
 def test_labelled_defects_place_the_line_at_any_number_of_references():
     """An operator's labelled defects (teaching) are real evidence: MIN_ANOMALIES of them or more place the
     line at their LABELLED_QUANTILE where that lies below the t-bound, even with more references than the
-    synthetic rule applies to; fewer leave it to the t-bound."""
+    synthetic rule applies to; fewer may not bring it onto a normal score (here they leave it to the t-bound)."""
     rng = np.random.default_rng(3)
     normal, maps = rng.normal(10, 1, 40), np.zeros((40, 4, 4), np.float32)
     defects = np.linspace(9.5, 14, 9)  # their lower quartile, 10.625, below the t-bound (≈ 11.3)
@@ -304,3 +304,17 @@ def test_labelled_defects_place_the_line_at_any_number_of_references():
     assert too_few.rule == "t-bound" and too_few.image_threshold > cal.image_threshold
     high = calibrate(normal, maps, "leave-one-out", defect_scores=defects + 10)  # all above the t-bound
     assert high.rule == "t-bound"
+
+
+def test_a_few_labelled_defects_lower_the_line_but_never_onto_a_normal_score():
+    """Fewer than MIN_ANOMALIES labelled defects below the line bring it down to their LABELLED_QUANTILE, but no
+    lower than just above the highest normal score, even from one reference (the synthetic rule needs two): a
+    metal plate's three missed defects under a one-reference line (bench/feedback.py) moved nothing before."""
+    maps = np.zeros((1, 4, 4), np.float32)
+    missed = np.array([0.82, 0.85, 0.88])
+    cal = calibrate(np.array([0.79]), maps, "self-similarity", defect_scores=missed)
+    assert cal.rule == "labelled-defects" and cal.image_threshold == pytest.approx(np.quantile(missed, 0.25))
+    assert cal.decide(0.85) and not cal.decide(0.79)
+    low = calibrate(np.array([0.79]), maps, "self-similarity", defect_scores=np.array([0.5, 0.6]))
+    assert low.rule == "labelled-defects" and not low.decide(0.79) and low.decide(0.80)
+    assert calibrate(np.array([0.79]), maps, "self-similarity", defect_scores=missed + 1).rule == "t-bound"

@@ -190,9 +190,9 @@ def image_decision(
         name, threshold = "false-alarms", stated_bound(scores, max_false_alarms, median, scale)
     else:
         name, threshold = "t-bound", median + prediction_factor(scores.size, rule.prediction_level) * scale
-        placing = _placing_evidence(scores.size, anomalies, defects, rule)
-        if placing is not None and np.quantile(placing[1], placing[2]) < threshold:
-            name, threshold = placing[0], float(np.quantile(placing[1], placing[2]))
+        placing = _placing_evidence(scores, anomalies, defects, rule)
+        if placing is not None and placing[2] < threshold:
+            name, threshold = placing[0], placing[2]
     # a threshold placed by anomalies is as unsure as the two populations are spread: at few shots the normal
     # scores alone spread little, and a curve that narrow was sure of wrong verdicts
     spread = scale
@@ -213,16 +213,22 @@ def stated_bound(scores: np.ndarray, max_false_alarms: float, median: float, sca
 
 
 def _placing_evidence(
-    n_normal: int, anomalies: np.ndarray, defects: np.ndarray | None, rule: DecisionRule
+    scores: np.ndarray, anomalies: np.ndarray, defects: np.ndarray | None, rule: DecisionRule
 ) -> tuple[str, np.ndarray, float] | None:
-    """(rule name, scores, quantile) of the anomalies that may place the line below the t-bound: labelled
-    defects (taught: real ones, at any number of references), else synthetic anomalies within the rule's
-    range of references; None where neither may."""
-    if defects is not None and defects.size >= MIN_ANOMALIES:
-        return "labelled-defects", defects, rule.labelled_quantile
-    if anomalies.size >= MIN_ANOMALIES and rule.synthetic_min_normal <= n_normal <= rule.synthetic_max_normal:
-        return "synthetic-anomalies", anomalies, rule.anomaly_quantile
-    return None
+    """(rule name, scores, line) of the anomalies that may place the line below the t-bound, the lowest: labelled
+    defects (taught: real ones, at any number of references) — fewer than MIN_ANOMALIES of them above every normal
+    score, as too few to stand alone —, and synthetic anomalies within the rule's range of
+    references (the few labelled defects among them); None where none may."""
+    defects = np.empty(0) if defects is None else defects
+    if defects.size >= MIN_ANOMALIES:
+        return "labelled-defects", defects, float(np.quantile(defects, rule.labelled_quantile))
+    found = []
+    if defects.size:
+        line = max(float(np.quantile(defects, rule.labelled_quantile)), float(np.nextafter(scores.max(), np.inf)))
+        found.append(("labelled-defects", defects, line))
+    if anomalies.size >= MIN_ANOMALIES and rule.synthetic_min_normal <= scores.size <= rule.synthetic_max_normal:
+        found.append(("synthetic-anomalies", anomalies, float(np.quantile(anomalies, rule.anomaly_quantile))))
+    return min(found, key=lambda placing: placing[2]) if found else None
 
 
 def calibrate(

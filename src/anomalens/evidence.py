@@ -9,7 +9,8 @@ and expanded back to SKETCH_VALUES evenly spaced quantiles for calibrating: its 
 its 0.999 quantile closely.
 
 Labelled defects are better evidence of what a defect scores than synthetic ones: once there are
-MIN_ANOMALIES of them they alone are the anomalous evidence; fewer join the synthetic ones."""
+MIN_ANOMALIES of them they alone are the anomalous evidence; fewer join the synthetic ones, and may bring the
+line down no lower than just above every normal score (`calibration.image_decision`)."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ class DecisionEvidence:
     def calibrated(self, max_false_alarms: float | None = None) -> Calibration:
         """The decision on this evidence, as the fit places it."""
         maps = expanded(self.normal_maps)
-        labelled = self.defect_scores if len(self.defect_scores) >= MIN_ANOMALIES else None
+        labelled = self.defect_scores if len(self.defect_scores) else None
         return calibrate(
             self.normal_scores, maps, self.method, self.anomalies(), max_false_alarms, defect_scores=labelled
         )

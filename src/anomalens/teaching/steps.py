@@ -10,8 +10,9 @@ the evidence the model keeps (`evidence.DecisionEvidence`), as a fit calibrates 
   decision's anomalous evidence, which moves it even with no mask.
 - Typed defects teach the defect-type head (`experts.defect_types.DefectExamples`).
 - Defects marked with a box or a mask join the defect memory (`defect_memory.DefectMemory`), so that the next
-  defect like one of them is found, which the decision alone would not do before it holds MIN_ANOMALIES of them
-  (it acts from MIN_REFERENCES normal images on; until then teaching says it waits).
+  defect like one of them is found, which the decision alone does only where such defects score above every
+  normal image (`calibration.image_decision`) (it acts from MIN_REFERENCES normal images on; until then teaching
+  says it waits).
 
 Guard rails: no one image can make every later defect pass. A verdict against strong evidence (the model's
 defect probability beyond STRONG the other way) is taken, and flagged. An image so taught as normal whose
