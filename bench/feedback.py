@@ -250,7 +250,7 @@ def quantile_lines(rows: list[dict]) -> list[str]:
         + " |",
         "|---|---|---|---|" + "---|" * len(LABELLED_QUANTILES),
     ]
-    for name in sorted(means):
+    for name in sorted(means) if len(means) > 1 else []:  # one set leaves nothing to choose on
         q = chosen([other for other in means if other != name])
         shipped = means[name][DecisionRule().labelled_quantile]
         lines.append(
