@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalens import Inspector
-from anomalens.calibration import DecisionRule, image_decision
+from anomalens.calibration import DecisionRule
 from anomalens.data import load_mask, load_split
 from anomalens.language import ChatSession, findings_from
 from anomalens.metrics import aupro, calibration_errors, pixel_auroc
@@ -50,6 +50,13 @@ VARIANTS = ("mask", "box", "label", "careless")
 CARELESS = 0.1  # share of the careless operator's corrections that are wrong
 LABELLED_QUANTILES = (0.0, 0.1, 0.25, 0.5)  # `DecisionRule.labelled_quantile` on trial (bench only)
 REFERENCE_SHOTS = {"k = 8 default": 8, "full-shot": 0}  # what the acceptance compares with (0: every image)
+
+
+def split(root: Path, category: str, seed: int) -> tuple[list, list[str], list, list]:
+    """(training images, the defect types the test set names, stream, held): see `held_aside`."""
+    test = load_split(root, category, "test")
+    types = sorted({s.defect for s in test if s.label and s.defect})
+    return load_split(root, category, "train"), types, *held_aside(test, seed)
 
 
 def held_aside(test: list, seed: int) -> tuple[list, list]:
@@ -130,14 +137,9 @@ def balanced(labels: np.ndarray, verdicts) -> float:
 def by_quantile(model: Inspector, results: list, labels: np.ndarray) -> dict[str, float]:
     """Balanced accuracy had the taught defects placed the line at another quantile of their scores
     (`DecisionRule.labelled_quantile`), the model as taught; a known defect is flagged whatever the line."""
-    evidence = model.evidence
-    labelled = evidence.defect_scores if len(evidence.defect_scores) else None
-    anomalies = evidence.anomalies()
     balanced_at = {}
     for quantile in LABELLED_QUANTILES:
-        rule = DecisionRule(labelled_quantile=quantile)
-        line = image_decision(evidence.normal_scores, np.empty(0) if anomalies is None else anomalies, None, rule,
-                              labelled)[1]  # fmt: skip
+        line = model.evidence.calibrated(rule=DecisionRule(labelled_quantile=quantile)).image_threshold
         balanced_at[str(quantile)] = balanced(labels, [bool(r.known_defect) or r.score >= line for r in results])
     return balanced_at
 
@@ -146,10 +148,7 @@ def run(
     root: Path, category: str, shots: int, seed: int, variant: str, synthetic: int, checkpoints=CHECKPOINTS
 ) -> list[dict]:
     """One simulated operator's rows: the fitted model's, then one per checkpoint reached."""
-    train = load_split(root, category, "train")
-    test = load_split(root, category, "test")
-    types = sorted({s.defect for s in test if s.label and s.defect})
-    stream, held = held_aside(test, seed)
+    train, types, stream, held = split(root, category, seed)
     refs = [s.path for s in random.Random(seed).sample(train, shots)]
     model = Inspector(expert_settings={"synthetic_images": synthetic}, seed=seed).fit(refs)
     key = {"set": category, "shots": shots, "seed": seed, "variant": variant}
@@ -176,10 +175,7 @@ def run(
 def reference_rows(root: Path, category: str, seed: int) -> list[dict]:
     """Today's k = 8 default and full-shot model, untaught, on the same held-aside half: what the acceptance
     compares a taught model with (bench/verdicts.md measures them on the whole test set, over other draws)."""
-    train = load_split(root, category, "train")
-    test = load_split(root, category, "test")
-    types = sorted({s.defect for s in test if s.label and s.defect})
-    held = held_aside(test, seed)[1]
+    train, types, _, held = split(root, category, seed)
     rows = []
     for variant, shots in REFERENCE_SHOTS.items():
         picked = random.Random(seed).sample(train, shots) if shots else train

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from .calibration import METHODS, MIN_ANOMALIES, Calibration, calibrate
+from .calibration import METHODS, MIN_ANOMALIES, Calibration, DecisionRule, calibrate
 from .fields import STRICT_STATE, TensorError, validated
 
 LEVELS = np.array([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 1])
@@ -93,13 +93,12 @@ class DecisionEvidence:
         found = np.r_[self.synthetic_scores, defects] if len(defects) < MIN_ANOMALIES else self.synthetic_scores
         return found if len(found) else None
 
-    def calibrated(self, max_false_alarms: float | None = None) -> Calibration:
-        """The decision on this evidence, as the fit places it."""
+    def calibrated(self, max_false_alarms: float | None = None, rule: DecisionRule = DecisionRule()) -> Calibration:
+        """The decision on this evidence, as the fit places it (`rule`: other constants, as a benchmark tries)."""
         maps = expanded(self.normal_maps)
         labelled = self.defect_scores if len(self.defect_scores) else None
-        return calibrate(
-            self.normal_scores, maps, self.method, self.anomalies(), max_false_alarms, defect_scores=labelled
-        )
+        anomalies = self.anomalies()
+        return calibrate(self.normal_scores, maps, self.method, anomalies, max_false_alarms, rule, labelled)
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         """JSON fields and tensors, for the model file ("evidence" and "evidence.<tensor>")."""
