@@ -2,14 +2,16 @@
 """Simulated operator (issue 32): how much do corrections teach a model?
 
 Per shared set, shot count k, seed and variant: a default inspector is fitted on k seeded normal training
-images; the test images are split in a seeded order, half of the defective and half of the good ones held
-aside for scoring only (never corrected), and the rest are streamed. After each prediction a simulated
-operator corrects what is wrong: a verdict error (a false alarm marked normal; a missed defect marked
-defective), and, where the set names two or more defect types, a flagged defect whose type the model does not
-name right. A defect is given with its mask, or only its box, or only its verdict (the variants "mask", "box",
-"label"), and its type where the set names types. The careless operator (variant "careless": masks, like
-"mask") gets a tenth of the corrections wrong (the opposite verdict). Corrections are taught in rounds, the
-model fixed in between (`anomalens.teaching.teach`, each round a new version), until CHECKPOINTS corrections.
+images; the test images are split in a seeded order, half of the defective and half of the good ones held aside
+for scoring only (never corrected), and the rest are streamed, mixed in a seeded order with the training images
+the model was not fitted on (a line's good production: the test half alone holds too few verdict errors for 50
+corrections on the small sets). After each prediction a simulated operator corrects what is wrong: a verdict
+error (a false alarm marked normal; a missed defect marked defective), and, where the set names two or more
+defect types, a flagged defect whose type the model does not name right. A defect is given with its mask, or
+only its box, or only its verdict (the variants "mask", "box", "label"), and its type where the set names
+types. The careless operator (variant "careless": masks, like "mask") gets a tenth of the corrections wrong
+(the opposite verdict). Corrections are taught in rounds, the model fixed in between
+(`anomalens.teaching.teach`, each round a new version), until CHECKPOINTS corrections.
 
 At each checkpoint, on the held-aside half: verdict accuracy and balanced accuracy, ECE (10 bins), pixel AUROC
 and AUPRO, and the grounded chat's answers to "Where is the defect?" (the 3×3 cell of the mask's largest
@@ -64,6 +66,12 @@ def held_aside(test: list, seed: int) -> tuple[list, list]:
     order = random.Random(seed).sample(test, len(test))
     held = {id(s) for label in (0, 1) for s in [t for t in order if t.label == label][::2]}
     return [s for s in order if id(s) not in held], [s for s in order if id(s) in held]
+
+
+def production(stream: list, unused: list, seed: int) -> list:
+    """The streamed test images and the unused training images (all good) in one seeded order."""
+    mixed = stream + unused
+    return random.Random(seed + 2).sample(mixed, len(mixed))
 
 
 def mask_of(sample, result) -> np.ndarray:
@@ -149,8 +157,9 @@ def run(
 ) -> list[dict]:
     """One simulated operator's rows: the fitted model's, then one per checkpoint reached."""
     train, types, stream, held = split(root, category, seed)
-    refs = [s.path for s in random.Random(seed).sample(train, shots)]
-    model = Inspector(expert_settings={"synthetic_images": synthetic}, seed=seed).fit(refs)
+    refs = random.Random(seed).sample(train, shots)
+    model = Inspector(expert_settings={"synthetic_images": synthetic}, seed=seed).fit([s.path for s in refs])
+    stream = production(stream, [s for s in train if s not in refs], seed)
     key = {"set": category, "shots": shots, "seed": seed, "variant": variant}
     rows = [key | {"corrections": 0, "taught": 0} | scores(model, held, types)]
     rng, pending, taught, started = random.Random(seed + 1), [], 0, time.perf_counter()
@@ -267,9 +276,10 @@ def _reached(runs: dict, checkpoint: int) -> dict[int, dict]:
 
 
 def acceptance_lines(rows: list[dict]) -> list[str]:
-    """Issue 32's curve points, per set and operator: k = 1 after 20 corrections against the k = 8 default,
-    after 50 against full-shot (both untaught, on the same held-aside half and seeds), and the careless
-    operator's last row against no corrections."""
+    """Issue 32's curve points, per set and operator: k = 1 after 20 corrections against the k = 8 default
+    (beside the best balanced accuracy any one line gives the taught model: what its line leaves), after 50
+    against full-shot (both untaught, on the same held-aside half and seeds), and the careless operator's last
+    row against no corrections."""
     runs: dict = defaultdict(dict)
     for row in rows:
         runs[(row["set"], row["shots"] if row["variant"] not in REFERENCE_SHOTS else 0, row["variant"])][
@@ -280,8 +290,9 @@ def acceptance_lines(rows: list[dict]) -> list[str]:
         "## Acceptance: from k = 1, balanced accuracy after 20 and 50 corrections against the untaught k = 8 and",
         "full-shot models on the same held-aside half and seeds; the careless operator's end against no corrections",
         "",
-        "| set | operator | seeds | after 20 | k = 8 default | ≥ | after 50 | full-shot | ≥ | where after 20 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| set | operator | seeds | after 20 | any line, after 20 | k = 8 default | ≥ | after 50 | full-shot | ≥ "
+        "| where after 20 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (category, shots, variant), run in sorted(runs.items()):
         if shots != 1 or variant == "careless":
@@ -292,7 +303,8 @@ def acceptance_lines(rows: list[dict]) -> list[str]:
             ref = {seed: r for (seed, _), r in runs.get((category, 0, reference), {}).items() if seed in taught}
             mine = np.mean([taught[seed]["balanced"] for seed in ref]) if ref else np.nan
             theirs = np.mean([r["balanced"] for r in ref.values()]) if ref else np.nan
-            cells += [f"{mine:.3f}", f"{theirs:.3f}", "✓" if mine >= theirs else ("✗" if ref else "–")]
+            best = [f"{np.mean([row['oracle'] for row in taught.values()]):.3f}"] if taught is twenty else []
+            cells += [f"{mine:.3f}", *best, f"{theirs:.3f}", "✓" if mine >= theirs else ("✗" if ref else "–")]
         cells.append(f"{np.mean([r.get('where', np.nan) for r in twenty.values()]):.3f}")
         lines.append(" | ".join(cells) + " |")
     lines += ["", "| set | seeds | metric | no corrections | careless, last | no worse |", "|---|---|---|---|---|---|"]
