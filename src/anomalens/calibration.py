@@ -66,8 +66,7 @@ SYNTHETIC_RULES = ("synthetic-anomalies", "synthetic-quartile")  # the latter: m
 # "labelled-defects": an operator's labelled defects (teaching), MIN_ANOMALIES or more, at any number of
 # references: the threshold is this quantile of their scores where it lies below the t-bound. Real defects are
 # surer evidence than synthetic ones. Chosen leave-one-set-out by bench/feedback.py (0, 0.1, 0.25, 0.5 read on
-# the taught models of a simulated operator, bench/feedback.md): 0.25 with three of five sets left out; 0.1 with
-# magnetic_tile, 0.5 with mvtec_transistor (each 0.02–0.03 below 0.25 on it)
+# the taught models of a simulated operator, bench/feedback.md): 0.25 with every set left out
 LABELLED_QUANTILE = 0.25
 RULES = ("t-bound", *SYNTHETIC_RULES, "labelled-defects", "false-alarms", "text-probability", "batch-mixture")
 # what `method` may say: how the normal scores were obtained
