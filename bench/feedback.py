@@ -11,7 +11,8 @@ defect types, a flagged defect whose type the model does not name right. A defec
 only its box, or only its verdict (the variants "mask", "box", "label"), and its type where the set names
 types. The careless operator (variant "careless": masks, like "mask") gets a tenth of the corrections wrong
 (the opposite verdict). Corrections are taught in rounds, the model fixed in between
-(`anomalens.teaching.teach`, each round a new version), until CHECKPOINTS corrections.
+(`anomalens.teaching.teach`, each round a new version), until CHECKPOINTS corrections; each round is also given
+the parts passed so far that the operator let stand (the latest MAX_PASSED), as a line's records hold them.
 
 At each checkpoint, on the held-aside half: verdict accuracy and balanced accuracy, ECE (10 bins), pixel AUROC
 and AUPRO, and the grounded chat's answers to "Where is the defect?" (the 3×3 cell of the mask's largest
@@ -41,7 +42,7 @@ from anomalens.calibration import DecisionRule
 from anomalens.data import load_mask, load_split
 from anomalens.language import ChatSession, findings_from
 from anomalens.metrics import aupro, calibration_errors, pixel_auroc
-from anomalens.teaching import Correction, teach
+from anomalens.teaching import MAX_PASSED, Correction, teach
 from qa_bench import QUESTIONS, mask_cell, picked_option
 
 HERE = Path(__file__).resolve().parent
@@ -50,7 +51,7 @@ SETS = ("battery_weld", "magnetic_tile", "mpdd_metal_plate", "ballscrew_pitting"
 CHECKPOINTS = (5, 10, 20, 50)  # corrections taught (0: the fitted model)
 VARIANTS = ("mask", "box", "label", "careless")
 CARELESS = 0.1  # share of the careless operator's corrections that are wrong
-LABELLED_QUANTILES = (0.0, 0.1, 0.25, 0.5)  # `DecisionRule.labelled_quantile` on trial (bench only)
+PASSED_LEVELS = (0.8, 0.9, 0.95, 0.975)  # `DecisionRule.passed_level` on trial (bench only)
 REFERENCE_SHOTS = {"k = 8 default": 8, "full-shot": 0}  # what the acceptance compares with (0: every image)
 
 
@@ -129,7 +130,7 @@ def scores(model: Inspector, held: list, types: list[str]) -> dict:
         "balanced": balanced(labels, verdicts),
         "rule": model.calibration.rule,
         "oracle": max(balanced(labels, [r.score >= r_.score for r in results]) for r_ in results),
-        "by_quantile": by_quantile(model, results, labels),
+        "by_level": by_level(model, results, labels),
         "ece": calibration_errors(labels, [r.probability for r in results])[0],
         "pixel_auroc": pixel_auroc(masks, maps),
         "aupro": aupro(masks, maps),
@@ -142,13 +143,13 @@ def balanced(labels: np.ndarray, verdicts) -> float:
     return float((verdicts[labels == 1].mean() + 1 - verdicts[labels == 0].mean()) / 2)
 
 
-def by_quantile(model: Inspector, results: list, labels: np.ndarray) -> dict[str, float]:
-    """Balanced accuracy had the taught defects placed the line at another quantile of their scores
-    (`DecisionRule.labelled_quantile`), the model as taught; a known defect is flagged whatever the line."""
+def by_level(model: Inspector, results: list, labels: np.ndarray) -> dict[str, float]:
+    """Balanced accuracy had the passed parts placed the line at another prediction level
+    (`DecisionRule.passed_level`), the model as taught; a known defect is flagged whatever the line."""
     balanced_at = {}
-    for quantile in LABELLED_QUANTILES:
-        line = model.evidence.calibrated(rule=DecisionRule(labelled_quantile=quantile)).image_threshold
-        balanced_at[str(quantile)] = balanced(labels, [bool(r.known_defect) or r.score >= line for r in results])
+    for level in PASSED_LEVELS:
+        line = model.evidence.calibrated(rule=DecisionRule(passed_level=level)).image_threshold
+        balanced_at[str(level)] = balanced(labels, [bool(r.known_defect) or r.score >= line for r in results])
     return balanced_at
 
 
@@ -162,7 +163,7 @@ def run(
     stream = production(stream, [s for s in train if s not in refs], seed)
     key = {"set": category, "shots": shots, "seed": seed, "variant": variant}
     rows = [key | {"corrections": 0, "taught": 0} | scores(model, held, types)]
-    rng, pending, taught, started = random.Random(seed + 1), [], 0, time.perf_counter()
+    rng, pending, passed, taught, started = random.Random(seed + 1), [], [], 0, time.perf_counter()
     goals = iter(checkpoints)
     goal = next(goals)
     for sample in stream:
@@ -171,8 +172,10 @@ def run(
             continue
         if (correction := correction_for(sample, result, model, variant, len(types) > 1, rng)) is not None:
             pending.append(correction)
+        elif not result.anomalous:
+            passed.append(sample.path)
         if taught + len(pending) >= goal or (sample is stream[-1] and pending):
-            model, taught = teach(model, pending).inspector, taught + len(pending)
+            model, taught = teach(model, pending, passed=passed[-MAX_PASSED:]).inspector, taught + len(pending)
             rows.append(key | {"corrections": goal, "taught": taught} | scores(model, held, types))
             print(json.dumps(rows[-1] | {"seconds": round(time.perf_counter() - started)}), flush=True)
             pending, goal = [], next(goals, None)
@@ -220,19 +223,19 @@ def write_table(path: Path, rows: list[dict], command: str) -> None:
             + " | ".join(cells)
             + " |"
         )
-    path.write_text("\n".join(lines + acceptance_lines(rows) + quantile_lines(rows)) + "\n")
+    path.write_text("\n".join(lines + acceptance_lines(rows) + level_lines(rows)) + "\n")
 
 
-def quantile_lines(rows: list[dict]) -> list[str]:
-    """`DecisionRule.labelled_quantile` chosen with each set left out, on the taught models' rows of the others
-    (corrections > 0, every operator but the careless one, as taught under the shipped quantile): the quantile
-    whose worst per-set loss to the best quantile there is smallest, then the best mean; reported on the set
-    left out against the shipped one."""
+def level_lines(rows: list[dict]) -> list[str]:
+    """`DecisionRule.passed_level` chosen with each set left out, on the taught models' rows of the others
+    (corrections > 0, every operator but the careless one, as taught under the shipped level): the level whose
+    worst per-set loss to the best level there is smallest, then the best mean; reported on the set left out
+    against the shipped one."""
     per_set: dict = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        if row.get("by_quantile") and row["corrections"] and row["variant"] not in ("careless", *REFERENCE_SHOTS):
-            for quantile, value in row["by_quantile"].items():
-                per_set[row["set"]][float(quantile)].append(value)
+        if row.get("by_level") and row["corrections"] and row["variant"] not in ("careless", *REFERENCE_SHOTS):
+            for level, value in row["by_level"].items():
+                per_set[row["set"]][float(level)].append(value)
     means = {name: {q: float(np.mean(v)) for q, v in found.items()} for name, found in per_set.items()}
 
     def chosen(sets: list[str]) -> float:
@@ -240,27 +243,27 @@ def quantile_lines(rows: list[dict]) -> list[str]:
             losses = [max(means[name].values()) - means[name][q] for name in sets]
             return round(max(losses), 3), -float(np.mean([means[name][q] for name in sets]))
 
-        return min(LABELLED_QUANTILES, key=key)
+        return min(PASSED_LEVELS, key=key)
 
     lines = [
         "",
-        "## The labelled-defects quantile, chosen with each set left out (taught rows, balanced accuracy)",
+        "## The passed parts' prediction level, chosen with each set left out (taught rows, balanced accuracy)",
         "",
-        f"Shipped: {DecisionRule().labelled_quantile}; chosen on every set: "
+        f"Shipped: {DecisionRule().passed_level}; chosen on every set: "
         f"{chosen(sorted(means)) if means else '–'}. Each row's model is the one taught under the shipped "
-        "quantile (the corrections it was given depend on the line in force): the other quantiles are read on it.",
+        "level (the corrections it was given depend on the line in force): the other levels are read on it.",
         "",
         "| left out | chosen on the others | balanced, chosen | balanced, shipped | "
-        + " | ".join(f"q = {q}" for q in LABELLED_QUANTILES)
+        + " | ".join(f"level {level}" for level in PASSED_LEVELS)
         + " |",
-        "|---|---|---|---|" + "---|" * len(LABELLED_QUANTILES),
+        "|---|---|---|---|" + "---|" * len(PASSED_LEVELS),
     ]
     for name in sorted(means) if len(means) > 1 else []:  # one set leaves nothing to choose on
-        q = chosen([other for other in means if other != name])
-        shipped = means[name][DecisionRule().labelled_quantile]
+        level = chosen([other for other in means if other != name])
+        shipped = means[name][DecisionRule().passed_level]
         lines.append(
-            f"| {name} | {q} | {means[name][q]:.3f} | {shipped:.3f} | "
-            + " | ".join(f"{means[name][x]:.3f}" for x in LABELLED_QUANTILES)
+            f"| {name} | {level} | {means[name][level]:.3f} | {shipped:.3f} | "
+            + " | ".join(f"{means[name][x]:.3f}" for x in PASSED_LEVELS)
             + " |"
         )
     return lines

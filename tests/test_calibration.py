@@ -8,10 +8,12 @@ from scipy.special import stdtr
 from anomalens.batch_evidence import reference_shift
 from anomalens.calibration import (
     MIN_SCALE,
+    PASSED_LEVEL,
     DecisionRule,
     calibrate,
     image_decision,
     prediction_factor,
+    stated_bound,
     upper_threshold,
 )
 from anomalens.calibration import calibrate as calibrate_with
@@ -318,3 +320,27 @@ def test_a_few_labelled_defects_lower_the_line_but_never_onto_a_normal_score():
     low = calibrate(np.array([0.79]), maps, "self-similarity", defect_scores=np.array([0.5, 0.6]))
     assert low.rule == "labelled-defects" and not low.decide(0.79) and low.decide(0.80)
     assert calibrate(np.array([0.79]), maps, "self-similarity", defect_scores=missed + 1).rule == "t-bound"
+
+
+def test_parts_passed_in_production_join_the_normal_scores_and_place_the_line():
+    """A taught model's references are a line's false alarms left out of a memory of a few images: they score far
+    above new normal parts. MIN_ANOMALIES passed parts or more, scored by the model as it is, join its normal
+    scores and place the line at their prediction bound (PASSED_LEVEL), whatever labelled defects say; fewer
+    change nothing."""
+    maps = np.zeros((3, 4, 4), np.float32)
+    references, defects = np.array([2.0, 3.0, 3.5]), np.linspace(-3, 4, 10)  # false alarms; defects mostly missed
+    passed = np.random.default_rng(5).normal(-6, 1, 40)
+    cal = calibrate(references, maps, "leave-one-out", defect_scores=defects, passed_scores=passed)
+    union = np.r_[references, passed]
+    median, sigma = median_and_spread(union)
+    assert cal.rule == "passed-parts" and cal.n_normal == 3 and cal.n_passed == 40
+    assert cal.image_threshold == pytest.approx(median + prediction_factor(43, PASSED_LEVEL) * sigma)
+    assert cal.image_scale == pytest.approx(sigma) and cal.normal_median == pytest.approx(median)
+    assert cal.image_threshold < np.quantile(defects, 0.25) < references.min()  # new good parts lie far below
+    assert "and 40 passed parts" in cal.words()
+    assert cal.predictive()[1] == 42  # n − 1 degrees of freedom over every normal score
+    few = calibrate(references, maps, "leave-one-out", defect_scores=defects, passed_scores=passed[:7])
+    assert few == calibrate(references, maps, "leave-one-out", defect_scores=defects)
+    stated = calibrate(references, maps, "leave-one-out", max_false_alarms=0.05, passed_scores=passed)
+    assert stated.rule == "false-alarms"  # a stated rate reads every normal score too
+    assert stated.image_threshold == pytest.approx(stated_bound(union, 0.05, median, sigma))

@@ -32,11 +32,11 @@ def served(tmp_path_factory):
     return folder, TestClient(create_app(folder, records=RecordStore(f"sqlite:///{folder / 'records.db'}")))
 
 
-def inspected(client, image, references=()) -> dict:
-    """The image inspected by the stored model, or (given `references`) few-shot on them."""
+def inspected(client, image, references=(), model: str = "tile") -> dict:
+    """The image inspected by the stored `model`, or (given `references`) few-shot on them."""
     files = [("files", ("part.png", png_bytes(image), "image/png"))]
     files += [("references", (f"r{i}.png", png_bytes(r), "image/png")) for i, r in enumerate(references)]
-    answer = client.post("/v1/inspect", files=files, data={} if references else {"model_id": "tile"})
+    answer = client.post("/v1/inspect", files=files, data={} if references else {"model_id": model})
     assert answer.status_code == 200, answer.text
     return answer.json()["results"][0]
 
@@ -128,3 +128,45 @@ def test_a_correction_said_in_the_chat_is_kept_and_taught(served):
         ("normal", "chat", "this one is fine")
     ]
     assert shown["chat"][-1]["answer"] == answer["answer"]  # the answer on record says what became of it
+
+
+def test_parts_the_model_passed_and_no_one_corrected_teach_its_normal_side(tmp_path):
+    """Feedback teaches the model with the parts it passed that no one gave feedback on (the pictures the service
+    still holds, the latest MAX_PASSED): scored by the taught version, they place its line."""
+    Inspector(image_size=128, synthetic_images=16).fit([texture(i) for i in range(3)]).save(tmp_path / "t.safetensors")
+    client = TestClient(create_app(tmp_path, records=RecordStore(f"sqlite:///{tmp_path / 'records.db'}")))
+    parts = [inspected(client, texture(700 + i), model="t") for i in range(14)]
+    passed = [r for r in parts if not r["anomalous"]]
+    assert len(passed) >= 9
+    noted = passed[0]["inspection_id"]  # feedback given on it: not a part let stand
+    client.post(f"/v1/inspections/{noted}/feedback", json={"note": "looked at it", "teach": False})
+    alarm = inspected(client, turned(100), model="t")
+    lesson = client.post(f"/v1/inspections/{alarm['inspection_id']}/feedback", json={"verdict": "normal"}).json()
+    assert lesson["lesson"]["taught"]["rule"] == "passed-parts", lesson
+    assert f"{len(passed) - 1} passed parts scored" in lesson["lesson"]["taught"]["summary"]
+
+
+def test_teach_from_records_scores_the_parts_passed_and_let_stand(served, tmp_path):
+    from conftest import save_png
+    from test_teaching_cli import run
+
+    folder, _ = served
+    model = tmp_path / "line.safetensors"
+    model.write_bytes((folder / "tile.safetensors").read_bytes())
+    records = RecordStore(f"sqlite:///{tmp_path / 'records.db'}")
+    for i in range(12):
+        path = save_png(tmp_path / "parts" / f"ok{i}.png", texture(720 + i))
+        records.add_inspection({"id": f"ok{i}", "verdict": "normal", "model_id": "line.v1" if i % 2 else "line",
+                                "image_path": str(path), "created": 1000.0 + i})  # fmt: skip
+    records.add_inspection({"id": "other", "verdict": "normal", "model_id": "x", "image_path": str(path)})
+    records.add_feedback("ok4", note="a scratch? no")  # looked at: not let stand
+    alarm = save_png(tmp_path / "parts" / "alarm.png", turned(100))
+    records.add_inspection({"id": "alarm", "verdict": "anomalous", "model_id": "line", "image_path": str(alarm),
+                            "result": {"image_size": [128, 128]}})  # fmt: skip
+    records.add_feedback("alarm", verdict="normal", source="page")
+    latest = records.passed_uncorrected(5, model="line")
+    assert [r["id"] for r in latest] == ["ok0", "ok2", "ok6", "ok8", "ok10"]  # oldest first, of the latest
+    taught = run("teach", str(model), "--from-records", str(tmp_path / "records.db"))
+    assert taught.exit_code == 0, taught.output
+    said = " ".join(taught.output.split())
+    assert "11 passed parts scored" in said and "passed-parts" in said and "11 passed parts)" in said

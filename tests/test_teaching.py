@@ -13,7 +13,7 @@ from anomalens.calibration import LABELLED_QUANTILE
 from anomalens.defect_memory import MIN_REFERENCES
 from anomalens.experts import ExpertInput, NormalImages, PatchCoreExpert
 from anomalens.features import flatten_patches, patch_features
-from anomalens.teaching import Correction, teach
+from anomalens.teaching import Correction, save_version, teach
 from conftest import plant_defect, texture
 from test_defect_types import scratch
 
@@ -164,3 +164,34 @@ def test_defects_taught_to_a_one_reference_model_count_before_the_head_can_learn
     again = teach(taught, [Correction(texture(1), "normal"), Correction(blobs[0][0], "defective", mask=blobs[0][1])])
     assert not any("two normal images" in flag for flag in again.flags)  # a second reference: the head learns
     assert again.inspector.expert.name == "fused"
+
+
+def test_parts_passed_in_production_are_scored_by_the_taught_model_and_place_its_line(few_shot, tmp_path):
+    """False alarms taught as normal are the line's most unusual good parts: the parts it passed and no one
+    corrected, scored by the model as taught, are its new normal parts, and place the line (one that cannot be
+    read is left out, as one like a taught defect would be); they are kept in the model file and read again at
+    the next teaching that is given them, in place of these."""
+    false_alarms = [Correction(turned(100 + i), "normal") for i in range(2)]
+    passed = [texture(800 + i) for i in range(11)] + [tmp_path / "gone.png"]
+    taught = teach(few_shot, false_alarms, passed=passed)
+    model, step = taught.inspector, taught.step
+    expected = [r.score for r in model.predict(passed[:-1])]
+    np.testing.assert_allclose(model.evidence.passed_scores, expected, rtol=1e-6)
+    assert step.passed == 11 and "11 passed parts scored" in step.summary()
+    assert model.calibration.rule == "passed-parts" and model.calibration.n_passed == 11
+    without = teach(few_shot, false_alarms).inspector
+    assert without.calibration.rule != "passed-parts" and without.evidence.passed_scores.size == 0
+    defects = [plant_defect(texture(300 + i), i)[0] for i in range(6)]
+    assert recall(model, defects) >= recall(without, defects)
+    saved = save_version(taught, few_shot_file(few_shot, tmp_path))
+    loaded = Inspector.load(saved)
+    np.testing.assert_array_equal(loaded.evidence.passed_scores, model.evidence.passed_scores)
+    assert loaded.calibration == model.calibration
+    later = teach(loaded, [Correction(texture(900), "normal")], passed=passed[:9]).inspector
+    assert later.evidence.passed_scores.size == 9  # scored again by the model as it now is, in place of the last
+
+
+def few_shot_file(model: Inspector, folder) -> str:
+    path = folder / "line.safetensors"
+    model.save(path)
+    return str(path)

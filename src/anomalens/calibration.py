@@ -4,32 +4,25 @@ Every route uses it the same way: `calibrate` (or `batch_calibration`, `probabil
 `Calibration`, whose `decide` and `probability` turn an image score into the verdict, and whose `to_dict` is
 its state in model files (a plain JSON dict, read back by `Calibration(**state)`).
 
-The expert scores every normal reference as if it were new (leave-one-out: its own patches are taken out of
-the memory bank), and, where it can (`Expert.left_out_scores`), synthetic anomalies made from the references
-(`anomalous_evidence`), scored the same way. Two bounds place the image threshold, and the lower one is taken:
-- "t-bound" (the rule of model files written before): the one-sided 90 % prediction bound for a new normal
-  image's score, median + t(0.90, n−1)·√(1 + 1/n)·σ. Right with many references, too high with few:
-  leave-one-out scores sit well above a new normal image's at k ≤ 8 (a reference is matched against k − 1
-  others, a new image against all k), so it put the threshold above most defects (`bench/verdicts.md`,
-  battery_weld k = 2: every defect passed).
-- "synthetic-anomalies": the median (ANOMALY_QUANTILE) of the synthetic anomalies' scores, which are matched
-  against the same k − 1 references and carry the same bias; used only from 2 to 8 references
-  (SYNTHETIC_MIN_NORMAL, SYNTHETIC_MAX_NORMAL): with one reference both are scored against themselves, and
-  with many the t-bound needs no help (there the synthetic line fell among good parts: 74 % of a steel
-  product's good parts flagged full-shot). Model files written before may say "synthetic-quartile" (the lower
-  quartile, at any number of references): they are decided by the threshold they were saved with.
-Every constant of the two (`DecisionRule`) was chosen leave-one-set-out over the five shared sets
-(`bench/verdicts.py`, bench/verdicts.md).
-A stated operating point (`max_false_alarms`, e.g. 0.01) replaces either: the prediction bound at that level,
-raised where the references are enough to the rank bound that holds whatever their distribution (`stated_bound`).
+The expert scores every normal reference as if it were new (leave-one-out), and, where it can
+(`Expert.left_out_scores`), synthetic anomalies made from the references (`anomalous_evidence`). The lower of two
+bounds places the image threshold (constants in `DecisionRule`, chosen leave-one-set-out, bench/verdicts.md):
+- "t-bound": the one-sided 90 % prediction bound for a new normal image's score, median + t(0.90, n−1)·√(1 + 1/n)·σ.
+  Too high with few references: a reference is matched against k − 1 others, a new image against all k
+  (battery_weld k = 2: every defect passed);
+- "synthetic-anomalies": the median of the synthetic anomalies' scores, which carry the same bias; only from 2 to 8
+  references (with one both are scored against themselves; with many the synthetic line fell among good parts:
+  74 % of a steel product's flagged full-shot). Files written before may say "synthetic-quartile": they are
+  decided by the threshold they were saved with.
+Taught, labelled defects may place it too ("labelled-defects"), and parts the line passed and no one corrected,
+scored by the model as it now is, are new normal parts, which its references (the false alarms, left out of a
+memory of a few) are not: MIN_ANOMALIES of them join the normal scores and place it ("passed-parts").
+A stated operating point (`max_false_alarms`, e.g. 0.01) replaces them all (`stated_bound`).
 The probability is as sure as the evidence behind the threshold: a Student-t predictive distribution of the
-normal scores (n − 1 degrees of freedom, their spread widened by √(1 + 1/n)) at the distance from the
-threshold, or, where synthetic anomalies placed the threshold, with the normal and synthetic scores' joint
-spread (at few shots the normal scores alone spread so little that a narrow curve was sure of wrong verdicts).
-The pixel threshold, which outlines regions, is a high quantile of the normal pixels' scores. Test labels
-are never seen.
-Synthetic anomalies are made and scored in `synthetic_evidence`; a batch's own evidence (`batch_refined`,
-and `batch_calibration` with no normal images at all) is in `batch_evidence`.
+normal scores (n − 1 degrees of freedom, spread widened by √(1 + 1/n)), or, where anomalies placed the threshold,
+with their joint spread (at few shots a curve as narrow as the normal scores was sure of wrong verdicts). The pixel
+threshold is a high quantile of normal pixels' scores. Test labels are never seen. Synthetic anomalies are made
+in `synthetic_evidence`; a batch's own evidence is in `batch_evidence`.
 """
 
 from __future__ import annotations
@@ -63,12 +56,16 @@ SYNTHETIC_MAX_NORMAL = 8  # … where there are at most this many normal images 
 SYNTHETIC_MIN_NORMAL = 2  # … and at least this many
 PROBABILITY_WIDTH = 1.0  # the probability's Student-t scale, in units of the spread behind the threshold
 SYNTHETIC_RULES = ("synthetic-anomalies", "synthetic-quartile")  # the latter: model files written before
-# "labelled-defects": an operator's labelled defects (teaching), MIN_ANOMALIES or more, at any number of
-# references: the threshold is this quantile of their scores where it lies below the t-bound. Real defects are
-# surer evidence than synthetic ones. Chosen leave-one-set-out by bench/feedback.py (0, 0.1, 0.25, 0.5 read on
-# the taught models of a simulated operator, bench/feedback.md): 0.25 with every set left out
+# "labelled-defects": MIN_ANOMALIES or more labelled defects (taught): this quantile of their scores where below the
+# t-bound (leave-one-set-out among 0, 0.1, 0.25, 0.5 before passed parts were taught, bench/feedback.py)
 LABELLED_QUANTILE = 0.25
-RULES = ("t-bound", *SYNTHETIC_RULES, "labelled-defects", "false-alarms", "text-probability", "batch-mixture")
+# "passed-parts": MIN_ANOMALIES or more passed parts (taught) join the normal scores, and the threshold is their
+# prediction bound at this level, whatever anomalies say (labelled defects, mostly missed ones, put the line among
+# new good parts). Leave-one-set-out among 0.8, 0.9, 0.95, 0.975 on models taught under 0.95; on those taught
+# under 0.9 it is 0.8 (worst loss 0.048 against 0.058): not settled (bench/feedback.py, bench/feedback.md)
+PASSED_LEVEL = 0.9
+RULES = ("t-bound", *SYNTHETIC_RULES, "labelled-defects", "passed-parts", "false-alarms", "text-probability",
+         "batch-mixture")  # fmt: skip
 # what `method` may say: how the normal scores were obtained
 METHODS = ("leave-one-out", "self-similarity", "held-out", "batch-mixture", "text-probability")
 MIN_ANOMALIES = 8  # fewer synthetic anomaly scores than this are not used
@@ -97,10 +94,11 @@ class Calibration:
     probability_scale: float | None = None
     lowest_normal: float | None = None  # the lowest normal image score (model files written before: None)
     normal_median: float | None = None  # the normal image scores' median (model files written before: None)
+    n_passed: int = 0  # scores of parts passed in production among the normal ones (`calibrate`'s passed_scores)
 
     def words(self) -> str:
         """The calibration in a line, as `fit` prints it and the model store describes it (the page shows that)."""
-        n = f"{self.n_normal} images"
+        n = f"{self.n_normal} images" + (f" and {self.n_passed} passed parts" if self.n_passed else "")
         return f"image threshold {self.image_threshold:.4g} ({self.rule}; {self.method}, {n}), pixel threshold {self.pixel_threshold:.4g}"
 
     def decide(self, score: float) -> bool:
@@ -123,8 +121,9 @@ class Calibration:
         return self._widened(self.probability_scale or self.image_scale)
 
     def _widened(self, scale: float) -> tuple[float, int]:
-        """`scale` widened by √(1 + 1/n) for one new draw, and the n − 1 degrees of freedom of n normal images."""
-        return scale * math.sqrt(1 + 1 / self.n_normal), max(self.n_normal - 1, 1)
+        """`scale` widened by √(1 + 1/n) for one new draw, and n − 1 degrees of freedom: n normal scores."""
+        n = self.n_normal + self.n_passed
+        return scale * math.sqrt(1 + 1 / n), max(n - 1, 1)
 
     def normal_predictive(self) -> dict:
         """Where a new normal part's score falls: the normal median and the Student-t predictive spread around it
@@ -168,6 +167,7 @@ class DecisionRule:
     synthetic_min_normal: int = SYNTHETIC_MIN_NORMAL  # … and at least this many (one: scored against itself)
     width: float = PROBABILITY_WIDTH  # the probability's spread, in units of the spread behind the threshold
     labelled_quantile: float = LABELLED_QUANTILE  # "labelled-defects": this quantile of taught defects' scores
+    passed_level: float = PASSED_LEVEL  # "passed-parts": the prediction level over normal and passed parts' scores
 
 
 def image_decision(
@@ -176,9 +176,11 @@ def image_decision(
     max_false_alarms: float | None = None,
     rule: DecisionRule = DecisionRule(),
     defects: np.ndarray | None = None,
+    passed: np.ndarray | None = None,
 ) -> tuple[str, float, float | None]:
-    """(rule name, image threshold, probability scale or None for the normal spread) from the normal images'
-    scores as if new, synthetic anomalies' scores (may be empty) and labelled defects' (taught; None: none)."""
+    """(rule name, image threshold, probability scale or None for the normal spread) from the normal images' scores
+    as if new, synthetic anomalies' (may be empty), labelled defects' and passed parts' (taught; None: none)."""
+    scores, production = normal_evidence(scores, passed)
     median, scale = median_and_spread(scores)
     placing = None
     if max_false_alarms is not None:
@@ -187,6 +189,8 @@ def image_decision(
                 f"max_false_alarms is a share of normal images above 0 and below 1, not {max_false_alarms}"
             )
         name, threshold = "false-alarms", stated_bound(scores, max_false_alarms, median, scale)
+    elif production:
+        name, threshold = "passed-parts", median + prediction_factor(scores.size, rule.passed_level) * scale
     else:
         name, threshold = "t-bound", median + prediction_factor(scores.size, rule.prediction_level) * scale
         placing = _placing_evidence(scores, anomalies, defects, rule)
@@ -198,6 +202,14 @@ def image_decision(
     if placing is not None and name == placing[0]:
         spread = max(median_and_spread(np.r_[scores, placing[1]])[1], scale)
     return name, float(threshold), (rule.width * spread if rule.width * spread != scale else None)
+
+
+def normal_evidence(scores: np.ndarray, passed: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    """(normal scores the decision reads, whether passed parts are among them): the references' scores as if new,
+    and the passed parts' where there are MIN_ANOMALIES of them (the module says why)."""
+    if passed is None or passed.size < MIN_ANOMALIES:
+        return scores, False
+    return np.r_[scores, passed], True
 
 
 def stated_bound(scores: np.ndarray, max_false_alarms: float, median: float, scale: float) -> float:
@@ -238,32 +250,37 @@ def calibrate(
     max_false_alarms: float | None = None,
     rule: DecisionRule = DecisionRule(),
     defect_scores: np.ndarray | None = None,
+    passed_scores: np.ndarray | None = None,
 ) -> Calibration:
     """normal_scores (n,) image scores and normal_maps, the n normal images' anomaly maps (an (n, H, W) array,
     or n maps of their own sizes: images laid out at their aspect ratio), scored as if new; anomaly_scores
     (m,), those of synthetic anomalies scored the same way (None: none); max_false_alarms, a stated share of
-    normal images that may be flagged (None: the default rule); defect_scores, labelled defects' (taught)."""
-    scores = np.asarray(normal_scores, dtype=np.float64)
-    if scores.size == 0:
+    normal images that may be flagged (None: the default rule); defect_scores, labelled defects' (taught);
+    passed_scores, parts a line passed and no one corrected, scored by the model as it is (taught)."""
+    references = np.asarray(normal_scores, dtype=np.float64)
+    if references.size == 0:
         raise ValueError("calibration needs at least one normal image")
+    passed = None if passed_scores is None else np.asarray(passed_scores, dtype=np.float64)
+    scores, _ = normal_evidence(references, passed)
     pixels = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in normal_maps])
     peaks = np.array([np.max(m) for m in normal_maps])
     anomalies = np.asarray([] if anomaly_scores is None else anomaly_scores, dtype=np.float64)
     defects = None if defect_scores is None else np.asarray(defect_scores, dtype=np.float64)
-    name, threshold, probability_scale = image_decision(scores, anomalies, max_false_alarms, rule, defects)
+    name, threshold, probability_scale = image_decision(references, anomalies, max_false_alarms, rule, defects, passed)
     return Calibration(
         image_threshold=threshold,
         image_scale=median_and_spread(scores)[1],
         pixel_threshold=float(np.quantile(pixels, PIXEL_QUANTILE)),
         region_threshold=upper_threshold(peaks)[0],
         pixel_floor=float(np.median(pixels)),
-        n_normal=int(scores.size),
+        n_normal=int(references.size),
         method=method,
         rule=name,
         n_synthetic=int(anomalies.size) if name == "synthetic-anomalies" else 0,
         probability_scale=probability_scale,
         lowest_normal=float(scores.min()),
         normal_median=float(np.median(scores)),
+        n_passed=int(scores.size - references.size),
     )
 
 

@@ -1,7 +1,7 @@
 """What a model's decision was calibrated on, kept in its file so that teaching can calibrate it again with no
 refit (`calibration.calibrate`, the fit's own path): the normal images' scores as if new, a sketch of each
-one's map, the synthetic anomalies' scores, the scores of defects a person labelled, and the first few
-references as uint8 (to make synthetic anomalies of, and to train a head on, when the references themselves
+one's map, the synthetic anomalies' scores, the scores of defects a person labelled and of parts the line passed
+that no one corrected (scored again at each teaching that is given them), and the first few references as uint8 (to make synthetic anomalies of, and to train a head on, when the references themselves
 are gone).
 
 A map is kept as its values at the quantile LEVELS, dense in the upper tail that the pixel thresholds read,
@@ -14,7 +14,7 @@ line down no lower than just above every normal score (`calibration.image_decisi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -27,7 +27,14 @@ from .fields import STRICT_STATE, TensorError, validated
 LEVELS = np.array([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 1])
 SKETCH_VALUES = 1000  # values a sketch expands to: the pixel threshold is a 0.999 quantile
 KEPT_PIXELS = 8  # references kept as uint8 (256 px: 192 KB each)
-TENSORS = ("normal_scores", "normal_maps", "synthetic_scores", "defect_scores", "pixels")  # "evidence.<name>"
+TENSORS = (
+    "normal_scores",
+    "normal_maps",
+    "synthetic_scores",
+    "defect_scores",
+    "pixels",
+    "passed_scores",
+)  # "evidence.<name>"
 
 
 def sketch(maps: list[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -49,6 +56,7 @@ class DecisionEvidence:
     synthetic_scores: np.ndarray  # (m,) float64; none where the expert cannot score them so
     defect_scores: np.ndarray  # (d,) float64
     pixels: torch.Tensor | None  # (p, 3, S, S) uint8: memory images 0 … p − 1 (untiled references only)
+    passed_scores: np.ndarray = field(default_factory=lambda: np.empty(0))  # (q,) float64: passed parts'
 
     @classmethod
     def of(cls, scores, maps, method: str, synthetic=None, pixels: torch.Tensor | None = None) -> DecisionEvidence:
@@ -75,6 +83,10 @@ class DecisionEvidence:
     def with_synthetic(self, scores) -> DecisionEvidence:
         return replace(self, synthetic_scores=np.empty(0) if scores is None else np.asarray(scores, np.float64))
 
+    def with_passed(self, scores) -> DecisionEvidence:
+        """Passed parts' scores, by the model as it now is, in place of any before (scored by an earlier version)."""
+        return replace(self, passed_scores=np.asarray(scores, np.float64))
+
     def with_defects(self, scores) -> DecisionEvidence:
         return replace(self, defect_scores=np.r_[self.defect_scores, np.asarray(scores, np.float64)])
 
@@ -85,6 +97,7 @@ class DecisionEvidence:
             normal_scores=(self.normal_scores - median) / scale,
             synthetic_scores=(self.synthetic_scores - median) / scale,
             defect_scores=(self.defect_scores - median) / scale,
+            passed_scores=(self.passed_scores - median) / scale,
         )
 
     def anomalies(self) -> np.ndarray | None:
@@ -98,7 +111,8 @@ class DecisionEvidence:
         maps = expanded(self.normal_maps)
         labelled = self.defect_scores if len(self.defect_scores) else None
         anomalies = self.anomalies()
-        return calibrate(self.normal_scores, maps, self.method, anomalies, max_false_alarms, rule, labelled)
+        passed = self.passed_scores
+        return calibrate(self.normal_scores, maps, self.method, anomalies, max_false_alarms, rule, labelled, passed)
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         """JSON fields and tensors, for the model file ("evidence" and "evidence.<tensor>")."""
@@ -108,6 +122,7 @@ class DecisionEvidence:
             "synthetic_scores": torch.from_numpy(self.synthetic_scores),
             "defect_scores": torch.from_numpy(self.defect_scores),
             "pixels": self.pixels,
+            "passed_scores": torch.from_numpy(self.passed_scores),
         }
         tensors = {f"evidence.{k}": v.contiguous() for k, v in arrays.items() if v is not None and v.numel()}
         return {"method": self.method}, tensors
@@ -129,7 +144,8 @@ class DecisionEvidence:
             raise TensorError("evidence.pixels", problem)
         synthetic = _scores(tensors, "evidence.synthetic_scores")
         defects = _scores(tensors, "evidence.defect_scores")
-        return cls(normal, maps.float().numpy(), state.method, synthetic, defects, pixels)
+        passed = _scores(tensors, "evidence.passed_scores")
+        return cls(normal, maps.float().numpy(), state.method, synthetic, defects, pixels, passed)
 
 
 class EvidenceState(BaseModel):

@@ -41,6 +41,9 @@ class Step(BaseModel):
     taught: list[TaughtImage] = []
     restored: Version | None = None
     flags: list[str] = []  # what the person was warned of (a correction against strong evidence)
+    passed: Annotated[int, Field(ge=0)] = (
+        0  # parts the line passed that the taught model scored for its decision (`teaching.teach`)
+    )
 
     def summary(self) -> str:
         """One line: "v3 from v2, 2024-05-01T09:30:00Z: 2 normal, 3 defective (crack 2) — 1 warning"."""
@@ -52,7 +55,8 @@ class Step(BaseModel):
             counts = ", ".join(f"{name} {sum(t.type == name for t in self.taught)}" for name in typed)
             what = f"{normal} normal, {len(self.taught) - normal} defective" + (f" ({counts})" if counts else "")
         warned = f" — {len(self.flags)} warning{'s' * (len(self.flags) != 1)}" if self.flags else ""
-        return f"v{self.version} from v{self.parent}, {self.at}: {what}{warned}"
+        scored = f"; {self.passed} passed parts scored" if self.passed else ""
+        return f"v{self.version} from v{self.parent}, {self.at}: {what}{scored}{warned}"
 
 
 class Lineage(RootModel[list[Step]]):

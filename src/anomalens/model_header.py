@@ -123,6 +123,13 @@ class StoredCalibration(Calibration):
             raise ValueError(f"must be at least 1, not {n}")
         return n
 
+    @field_validator("n_passed")
+    @classmethod
+    def _passed(cls, n: int) -> int:
+        if n < 0:
+            raise ValueError(f"must be at least 0, not {n}")
+        return n
+
     @field_validator("method")
     @classmethod
     def _known_method(cls, method: str) -> str:

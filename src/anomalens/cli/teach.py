@@ -100,17 +100,22 @@ def teach(
         _restore(model, restore, out, weights)
         return
     taught = _corrections(normal or [], defect or [], masks, types, corrections, confirm)
+    passed: list[str] = []
     if from_records:
         taught += _from_records(from_records, model, since, until)
+        passed = _passed_from_records(from_records, model, since, until)
     if not taught:
         fail(
             "nothing to teach: give --normal, --defect, --corrections or --from-records (with feedback not yet taught)"
         )
-    _taught_version(model, taught, out, weights)
+    _taught_version(model, taught, out, weights, passed)
 
 
-def _taught_version(model: Path, taught: list[Correction], out: Path | None, weights: Path | None) -> None:
-    """MODEL taught the corrections and saved as its next version (or `out`); what changed is printed."""
+def _taught_version(
+    model: Path, taught: list[Correction], out: Path | None, weights: Path | None, passed: list[str]
+) -> None:
+    """MODEL taught the corrections (and the parts it `passed` that no one corrected) and saved as its next
+    version (or `out`); what changed is printed."""
     from ..model_file import ModelFileError
     from ..service import InspectionService
     from ..teaching import TeachingError, save_version
@@ -119,7 +124,7 @@ def _taught_version(model: Path, taught: list[Correction], out: Path | None, wei
     try:
         inspector = InspectionService(weights=weights).load(model)
         before = inspector.calibration
-        result = taught_model(inspector, taught)
+        result = taught_model(inspector, taught, passed=passed)
         path = save_version(result, model, out)
     except (ModelFileError, TeachingError, ValueError, FileExistsError) as error:
         fail(str(error))
@@ -135,7 +140,7 @@ def _taught_version(model: Path, taught: list[Correction], out: Path | None, wei
         )
     console.print(
         f"image threshold {before.image_threshold:.4g} → {after.image_threshold:.4g} ({after.rule}, "
-        f"{after.n_normal} normal images)"
+        f"{after.n_normal} normal images" + (f", {after.n_passed} passed parts)" if after.n_passed else ")")
     )
 
 
@@ -166,6 +171,20 @@ def _corrections(
         return found + (read_corrections(listed) if listed else [])
     except TeachingError as error:
         fail(str(error))
+
+
+def _passed_from_records(target: str, model: Path, since: str | None, until: str | None) -> list[str]:
+    """The image files of the latest parts the model's family passed that no one gave feedback on (at most
+    MAX_PASSED of those still on disk), oldest first: its decision's normal side, as the records keep it."""
+    from ..teaching import MAX_PASSED
+    from ..teaching.versions import family
+    from .records import open_records
+
+    stem = family(model)[1]
+    rows = open_records(target).passed_uncorrected(8 * MAX_PASSED, since=since, until=until)
+    ours = [r for r in rows if r["model_id"] and family(Path(r["model_id"] + model.suffix))[1] == stem]
+    files = [r["image_path"] for r in ours if r["image_path"] and Path(r["image_path"]).is_file()]
+    return files[-MAX_PASSED:]
 
 
 def _from_records(target: str, model: Path, since: str | None, until: str | None) -> list[Correction]:

@@ -109,6 +109,15 @@ class Queries(Database):
     def count(self, **filters: Any) -> int:
         return self._count(self._filtered(**filters))
 
+    def passed_uncorrected(self, limit: int, **filters: Any) -> builtins.list[dict]:
+        """The latest `limit` inspections (filtered as `list` filters them: by model, time, …) decided normal that
+        no one gave feedback on, oldest first: a line's parts passed and let stand, teaching's normal side."""
+        query = self._filtered(**filters | {"verdict": "normal"}).where(
+            ~select(FeedbackRow.id).where(FeedbackRow.inspection_id == InspectionRow.id).exists()
+        )
+        latest = query.order_by(None).order_by(InspectionRow.created.desc(), InspectionRow.id.desc())
+        return self._page(latest, limit, 0)[::-1]
+
     def list_series(self, *, limit: int = 100, offset: int = 0, **filters: Any) -> builtins.list[dict]:
         """Series inspections as `list` gives inspections: filtered by time, verdict, file and station (no
         model: the normal data of a series is its own), their windows counted."""

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from ..language.chat import Turn
 from ..service import Conversations, ModelStore
 from ..service.lessons import Lesson, learn
+from ..teaching import MAX_PASSED
 from .errors import ApiError
 from .masks import MASK_FOLDER, kept_mask
 
@@ -83,13 +84,29 @@ def feedback_keeper(records: RecordStore | None, sessions: Conversations, store:
             raise ApiError(422, str(error)) from None
         if not teach:
             return {"inspection_id": inspection_id, **given, "lesson": None}
-        session = sessions.get(inspection_id)
-        picture = session.images.query if session is not None and session.images is not None else None
+        picture = held_picture(sessions, inspection_id)
         recorded = kept(records).get(inspection_id) or {}
-        lesson = learn(store, inspection_id, recorded, given, picture if isinstance(picture, Image.Image) else None)
+        passed = passed_pictures(kept(records), sessions, recorded.get("model_id"))
+        lesson = learn(store, inspection_id, recorded, given, picture, passed)
         return {"inspection_id": inspection_id, **given, "lesson": lesson.to_dict()}
 
     return keep
+
+
+def held_picture(sessions: Conversations, inspection_id: str) -> Image.Image | None:
+    """The inspected image as the service still holds it (its conversation's), or None."""
+    session = sessions.get(inspection_id)
+    picture = session.images.query if session is not None and session.images is not None else None
+    return picture if isinstance(picture, Image.Image) else None
+
+
+def passed_pictures(records: RecordStore, sessions: Conversations, model_id: str | None) -> list[Image.Image]:
+    """The pictures the service still holds of the latest parts `model_id` passed that no one gave feedback on
+    (at most MAX_PASSED), oldest first."""
+    if not model_id:
+        return []
+    rows = records.passed_uncorrected(MAX_PASSED, model=model_id)
+    return [picture for row in rows if (picture := held_picture(sessions, row["id"])) is not None]
 
 
 def corrected_in_chat(keep_feedback: FeedbackKeeper, records, inspection_id: str, turn: Turn, size) -> str:

@@ -8,6 +8,7 @@ only) is kept all the same, and the answer says why nothing was taught."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -44,9 +45,17 @@ class Lesson:
         return said + decided + "".join(f" Check: {flag}" for flag in self.taught["flags"])
 
 
-def learn(store: ModelStore, inspection_id: str, record: dict, feedback: dict, picture: Image.Image | None) -> Lesson:
+def learn(
+    store: ModelStore,
+    inspection_id: str,
+    record: dict,
+    feedback: dict,
+    picture: Image.Image | None,
+    passed: Sequence[Image.Image] = (),
+) -> Lesson:
     """Teaches the stored model that made the inspection `record` (as the records keep it) what `feedback`
-    (as kept) says about it; `picture`: the image as the service still holds it (None: no longer held)."""
+    (as kept) says about it; `picture`: the image as the service still holds it (None: no longer held);
+    `passed`: those it holds of the parts the model passed and no one corrected (its decision's normal side)."""
     model_id = _stored_model(store, record.get("model_id"))
     verdict = feedback_verdict(feedback)
     if model_id is None:
@@ -59,7 +68,7 @@ def learn(store: ModelStore, inspection_id: str, record: dict, feedback: dict, p
                       "none across a restart): teach with `anomalens teach MODEL --normal/--defect FILE`")  # fmt: skip
     try:
         correction = _correction(store, model_id, inspection_id, record, feedback, verdict, picture)
-        taught, saved = store.teach(model_id, [correction])
+        taught, saved = store.teach(model_id, [correction], [np.asarray(p.convert("RGB")) for p in passed])
     except (TeachingError, StoreError, ValueError) as error:
         return Lesson(not_taught=f"not taught: {error}")
     after = taught.inspector.calibration

@@ -149,17 +149,20 @@ class ModelStore:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
-    def teach(self, model_id: str, corrections: Sequence[Correction]) -> tuple[Taught, Path]:
+    def teach(
+        self, model_id: str, corrections: Sequence[Correction], passed: Sequence[np.ndarray] = ()
+    ) -> tuple[Taught, Path]:
         """The stored model's next version, taught by `corrections` and saved beside it (its id serves it from
         now on): what teaching did, and the file written. The decision is calibrated again on the evidence the
-        model kept (milliseconds), as for a stream of corrections."""
+        model kept (milliseconds), as for a stream of corrections, and on `passed`, parts it passed and no one
+        corrected (scored by the taught model: a second or two)."""
         with self._teaching:
             path = self._file(model_id)
             if path.suffix != SUFFIX:
                 raise StoreError(409, f"model {model_id!r} is an exported ONNX file: teach its .safetensors model")
             model = self.get(model_id)
             assert isinstance(model, Inspector)  # a .safetensors file loads as one
-            taught = teach(model, corrections, refresh=False)
+            taught = teach(model, corrections, refresh=False, passed=passed)
             saved = save_version(taught, path)
         self._cached(model_id, saved, taught.inspector)  # saved: its results name that file and its hash
         return taught, saved

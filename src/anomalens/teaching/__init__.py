@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from ..experts import EXPERTS
 from ..inspector import Inspector
 from ..lineage import Step, TaughtImage, now, version_of
+from ..preprocessing import ImageInput
 from .corrections import Correction, CorrectionLog, TeachingError, read_corrections
-from .steps import defect_step, normal_step, refresh_synthetic
+from .steps import MAX_PASSED, defect_step, normal_step, passed_scores, refresh_synthetic
 from .versions import log_path, restore, save_version, versions
 
 __all__ = [
+    "MAX_PASSED",
     "Correction",
     "CorrectionLog",
     "Taught",
@@ -52,10 +54,14 @@ class Taught:
         return self.step.flags
 
 
-def teach(model: Inspector, corrections: Sequence[Correction], *, refresh: bool = True) -> Taught:
+def teach(
+    model: Inspector, corrections: Sequence[Correction], *, refresh: bool = True, passed: Sequence[ImageInput] = ()
+) -> Taught:
     """A new version of `model` taught by `corrections`; `model` itself is not changed. `refresh`: synthetic
     anomalies are scored again against the memory as it now is (seconds, as a fit does); without, the decision
-    is calibrated again on the evidence it kept (milliseconds: for a stream of corrections)."""
+    is calibrated again on the evidence it kept (milliseconds: for a stream of corrections). `passed`: images of
+    parts the line passed and no one corrected, oldest first: the latest MAX_PASSED are scored by the taught
+    model, and its decision reads them as new normal parts (`calibration.normal_evidence`)."""
     if not corrections:
         raise TeachingError("nothing to teach: no corrections given")
     if model.expert is None or model.evidence is None or model.calibration is None:
@@ -71,6 +77,8 @@ def teach(model: Inspector, corrections: Sequence[Correction], *, refresh: bool 
     if refresh:
         refresh_synthetic(inspector)
     assert inspector.evidence is not None  # kept by every step
+    if passed:
+        inspector.evidence = inspector.evidence.with_passed(passed_scores(inspector, passed))
     inspector.calibration = inspector.evidence.calibrated(inspector.config.max_false_alarms)
     parent = version_of(model.lineage)
     step = Step(
@@ -80,6 +88,7 @@ def teach(model: Inspector, corrections: Sequence[Correction], *, refresh: bool 
         at=now(),
         taught=[_taught_image(c) for c in corrections],
         flags=flags,
+        passed=inspector.evidence.passed_scores.size if passed else 0,
     )
     inspector.lineage = (*model.lineage, step)
     return Taught(inspector, step, corrections)

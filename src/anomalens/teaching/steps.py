@@ -25,6 +25,7 @@ share of the head's training is capped (`experts.head_training`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -41,7 +42,7 @@ from ..experts.defect_types import FORMS, DefectExamples, defect_descriptors
 from ..features import patch_features
 from ..inspector import Inspector
 from ..maps import smooth
-from ..preprocessing import SQUASH
+from ..preprocessing import SQUASH, ImageInput
 from ..synthetic_evidence import anomalous_evidence
 from .corrections import Correction, TeachingError, mask_array
 
@@ -53,6 +54,8 @@ HEAD_WAITS = (
     "images kept with the model on: teach a normal image (or fit it again on more than one) for that"
 )
 MAX_PULL = 2.0  # normal spreads above the threshold in force a taught normal image's score counts at most
+# passed parts scored at a teaching, the latest: a minute of a line's production, or a few; a second or two to score
+MAX_PASSED = 64
 
 
 def normal_step(inspector: Inspector, corrections: list[Correction]) -> list[str]:
@@ -135,6 +138,13 @@ def defect_step(inspector: Inspector, corrections: list[Correction]) -> list[str
     _learn_types(inspector, corrections, features)
     _remember(inspector, corrections, features, regions, flags)
     return flags
+
+
+def passed_scores(inspector: Inspector, images: Sequence[ImageInput]) -> np.ndarray:
+    """The scores the model as taught gives the latest MAX_PASSED parts the line passed and no one corrected: its
+    normal side, scored as new parts are. One that cannot be read, or that is like a taught defect, is left out."""
+    results = inspector.predict(list(images)[-MAX_PASSED:])
+    return np.array([r.score for r in results if r.ok and not r.known_defect], np.float64)
 
 
 def refresh_synthetic(inspector: Inspector) -> None:
