@@ -1,8 +1,8 @@
 """What a model's decision was calibrated on, kept in its file so that teaching can calibrate it again with no
 refit (`calibration.calibrate`, the fit's own path): the normal images' scores as if new, a sketch of each
 one's map, the synthetic anomalies' scores, the scores of defects a person labelled and of parts the line passed
-that no one corrected (scored again at each teaching that is given them), and the first few references as uint8 (to make synthetic anomalies of, and to train a head on, when the references themselves
-are gone).
+that no one corrected (scored again at each teaching given them), and the first few references as uint8 (to make
+synthetic anomalies of, and to train a head on, when the references themselves are gone).
 
 A map is kept as its values at the quantile LEVELS, dense in the upper tail that the pixel thresholds read,
 and expanded back to SKETCH_VALUES evenly spaced quantiles for calibrating: its peak exactly, its median and
@@ -27,14 +27,6 @@ from .fields import STRICT_STATE, TensorError, validated
 LEVELS = np.array([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 1])
 SKETCH_VALUES = 1000  # values a sketch expands to: the pixel threshold is a 0.999 quantile
 KEPT_PIXELS = 8  # references kept as uint8 (256 px: 192 KB each)
-TENSORS = (
-    "normal_scores",
-    "normal_maps",
-    "synthetic_scores",
-    "defect_scores",
-    "pixels",
-    "passed_scores",
-)  # "evidence.<name>"
 
 
 def sketch(maps: list[np.ndarray] | np.ndarray) -> np.ndarray:

@@ -41,9 +41,8 @@ class Step(BaseModel):
     taught: list[TaughtImage] = []
     restored: Version | None = None
     flags: list[str] = []  # what the person was warned of (a correction against strong evidence)
-    passed: Annotated[int, Field(ge=0)] = (
-        0  # parts the line passed that the taught model scored for its decision (`teaching.teach`)
-    )
+    # parts the line passed that the taught model scored for its decision (`teaching.teach`)
+    passed: Annotated[int, Field(ge=0)] = 0
 
     def summary(self) -> str:
         """One line: "v3 from v2, 2024-05-01T09:30:00Z: 2 normal, 3 defective (crack 2) — 1 warning"."""

@@ -155,7 +155,7 @@ class ModelStore:
         """The stored model's next version, taught by `corrections` and saved beside it (its id serves it from
         now on): what teaching did, and the file written. The decision is calibrated again on the evidence the
         model kept (milliseconds), as for a stream of corrections, and on `passed`, parts it passed and no one
-        corrected (scored by the taught model: a second or two)."""
+        corrected, scored by the taught model."""
         with self._teaching:
             path = self._file(model_id)
             if path.suffix != SUFFIX:

@@ -54,7 +54,7 @@ HEAD_WAITS = (
     "images kept with the model on: teach a normal image (or fit it again on more than one) for that"
 )
 MAX_PULL = 2.0  # normal spreads above the threshold in force a taught normal image's score counts at most
-# passed parts scored at a teaching, the latest: a minute of a line's production, or a few; a second or two to score
+# passed parts scored at a teaching, the latest: enough for a prediction bound, few enough to score at each one
 MAX_PASSED = 64
 
 
