@@ -123,13 +123,6 @@ class StoredCalibration(Calibration):
             raise ValueError(f"must be at least 1, not {n}")
         return n
 
-    @field_validator("n_passed")
-    @classmethod
-    def _passed(cls, n: int) -> int:
-        if n < 0:
-            raise ValueError(f"must be at least 0, not {n}")
-        return n
-
     @field_validator("method")
     @classmethod
     def _known_method(cls, method: str) -> str:
@@ -137,12 +130,13 @@ class StoredCalibration(Calibration):
             raise ValueError(f"unknown way of scoring normal images {method!r} (known: {', '.join(METHODS)})")
         return method
 
-    @field_validator("n_synthetic")
+    @field_validator("n_synthetic", "n_passed")
     @classmethod
-    def _synthetic(cls, n: int, info: ValidationInfo) -> int:
+    def _counted(cls, n: int, info: ValidationInfo) -> int:
+        """Scores counted: none or more; synthetic ones at least MIN_ANOMALIES where they placed the threshold."""
         if n < 0:
             raise ValueError(f"must be at least 0, not {n}")
-        if info.data.get("rule") in SYNTHETIC_RULES and n < MIN_ANOMALIES:
+        if info.field_name == "n_synthetic" and info.data.get("rule") in SYNTHETIC_RULES and n < MIN_ANOMALIES:
             raise ValueError(
                 f"must be at least {MIN_ANOMALIES} where synthetic anomalies placed the threshold, not {n}"
             )
