@@ -19,9 +19,13 @@ and AUPRO, and the grounded chat's answers to "Where is the defect?" (the 3×3 c
 region, as bench/qa_bench.py asks) and "Which defect is it?" (sets naming two or more types). Rows are kept
 per set (bench/feedback-<set>.json, written after every run, so sets can run as processes of their own); the
 table (mean ± spread over seeds, by set, k, variant and corrections) is written from all that are there.
+`--all-taught` adds, per seed, the k = 8 default taught every test defect with its mask, the held-aside ones
+included (`all_taught_rows`): not a result — what "where" is when the maps have learned the very defects asked
+about.
 
     python bench/feedback.py --root ../shared/datasets                      # every set → bench/feedback.md
     python bench/feedback.py --sets magnetic_tile --shots 1 --seeds 0      # one run's rows (others kept)
+    python bench/feedback.py --sets mpdd_metal_plate --shots --all-taught  # those rows alone
     python bench/feedback.py --table-only
 """
 
@@ -53,6 +57,7 @@ VARIANTS = ("mask", "box", "label", "careless")
 CARELESS = 0.1  # share of the careless operator's corrections that are wrong
 PASSED_LEVELS = (0.8, 0.9, 0.95, 0.975)  # `DecisionRule.passed_level` on trial (bench only)
 REFERENCE_SHOTS = {"k = 8 default": 8, "full-shot": 0}  # what the acceptance compares with (0: every image)
+ALL_TAUGHT = "every defect taught"  # the held-aside half's too (`all_taught_rows`)
 
 
 def split(root: Path, category: str, seed: int) -> tuple[list, list[str], list, list]:
@@ -198,6 +203,24 @@ def reference_rows(root: Path, category: str, seed: int) -> list[dict]:
     return rows
 
 
+def all_taught_rows(root: Path, category: str, seed: int) -> list[dict]:
+    """The k = 8 default taught every test defect with its mask — the held-aside half's included, so it is scored
+    on defects it learned — beside the unused training images as passed parts. Not a result: what "where" is
+    once the maps have learned the very defects asked about (were teaching's maps what limits it, this would
+    reach the target)."""
+    train, types, stream, held = split(root, category, seed)
+    refs = random.Random(seed).sample(train, 8)
+    model = Inspector(expert_settings={"synthetic_images": 64}, seed=seed).fit([s.path for s in refs])
+    defects = [Correction(s.path, "defective", mask=s.mask_path) for s in stream + held if s.label and s.mask_path]
+    passed = [s.path for s in train if s not in refs][-MAX_PASSED:]
+    taught = teach(model, defects, passed=passed).inspector
+    key = {"set": category, "shots": 8, "seed": seed, "variant": ALL_TAUGHT}
+    found = {k: v for k, v in scores(taught, held, types).items() if k != "which"}  # no type taught: not asked
+    row = key | {"corrections": len(defects), "taught": len(defects)} | found
+    print(json.dumps(row), flush=True)
+    return [row]
+
+
 def write_table(path: Path, rows: list[dict], command: str) -> None:
     metrics = ("accuracy", "balanced", "ece", "pixel_auroc", "aupro", "where", "which")
     groups = defaultdict(list)
@@ -223,7 +246,31 @@ def write_table(path: Path, rows: list[dict], command: str) -> None:
             + " | ".join(cells)
             + " |"
         )
-    path.write_text("\n".join(lines + acceptance_lines(rows) + level_lines(rows)) + "\n")
+    path.write_text("\n".join(lines + acceptance_lines(rows) + where_lines(rows) + level_lines(rows)) + "\n")
+
+
+def where_lines(rows: list[dict]) -> list[str]:
+    """Issue 32's "where" overall: from k = 1, the boxing operator's after 20 corrections (each set's mean over
+    its seeds, then over sets), beside every defect taught's (`all_taught_rows`) on the same sets."""
+    runs: dict = defaultdict(dict)
+    everything: dict = defaultdict(list)
+    for row in rows:
+        if row["shots"] == 1 and row["variant"] == "box":
+            runs[row["set"]][(row["seed"], row["corrections"])] = row
+        if row["variant"] == ALL_TAUGHT:
+            everything[row["set"]].append(row["where"])
+    after = {name: np.mean([r["where"] for r in _reached(run, 20).values()]) for name, run in runs.items()}
+    if not after:
+        return []
+    both = sorted(set(after) & set(everything))
+    line = f'"Where" overall, boxing operator from k = 1 after 20 corrections: {np.mean(list(after.values())):.3f} '
+    line += f"({len(after)} sets)"
+    if both:
+        line += (
+            f"; with every defect taught, the held-aside ones included: "
+            f"{np.mean([np.mean(everything[n]) for n in both]):.3f} ({len(both)} sets)"
+        )
+    return ["", line + "."]
 
 
 def level_lines(rows: list[dict]) -> list[str]:
@@ -233,7 +280,11 @@ def level_lines(rows: list[dict]) -> list[str]:
     against the shipped one."""
     per_set: dict = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        if row.get("by_level") and row["corrections"] and row["variant"] not in ("careless", *REFERENCE_SHOTS):
+        if (
+            row.get("by_level")
+            and row["corrections"]
+            and row["variant"] not in ("careless", ALL_TAUGHT, *REFERENCE_SHOTS)
+        ):
             for level, value in row["by_level"].items():
                 per_set[row["set"]][float(level)].append(value)
     means = {name: {q: float(np.mean(v)) for q, v in found.items()} for name, found in per_set.items()}
@@ -278,6 +329,10 @@ def _reached(runs: dict, checkpoint: int) -> dict[int, dict]:
     return reached
 
 
+def _mean_of(values: list[float]) -> str:
+    return f"{np.mean(values):.3f} ({len(values)})" if values else "–"
+
+
 def acceptance_lines(rows: list[dict]) -> list[str]:
     """Issue 32's curve points, per set and operator: k = 1 after 20 corrections against the k = 8 default
     (beside the best balanced accuracy any one line gives the taught model: what its line leaves), after 50
@@ -294,8 +349,8 @@ def acceptance_lines(rows: list[dict]) -> list[str]:
         "full-shot models on the same held-aside half and seeds; the careless operator's end against no corrections",
         "",
         "| set | operator | seeds | after 20 | any line, after 20 | k = 8 default | ≥ | after 50 | full-shot | ≥ "
-        "| where after 20 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| where after 20 | where, every defect taught |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (category, shots, variant), run in sorted(runs.items()):
         if shots != 1 or variant == "careless":
@@ -308,7 +363,8 @@ def acceptance_lines(rows: list[dict]) -> list[str]:
             theirs = np.mean([r["balanced"] for r in ref.values()]) if ref else np.nan
             best = [f"{np.mean([row['oracle'] for row in taught.values()]):.3f}"] if taught is twenty else []
             cells += [f"{mine:.3f}", *best, f"{theirs:.3f}", "✓" if mine >= theirs else ("✗" if ref else "–")]
-        cells.append(f"{np.mean([r.get('where', np.nan) for r in twenty.values()]):.3f}")
+        bound = [r["where"] for r in runs.get((category, 8, ALL_TAUGHT), {}).values()]
+        cells += [f"{np.mean([r.get('where', np.nan) for r in twenty.values()]):.3f}", _mean_of(bound)]
         lines.append(" | ".join(cells) + " |")
     lines += ["", "| set | seeds | metric | no corrections | careless, last | no worse |", "|---|---|---|---|---|---|"]
     for (category, shots, variant), run in sorted(runs.items()):
@@ -338,6 +394,7 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=64, help="synthetic anomalies a taught head trains on")
     parser.add_argument("--checkpoints", nargs="*", type=int, default=list(CHECKPOINTS), help="corrections taught")
     parser.add_argument("--references", action="store_true", help="also the k = 8 and full-shot rows per seed")
+    parser.add_argument("--all-taught", action="store_true", help=f"also the '{ALL_TAUGHT}' rows per seed")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "feedback.md")
     parser.add_argument("--rows", type=Path, default=HERE, help="folder of the per-set rows (feedback-<set>.json)")
@@ -348,6 +405,10 @@ def main() -> None:
         for seed in args.seeds if args.references else []:
             kept = [r for r in kept if not (r["seed"] == seed and r["variant"] in REFERENCE_SHOTS)]
             kept += reference_rows(args.root, category, seed)
+            path.write_text(json.dumps(kept, indent=1))
+        for seed in args.seeds if args.all_taught else []:
+            kept = [r for r in kept if not (r["seed"] == seed and r["variant"] == ALL_TAUGHT)]
+            kept += all_taught_rows(args.root, category, seed)
             path.write_text(json.dumps(kept, indent=1))
         for shots in args.shots:
             for seed in args.seeds:

@@ -14,6 +14,7 @@ from anomalens.defect_memory import MIN_REFERENCES
 from anomalens.experts import ExpertInput, NormalImages, PatchCoreExpert
 from anomalens.features import flatten_patches, patch_features
 from anomalens.teaching import Correction, save_version, teach
+from anomalens.teaching.steps import HEAD_NORMAL
 from conftest import plant_defect, texture
 from test_defect_types import scratch
 
@@ -46,6 +47,15 @@ def recall(model: Inspector, images: list[np.ndarray]) -> float:
 
 def mean_score(model: Inspector, images: list[np.ndarray]) -> float:
     return float(np.mean([r.score for r in model.predict(images)]))
+
+
+def assert_head_outlines(model: Inspector, blobs: list) -> None:
+    """The model's head, on (image, mask, _) defects it was not taught, is sure inside the masks, not outside."""
+    head_maps = model.expert.decoder.score(ExpertInput(features=features(model.backbone, [b[0] for b in blobs])))[0]
+    masks = torch.nn.functional.adaptive_max_pool2d(
+        torch.from_numpy(np.stack([b[1] for b in blobs])).float()[:, None], head_maps.shape[-2:]
+    )[:, 0].bool()
+    assert float(head_maps[masks].mean()) > 0.5 > float(head_maps[~masks].mean())
 
 
 @pytest.fixture(scope="module")
@@ -127,12 +137,7 @@ def test_missed_defects_labelled_without_a_mask_bring_the_decision_down_to_them(
 def test_defects_labelled_with_masks_teach_the_head_where_they_are(few_shot):
     blobs = [plant_defect(stain(texture(740 + i), i), i) for i in range(10)]
     taught = teach(few_shot, [Correction(image, "defective", mask=mask) for image, mask, _ in blobs[:8]]).inspector
-    held_out = features(taught.backbone, [image for image, _, _ in blobs[8:]])
-    head_maps = taught.expert.decoder.score(ExpertInput(features=held_out))[0]
-    masks = torch.nn.functional.adaptive_max_pool2d(
-        torch.from_numpy(np.stack([mask for _, mask, _ in blobs[8:]])).float()[:, None], head_maps.shape[-2:]
-    )[:, 0].bool()
-    assert float(head_maps[masks].mean()) > 0.5 > float(head_maps[~masks].mean())
+    assert_head_outlines(taught, blobs[8:])
     assert [image.where for image in taught.lineage[-1].taught] == ["mask"] * 8
 
 
@@ -164,6 +169,20 @@ def test_defects_taught_to_a_one_reference_model_count_before_the_head_can_learn
     again = teach(taught, [Correction(texture(1), "normal"), Correction(blobs[0][0], "defective", mask=blobs[0][1])])
     assert not any("two normal images" in flag for flag in again.flags)  # a second reference: the head learns
     assert again.inspector.expert.name == "fused"
+
+
+def test_parts_the_line_passed_let_a_one_reference_model_learn_its_defects_look(tmp_path):
+    """Given the parts the line passed, a one-reference model's head learns beside the latest (HEAD_NORMAL normal
+    images in all; one that cannot be read is left out) and outlines the next such defect; the memory is only
+    the reference still."""
+    one = Inspector(image_size=SIZE, synthetic_images=16).fit([texture(0)])
+    blobs = [plant_defect(stain(texture(760 + i), i), i) for i in range(10)]
+    passed = [texture(800 + i) for i in range(HEAD_NORMAL + 2)] + [tmp_path / "gone.png"]
+    lessons = teach(one, [Correction(image, "defective", mask=mask) for image, mask, _ in blobs[:8]], passed=passed)
+    assert not any("two normal images" in flag for flag in lessons.flags)
+    taught = lessons.inspector
+    assert taught.expert.name == "fused" and taught.expert.memory.banks[0].shape == one.expert.banks[0].shape
+    assert_head_outlines(taught, blobs[8:])
 
 
 def test_parts_passed_in_production_are_scored_by_the_taught_model_and_place_its_line(few_shot, tmp_path):

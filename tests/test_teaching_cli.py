@@ -96,6 +96,22 @@ def test_a_mask_that_does_not_fit_its_image_is_named(corrected, tmp_path):
     assert done.exit_code == 2 and "mask is 10x10 but its image is 64x64" in " ".join(done.output.split())
 
 
+def test_passed_parts_given_let_a_one_reference_model_learn_its_defects(corrected, tmp_path):
+    """`--passed`: the parts the line let stand place the line, and a model fitted on one reference learns its
+    defects' look beside them (without, it says the head waits)."""
+    model = tmp_path / "one.safetensors"
+    Inspector(image_size=SIZE, synthetic_images=16).fit([texture(0, SIZE)]).save(model)
+    for i in range(9):
+        save_png(tmp_path / "passed" / f"part{i}.png", texture(200 + i, SIZE))
+    defects = ["--defect", corrected / "defect" / "blob0.png", "--defect", corrected / "defect" / "blob1.png"]
+    alone = run("teach", model, *defects, "--masks", corrected / "masks", "-o", tmp_path / "alone.safetensors")
+    assert alone.exit_code == 0 and "two normal images" in " ".join(alone.output.split()), alone.output
+    done = run("teach", model, *defects, "--masks", corrected / "masks", "--passed", tmp_path / "passed")
+    said = " ".join(done.output.split())
+    assert done.exit_code == 0 and "two normal images" not in said, done.output
+    assert "expert memory_bank → fused" in said and "9 passed parts scored" in said and "passed-parts" in said
+
+
 @pytest.mark.e2e
 def test_the_chat_names_the_types_a_model_was_taught(corrected, tmp_path):
     model = tmp_path / "typed.safetensors"

@@ -62,6 +62,15 @@ ConfirmOpt = Annotated[
         "(without, what it outlines there is held back, and you are told).",
     ),
 ]
+PassedOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option(
+        metavar="PATH",
+        help="Images (or folders of them) of parts the line passed and no one corrected, oldest first (a folder's "
+        "by name): the latest 64 place the line, and a model fitted on one reference learns defects' look beside "
+        "them.",
+    ),
+]
 FromRecordsOpt = Annotated[
     Optional[str],
     typer.Option(
@@ -86,6 +95,7 @@ def teach(
     corrections: CorrectionsOpt = None,
     out: OutOpt = None,
     confirm: ConfirmOpt = False,
+    passed: PassedOpt = None,
     from_records: FromRecordsOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
@@ -100,15 +110,15 @@ def teach(
         _restore(model, restore, out, weights)
         return
     taught = _corrections(normal or [], defect or [], masks, types, corrections, confirm)
-    passed: list[str] = []
+    let_stand = [str(path) for path in image_paths(passed or [])]
     if from_records:
         taught += _from_records(from_records, model, since, until)
-        passed = _passed_from_records(from_records, model, since, until)
+        let_stand += _passed_from_records(from_records, model, since, until)
     if not taught:
         fail(
             "nothing to teach: give --normal, --defect, --corrections or --from-records (with feedback not yet taught)"
         )
-    _taught_version(model, taught, out, weights, passed)
+    _taught_version(model, taught, out, weights, let_stand)
 
 
 def _taught_version(

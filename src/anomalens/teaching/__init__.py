@@ -73,7 +73,9 @@ def teach(
     inspector = _copy(model)
     normal = [c for c in corrections if c.verdict == "normal"]
     defects = [c for c in corrections if c.verdict == "defective"]
-    flags = (normal_step(inspector, normal) if normal else []) + (defect_step(inspector, defects) if defects else [])
+    flags = (normal_step(inspector, normal) if normal else []) + (
+        defect_step(inspector, defects, passed) if defects else []
+    )
     if refresh:
         refresh_synthetic(inspector)
     assert inspector.evidence is not None  # kept by every step
