@@ -20,8 +20,8 @@ region, as bench/qa_bench.py asks) and "Which defect is it?" (sets naming two or
 per set (bench/feedback-<set>.json, written after every run, so sets can run as processes of their own); the
 table (mean ± spread over seeds, by set, k, variant and corrections) is written from all that are there.
 `--all-taught` adds, per seed, the k = 8 default taught every test defect with its mask, the held-aside ones
-included (`all_taught_rows`): not a result — what "where" is when the maps have learned the very defects asked
-about.
+included (`all_taught_rows`; `--backbone` another backbone's): not a result — what "where" is when the maps have
+learned the very defects asked about.
 
     python bench/feedback.py --root ../shared/datasets                      # every set → bench/feedback.md
     python bench/feedback.py --sets magnetic_tile --shots 1 --seeds 0      # one run's rows (others kept)
@@ -46,6 +46,7 @@ from anomalens.calibration import DecisionRule
 from anomalens.data import load_mask, load_split
 from anomalens.language import ChatSession, findings_from
 from anomalens.metrics import aupro, calibration_errors, pixel_auroc
+from anomalens.names import DEFAULT_BACKBONE
 from anomalens.teaching import MAX_PASSED, Correction, teach
 from qa_bench import QUESTIONS, mask_cell, picked_option
 
@@ -203,18 +204,19 @@ def reference_rows(root: Path, category: str, seed: int) -> list[dict]:
     return rows
 
 
-def all_taught_rows(root: Path, category: str, seed: int) -> list[dict]:
-    """The k = 8 default taught every test defect with its mask — the held-aside half's included, so it is scored
-    on defects it learned — beside the unused training images as passed parts. Not a result: what "where" is
-    once the maps have learned the very defects asked about (were teaching's maps what limits it, this would
-    reach the target)."""
+def all_taught_rows(root: Path, category: str, seed: int, backbone: str = DEFAULT_BACKBONE) -> list[dict]:
+    """The k = 8 default (on `backbone`) taught every test defect with its mask — the held-aside half's included,
+    so it is scored on defects it learned — beside the unused training images as passed parts. Not a result: what
+    "where" is once the maps have learned the very defects asked about (were teaching's maps what limits it, this
+    would reach the target)."""
     train, types, stream, held = split(root, category, seed)
     refs = random.Random(seed).sample(train, 8)
-    model = Inspector(expert_settings={"synthetic_images": 64}, seed=seed).fit([s.path for s in refs])
+    model = Inspector(backbone, expert_settings={"synthetic_images": 64}, seed=seed).fit([s.path for s in refs])
     defects = [Correction(s.path, "defective", mask=s.mask_path) for s in stream + held if s.label and s.mask_path]
     passed = [s.path for s in train if s not in refs][-MAX_PASSED:]
     taught = teach(model, defects, passed=passed).inspector
-    key = {"set": category, "shots": 8, "seed": seed, "variant": ALL_TAUGHT}
+    variant = ALL_TAUGHT if backbone == DEFAULT_BACKBONE else f"{ALL_TAUGHT}, {backbone}"
+    key = {"set": category, "shots": 8, "seed": seed, "variant": variant}
     found = {k: v for k, v in scores(taught, held, types).items() if k != "which"}  # no type taught: not asked
     row = key | {"corrections": len(defects), "taught": len(defects)} | found
     print(json.dumps(row), flush=True)
@@ -283,7 +285,8 @@ def level_lines(rows: list[dict]) -> list[str]:
         if (
             row.get("by_level")
             and row["corrections"]
-            and row["variant"] not in ("careless", ALL_TAUGHT, *REFERENCE_SHOTS)
+            and row["variant"] not in ("careless", *REFERENCE_SHOTS)
+            and not row["variant"].startswith(ALL_TAUGHT)
         ):
             for level, value in row["by_level"].items():
                 per_set[row["set"]][float(level)].append(value)
@@ -395,6 +398,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", nargs="*", type=int, default=list(CHECKPOINTS), help="corrections taught")
     parser.add_argument("--references", action="store_true", help="also the k = 8 and full-shot rows per seed")
     parser.add_argument("--all-taught", action="store_true", help=f"also the '{ALL_TAUGHT}' rows per seed")
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"the '{ALL_TAUGHT}' rows' backbone")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "feedback.md")
     parser.add_argument("--rows", type=Path, default=HERE, help="folder of the per-set rows (feedback-<set>.json)")
@@ -407,8 +411,8 @@ def main() -> None:
             kept += reference_rows(args.root, category, seed)
             path.write_text(json.dumps(kept, indent=1))
         for seed in args.seeds if args.all_taught else []:
-            kept = [r for r in kept if not (r["seed"] == seed and r["variant"] == ALL_TAUGHT)]
-            kept += all_taught_rows(args.root, category, seed)
+            fresh = all_taught_rows(args.root, category, seed, args.backbone)
+            kept = [r for r in kept if (r["seed"], r["variant"]) != (seed, fresh[0]["variant"])] + fresh
             path.write_text(json.dumps(kept, indent=1))
         for shots in args.shots:
             for seed in args.seeds:

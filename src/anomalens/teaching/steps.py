@@ -51,8 +51,8 @@ STRONG = 0.99  # a normal verdict on a defect probability above this (a defect o
 LOCAL = 0.25  # … and, outlined on at most this share of it (a defect is a local departure), guarded
 HELD_BACK = "the defect it outlines is held back from its memory (confirm the correction to teach it whole)"
 HEAD_WAITS = (
-    "the defects count in the decision and name their types, but the head learns defects' look beside two normal "
-    "images on: teach a normal image, give the parts the line passed, or fit it again on more than one, for that"
+    "the defects count in the decision and name their types, but the head learns defects' look only beside two "
+    "normal images or more: teach a normal image, give the parts the line passed, or fit it again on more than one"
 )
 MAX_PULL = 2.0  # normal spreads above the threshold in force a taught normal image's score counts at most
 # passed parts scored at a teaching, the latest: enough for a prediction bound, few enough to score at each one
@@ -116,7 +116,7 @@ def _outlined(patch_maps: torch.Tensor, size: int, calibration: Calibration) -> 
 
 def defect_step(inspector: Inspector, corrections: list[Correction], passed: Sequence[ImageInput] = ()) -> list[str]:
     """The labelled defects train the model's head (a memory model becomes fused) beside its normal images
-    (`_normal_beside`: `passed`, the parts the line passed, oldest first, top them up) and join the decision's
+    (`_normal_beside`: `passed`, the parts the line passed, oldest first, make them up) and join the decision's
     anomalous evidence; typed ones teach the defect-type head. The flags raised."""
     assert inspector.expert is not None and inspector.evidence is not None and inspector.calibration is not None
     layout = inspector.layout(inspector.expert)
