@@ -207,8 +207,8 @@ def reference_rows(root: Path, category: str, seed: int) -> list[dict]:
 def all_taught_rows(root: Path, category: str, seed: int, backbone: str = DEFAULT_BACKBONE) -> list[dict]:
     """The k = 8 default (on `backbone`) taught every test defect with its mask — the held-aside half's included,
     so it is scored on defects it learned — beside the unused training images as passed parts. Not a result: what
-    "where" is once the maps have learned the very defects asked about (were teaching's maps what limits it, this
-    would reach the target)."""
+    "where" is once the maps have learned the very defects asked about; were how much they are taught what limits
+    it, this would reach the target."""
     train, types, stream, held = split(root, category, seed)
     refs = random.Random(seed).sample(train, 8)
     model = Inspector(backbone, expert_settings={"synthetic_images": 64}, seed=seed).fit([s.path for s in refs])
@@ -366,8 +366,8 @@ def acceptance_lines(rows: list[dict]) -> list[str]:
             theirs = np.mean([r["balanced"] for r in ref.values()]) if ref else np.nan
             best = [f"{np.mean([row['oracle'] for row in taught.values()]):.3f}"] if taught is twenty else []
             cells += [f"{mine:.3f}", *best, f"{theirs:.3f}", "✓" if mine >= theirs else ("✗" if ref else "–")]
-        bound = [r["where"] for r in runs.get((category, 8, ALL_TAUGHT), {}).values()]
-        cells += [f"{np.mean([r.get('where', np.nan) for r in twenty.values()]):.3f}", _mean_of(bound)]
+        everything = [r["where"] for r in runs.get((category, 8, ALL_TAUGHT), {}).values()]
+        cells += [f"{np.mean([r.get('where', np.nan) for r in twenty.values()]):.3f}", _mean_of(everything)]
         lines.append(" | ".join(cells) + " |")
     lines += ["", "| set | seeds | metric | no corrections | careless, last | no worse |", "|---|---|---|---|---|---|"]
     for (category, shots, variant), run in sorted(runs.items()):
